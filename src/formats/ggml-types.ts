@@ -1,0 +1,83 @@
+/**
+ * ggml tensor types: block size and bytes per block, as libggml-base reports them
+ * (`ggml_blck_size`, `ggml_type_size`) for the llama.cpp release this project pins.
+ * Removed and deprecated type ids are absent, so a file using them is refused by name.
+ */
+export interface GgmlTypeInfo {
+  readonly id: number;
+  readonly name: string;
+  /** Elements per block. */
+  readonly blockSize: number;
+  /** Bytes per block. */
+  readonly typeSize: number;
+}
+
+const TABLE: readonly [number, string, number, number][] = [
+  [0, "F32", 1, 4], [1, "F16", 1, 2], [2, "Q4_0", 32, 18], [3, "Q4_1", 32, 20],
+  [6, "Q5_0", 32, 22], [7, "Q5_1", 32, 24], [8, "Q8_0", 32, 34], [9, "Q8_1", 32, 36],
+  [10, "Q2_K", 256, 84], [11, "Q3_K", 256, 110], [12, "Q4_K", 256, 144], [13, "Q5_K", 256, 176],
+  [14, "Q6_K", 256, 210], [15, "Q8_K", 256, 292], [16, "IQ2_XXS", 256, 66], [17, "IQ2_XS", 256, 74],
+  [18, "IQ3_XXS", 256, 98], [19, "IQ1_S", 256, 50], [20, "IQ4_NL", 32, 18], [21, "IQ3_S", 256, 110],
+  [22, "IQ2_S", 256, 82], [23, "IQ4_XS", 256, 136], [24, "I8", 1, 1], [25, "I16", 1, 2],
+  [26, "I32", 1, 4], [27, "I64", 1, 8], [28, "F64", 1, 8], [29, "IQ1_M", 256, 56],
+  [30, "BF16", 1, 2], [34, "TQ1_0", 256, 54], [35, "TQ2_0", 256, 66], [39, "MXFP4", 32, 17],
+  [40, "NVFP4", 64, 36], [41, "Q1_0", 128, 18], [42, "Q2_0", 64, 18],
+];
+
+export const GGML_TYPES: ReadonlyMap<number, GgmlTypeInfo> = new Map(
+  TABLE.map(([id, name, blockSize, typeSize]) => [id, { id, name, blockSize, typeSize }]),
+);
+
+export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 } as const;
+
+export function ggmlTypeName(id: number): string {
+  return GGML_TYPES.get(id)?.name ?? `unknown type ${id}`;
+}
+
+/** IEEE half -> float. */
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+/**
+ * Decode a tensor's raw bytes to float32. Covers the types a converter or a reference forward pass
+ * meets in small and mid-size llama exports: F32, F16, BF16 and Q8_0 (`d:f16, q:int8[32]`).
+ * Other quantisations are refused by name rather than guessed.
+ */
+export function dequantize(type: number, bytes: Uint8Array, count: number): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(count);
+  switch (type) {
+    case GGML_TYPE.F32:
+      for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
+      return out;
+    case GGML_TYPE.F16:
+      for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
+      return out;
+    case GGML_TYPE.BF16: {
+      const u = new Uint32Array(1);
+      const f = new Float32Array(u.buffer);
+      for (let i = 0; i < count; i++) {
+        u[0] = view.getUint16(i * 2, true) << 16;
+        out[i] = f[0]!;
+      }
+      return out;
+    }
+    case GGML_TYPE.Q8_0: {
+      if (count % 32 !== 0) throw new RangeError(`Q8_0 tensor of ${count} elements is not a whole number of 32-blocks`);
+      for (let b = 0; b < count / 32; b++) {
+        const base = b * 34;
+        const d = halfToFloat(view.getUint16(base, true));
+        for (let j = 0; j < 32; j++) out[b * 32 + j] = d * view.getInt8(base + 2 + j);
+      }
+      return out;
+    }
+    default:
+      throw new RangeError(`cannot dequantize ggml type ${ggmlTypeName(type)} (supported: F32, F16, BF16, Q8_0)`);
+  }
+}
