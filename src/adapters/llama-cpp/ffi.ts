@@ -196,6 +196,7 @@ export function loadLlamaLibrary(): LlamaLibrary {
 
   // int32 length, int32 flag, 1016 bytes: see sk_log in shim.c. Module-lifetime, so its address stays valid.
   const logBuffer = new Uint8Array(new ArrayBuffer(1024));
+  const logHeader = new Int32Array(logBuffer.buffer, 0, 2);
   const logPtr = ptr(logBuffer);
 
   const ggmlBase = dlopen(join(binsDir, LIB_GGML_BASE), { ggml_log_set: { args: [P, P], returns: V } });
@@ -219,14 +220,14 @@ export function loadLlamaLibrary(): LlamaLibrary {
     binsDir,
     systemInfo: String(llama.llama_print_system_info()),
     lastLogError() {
-      const n = new DataView(logBuffer.buffer).getInt32(0, true);
+      const n = logHeader[0]!;
       return new TextDecoder()
         .decode(logBuffer.subarray(8, 8 + Math.max(0, Math.min(n, 1016))))
         .trim()
         .replace(/\s*\n\s*/g, "; ");
     },
     clearLastLogError() {
-      new DataView(logBuffer.buffer).setInt32(0, 0, true);
+      logHeader[0] = 0;
     },
   };
   verifyDefaults(lib);

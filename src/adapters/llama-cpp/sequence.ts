@@ -278,8 +278,27 @@ export class LlamaSequence implements Sequence {
       }
     }
     const start = this.#length;
+    this.#busy = true;
+    try {
+      this.#evaluate(ctx, tokens, start);
+    } finally {
+      this.#busy = false;
+    }
+    if (this.#freeRequested) {
+      this.free();
+      throw new SequenceError(`sequence ${this.id} was freed during its forward pass`);
+    }
+    return this.#readLogits(ctx);
+  }
+
+  #busy = false;
+  #freeRequested = false;
+
+  #evaluate(ctx: Pointer, tokens: ArrayLike<number>, start: number): void {
+    const host = this.#host;
     const { lib } = host;
-    for (let off = 0; off < n; off += host.batchSize) {
+    const n = tokens.length;
+    for (let off = 0; off < n && !this.#freeRequested; off += host.batchSize) {
       const m = Math.min(host.batchSize, n - off);
       const last = off + m === n;
       for (let i = 0; i < m; i++) {
@@ -290,11 +309,13 @@ export class LlamaSequence implements Sequence {
       this.#batch.setInt32(BATCH.n_tokens, m, true);
       this.#chunkTokens = m;
       this.#chunkPositions = this.#pos.subarray(0, m);
+      lib.clearLastLogError();
       const rc = lib.shim.sk_decode(lib.fn.decode, ctx, ptr(this.#batch));
       const hookError = this.#hooks?.error ?? this.#adapterError;
       if (rc !== 0 || hookError) {
         this.#rollback(start);
         this.#adapterError = null;
+        if (this.#freeRequested) return;
         if (hookError) throw hookError;
         throw new SequenceError(
           rc === 1
@@ -304,7 +325,6 @@ export class LlamaSequence implements Sequence {
       }
       this.#length += m;
     }
-    return this.#readLogits(ctx);
   }
 
   reset(): void {
@@ -316,6 +336,13 @@ export class LlamaSequence implements Sequence {
   free(): void {
     const ctx = this.#ctx;
     if (ctx === null) return;
+    if (this.#busy) {
+      // Called from a hook inside llama_decode: freeing the context now would pull it out from
+      // under the running graph. Stop the pass and free when llama_decode returns.
+      this.#freeRequested = true;
+      this.#hooksBlock.setInt32(SHIM_HOOKS.stop, 1, true);
+      return;
+    }
     this.#ctx = null;
     this.#host.lib.llama.llama_free(ctx);
     this.#jsCallback?.close();
