@@ -30,14 +30,9 @@ describe("llama.cpp model on stories260K", async () => {
     expect(() => model.detokenize([9999])).toThrow(/outside the vocabulary/);
   });
 
-  test("a model without a chat template falls back to plain completion", () => {
-    expect(model.applyChatTemplate([{ role: "user", content: "Once upon a time" }])).toBe("Once upon a time");
-    expect(
-      model.applyChatTemplate([
-        { role: "system", content: "A story." },
-        { role: "user", content: "Once upon a time" },
-      ]),
-    ).toBe("A story.\n\nOnce upon a time");
+  test("a model without a chat template falls back to core's plain transcript", () => {
+    expect(model.applyChatTemplate([{ role: "user", content: "Once upon a time" }])).toBe("User: Once upon a time\n\nAssistant:");
+    expect(model.applyChatTemplate([{ role: "user", content: "Hi" }], { addGenerationPrompt: false })).toBe("User: Hi");
   });
 
   test("greedy continuation of 'Once upon a time' is the known story", async () => {

@@ -6,7 +6,7 @@ import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import type { Capability, ChatMessage, LoadOptions, Model, ModelInfo, TokenizeOptions } from "../../core/backend.ts";
 import { MODEL_PARAMS } from "./abi.ts";
-import { compileChatTemplate, plainCompletion, type TemplateTokens } from "./chat.ts";
+import { renderChat } from "../../core/chat-template.ts";
 import { asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { LlamaSequence, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
 
@@ -35,8 +35,7 @@ export class LlamaModel implements Model {
   readonly #sequences = new Set<LlamaSequence>();
   #nextId = 0;
   readonly #host: SequenceHost;
-  readonly #render: ((m: readonly ChatMessage[], g: boolean, t: TemplateTokens) => string) | null;
-  readonly #templateTokens: TemplateTokens;
+  readonly #eosPiece: string;
   #tokenBuffer = new Int32Array(1024);
   #textBuffer = new Uint8Array(4096);
 
@@ -91,11 +90,8 @@ export class LlamaModel implements Model {
       eosTokens: [...eos].sort((a, b) => a - b),
       chatTemplate,
     };
-    this.#templateTokens = {
-      bosToken: bos >= 0 ? this.#piece(bos) : "",
-      eosToken: this.info.eosTokens.length > 0 ? this.#piece(llama.llama_vocab_eos(this.#vocab)) : "",
-    };
-    this.#render = chatTemplate ? compileChatTemplate(chatTemplate, name) : null;
+    const eosId = llama.llama_vocab_eos(this.#vocab);
+    this.#eosPiece = eosId >= 0 ? this.#piece(eosId) : "";
     this.#host = {
       lib,
       model,
@@ -165,13 +161,16 @@ export class LlamaModel implements Model {
   }
 
   /**
-   * Render messages with the GGUF's `tokenizer.chat_template` (Jinja, via @huggingface/jinja). A
-   * model without one (a base model) gets plain completion: the contents joined with a blank line,
-   * no role markers (see `plainCompletion` in chat.ts).
+   * Render messages with the GGUF's `tokenizer.chat_template` through core's renderer
+   * (@huggingface/jinja); a model without one gets core's documented plain-transcript fallback.
+   * `bos_token` renders empty because tokenisation adds BOS (core's convention: never twice).
    */
   applyChatTemplate(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
-    if (!this.#render) return plainCompletion(messages);
-    return this.#render(messages, options.addGenerationPrompt ?? true, this.#templateTokens);
+    return renderChat(this.info.chatTemplate, messages, {
+      addGenerationPrompt: options.addGenerationPrompt ?? true,
+      bosToken: "",
+      eosToken: this.#eosPiece,
+    });
   }
 
   createSequence(options: LlamaSequenceOptions = {}): LlamaSequence {
