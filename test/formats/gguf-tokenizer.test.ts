@@ -110,6 +110,49 @@ describe("SentencePiece (tokenizer.ggml.model = llama) on stories260K", () => {
   });
 });
 
+// Synthetic byte-level BPE vocabularies (make-bpe-gguf.ts), recorded from llama.cpp like the SPM cases.
+for (const variant of ["gpt2", "llama3"] as const) {
+  describe(`byte-level BPE (tokenizer.ggml.model = gpt2, pre = ${variant === "gpt2" ? "gpt-2" : "llama-bpe"})`, () => {
+    const file = readGgufHeader(join(FIXTURES, `bpe-${variant}.gguf`));
+    const bpe = GgufTokenizer.fromGguf(file);
+    const cases = recorded(`bpe-${variant}-llamacpp.jsonl`);
+
+    test("reads merges, pre-tokenizer, special ids and the chat template", () => {
+      const spec = bpe.spec;
+      expect(spec.kind).toBe("bpe");
+      expect(spec.merges.length).toBe(spec.tokens.length - 256 - 2); // 256 byte symbols, one token per merge, 2 specials
+      expect(spec.bosId).toBe(299);
+      expect(spec.addBos).toBe(variant === "llama3"); // llama.cpp turns BOS on for llama3-style BPE
+      expect(spec.chatTemplate).toContain("<|user|>");
+      expect(ggufToHfTokenizer(file).tokenizerConfig.chat_template).toBe(spec.chatTemplate!);
+    });
+
+    test(`matches llama.cpp's tokenize and detokenize on ${cases.length} recorded strings`, () => {
+      for (const c of cases) {
+        expect({ text: c.text, ids: bpe.encode(c.text) }).toEqual({ text: c.text, ids: c.ids });
+        expect({ text: c.text, ids: bpe.encode(c.text, { addSpecial: false }) }).toEqual({ text: c.text, ids: c.idsNoBos });
+        expect({ text: c.text, ids: bpe.encode(c.text, { parseSpecial: true }) }).toEqual({ text: c.text, ids: c.idsSpecial });
+        expect({ ids: c.ids, text: bpe.decode(c.ids) }).toEqual({ ids: c.ids, text: c.decoded });
+      }
+    });
+
+    test("user-defined tokens are always split out; control tokens only with parseSpecial", () => {
+      expect(bpe.encode("a<|user|>b", { addSpecial: false })).toContain(300);
+      expect(bpe.encode("x<|endoftext|>", { addSpecial: false })).not.toContain(299);
+      expect(bpe.encode("x<|endoftext|>", { addSpecial: false, parseSpecial: true }).at(-1)).toBe(299);
+    });
+
+    test("the emitted tokenizer.json round-trips text in @huggingface/tokenizers", () => {
+      const { tokenizerJson, tokenizerConfig } = ggufToHfTokenizer(file);
+      const hf = new Tokenizer(tokenizerJson, tokenizerConfig);
+      const text = "Once upon a time, Lily (age 7) said: \"café 😀\".";
+      const ids = hf.encode(text, { add_special_tokens: false }).ids;
+      expect(ids).toEqual(bpe.encode(text, { addSpecial: false }));
+      expect(hf.decode(ids)).toBe(text);
+    });
+  });
+}
+
 describe("bad tokenizer metadata", () => {
   const base = (entries: [string, GgufValue][]) => ({ path: "synthetic.gguf", metadata: new Map(entries) });
   test("an unsupported tokenizer model names the model and what is supported", () => {
