@@ -201,7 +201,7 @@ async function run(model: Model, options: GenerateOptions, emit: (ev: Generation
           break;
         }
         if (step >= o.maxTokens) break;
-        if (sequence.length + 1 > contextLength) {
+        if (history.length >= contextLength) {
           finishReason = "context";
           break;
         }

@@ -96,6 +96,8 @@ export interface PluginHooks {
 
 export interface PluginSetup {
   readonly model: ModelInfo;
+  /** The model's detokenizer, for plugins that report tokens as text. */
+  detokenize(tokens: ArrayLike<number>): string;
 }
 
 export interface PluginDefinition<S extends StandardSchemaV1> {
