@@ -276,6 +276,14 @@ export function spmMerges(tokens: readonly string[], scores: readonly number[] |
   return found.map((m) => [m.left, m.right]);
 }
 
+// GgufTokenizer builds three tokenizer.json variants of one spec; derive the merges once.
+const spmMergesCache = new WeakMap<GgufTokenizerSpec, [string, string][]>();
+function memoSpmMerges(spec: GgufTokenizerSpec): [string, string][] {
+  let merges = spmMergesCache.get(spec);
+  if (!merges) spmMergesCache.set(spec, (merges = spmMerges(spec.tokens, spec.scores)));
+  return merges;
+}
+
 interface AddedTokenJson {
   id: number;
   content: string;
@@ -360,7 +368,7 @@ function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOptions = {})
         byte_fallback: true,
         ignore_merges: false,
         vocab: vocabObject(spec.tokens),
-        merges: spmMerges(spec.tokens, spec.scores),
+        merges: memoSpmMerges(spec),
       },
     };
   }

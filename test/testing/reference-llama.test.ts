@@ -7,6 +7,7 @@ import { generate } from "../../src/core/generate.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import { allPoints, type HookPoint, pointName } from "../../src/core/sites.ts";
 import { argmax, type Tensor } from "../../src/core/tensor.ts";
+import { ablateDirection, addVector } from "../../src/plugins/steering.ts";
 import { loadReferenceLlama, referenceLlama } from "../../src/testing/reference-llama.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
@@ -241,6 +242,19 @@ describe("reference llama backend on stories260K", () => {
     for (let s = 0; s < native.length; s++) for (let i = 0; i < native[s]!.length; i++) maxDiff = Math.max(maxDiff, Math.abs(native[s]![i]! - js[s]![i]!));
     expect(maxDiff).toBeLessThan(1e-4);
     expect(native.slice(0, 8).map(argmax)).not.toEqual(plain); // the edit does change the model
+  });
+
+  test("built-in add-vector + ablate-direction at every point: native affine and JS paths generate the same tokens", async () => {
+    const plugins = () => [
+      ablateDirection({ points: "every", direction: Array.from(steer, (x, i) => x + (i % 3)) }),
+      addVector({ points: ["resid_post.2", "resid_mid.3"], vector: Array.from(steer), scale: 2 }),
+    ];
+    const opts = { prompt: "Once upon a time", maxTokens: 16, temperature: 0 } as const;
+    const native = await generate(model, { ...opts, plugins: plugins(), fastPath: true });
+    const js = await generate(model, { ...opts, plugins: plugins(), fastPath: false });
+    const plain = await generate(model, opts);
+    expect(native.tokens).toEqual(js.tokens);
+    expect(native.text).not.toBe(plain.text);
   });
 
   test("a hand-built affine edit is applied natively and run is not called there", async () => {
