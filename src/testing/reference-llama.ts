@@ -219,6 +219,9 @@ class ReferenceModel implements Model {
 
   detokenize(tokens: ArrayLike<number>): string {
     this.checkAlive();
+    // As the llama.cpp adapter does: drop a leading BOS first, so the SentencePiece space llama.cpp
+    // would keep after it goes too and detokenize(tokenize(s)) === s on both backends.
+    if (tokens.length > 0 && tokens[0] === this.info.bosToken) tokens = Array.prototype.slice.call(tokens, 1) as number[];
     return this.tokenizer.decode(tokens);
   }
 
