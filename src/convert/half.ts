@@ -1,0 +1,36 @@
+/**
+ * float32 -> IEEE half, in bulk. Written here rather than taken from a package because it is a
+ * dozen lines, runs once per weight of a multi-gigabyte model (so it works on whole arrays through
+ * integer views, no per-element allocation), and must round exactly like numpy / ggml
+ * (round-to-nearest-even, overflow to infinity, subnormals kept).
+ */
+export function float32ToHalfBits(src: Float32Array, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < bits.length; i++) out[i] = halfBits(bits[i]!);
+  return out;
+}
+
+function halfBits(x: number): number {
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0); // inf / NaN (quiet)
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow
+  if (e <= 0) {
+    if (e < -10) return sign; // underflows to ±0
+    // Subnormal: shift the implicit-1 mantissa right, round to nearest even.
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    let half = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rem > halfway || (rem === halfway && half & 1)) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  // A carry out of the mantissa correctly bumps the exponent (and to infinity at the top).
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+  return sign | half;
+}

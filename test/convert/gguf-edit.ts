@@ -1,0 +1,224 @@
+/**
+ * Test helper: rewrite a GGUF file's bytes, keeping every metadata entry it does not touch byte for
+ * byte (so its exact types survive and llama.cpp still accepts the file), and re-laying out the
+ * tensor table and data. Used to make variants of the embedded model: other weight types (F16,
+ * Q8_0), other metadata, and broken files for the error tests.
+ */
+import { float32ToHalfBits } from "../../src/convert/half.ts";
+import { halfToFloat } from "../../src/formats/ggml-types.ts";
+
+export type MetaEdit =
+  | { type: "string"; value: string }
+  | { type: "f32"; value: number }
+  | { type: "u32"; value: number }
+  | null;
+
+export interface TensorEntry {
+  name: string;
+  type: number;
+  /** ggml order. */
+  dims: number[];
+  data: Uint8Array;
+}
+
+const SCALAR_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+const TYPE_SIZE: Record<number, [number, number]> = { 0: [1, 4], 1: [1, 2], 2: [32, 18], 8: [32, 34], 12: [256, 144], 30: [1, 2] };
+
+interface Parsed {
+  version: number;
+  kvs: { key: string; bytes: Uint8Array }[];
+  tensors: TensorEntry[];
+  alignment: number;
+}
+
+function parse(src: Uint8Array): Parsed {
+  const v = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  let p = 4;
+  const version = v.getUint32(p, true);
+  p += 4;
+  const nT = Number(v.getBigUint64(p, true));
+  const nKv = Number(v.getBigUint64(p + 8, true));
+  p += 16;
+  const str = () => {
+    const n = Number(v.getBigUint64(p, true));
+    const s = new TextDecoder().decode(src.subarray(p + 8, p + 8 + n));
+    p += 8 + n;
+    return s;
+  };
+  const skipValue = (type: number) => {
+    if (type === 8) str();
+    else if (type === 9) {
+      const et = v.getUint32(p, true);
+      const n = Number(v.getBigUint64(p + 4, true));
+      p += 12;
+      for (let i = 0; i < n; i++) skipValue(et);
+    } else p += SCALAR_SIZE[type]!;
+  };
+  const kvs: Parsed["kvs"] = [];
+  let alignment = 32;
+  for (let i = 0; i < nKv; i++) {
+    const start = p;
+    const key = str();
+    const type = v.getUint32(p, true);
+    p += 4;
+    if (key === "general.alignment") alignment = v.getUint32(p, true);
+    skipValue(type);
+    kvs.push({ key, bytes: src.slice(start, p) });
+  }
+  const infos: { name: string; type: number; dims: number[]; offset: number }[] = [];
+  for (let i = 0; i < nT; i++) {
+    const name = str();
+    const nd = v.getUint32(p, true);
+    p += 4;
+    const dims: number[] = [];
+    for (let d = 0; d < nd; d++, p += 8) dims.push(Number(v.getBigUint64(p, true)));
+    const type = v.getUint32(p, true);
+    const offset = Number(v.getBigUint64(p + 4, true));
+    p += 12;
+    infos.push({ name, type, dims, offset });
+  }
+  const dataStart = Math.ceil(p / alignment) * alignment;
+  const tensors = infos.map((t) => {
+    const n = t.dims.reduce((a, b) => a * b, 1);
+    const [bs, ts] = TYPE_SIZE[t.type]!;
+    const start = dataStart + t.offset;
+    return { name: t.name, type: t.type, dims: t.dims, data: src.slice(start, start + (n / bs) * ts) };
+  });
+  return { version, kvs, tensors, alignment };
+}
+
+function encodeKv(key: string, edit: Exclude<MetaEdit, null>): Uint8Array {
+  const k = new TextEncoder().encode(key);
+  const val = edit.type === "string" ? new TextEncoder().encode(edit.value) : null;
+  const size = 8 + k.length + 4 + (val ? 8 + val.length : 4);
+  const out = new Uint8Array(size);
+  const v = new DataView(out.buffer);
+  v.setBigUint64(0, BigInt(k.length), true);
+  out.set(k, 8);
+  let p = 8 + k.length;
+  if (edit.type === "string") {
+    v.setUint32(p, 8, true);
+    v.setBigUint64(p + 4, BigInt(val!.length), true);
+    out.set(val!, p + 12);
+  } else if (edit.type === "f32") {
+    v.setUint32(p, 6, true);
+    v.setFloat32(p + 4, edit.value, true);
+  } else {
+    v.setUint32(p, 4, true);
+    v.setUint32(p + 4, edit.value, true);
+  }
+  return out;
+}
+
+export interface RewriteOptions {
+  metadata?: Record<string, MetaEdit>;
+  /** Map each tensor to its replacement, or null to drop it. */
+  tensors?: (t: TensorEntry) => TensorEntry | null;
+  /** Write this type id into a tensor's table entry without touching its data (for broken files). */
+  lieAboutType?: Record<string, number>;
+}
+
+export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint8Array {
+  const src = parse(srcBytes);
+  const kvs = src.kvs.filter((kv) => !(options.metadata && kv.key in options.metadata)).map((kv) => kv.bytes);
+  for (const [key, edit] of Object.entries(options.metadata ?? {})) if (edit) kvs.push(encodeKv(key, edit));
+  const tensors = src.tensors.map((t) => (options.tensors ? options.tensors(t) : t)).filter((t): t is TensorEntry => t !== null);
+  const enc = new TextEncoder();
+  const pad = (n: number) => Math.ceil(n / src.alignment) * src.alignment;
+  let headerSize = 24 + kvs.reduce((a, b) => a + b.length, 0);
+  for (const t of tensors) headerSize += 8 + enc.encode(t.name).length + 4 + 8 * t.dims.length + 4 + 8;
+  const dataStart = pad(headerSize);
+  let dataSize = 0;
+  const offsets = tensors.map((t) => {
+    const o = dataSize;
+    dataSize += pad(t.data.length);
+    return o;
+  });
+  const out = new Uint8Array(dataStart + dataSize);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 0x46554747, true);
+  v.setUint32(4, src.version, true);
+  v.setBigUint64(8, BigInt(tensors.length), true);
+  v.setBigUint64(16, BigInt(kvs.length), true);
+  let p = 24;
+  for (const kv of kvs) {
+    out.set(kv, p);
+    p += kv.length;
+  }
+  tensors.forEach((t, i) => {
+    const name = enc.encode(t.name);
+    v.setBigUint64(p, BigInt(name.length), true);
+    out.set(name, p + 8);
+    p += 8 + name.length;
+    v.setUint32(p, t.dims.length, true);
+    p += 4;
+    for (const d of t.dims) {
+      v.setBigUint64(p, BigInt(d), true);
+      p += 8;
+    }
+    v.setUint32(p, options.lieAboutType?.[t.name] ?? t.type, true);
+    v.setBigUint64(p + 4, BigInt(offsets[i]!), true);
+    p += 12;
+    out.set(t.data, dataStart + offsets[i]!);
+  });
+  return out;
+}
+
+export function withMetadataString(src: Uint8Array, key: string, value: string): Uint8Array {
+  return rewriteGguf(src, { metadata: { [key]: { type: "string", value } } });
+}
+
+export function withTensorType(src: Uint8Array, name: string, type: number): Uint8Array {
+  return rewriteGguf(src, { lieAboutType: { [name]: type } });
+}
+
+function f32Of(t: TensorEntry): Float32Array {
+  if (t.type !== 0) throw new Error(`${t.name} is not F32`);
+  return new Float32Array(t.data.slice().buffer);
+}
+
+/** ggml's reference Q8_0 quantisation (`quantize_row_q8_0_ref`): d = amax/127, q = round(x/d). */
+export function quantizeQ8_0(x: Float32Array): Uint8Array {
+  const out = new Uint8Array((x.length / 32) * 34);
+  const v = new DataView(out.buffer);
+  const dBits = new Uint16Array(1);
+  for (let b = 0; b < x.length / 32; b++) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]!));
+    const d = amax / 127;
+    const id = d ? 1 / d : 0;
+    float32ToHalfBits(new Float32Array([d]), dBits);
+    v.setUint16(b * 34, dBits[0]!, true);
+    for (let j = 0; j < 32; j++) v.setInt8(b * 34 + 2 + j, Math.round(x[b * 32 + j]! * id));
+  }
+  return out;
+}
+
+/** The model with every 2-D weight stored as F16 (norms stay F32, as llama.cpp's converter keeps them). */
+export function toF16(src: Uint8Array): Uint8Array {
+  return rewriteGguf(src, {
+    tensors: (t) => {
+      if (t.dims.length < 2) return t;
+      const bits = float32ToHalfBits(f32Of(t));
+      return { ...t, type: 1, data: new Uint8Array(bits.buffer) };
+    },
+  });
+}
+
+/** The model with every 2-D weight whose rows are whole 32-blocks stored as Q8_0 (others stay F32). */
+export function toQ8_0(src: Uint8Array): Uint8Array {
+  return rewriteGguf(src, {
+    tensors: (t) => (t.dims.length < 2 || t.dims[0]! % 32 !== 0 ? t : { ...t, type: 8, data: quantizeQ8_0(f32Of(t)) }),
+  });
+}
+
+/** Dequantise what {@link quantizeQ8_0} wrote (to check it). */
+export function dequantizeQ8_0(bytes: Uint8Array): Float32Array {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array((bytes.length / 34) * 32);
+  for (let b = 0; b < bytes.length / 34; b++) {
+    const d = halfToFloat(v.getUint16(b * 34, true));
+    for (let j = 0; j < 32; j++) out[b * 32 + j] = d * v.getInt8(b * 34 + 2 + j);
+  }
+  return out;
+}
