@@ -1,0 +1,255 @@
+/**
+ * Generation: prefill, decode, logits hooks, sampling, stop conditions, streaming and abort, on any
+ * backend. One loop serves `generate` (a promise of the result) and `stream` (a ReadableStream of
+ * token events); the request and token middleware of the chain wrap it.
+ */
+import * as v from "valibot";
+import type { ChatMessage, Model } from "./backend.ts";
+import { compileChain } from "./chain.ts";
+import { SteerkitError } from "./errors.ts";
+import type { ConfiguredPlugin, RequestContext, TokenContext } from "./plugin.ts";
+import { createSampler } from "./sampling.ts";
+import { validateSync } from "./schema.ts";
+import { IncrementalDetokenizer, StopStringMatcher } from "./text-stream.ts";
+
+const Message = v.object({ role: v.string(), content: v.string() });
+const Int = (min: number) => v.pipe(v.number(), v.integer(), v.minValue(min));
+const Num = (min: number, max = Infinity) => v.pipe(v.number(), v.minValue(min), v.maxValue(max));
+
+/** The sampling and stopping options, validated (the same shape the CLI and the server accept). */
+export const SamplingSchema = v.object({
+  maxTokens: v.optional(Int(1), 128),
+  stop: v.optional(v.array(v.pipe(v.string(), v.minLength(1))), []),
+  ignoreEos: v.optional(v.boolean(), false),
+  temperature: v.optional(Num(0, 100), 0.8),
+  topK: v.optional(Int(0), 40),
+  topP: v.optional(v.pipe(v.number(), v.gtValue(0), v.maxValue(1)), 0.95),
+  minP: v.optional(Num(0, 1), 0.05),
+  repetitionPenalty: v.optional(v.pipe(v.number(), v.gtValue(0)), 1),
+  repetitionWindow: v.optional(Int(0), 64),
+  seed: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff))),
+  fastPath: v.optional(v.boolean(), true),
+});
+
+const InputSchema = v.object({
+  prompt: v.optional(v.string()),
+  messages: v.optional(v.pipe(v.array(Message), v.minLength(1))),
+  tokens: v.optional(v.pipe(v.array(Int(0)), v.minLength(1))),
+  addBos: v.optional(v.boolean()),
+});
+
+export type SamplingInput = v.InferInput<typeof SamplingSchema>;
+
+export interface GenerateOptions extends SamplingInput {
+  /** Plain text prompt (completion). Exactly one of prompt, messages, tokens. */
+  readonly prompt?: string;
+  /** Chat messages, rendered with the model's chat template. */
+  readonly messages?: readonly ChatMessage[];
+  /** Prompt token ids, used as they are. */
+  readonly tokens?: readonly number[];
+  /** Prepend BOS to a text prompt (default: true where the model has a BOS token). */
+  readonly addBos?: boolean;
+  /** The steering chain, in order (see `enforce` for pre/post). */
+  readonly plugins?: readonly ConfiguredPlugin[];
+  readonly signal?: AbortSignal;
+}
+
+export type FinishReason = "length" | "eos" | "stop" | "context" | "plugin" | "respond";
+
+export interface GenerationResult {
+  readonly text: string;
+  readonly promptTokens: number[];
+  readonly tokens: number[];
+  readonly finishReason: FinishReason;
+  /** The seed used (the one given, or the one drawn) so the run can be repeated. */
+  readonly seed: number;
+  readonly timings: { readonly prefillMs: number; readonly decodeMs: number; readonly tokensPerSecond: number };
+}
+
+export type GenerationEvent =
+  | { readonly type: "token"; readonly token: number; readonly text: string; readonly step: number }
+  /** Text held back until the end (a tail that might have begun a stop string, an incomplete character). */
+  | { readonly type: "text"; readonly text: string }
+  | { readonly type: "done"; readonly result: GenerationResult };
+
+/** Generate to the end and resolve with the result. Rejects with `signal.reason` when aborted. */
+export function generate(model: Model, options: GenerateOptions): Promise<GenerationResult> {
+  return run(model, options, () => {});
+}
+
+/**
+ * Generate as a stream of events (`token`s, then one `done`). Cancelling the stream aborts the
+ * generation and frees its sequence. `for await (const ev of stream(...))` works in Bun.
+ */
+export function stream(model: Model, options: GenerateOptions): ReadableStream<GenerationEvent> {
+  const cancel = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, cancel.signal]) : cancel.signal;
+  return new ReadableStream<GenerationEvent>({
+    start(controller) {
+      run(model, { ...options, signal }, (ev) => controller.enqueue(ev)).then(
+        (result) => {
+          controller.enqueue({ type: "done", result });
+          controller.close();
+        },
+        (error) => {
+          if (!cancel.signal.aborted) controller.error(error);
+        },
+      );
+    },
+    cancel(reason) {
+      cancel.abort(reason ?? new DOMException("stream cancelled", "AbortError"));
+    },
+  });
+}
+
+/** Tokens of the prompt as `generate` would build them. */
+export function promptTokens(model: Model, input: Pick<GenerateOptions, "prompt" | "messages" | "tokens" | "addBos">): number[] {
+  const given = [input.prompt, input.messages, input.tokens].filter((x) => x !== undefined).length;
+  if (given !== 1) {
+    throw new SteerkitError("INVALID_REQUEST", `give exactly one of prompt, messages or tokens (got ${given})`);
+  }
+  const addBos = input.addBos ?? model.info.bosToken !== null;
+  if (input.tokens) {
+    const bad = input.tokens.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= model.info.vocabSize);
+    if (bad >= 0) throw new SteerkitError("INVALID_REQUEST", `tokens[${bad}] = ${input.tokens[bad]} is not a token id of this model (0..${model.info.vocabSize - 1})`);
+    return [...input.tokens];
+  }
+  if (input.messages) {
+    // The template gets an empty bos_token: BOS is added by tokenisation, never twice.
+    const text = model.applyChatTemplate(input.messages, { addGenerationPrompt: true });
+    return model.tokenize(text, { addBos, special: true });
+  }
+  return model.tokenize(input.prompt!, { addBos });
+}
+
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+async function run(model: Model, options: GenerateOptions, emit: (ev: GenerationEvent) => void): Promise<GenerationResult> {
+  const { plugins = [], signal } = options;
+  validateSync(InputSchema, pickInput(options), "generate");
+  const o = validateSync(SamplingSchema, pickSampling(options), "generate");
+  const seed = o.seed ?? (crypto.getRandomValues(new Uint32Array(1))[0]! >>> 0);
+  signal?.throwIfAborted();
+
+  const prompt = promptTokens(model, options);
+  const { contextLength, eosTokens, vocabSize } = model.info;
+  if (prompt.length === 0) throw new SteerkitError("INVALID_REQUEST", "the prompt is empty (no tokens)");
+  if (prompt.length >= contextLength) {
+    throw new SteerkitError("CONTEXT_OVERFLOW", `the prompt has ${prompt.length} tokens; the context holds ${contextLength} (leave room for at least one generated token)`);
+  }
+  const chain = compileChain(plugins, model, { fastPath: o.fastPath });
+  const sampler = createSampler(vocabSize, { ...o, seed });
+  const eos = new Set(eosTokens);
+
+  const history = [...prompt];
+  const generated: number[] = [];
+  let text = "";
+  let finishReason: FinishReason = "length";
+  let responded: string | null = null;
+  let prefillMs = 0;
+  let decodeMs = 0;
+
+  const request: RequestContext = {
+    model: model.info,
+    promptTokens: prompt,
+    state: new Map(),
+    get text() {
+      return text;
+    },
+    tokens: generated,
+    respond(t: string) {
+      responded = t;
+    },
+  };
+
+  let ran = false;
+  const loop = async () => {
+    ran = true;
+    const sequence = model.createSequence({ hooks: chain.residual });
+    try {
+      const detok = new IncrementalDetokenizer((t) => model.detokenize(t), prompt);
+      const stops = new StopStringMatcher(o.stop);
+      chain.setStep("prefill", 0);
+      let t0 = performance.now();
+      let logits = await sequence.prefill(prompt);
+      prefillMs = performance.now() - t0;
+      throwHookError();
+      for (let step = 1; ; step++) {
+        signal?.throwIfAborted();
+        if (chain.hasLogitsHooks) logits = chain.logits(logits, history);
+        const token = sampler.sample(logits, history);
+        if (eos.has(token) && !o.ignoreEos) {
+          finishReason = "eos";
+          break;
+        }
+        const shown = stops.push(detok.push(token));
+        let accepted = false;
+        const tokenCtx: TokenContext = { request, token, text: shown, step };
+        await chain.token(tokenCtx, async () => {
+          accepted = true;
+          generated.push(token);
+          history.push(token);
+          text += shown;
+          if (shown.length > 0 || !stops.stopped) emit({ type: "token", token, text: shown, step });
+        });
+        if (!accepted) {
+          finishReason = "plugin";
+          break;
+        }
+        if (stops.stopped) {
+          finishReason = "stop";
+          break;
+        }
+        if (step >= o.maxTokens) break;
+        if (sequence.length + 1 > contextLength) {
+          finishReason = "context";
+          break;
+        }
+        await nextTick(); // let other requests, stream readers and abort signals run between tokens
+        signal?.throwIfAborted();
+        chain.setStep("decode", step);
+        t0 = performance.now();
+        logits = await sequence.decode(token);
+        decodeMs += performance.now() - t0;
+        throwHookError();
+      }
+      const tail = stops.push(detok.flush()) + stops.flush();
+      if (tail) {
+        text += tail;
+        emit({ type: "text", text: tail });
+      }
+    } finally {
+      sequence.free();
+    }
+  };
+
+  function throwHookError(): void {
+    if (chain.residual.error) throw chain.residual.error;
+  }
+
+  await chain.request(request, loop);
+  if (responded !== null) {
+    text = responded;
+    finishReason = "respond";
+  } else if (!ran) {
+    finishReason = "plugin";
+  }
+  const decoded = Math.max(0, generated.length - 1);
+  return {
+    text,
+    promptTokens: prompt,
+    tokens: generated,
+    finishReason,
+    seed,
+    timings: { prefillMs, decodeMs, tokensPerSecond: decodeMs > 0 ? (decoded * 1000) / decodeMs : 0 },
+  };
+}
+
+function pickInput(o: GenerateOptions) {
+  return { prompt: o.prompt, messages: o.messages, tokens: o.tokens, addBos: o.addBos };
+}
+
+function pickSampling(o: GenerateOptions): SamplingInput {
+  const keys = Object.keys(SamplingSchema.entries) as (keyof SamplingInput)[];
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as SamplingInput;
+}

@@ -1,0 +1,145 @@
+/**
+ * Recipes: a steering chain as data, `[{ "plugin": "<name>", "options": {...} }]`, the one shape the
+ * library, the CLI and the chat server accept. Names resolve through a registry of plugin
+ * factories: the built-ins, ones a user registers, and npm packages named in the recipe
+ * (`steerkit-plugin-*` or scoped names), imported on demand.
+ */
+import { readFileSync } from "node:fs";
+import { OptionsError, SteerkitError } from "./errors.ts";
+import type { ConfiguredPlugin, PluginFactory } from "./plugin.ts";
+
+export interface RecipeEntry {
+  readonly plugin: string;
+  readonly options?: unknown;
+}
+export type Recipe = readonly RecipeEntry[];
+
+export class RecipeError extends SteerkitError {
+  override name = "RecipeError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("INVALID_RECIPE", message, options);
+  }
+}
+
+export class UnknownPluginError extends SteerkitError {
+  override name = "UnknownPluginError";
+  constructor(
+    readonly plugin: string,
+    readonly known: readonly string[],
+    detail = "",
+  ) {
+    super("UNKNOWN_PLUGIN", `unknown plugin "${plugin}"${detail}; known plugins: ${known.join(", ") || "(none)"}`);
+  }
+}
+
+/** Check the shape of a parsed recipe (not the plugin options: those are each plugin's schema). */
+export function parseRecipe(value: unknown, source = "recipe"): Recipe {
+  if (!Array.isArray(value)) throw new RecipeError(`${source}: expected an array of { "plugin": "<name>", "options": {...} }, got ${kind(value)}`);
+  return value.map((entry, i) => {
+    const at = `${source}[${i}]`;
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) throw new RecipeError(`${at}: expected an object, got ${kind(entry)}`);
+    const { plugin, options, ...rest } = entry as Record<string, unknown>;
+    if (typeof plugin !== "string" || plugin.length === 0) throw new RecipeError(`${at}.plugin: expected a plugin name, got ${kind(plugin)}`);
+    const extra = Object.keys(rest);
+    if (extra.length) throw new RecipeError(`${at}: unexpected field${extra.length > 1 ? "s" : ""} ${extra.map((k) => `"${k}"`).join(", ")} (expected "plugin" and "options")`);
+    return options === undefined ? { plugin } : { plugin, options };
+  });
+}
+
+/** Read and check a recipe JSON file. */
+export function loadRecipeFile(path: string): Recipe {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new RecipeError(`${path}: cannot read recipe (${code === "ENOENT" ? "file does not exist" : code ?? String(e)})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new RecipeError(`${path}: not valid JSON: ${(e as Error).message}`);
+  }
+  return parseRecipe(json, path);
+}
+
+function kind(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  return typeof v === "object" ? "an object" : `${typeof v} ${JSON.stringify(v)}`;
+}
+
+export interface ResolveOptions {
+  /** Import npm packages named in the recipe that are not registered (default true). */
+  readonly importPackages?: boolean;
+}
+
+/** Package names a recipe may import: `steerkit-plugin-*` or any scoped package. */
+const IMPORTABLE = /^(steerkit-plugin-[a-z0-9][\w.-]*|@[a-z0-9][\w.-]*\/[a-z0-9][\w.-]*)$/;
+
+export class PluginRegistry {
+  private readonly factories = new Map<string, PluginFactory<any>>();
+
+  constructor(factories: Iterable<PluginFactory<any>> = []) {
+    for (const f of factories) this.register(f);
+  }
+
+  register(factory: PluginFactory<any>): this {
+    if (typeof factory !== "function" || typeof factory.pluginName !== "string") {
+      throw new TypeError("register: expected a plugin factory made by definePlugin");
+    }
+    const existing = this.factories.get(factory.pluginName);
+    if (existing && existing !== factory) throw new TypeError(`register: a different plugin named "${factory.pluginName}" is already registered`);
+    this.factories.set(factory.pluginName, factory);
+    return this;
+  }
+
+  get(name: string): PluginFactory<any> | undefined {
+    return this.factories.get(name);
+  }
+
+  get names(): string[] {
+    return [...this.factories.keys()].sort();
+  }
+
+  /** Configure every entry of a recipe; errors name the entry, the plugin and the failing fields. */
+  async resolve(recipe: unknown, options: ResolveOptions = {}): Promise<ConfiguredPlugin[]> {
+    const entries = parseRecipe(recipe);
+    for (const e of entries) {
+      if (!this.factories.has(e.plugin) && (options.importPackages ?? true) && IMPORTABLE.test(e.plugin)) {
+        await this.importPackage(e.plugin);
+      }
+    }
+    return this.resolveSync(entries);
+  }
+
+  /** Like `resolve`, without importing packages. */
+  resolveSync(recipe: unknown): ConfiguredPlugin[] {
+    return parseRecipe(recipe).map((e, i) => {
+      const factory = this.factories.get(e.plugin);
+      if (!factory) throw new UnknownPluginError(e.plugin, this.names, ` in recipe[${i}]`);
+      try {
+        return factory(e.options ?? {});
+      } catch (err) {
+        if (err instanceof OptionsError) throw new OptionsError(`recipe[${i}] (plugin "${e.plugin}")`, err.issues);
+        throw err;
+      }
+    });
+  }
+
+  private async importPackage(name: string): Promise<void> {
+    let mod: Record<string, unknown>;
+    try {
+      mod = await import(name);
+    } catch (e) {
+      throw new UnknownPluginError(name, this.names, ` (not registered, and importing the package failed: ${(e as Error).message.split("\n")[0]})`);
+    }
+    const candidates = [mod.default, mod.plugin, ...Object.values(mod)];
+    const factory = candidates.find(
+      (c): c is PluginFactory<any> => typeof c === "function" && (c as PluginFactory).pluginName === name,
+    );
+    if (!factory) throw new UnknownPluginError(name, this.names, ` (package "${name}" exports no plugin factory named "${name}")`);
+    this.register(factory);
+  }
+}

@@ -1,0 +1,6 @@
+/**
+ * steerkit: steer language models at inference time.
+ * The core contract and generation; built-in plugins are in `steerkit/plugins`, backends in
+ * `steerkit/adapters/llama-cpp` and `steerkit/adapters/onnx`, test helpers in `steerkit/testing`.
+ */
+export * from "./core/index.ts";
