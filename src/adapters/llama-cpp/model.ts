@@ -1,0 +1,208 @@
+/**
+ * A GGUF model loaded into llama.cpp: model info, vocabulary, chat template and sequences.
+ */
+import { ptr, CString, type Pointer } from "bun:ffi";
+import { availableParallelism } from "node:os";
+import { basename } from "node:path";
+import type { Capability, ChatMessage, LoadOptions, Model, ModelInfo, TokenizeOptions } from "../../core/backend.ts";
+import { MODEL_PARAMS } from "./abi.ts";
+import { renderChat } from "../../core/chat-template.ts";
+import { asPointer, cString, type LlamaLibrary } from "./ffi.ts";
+import { LlamaSequence, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
+
+export const LLAMA_CPP_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
+
+/** Context length used when neither the caller nor a smaller training context says otherwise. */
+export const DEFAULT_CONTEXT_CAP = 4096;
+/** Tokens per llama_decode call (and per forward pass) when prefilling. */
+export const DEFAULT_BATCH_SIZE = 512;
+
+export interface LlamaLoadOptions extends LoadOptions {
+  /** Tokens per forward pass during prefill (default 512, capped by the context length). */
+  readonly batchSize?: number;
+}
+
+export class LlamaModelError extends Error {
+  override readonly name = "LlamaModelError";
+}
+
+export class LlamaModel implements Model {
+  readonly info: ModelInfo;
+  readonly capabilities = LLAMA_CPP_CAPABILITIES;
+  readonly #lib: LlamaLibrary;
+  #model: Pointer | null;
+  readonly #vocab: Pointer;
+  readonly #sequences = new Set<LlamaSequence>();
+  #nextId = 0;
+  readonly #host: SequenceHost;
+  readonly #eosPiece: string;
+  #tokenBuffer = new Int32Array(1024);
+  #textBuffer = new Uint8Array(4096);
+
+  constructor(lib: LlamaLibrary, path: string, options: LlamaLoadOptions = {}) {
+    this.#lib = lib;
+    const params = new DataView(new ArrayBuffer(MODEL_PARAMS.size));
+    lib.shim.sk_model_default_params(lib.fn.modelDefaultParams, ptr(params));
+    params.setInt32(MODEL_PARAMS.n_gpu_layers, 0, true); // CPU only: hooks edit tensors in host memory
+    lib.clearLastLogError();
+    const model = asPointer(lib.shim.sk_model_load(lib.fn.modelLoad, ptr(cString(path)), ptr(params)));
+    if (!model) {
+      throw new LlamaModelError(`llama.cpp could not load ${path}: ${lib.lastLogError() || "no reason logged"}`);
+    }
+    this.#model = model;
+    const { llama } = lib;
+    this.#vocab = asPointer(llama.llama_model_get_vocab(model))!;
+
+    const nLayers = llama.llama_model_n_layer(model);
+    const dModel = llama.llama_model_n_embd(model);
+    const vocabSize = llama.llama_vocab_n_tokens(this.#vocab);
+    const trained = llama.llama_model_n_ctx_train(model);
+    const contextLength = options.contextLength ?? Math.min(trained > 0 ? trained : DEFAULT_CONTEXT_CAP, DEFAULT_CONTEXT_CAP);
+    if (!Number.isInteger(contextLength) || contextLength < 1) {
+      this.dispose();
+      throw new RangeError(`contextLength must be a positive integer, got ${options.contextLength}`);
+    }
+    const threads = options.threads ?? Math.min(4, availableParallelism());
+    if (!Number.isInteger(threads) || threads < 1) {
+      this.dispose();
+      throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
+    }
+    const batchSize = Math.min(options.batchSize ?? DEFAULT_BATCH_SIZE, contextLength);
+
+    const bos = llama.llama_vocab_bos(this.#vocab);
+    const eos = new Set<number>();
+    for (const t of [llama.llama_vocab_eos(this.#vocab), llama.llama_vocab_eot(this.#vocab)]) if (t >= 0) eos.add(t);
+    // Every end-of-generation token the vocabulary marks (EOS, EOT, EOM, ...): one FFI call per
+    // token, once per load.
+    for (let t = 0; t < vocabSize; t++) if (llama.llama_vocab_is_eog(this.#vocab, t)) eos.add(t);
+
+    const name = this.meta("general.name") ?? basename(path);
+    const chatTemplate = this.meta("tokenizer.chat_template");
+    this.info = {
+      backend: "llama-cpp",
+      architecture: this.meta("general.architecture") ?? "unknown",
+      name,
+      nLayers,
+      dModel,
+      vocabSize,
+      contextLength,
+      bosToken: bos >= 0 ? bos : null,
+      eosTokens: [...eos].sort((a, b) => a - b),
+      chatTemplate,
+    };
+    const eosId = llama.llama_vocab_eos(this.#vocab);
+    this.#eosPiece = eosId >= 0 ? this.#piece(eosId) : "";
+    this.#host = {
+      lib,
+      model,
+      nLayers,
+      dModel,
+      vocabSize,
+      contextLength,
+      batchSize,
+      threads,
+      modelName: name,
+      release: (seq) => this.#sequences.delete(seq),
+    };
+  }
+
+  /** A GGUF metadata value as llama.cpp renders it, or null when absent. */
+  meta(key: string): string | null {
+    const model = this.#live();
+    const k = cString(key);
+    let n = this.#lib.llama.llama_model_meta_val_str(model, ptr(k), ptr(this.#textBuffer), this.#textBuffer.length);
+    if (n < 0) return null;
+    if (n >= this.#textBuffer.length) {
+      this.#textBuffer = new Uint8Array(n + 1);
+      n = this.#lib.llama.llama_model_meta_val_str(model, ptr(k), ptr(this.#textBuffer), this.#textBuffer.length);
+    }
+    return new TextDecoder().decode(this.#textBuffer.subarray(0, n));
+  }
+
+  tokenize(text: string, options: TokenizeOptions = {}): number[] {
+    this.#live();
+    const bytes = Buffer.from(text, "utf8");
+    const addBos = options.addBos ?? true;
+    const special = options.special ?? false;
+    const need = bytes.length + 2;
+    if (this.#tokenBuffer.length < need) this.#tokenBuffer = new Int32Array(need);
+    // An empty text still needs a valid pointer.
+    const textPtr = ptr(bytes.length > 0 ? bytes : new Uint8Array(1));
+    let n = this.#lib.llama.llama_tokenize(this.#vocab, textPtr, bytes.length, ptr(this.#tokenBuffer), this.#tokenBuffer.length, addBos, special);
+    if (n < 0) {
+      if (n === -2147483648) throw new RangeError(`text of ${bytes.length} bytes tokenizes to more than 2^31 tokens`);
+      this.#tokenBuffer = new Int32Array(-n);
+      n = this.#lib.llama.llama_tokenize(this.#vocab, textPtr, bytes.length, ptr(this.#tokenBuffer), this.#tokenBuffer.length, addBos, special);
+    }
+    return Array.from(this.#tokenBuffer.subarray(0, n));
+  }
+
+  detokenize(tokens: ArrayLike<number>): string {
+    this.#live();
+    // A leading BOS is dropped here rather than by llama.cpp: llama_detokenize keeps the
+    // SentencePiece space after a BOS it removes itself, so "<s> Once" would come back as " Once".
+    // Without it the text round-trips: detokenize(tokenize(s)) === s.
+    const from = tokens.length > 0 && tokens[0] === this.info.bosToken ? 1 : 0;
+    const n = tokens.length - from;
+    if (n <= 0) return "";
+    const ids = new Int32Array(n);
+    for (let i = 0; i < n; i++) ids[i] = tokens[from + i]!;
+    for (let i = 0; i < n; i++) {
+      if (ids[i]! < 0 || ids[i]! >= this.info.vocabSize) {
+        throw new RangeError(`token ${i} is ${ids[i]}, outside the vocabulary 0..${this.info.vocabSize - 1}`);
+      }
+    }
+    let len = this.#lib.llama.llama_detokenize(this.#vocab, ptr(ids), n, ptr(this.#textBuffer), this.#textBuffer.length, true, false);
+    if (len < 0) {
+      this.#textBuffer = new Uint8Array(-len);
+      len = this.#lib.llama.llama_detokenize(this.#vocab, ptr(ids), n, ptr(this.#textBuffer), this.#textBuffer.length, true, false);
+    }
+    return new TextDecoder().decode(this.#textBuffer.subarray(0, len));
+  }
+
+  /**
+   * Render messages with the GGUF's `tokenizer.chat_template` through core's renderer
+   * (@huggingface/jinja); a model without one gets core's documented plain-transcript fallback.
+   * `bos_token` renders empty because tokenisation adds BOS (core's convention: never twice).
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
+    return renderChat(this.info.chatTemplate, messages, {
+      addGenerationPrompt: options.addGenerationPrompt ?? true,
+      bosToken: "",
+      eosToken: this.#eosPiece,
+    });
+  }
+
+  createSequence(options: LlamaSequenceOptions = {}): LlamaSequence {
+    this.#live();
+    const seq = new LlamaSequence(this.#host, this.#nextId++, options);
+    this.#sequences.add(seq);
+    return seq;
+  }
+
+  /** Sequences not yet freed. */
+  get liveSequences(): number {
+    return this.#sequences.size;
+  }
+
+  dispose(): void {
+    if (this.#model === null) return;
+    for (const seq of [...this.#sequences]) seq.free();
+    this.#lib.llama.llama_model_free(this.#model);
+    this.#model = null;
+  }
+
+  #live(): Pointer {
+    if (this.#model === null) throw new LlamaModelError(`the model was disposed`);
+    return this.#model;
+  }
+
+  /** A token's text with special tokens rendered (for the template's bos_token / eos_token). */
+  #piece(token: number): string {
+    const buf = new Uint8Array(256);
+    const n = this.#lib.llama.llama_token_to_piece(this.#vocab, token, ptr(buf), buf.length, 0, true);
+    return n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : "";
+  }
+}
+
+export { CString };

@@ -1,0 +1,434 @@
+/**
+ * A llama.cpp sequence: one llama_context with its own KV cache, eval callback and control vector.
+ *
+ * Why one context per sequence rather than seq_ids sharing one context: the residual callback
+ * (`cb_eval`), its user data and the control vector (`llama_set_adapter_cvec`) are per-context state
+ * in llama.cpp, and a shared context would also batch two sequences' rows into one forward pass. With
+ * one context each, a sequence's hooks and fast-path vectors cannot touch another's rows, and a
+ * failing or aborted pass only rolls back its own cache. The cost is a small compute buffer and a
+ * KV cache of `contextLength` per sequence, which is what a separate seq_id would need anyway.
+ */
+import { JSCallback, ptr, read, toArrayBuffer, FFIType, type Pointer } from "bun:ffi";
+import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
+import { allPoints, canonicalPoint, pointIndex, pointName, type HookPoint } from "../../core/sites.ts";
+import type { Tensor } from "../../core/tensor.ts";
+import { BATCH, CONTEXT_PARAMS, GGML_TYPE_F32, SHIM_HOOKS, SHIM_POINT, TENSOR } from "./abi.ts";
+import { addressOf, asPointer, type LlamaLibrary } from "./ffi.ts";
+
+/** How a hook point is served. */
+export type PointMode = "cvec" | "native" | "js";
+
+export interface LlamaSequenceOptions {
+  readonly hooks?: ResidualHooks;
+  /**
+   * Which native fast paths may serve affine points. "auto" (default): control vectors for purely
+   * additive block outputs (resid_post L >= 1), the compiled callback for the other affine edits.
+   * "callback": never control vectors. Points without an affine edit always run in JS.
+   */
+  readonly fastPath?: "auto" | "callback";
+}
+
+export interface SequenceHost {
+  readonly lib: LlamaLibrary;
+  readonly model: Pointer;
+  readonly nLayers: number;
+  readonly dModel: number;
+  readonly vocabSize: number;
+  readonly contextLength: number;
+  readonly batchSize: number;
+  readonly threads: number;
+  readonly modelName: string;
+  release(seq: LlamaSequence): void;
+}
+
+const MODE_NATIVE = 1;
+const MODE_JS = 2;
+
+interface NativeEdit {
+  readonly rank: number;
+  readonly U: Float32Array | null;
+  readonly V: Float32Array | null;
+  readonly c: Float32Array | null;
+  readonly scratch: Float32Array;
+}
+
+/** Per-point cache so the JS hook path allocates only when llama.cpp moves a tensor. */
+interface JsView {
+  dataPtr: number;
+  rows: number;
+  tensor: Tensor;
+}
+
+export class SequenceError extends Error {
+  override readonly name = "SequenceError";
+}
+
+/**
+ * Typed arrays whose address native code keeps must own a real ArrayBuffer from the start: JSC
+ * keeps small typed arrays inside the GC heap and moves their contents out the first time something
+ * asks for `.buffer` or a subarray, which would leave native code holding a stale address.
+ */
+export function f32(n: number): Float32Array {
+  return new Float32Array(new ArrayBuffer(n * 4));
+}
+function i32(n: number): Int32Array {
+  return new Int32Array(new ArrayBuffer(n * 4));
+}
+
+function setPtr(view: DataView, offset: number, p: number | null): void {
+  view.setBigUint64(offset, BigInt(p ?? 0), true);
+}
+
+function copyEdit(edit: AffineEdit, d: number, where: string): NativeEdit {
+  const rank = edit.rank;
+  if (!Number.isInteger(rank) || rank < 0) throw new RangeError(`${where}: affine rank must be an integer >= 0, got ${rank}`);
+  const check = (name: string, a: Float32Array | null, n: number) => {
+    if (n === 0) return null;
+    if (!a || a.length !== n) throw new RangeError(`${where}: affine ${name} must hold ${n} values, got ${a ? a.length : "null"}`);
+    return f32(n).fill(0).map((_, i) => a[i]!);
+  };
+  return {
+    rank,
+    U: check("U", edit.U, rank * d),
+    V: check("V", edit.V, rank * d),
+    c: edit.c ? check("c", edit.c, d) : null,
+    scratch: f32(Math.max(1, rank)),
+  };
+}
+
+export class LlamaSequence implements Sequence {
+  readonly id: number;
+  #length = 0;
+  #ctx: Pointer | null;
+  readonly #host: SequenceHost;
+  readonly #hooks: ResidualHooks | undefined;
+  /** How each hooked point is served, by point name (for tests and diagnostics). */
+  readonly pointModes: ReadonlyMap<string, PointMode>;
+
+  // Batch: llama_batch by value, pointing at these arrays.
+  readonly #batch = new DataView(new ArrayBuffer(BATCH.size));
+  readonly #tokens: Int32Array;
+  readonly #pos: Int32Array;
+  readonly #nSeqId: Int32Array;
+  readonly #seqIdPtrs: BigUint64Array;
+  readonly #seqId0 = i32(1);
+  readonly #outputs: Int8Array;
+  readonly #logits: Float32Array;
+  #logitsView: Float32Array | null = null;
+  #logitsPtr = 0;
+
+  // Hooks: the shim's sk_hooks block, its points and whatever they point at, kept alive here.
+  readonly #hooksBlock = new DataView(new ArrayBuffer(SHIM_HOOKS.size));
+  readonly #pointsBlock: DataView | null = null;
+  readonly #keepAlive: unknown[] = [];
+  readonly #jsCallback: JSCallback | null = null;
+  readonly #points: HookPoint[];
+  readonly #views: (JsView | null)[];
+  #chunkPositions: Int32Array = new Int32Array(0);
+  #chunkTokens = 0;
+
+  constructor(host: SequenceHost, id: number, options: LlamaSequenceOptions = {}) {
+    this.id = id;
+    this.#host = host;
+    this.#hooks = options.hooks;
+    const { lib, dModel, nLayers, batchSize } = host;
+
+    this.#tokens = i32(batchSize);
+    this.#pos = i32(batchSize);
+    this.#nSeqId = i32(batchSize).fill(1);
+    this.#seqIdPtrs = new BigUint64Array(new ArrayBuffer(batchSize * 8)).fill(BigInt(ptr(this.#seqId0)));
+    this.#outputs = new Int8Array(new ArrayBuffer(batchSize));
+    this.#logits = f32(host.vocabSize);
+    setPtr(this.#batch, BATCH.token, ptr(this.#tokens));
+    setPtr(this.#batch, BATCH.embd, null);
+    setPtr(this.#batch, BATCH.pos, ptr(this.#pos));
+    setPtr(this.#batch, BATCH.n_seq_id, ptr(this.#nSeqId));
+    setPtr(this.#batch, BATCH.seq_id, ptr(this.#seqIdPtrs));
+    setPtr(this.#batch, BATCH.logits, ptr(this.#outputs));
+
+    this.#points = allPoints(nLayers);
+    this.#views = this.#points.map(() => null);
+
+    // Decide, per hooked point, how it is served.
+    const modes = new Map<string, PointMode>();
+    const cvec = f32(Math.max(0, nLayers - 1) * dModel);
+    let cvecFirst = Infinity;
+    let cvecLast = -1;
+    const nPoints = 2 * nLayers + 1;
+    const pointsBlock = new DataView(new ArrayBuffer(nPoints * SHIM_POINT.size));
+    let needCallback = false;
+    const hooks = options.hooks;
+    if (hooks) {
+      for (const raw of hooks.points) {
+        const p = canonicalPoint(raw, nLayers);
+        const name = pointName(p);
+        const idx = pointIndex(p, nLayers);
+        const edit = hooks.affine.get(name) ?? hooks.affine.get(pointName(raw));
+        const base = idx * SHIM_POINT.size;
+        if (edit) {
+          const e = copyEdit(edit, dModel, `${host.modelName} ${name}`);
+          const additive = e.rank === 0;
+          if (additive && options.fastPath !== "callback" && p.site === "resid_post" && p.layer >= 1) {
+            if (e.c) cvec.set(e.c, (p.layer - 1) * dModel);
+            cvecFirst = Math.min(cvecFirst, p.layer);
+            cvecLast = Math.max(cvecLast, p.layer);
+            modes.set(name, "cvec");
+            continue;
+          }
+          this.#keepAlive.push(e);
+          pointsBlock.setInt32(base + SHIM_POINT.mode, MODE_NATIVE, true);
+          pointsBlock.setInt32(base + SHIM_POINT.rank, e.rank, true);
+          setPtr(pointsBlock, base + SHIM_POINT.U, e.U ? ptr(e.U) : null);
+          setPtr(pointsBlock, base + SHIM_POINT.V, e.V ? ptr(e.V) : null);
+          setPtr(pointsBlock, base + SHIM_POINT.c, e.c ? ptr(e.c) : null);
+          setPtr(pointsBlock, base + SHIM_POINT.scratch, ptr(e.scratch));
+          modes.set(name, "native");
+        } else {
+          pointsBlock.setInt32(base + SHIM_POINT.mode, MODE_JS, true);
+          modes.set(name, "js");
+        }
+        needCallback = true;
+      }
+    }
+    this.pointModes = modes;
+
+    const params = new DataView(new ArrayBuffer(CONTEXT_PARAMS.size));
+    lib.shim.sk_context_default_params(lib.fn.contextDefaultParams, ptr(params));
+    params.setUint32(CONTEXT_PARAMS.n_ctx, host.contextLength, true);
+    // n_batch == n_ubatch: each llama_decode call is exactly one forward pass, so the JS hook path
+    // always knows which positions the rows of a hooked tensor belong to.
+    params.setUint32(CONTEXT_PARAMS.n_batch, batchSize, true);
+    params.setUint32(CONTEXT_PARAMS.n_ubatch, batchSize, true);
+    params.setUint32(CONTEXT_PARAMS.n_seq_max, 1, true);
+    params.setInt32(CONTEXT_PARAMS.n_threads, host.threads, true);
+    params.setInt32(CONTEXT_PARAMS.n_threads_batch, host.threads, true);
+
+    if (needCallback) {
+      const hooksPtr = ptr(this.#hooksBlock);
+      this.#hooksBlock.setBigInt64(SHIM_HOOKS.n_embd, BigInt(dModel), true);
+      this.#hooksBlock.setBigInt64(SHIM_HOOKS.n_points, BigInt(nPoints), true);
+      if ([...modes.values()].includes("js")) {
+        this.#jsCallback = new JSCallback((t: Pointer, idx: number) => this.#runJsHook(t, idx), {
+          args: [FFIType.ptr, FFIType.i32],
+          returns: FFIType.bool,
+        });
+        setPtr(this.#hooksBlock, SHIM_HOOKS.js, this.#jsCallback.ptr);
+      }
+      setPtr(this.#hooksBlock, SHIM_HOOKS.points, ptr(pointsBlock));
+      this.#pointsBlock = pointsBlock;
+      setPtr(params, CONTEXT_PARAMS.cb_eval, addressOf(lib.shim.sk_eval));
+      setPtr(params, CONTEXT_PARAMS.cb_eval_user_data, hooksPtr);
+      // The abort callback reads the same `stop` word the eval callback sets when a hook fails.
+      setPtr(params, CONTEXT_PARAMS.abort_callback, addressOf(lib.shim.sk_abort_flag));
+      setPtr(params, CONTEXT_PARAMS.abort_callback_data, hooksPtr + SHIM_HOOKS.stop);
+    }
+
+    lib.clearLastLogError();
+    const ctx = asPointer(lib.shim.sk_init_from_model(lib.fn.initFromModel, host.model, ptr(params)));
+    if (!ctx) {
+      this.#jsCallback?.close();
+      throw new SequenceError(
+        `llama.cpp could not create a context for ${host.modelName} (context ${host.contextLength}): ${lib.lastLogError() || "no reason logged"}`,
+      );
+    }
+    this.#ctx = ctx;
+    if (cvecLast >= 0) {
+      const rc = lib.llama.llama_set_adapter_cvec(ctx, ptr(cvec), cvec.length, dModel, cvecFirst, cvecLast);
+      if (rc !== 0) {
+        this.free();
+        throw new SequenceError(`llama_set_adapter_cvec failed for ${host.modelName}: ${lib.lastLogError() || `code ${rc}`}`);
+      }
+      this.#keepAlive.push(cvec);
+    }
+  }
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** True once freed. */
+  get freed(): boolean {
+    return this.#ctx === null;
+  }
+
+  async prefill(tokens: ArrayLike<number>): Promise<Float32Array> {
+    return this.prefillSync(tokens);
+  }
+
+  async decode(token: number): Promise<Float32Array> {
+    return this.prefillSync([token]);
+  }
+
+  /** `prefill`, synchronously (llama_decode runs on the calling thread). */
+  prefillSync(tokens: ArrayLike<number>): Float32Array {
+    const ctx = this.#live();
+    const n = tokens.length;
+    if (n === 0) throw new RangeError(`prefill needs at least one token`);
+    const host = this.#host;
+    if (this.#length + n > host.contextLength) {
+      throw new RangeError(
+        `sequence ${this.id} would hold ${this.#length + n} tokens (${this.#length} cached + ${n} new), ` +
+          `more than the context length ${host.contextLength} of ${host.modelName}`,
+      );
+    }
+    for (let i = 0; i < n; i++) {
+      const t = tokens[i]!;
+      if (!Number.isInteger(t) || t < 0 || t >= host.vocabSize) {
+        throw new RangeError(`token ${i} is ${t}, outside the vocabulary 0..${host.vocabSize - 1} of ${host.modelName}`);
+      }
+    }
+    const start = this.#length;
+    this.#busy = true;
+    try {
+      this.#evaluate(ctx, tokens, start);
+    } finally {
+      this.#busy = false;
+    }
+    if (this.#freeRequested) {
+      this.free();
+      throw new SequenceError(`sequence ${this.id} was freed during its forward pass`);
+    }
+    return this.#readLogits(ctx);
+  }
+
+  #busy = false;
+  #freeRequested = false;
+
+  #evaluate(ctx: Pointer, tokens: ArrayLike<number>, start: number): void {
+    const host = this.#host;
+    const { lib } = host;
+    const n = tokens.length;
+    for (let off = 0; off < n && !this.#freeRequested; off += host.batchSize) {
+      const m = Math.min(host.batchSize, n - off);
+      const last = off + m === n;
+      for (let i = 0; i < m; i++) {
+        this.#tokens[i] = tokens[off + i]!;
+        this.#pos[i] = this.#length + i;
+        this.#outputs[i] = last && i === m - 1 ? 1 : 0;
+      }
+      this.#batch.setInt32(BATCH.n_tokens, m, true);
+      this.#chunkTokens = m;
+      this.#chunkPositions = this.#pos.subarray(0, m);
+      lib.clearLastLogError();
+      const rc = lib.shim.sk_decode(lib.fn.decode, ctx, ptr(this.#batch));
+      const hookError = this.#hooks?.error ?? this.#adapterError;
+      if (rc !== 0 || hookError) {
+        this.#rollback(start);
+        this.#adapterError = null;
+        if (this.#freeRequested) return;
+        if (hookError) throw hookError;
+        throw new SequenceError(
+          rc === 1
+            ? `llama.cpp found no KV-cache slot for ${m} tokens in sequence ${this.id} (context ${host.contextLength})`
+            : `llama_decode failed with code ${rc} on sequence ${this.id}: ${lib.lastLogError() || "no reason logged"}`,
+        );
+      }
+      this.#length += m;
+    }
+  }
+
+  reset(): void {
+    const ctx = this.#live();
+    this.#host.lib.llama.llama_memory_clear(this.#host.lib.llama.llama_get_memory(ctx), true);
+    this.#length = 0;
+  }
+
+  free(): void {
+    const ctx = this.#ctx;
+    if (ctx === null) return;
+    if (this.#busy) {
+      // Called from a hook inside llama_decode: freeing the context now would pull it out from
+      // under the running graph. Stop the pass and free when llama_decode returns.
+      this.#freeRequested = true;
+      this.#hooksBlock.setInt32(SHIM_HOOKS.stop, 1, true);
+      return;
+    }
+    this.#ctx = null;
+    this.#host.lib.llama.llama_free(ctx);
+    this.#jsCallback?.close();
+    this.#logitsView = null;
+    this.#host.release(this);
+  }
+
+  #live(): Pointer {
+    if (this.#ctx === null) throw new SequenceError(`sequence ${this.id} of ${this.#host.modelName} was freed`);
+    return this.#ctx;
+  }
+
+  /** Drop whatever a failed call left in the cache so the sequence stays usable. */
+  #rollback(start: number): void {
+    const { llama } = this.#host.lib;
+    const ctx = this.#ctx!;
+    llama.llama_memory_seq_rm(llama.llama_get_memory(ctx), 0, start, -1);
+    this.#length = start;
+    this.#hooksBlock.setInt32(SHIM_HOOKS.stop, 0, true);
+  }
+
+  #readLogits(ctx: Pointer): Float32Array {
+    const p = asPointer(this.#host.lib.llama.llama_get_logits_ith(ctx, -1));
+    if (!p) throw new SequenceError(`llama.cpp returned no logits for sequence ${this.id}`);
+    if (this.#logitsView === null || this.#logitsPtr !== p) {
+      this.#logitsView = new Float32Array(toArrayBuffer(p, 0, this.#host.vocabSize * 4));
+      this.#logitsPtr = p;
+    }
+    // A copy: llama.cpp's buffer dies with the context, and callers may keep what they were given.
+    this.#logits.set(this.#logitsView);
+    return this.#logits;
+  }
+
+  /** The JS side of sk_eval: run core's chain over a hooked tensor, in place. Returns false to stop the pass. */
+  #runJsHook(t: Pointer, idx: number): boolean {
+    const hooks = this.#hooks!;
+    const d = this.#host.dModel;
+    const type = read.i32(t, TENSOR.type);
+    const ne0 = read.intptr(t, TENSOR.ne);
+    const rows = read.intptr(t, TENSOR.ne + 8);
+    const nb1 = read.intptr(t, TENSOR.nb + 8);
+    const point = this.#points[idx]!;
+    if (type !== GGML_TYPE_F32 || ne0 !== d || (rows > 1 && nb1 !== d * 4)) {
+      this.#fail(
+        new SequenceError(
+          `${pointName(point)} in ${this.#host.modelName} is not a contiguous f32 [rows, ${d}] tensor ` +
+            `(type ${type}, ne0 ${ne0}, row stride ${nb1}); cannot hook it`,
+        ),
+      );
+      return false;
+    }
+    if (rows === 0) return true; // last block on a chunk that produces no logits: nothing computed
+    const dataPtr = read.ptr(t, TENSOR.data);
+    let view = this.#views[idx];
+    if (!view || view.dataPtr !== dataPtr || view.rows !== rows) {
+      view = {
+        dataPtr,
+        rows,
+        tensor: { data: new Float32Array(toArrayBuffer(dataPtr as Pointer, 0, rows * d * 4)), dims: [rows, d] },
+      };
+      this.#views[idx] = view;
+    }
+    // The last block's tensors hold only the rows that produce logits: the last ones of the chunk.
+    const positions = rows === this.#chunkTokens ? this.#chunkPositions : this.#chunkPositions.subarray(this.#chunkTokens - rows);
+    const out = hooks.run(point, view.tensor, positions);
+    if (out.data !== view.tensor.data) {
+      if (out.data.length !== view.tensor.data.length) {
+        this.#fail(
+          new SequenceError(
+            `a hook at ${pointName(point)} returned ${out.data.length} values for a [${rows}, ${d}] residual`,
+          ),
+        );
+        return false;
+      }
+      view.tensor.data.set(out.data);
+    }
+    if (hooks.error) {
+      this.#hooksBlock.setInt32(SHIM_HOOKS.stop, 1, true);
+      return false;
+    }
+    return true;
+  }
+
+  #adapterError: Error | null = null;
+  #fail(e: Error): void {
+    this.#adapterError ??= e;
+    this.#hooksBlock.setInt32(SHIM_HOOKS.stop, 1, true);
+  }
+}

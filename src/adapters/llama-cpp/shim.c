@@ -1,0 +1,174 @@
+/*
+ * Steerkit's native shim for libllama, compiled at run time by TinyCC (`cc` from bun:ffi).
+ *
+ * Why it exists: bun:ffi cannot pass or return C structs by value, and a few llama.cpp calls take
+ * them (model/context params, llama_batch). It also holds the residual callback that runs inside
+ * llama_decode, so declined tensors and native affine edits never cross into JS.
+ *
+ * It includes no header on purpose: the user's machine may have no libc headers. The by-value
+ * structs are opaque blocks of the exact size and alignment of the real ones (x86-64 SysV passes
+ * and returns structs over 16 bytes through memory, so only size and alignment matter); fields are
+ * written from TypeScript by offset (see abi.ts). Library functions arrive as pointers from JS.
+ */
+
+typedef unsigned long sk_size;
+
+/* SIZEOF_* are passed in through `define` from abi.ts so the two cannot disagree. */
+typedef struct { long long q[SIZEOF_MODEL_PARAMS / 8]; } model_params_t;
+typedef struct { long long q[SIZEOF_CONTEXT_PARAMS / 8]; } context_params_t;
+typedef struct { long long q[SIZEOF_BATCH / 8]; } batch_t;
+
+typedef model_params_t (*model_default_params_fn)(void);
+typedef context_params_t (*context_default_params_fn)(void);
+typedef void *(*model_load_fn)(const char *path, model_params_t params);
+typedef void *(*init_from_model_fn)(void *model, context_params_t params);
+typedef int (*decode_fn)(void *ctx, batch_t batch);
+
+int sk_sizeof_model_params(void) { return (int)sizeof(model_params_t); }
+int sk_sizeof_context_params(void) { return (int)sizeof(context_params_t); }
+int sk_sizeof_batch(void) { return (int)sizeof(batch_t); }
+
+void sk_model_default_params(void *fn, void *out) {
+  *(model_params_t *)out = ((model_default_params_fn)fn)();
+}
+
+void sk_context_default_params(void *fn, void *out) {
+  *(context_params_t *)out = ((context_default_params_fn)fn)();
+}
+
+void *sk_model_load(void *fn, const char *path, const void *params) {
+  return ((model_load_fn)fn)(path, *(const model_params_t *)params);
+}
+
+void *sk_init_from_model(void *fn, void *model, const void *params) {
+  return ((init_from_model_fn)fn)(model, *(const context_params_t *)params);
+}
+
+int sk_decode(void *fn, void *ctx, const void *batch) {
+  return ((decode_fn)fn)(ctx, *(const batch_t *)batch);
+}
+
+/* ggml_abort_callback: llama_decode stops when the flag word is non-zero. */
+_Bool sk_abort_flag(void *data) { return *(volatile int *)data != 0; }
+
+/*
+ * Log sink: collects error-level messages (GGML_LOG_LEVEL_ERROR = 4, and CONT = 5 lines after one)
+ * so a failed call can say why, and drops the rest (llama.cpp prints hundreds of lines per load).
+ * `ud` is a buffer: int32 length, int32 "last message was an error", then LOG_CAPACITY bytes. JS
+ * resets the length before each call it wants the reason for.
+ */
+#define LOG_CAPACITY 1016
+void sk_log(int level, const char *text, void *ud) {
+  int *len = (int *)ud;
+  int *in_error = (int *)ud + 1;
+  char *buf = (char *)ud + 8;
+  int i;
+  if (level == 5) {
+    if (!*in_error) return;
+  } else {
+    *in_error = level == 4;
+    if (!*in_error) return;
+  }
+  for (i = 0; text[i] != 0 && *len < LOG_CAPACITY; i++) buf[(*len)++] = text[i];
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Residual hooks: the ggml_backend_sched_eval_callback installed on hooked contexts.           */
+
+/* Offsets into struct ggml_tensor, from abi.ts. */
+#define T_TYPE 0
+#define T_NE 16
+#define T_NB 48
+#define T_DATA 248
+#define T_NAME 256
+
+/* One hook point (index = core's pointIndex: 0 resid_pre.0, 1+2L resid_mid.L, 2+2L resid_post.L). */
+typedef struct {
+  int mode;      /* 0: not hooked, 1: native affine edit, 2: call JS */
+  int rank;
+  float *U;      /* [d, rank] row-major */
+  float *V;      /* [rank, d] row-major */
+  float *c;      /* [d] or 0 */
+  float *scratch;/* [rank] */
+} sk_point;
+
+typedef _Bool (*js_hook_fn)(void *tensor, int point);
+
+typedef struct {
+  long long n_embd;
+  long long n_points;
+  js_hook_fn js;   /* JSCallback for mode-2 points */
+  sk_point *points;
+  int stop;        /* set by JS when a hook failed: decline everything, end the graph */
+  int pad;
+} sk_hooks;
+
+/* Parse "<prefix><int>" and return the int, or -1. */
+static int parse_layer(const char *s, const char *prefix) {
+  int i = 0, n = 0;
+  while (prefix[i] != 0) {
+    if (s[i] != prefix[i]) return -1;
+    i++;
+  }
+  if (s[i] < '0' || s[i] > '9') return -1;
+  while (s[i] >= '0' && s[i] <= '9') n = n * 10 + (s[i++] - '0');
+  return s[i] == 0 ? n : -1;
+}
+
+/* Point index of a residual tensor name, or -1. Names per llama.cpp's graph: "embd" (the token
+   embeddings after get_rows), "ffn_inp-L" (mid-block), "l_out-L" (block output). */
+static int point_of(const char *name, long long n_points) {
+  int l, idx = -1;
+  if (name[0] == 'e') {
+    if (name[1] == 'm' && name[2] == 'b' && name[3] == 'd' && name[4] == 0) idx = 0;
+  } else if (name[0] == 'l') {
+    l = parse_layer(name, "l_out-");
+    if (l >= 0) idx = 2 + 2 * l;
+  } else if (name[0] == 'f') {
+    l = parse_layer(name, "ffn_inp-");
+    if (l >= 0) idx = 1 + 2 * l;
+  }
+  return idx < n_points ? idx : -1;
+}
+
+static void apply_affine(sk_point *p, float *x, long long rows, long long d) {
+  long long r, i;
+  int j, k = p->rank;
+  for (r = 0; r < rows; r++) {
+    float *h = x + r * d;
+    for (j = 0; j < k; j++) {
+      float s = 0.0f;
+      for (i = 0; i < d; i++) s += h[i] * p->U[i * k + j];
+      p->scratch[j] = s;
+    }
+    for (j = 0; j < k; j++) {
+      float a = p->scratch[j];
+      float *v = p->V + (long long)j * d;
+      for (i = 0; i < d; i++) h[i] += a * v[i];
+    }
+    if (p->c) for (i = 0; i < d; i++) h[i] += p->c[i];
+  }
+}
+
+_Bool sk_eval(void *t, _Bool ask, void *ud) {
+  sk_hooks *hooks = (sk_hooks *)ud;
+  char *tc = (char *)t;
+  int idx;
+  sk_point *p;
+  if (hooks->stop) return 0;
+  idx = point_of(tc + T_NAME, hooks->n_points);
+  if (idx < 0) return 0;
+  p = &hooks->points[idx];
+  if (p->mode == 0) return 0;
+  if (ask) return 1;
+  if (p->mode == 2) return hooks->js(t, idx);
+  {
+    long long *ne = (long long *)(tc + T_NE);
+    long long *nb = (long long *)(tc + T_NB);
+    /* Only contiguous f32 rows of width n_embd are edited; anything else is left alone (JS checks
+       the same and reports it, the native path must never write out of bounds). */
+    if (*(int *)(tc + T_TYPE) != 0 || ne[0] != hooks->n_embd || nb[1] != ne[0] * 4) return 1;
+    apply_affine(p, *(float **)(tc + T_DATA), ne[1], ne[0]);
+  }
+  return 1;
+}

@@ -1,0 +1,87 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULT_MODEL_PATH, GgufError, llamaCpp, UnsupportedModelError } from "../../src/adapters/llama-cpp/index.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "steerkit-llama-bad-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const original = new Uint8Array(readFileSync(DEFAULT_MODEL_PATH));
+
+function write(name: string, bytes: Uint8Array | string): string {
+  const p = join(dir, name);
+  writeFileSync(p, bytes);
+  return p;
+}
+
+async function loadError(path: string): Promise<Error> {
+  try {
+    const m = await llamaCpp.load(path);
+    m.dispose();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error(`loading ${path} succeeded`);
+}
+
+describe("bad model files give errors naming the file and the problem", () => {
+  test("truncated file", async () => {
+    const p = write("truncated.gguf", original.subarray(0, Math.floor(original.length / 2)));
+    const e = await loadError(p);
+    expect(e).toBeInstanceOf(GgufError);
+    expect(e.message).toContain(p);
+    expect(e.message).toMatch(/truncat|beyond|end of file|past the end|extends/i);
+  });
+
+  test("truncated inside the header", async () => {
+    const p = write("header.gguf", original.subarray(0, 100));
+    const e = await loadError(p);
+    expect(e).toBeInstanceOf(GgufError);
+    expect(e.message).toContain(p);
+  });
+
+  test("corrupted magic", async () => {
+    const bytes = original.slice();
+    bytes.set([0x47, 0x47, 0x4d, 0x4c], 0); // "GGML"
+    const p = write("magic.gguf", bytes);
+    const e = await loadError(p);
+    expect(e).toBeInstanceOf(GgufError);
+    expect(e.message).toContain(p);
+    expect(e.message).toMatch(/magic/i);
+  });
+
+  test("not a GGUF at all", async () => {
+    const p = write("text.gguf", "this is a text file, not a model\n".repeat(10));
+    const e = await loadError(p);
+    expect(e).toBeInstanceOf(GgufError);
+    expect(e.message).toMatch(/magic/i);
+  });
+
+  test("missing file", async () => {
+    const e = await loadError(join(dir, "nope.gguf"));
+    expect(e.message).toMatch(/does not exist/);
+  });
+
+  test("an architecture the adapter has not verified is refused before llama.cpp sees it", async () => {
+    const bytes = original.slice();
+    const key = new TextEncoder().encode("general.architecture");
+    const at = Buffer.from(bytes).indexOf(Buffer.from(key));
+    expect(at).toBeGreaterThan(0);
+    // key, then u32 value type (8 = string), u64 length 5, then "llama": same length as "bloom".
+    const value = at + key.length + 4 + 8;
+    expect(new TextDecoder().decode(bytes.subarray(value, value + 5))).toBe("llama");
+    bytes.set(new TextEncoder().encode("bloom"), value);
+    const p = write("bloom.gguf", bytes);
+    const e = await loadError(p);
+    expect(e).toBeInstanceOf(UnsupportedModelError);
+    expect(e.message).toContain(p);
+    expect(e.message).toContain(`architecture "bloom" is not supported`);
+  });
+
+  test("the process survives and still loads a good model afterwards", async () => {
+    const m = await llamaCpp.load(DEFAULT_MODEL_PATH);
+    expect(m.info.nLayers).toBe(5);
+    expect(m.info.contextLength).toBe(512);
+    m.dispose();
+  });
+});
