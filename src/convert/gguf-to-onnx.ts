@@ -8,6 +8,7 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ggmlTypeName } from "../formats/ggml-types.ts";
+import { writeHfTokenizer } from "../formats/gguf-tokenizer.ts";
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
 import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
@@ -82,6 +83,13 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     files.push(p);
   };
   writeJson("config.json", hfConfig(g, dtype, options.maxPositionEmbeddings ?? h.contextLength));
+  // The tokenizer (and the chat template, in tokenizer_config.json) come from the GGUF's own
+  // tokenizer metadata; a GGUF without one still converts, with the report saying so.
+  const hasTokenizer = g.file.metadata.has("tokenizer.ggml.model");
+  if (hasTokenizer) {
+    writeHfTokenizer(g.file, outDir);
+    files.push(join(outDir, "tokenizer.json"), join(outDir, "tokenizer_config.json"));
+  }
   writeJson("generation_config.json", {
     ...(h.bosTokenId !== null ? { bos_token_id: h.bosTokenId } : {}),
     ...(h.eosTokenId !== null ? { eos_token_id: h.eosTokenId } : {}),
@@ -105,7 +113,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     externalData: external,
     tiedEmbeddings: h.tiedEmbeddings,
     sourceTypes,
-    tokenizer: false,
+    tokenizer: hasTokenizer,
     seconds: (performance.now() - started) / 1000,
   };
 }
