@@ -122,6 +122,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
 function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Record<string, unknown> {
   const h = g.hparams;
   const config: Record<string, unknown> = {
+    _name_or_path: h.name,
     architectures: ["LlamaForCausalLM"],
     model_type: "llama",
     hidden_size: h.nEmbd,

@@ -9,6 +9,7 @@ import { rewriteGguf, toF16, toQ8_0, type TensorEntry, withMetadataString } from
 import { argmax, decodeWithVocab, ReferenceLlama } from "./reference-llama.ts";
 import { logitsOf, OnnxDecoder } from "./run-onnx.ts";
 import { ort } from "./ort.ts";
+import { Tokenizer } from "@huggingface/tokenizers";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const PROMPT = [1, 403, 407, 261, 378]; // "<s>Once upon a time"
@@ -75,6 +76,25 @@ describe("convertGgufToOnnx on stories260K", () => {
     });
     expect(config.rms_norm_eps).toBeCloseTo(1e-5, 8);
     expect(JSON.parse(readFileSync(join(dir, "f32", "generation_config.json"), "utf8"))).toEqual({ bos_token_id: 1, eos_token_id: 2 });
+  });
+
+  test("carries the tokenizer over: tokenizer.json encodes like the GGUF vocabulary", () => {
+    expect(report.tokenizer).toBe(true);
+    const json = JSON.parse(readFileSync(join(dir, "f32", "tokenizer.json"), "utf8"));
+    const config = JSON.parse(readFileSync(join(dir, "f32", "tokenizer_config.json"), "utf8"));
+    const tok = new Tokenizer(json, config);
+    expect(tok.encode("Once upon a time", { add_special_tokens: true }).ids).toEqual(PROMPT);
+    expect(tok.decode([403, 407, 261, 378], { skip_special_tokens: true })).toBe("Once upon a time");
+    expect(config.chat_template).toBeUndefined(); // stories260K has none
+  });
+
+  test("carries the chat template over into tokenizer_config.json", async () => {
+    const template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}";
+    const gguf = join(dir, "with-template.gguf");
+    writeFileSync(gguf, withMetadataString(readFileSync(MODEL), "tokenizer.chat_template", template));
+    const out = join(dir, "with-template");
+    await convertGgufToOnnx(gguf, out);
+    expect(JSON.parse(readFileSync(join(out, "tokenizer_config.json"), "utf8")).chat_template).toBe(template);
   });
 
   test("has the Optimum decoder interface", () => {
