@@ -8,7 +8,7 @@ import { GgufError } from "../../src/formats/gguf.ts";
 import { rewriteGguf, toF16, toQ8_0, type TensorEntry, withMetadataString } from "./gguf-edit.ts";
 import { argmax, decodeWithVocab, ReferenceLlama } from "./reference-llama.ts";
 import { logitsOf, OnnxDecoder } from "./run-onnx.ts";
-import { ort } from "./ort.ts";
+import { ort } from "../../src/adapters/onnx/ort.ts";
 import { Tokenizer } from "@huggingface/tokenizers";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");

@@ -3,7 +3,7 @@
  * with the KV cache in the Optimum layout, the way any ONNX Runtime user would.
  */
 import { halfToFloat } from "../../src/formats/ggml-types.ts";
-import { ort } from "./ort.ts";
+import { ort } from "../../src/adapters/onnx/ort.ts";
 
 export interface DecoderShape {
   nLayers: number;
