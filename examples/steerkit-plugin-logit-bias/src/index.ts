@@ -10,7 +10,8 @@ import { definePlugin, type ModelInfo } from "steerkit";
 
 const Options = Schema.Struct({
   /** token id (as a string key, JSON-style) -> bias added to its logit */
-  bias: Schema.optional(Schema.Record(Schema.String.check(Schema.isPattern(/^\d+$/)), Schema.Finite)),
+  // Keys are checked in create: an Effect Record silently drops keys its key schema rejects.
+  bias: Schema.optional(Schema.Record(Schema.String, Schema.Finite)),
   /** case-insensitive substrings; tokens whose text contains one get -Infinity */
   ban: Schema.optional(Schema.Array(Schema.NonEmptyString)),
 });
@@ -28,6 +29,7 @@ export const logitBias = definePlugin({
     const values: number[] = [];
     for (const [key, value] of Object.entries(options.bias ?? {})) {
       const id = Number(key);
+      if (!/^\d+$/.test(key)) throw new RangeError(`bias: key "${key}" is not a token id`);
       if (id >= model.vocabSize) throw new RangeError(`bias: token ${id} is outside the vocabulary (0..${model.vocabSize - 1})`);
       ids.push(id);
       values.push(value);

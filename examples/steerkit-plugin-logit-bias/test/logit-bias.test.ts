@@ -24,7 +24,7 @@ describe("steerkit-plugin-logit-bias", () => {
   test("Effect Schema rejects bad options with field-level messages", () => {
     let error: unknown;
     try {
-      logitBias({ bias: { abc: 1 }, ban: [""] } as never);
+      logitBias({ bias: { "403": "strong" }, ban: [""] } as never);
     } catch (e) {
       error = e;
     }
@@ -32,6 +32,9 @@ describe("steerkit-plugin-logit-bias", () => {
     const paths = (error as OptionsError).issues.map((i) => i.path);
     expect(paths.some((p) => p.startsWith("bias"))).toBe(true);
     expect(paths.some((p) => p.startsWith("ban"))).toBe(true);
+  });
+  test("keys that are not token ids fail when the plugin is created, naming the key", async () => {
+    expect(runPlugin(logitBias({ bias: { abc: 1 } }))).rejects.toThrow('bias: key "abc" is not a token id');
   });
   test("recipes find it by package name", async () => {
     const registry = new PluginRegistry();
