@@ -58,8 +58,8 @@ export const LoggerOptions = v.object({
   rows: v.optional(v.picklist(["last", "all"]), "last"),
   /** Append JSONL records to this file. */
   file: v.optional(v.pipe(v.string(), v.minLength(1))),
-  /** Print records to the console (stderr). */
-  console: v.optional(v.boolean(), false),
+  /** Print records to the console (stderr). Default: true when neither `file` nor `onRecord` is given. */
+  console: v.optional(v.boolean()),
   /** Receive each record (from code; not expressible in a JSON recipe). */
   onRecord: v.optional(v.custom<(r: LogRecord) => void>((f) => typeof f === "function", "expected a function")),
 });
@@ -81,10 +81,11 @@ export const logger = definePlugin({
       }
       return { name, unit: normalize(vec) };
     });
+    const toConsole = o.console ?? (o.file === undefined && o.onRecord === undefined);
     const lines: string[] = [];
     const emit = (r: LogRecord) => {
       o.onRecord?.(r);
-      if (o.console) console.error(JSON.stringify(r));
+      if (toConsole) console.error(JSON.stringify(r));
       if (o.file) lines.push(JSON.stringify(r));
     };
     const flush = () => {
