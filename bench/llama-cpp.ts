@@ -8,6 +8,7 @@
  *   bun bench/make-random-gguf.ts            # once: writes bench/models/random-d1024-l16-f16.gguf
  *   bun bench/llama-cpp.ts [--model path] [--threads 2] [--prefill 256] [--decode 64] [--rounds 5]
  *       [--nlc /tmp/nlc-bench]              # a directory where node-llama-cpp@3.21.1 is installed
+ *       [--verbose]                         # print every measurement
  *
  * node-llama-cpp is not a Steerkit dependency (it pulls ~700 MB of GPU builds); install it into a
  * throwaway prefix: `mkdir /tmp/nlc-bench && cd /tmp/nlc-bench && npm i node-llama-cpp@3.21.1`.
@@ -31,6 +32,7 @@ const { values: args } = parseArgs({
     decode: { type: "string", default: "64" },
     rounds: { type: "string", default: "5" },
     nlc: { type: "string", default: "/tmp/nlc-bench" },
+    verbose: { type: "boolean", default: false },
   },
 });
 const modelPath = args.model!;
@@ -191,6 +193,7 @@ for (let r = 0; r <= rounds; r++) {
   for (let k = 0; k < runners.length; k++) {
     const i = (k + r) % runners.length; // rotate so no configuration always runs right after another
     const res = await runners[i]!.run();
+    if (args.verbose) console.error(`  ${runners[i]!.name}: prefill ${res.prefill.toFixed(1)}, decode ${res.decode.toFixed(1)}`);
     if (r > 0) {
       results[i]!.prefill.push(res.prefill);
       results[i]!.decode.push(res.decode);

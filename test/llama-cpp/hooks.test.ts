@@ -78,6 +78,25 @@ describe("residual hooks on stories260K", async () => {
     ]);
   });
 
+  test("prefill split into several forward passes gives hooks each pass's rows and positions", async () => {
+    const small = loadModel(DEFAULT_MODEL_PATH, { threads: 1, contextLength: 128, batchSize: 2 });
+    try {
+      const seen: string[] = [];
+      const hooks = makeHooks([post(0), post(4)], (p, x, pos) => {
+        expect(x.dims[0]).toBe(pos.length);
+        seen.push(`${pointName(p)}:${Array.from(pos).join(",")}`);
+      });
+      const seq = small.createSequence({ hooks });
+      const logits = await seq.prefill(ONCE);
+      // Passes of 2, 2 and 1 tokens; the last block computes only the row that gives logits.
+      expect(seen).toEqual(["resid_post.0:0,1", "resid_post.0:2,3", "resid_post.0:4", "resid_post.4:4"]);
+      expect(maxAbsDiff(logits, baseline.logits[0]!)).toBeLessThan(1e-4);
+      seq.free();
+    } finally {
+      small.dispose();
+    }
+  });
+
   test("resid_pre.0 is the token embedding rows", async () => {
     const rows: Float32Array[] = [];
     const hooks = makeHooks([pre0], (_p, x) => void rows.push(Float32Array.from(x.data)));
