@@ -263,6 +263,21 @@ describe("residual hooks on stories260K", async () => {
     expect(maxAbsDiff(again.logits[0]!, baseline.logits[0]!)).toBe(0);
   });
 
+  test("disposing the model from inside a hook ends the pass; the weights go after llama_decode returns", async () => {
+    const other = loadModel(DEFAULT_MODEL_PATH, { threads: 1, contextLength: 64 });
+    const hooks = makeHooks([mid(2)], () => other.dispose());
+    const seq = other.createSequence({ hooks });
+    await expect(seq.prefill(ONCE)).rejects.toThrow(/freed during its forward pass/);
+    expect(other.liveSequences).toBe(0);
+    expect(() => other.createSequence()).toThrow(/disposed/);
+  });
+
+  test("an affine edit that changes nothing installs no hook", () => {
+    const seq = model.createSequence({ hooks: makeHooks([post(2)], () => {}, [{ point: post(2), rank: 0, U: null, V: null, c: null }]) });
+    expect(seq.pointModes.get("resid_post.2")).toBe("identity");
+    seq.free();
+  });
+
   test("affine edits with the wrong shape are refused when the sequence is created", () => {
     const bad: AffineEdit = { point: post(2), rank: 1, U: new Float32Array(D), V: new Float32Array(3), c: null };
     expect(() => model.createSequence({ hooks: makeHooks([post(2)], () => {}, [bad]) })).toThrow(/affine V must hold 64 values, got 3/);

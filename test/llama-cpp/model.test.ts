@@ -81,6 +81,22 @@ describe("llama.cpp model on stories260K", async () => {
     await expect(seq.decode(1)).rejects.toThrow(/was freed/);
   });
 
+  test("invalid load options are refused before any weights load", async () => {
+    await expect(llamaCpp.load(DEFAULT_MODEL_PATH, { threads: 0 })).rejects.toThrow("threads must be a positive integer, got 0");
+    await expect(llamaCpp.load(DEFAULT_MODEL_PATH, { contextLength: 1.5 })).rejects.toThrow(/contextLength must be a positive integer/);
+  });
+
+  test("dispose frees every sequence and refuses further work", async () => {
+    const other = await llamaCpp.load(DEFAULT_MODEL_PATH, { threads: 1 });
+    const seq = other.createSequence();
+    await seq.prefill(ONCE);
+    other.dispose();
+    other.dispose();
+    await expect(seq.decode(403)).rejects.toThrow(/was freed/);
+    expect(() => other.createSequence()).toThrow(/disposed/);
+    expect(() => other.tokenize("x")).toThrow(/disposed/);
+  });
+
   test("out-of-vocabulary tokens are refused before llama.cpp sees them", async () => {
     const seq = model.createSequence();
     await expect(seq.prefill([1, 512])).rejects.toThrow(/token 1 is 512, outside the vocabulary/);

@@ -49,6 +49,12 @@ export class LlamaModel implements Model {
   #textBuffer = new Uint8Array(4096);
 
   constructor(lib: LlamaLibrary, path: string, options: LlamaLoadOptions = {}) {
+    for (const key of ["contextLength", "threads", "batchSize"] as const) {
+      const value = options[key];
+      if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
+        throw new RangeError(`${key} must be a positive integer, got ${value}`);
+      }
+    }
     this.#lib = lib;
     const params = new DataView(new ArrayBuffer(MODEL_PARAMS.size));
     lib.shim.sk_model_default_params(lib.fn.modelDefaultParams, ptr(params));
@@ -67,15 +73,7 @@ export class LlamaModel implements Model {
     const vocabSize = llama.llama_vocab_n_tokens(this.#vocab);
     const trained = llama.llama_model_n_ctx_train(model);
     const contextLength = options.contextLength ?? Math.min(trained > 0 ? trained : DEFAULT_CONTEXT_CAP, DEFAULT_CONTEXT_CAP);
-    if (!Number.isInteger(contextLength) || contextLength < 1) {
-      this.dispose();
-      throw new RangeError(`contextLength must be a positive integer, got ${options.contextLength}`);
-    }
     const threads = options.threads ?? defaultThreads(Bun.file(path).size);
-    if (!Number.isInteger(threads) || threads < 1) {
-      this.dispose();
-      throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
-    }
     const batchSize = Math.min(options.batchSize ?? DEFAULT_BATCH_SIZE, contextLength);
 
     const bos = llama.llama_vocab_bos(this.#vocab);
@@ -111,7 +109,10 @@ export class LlamaModel implements Model {
       batchSize,
       threads,
       modelName: name,
-      release: (seq) => this.#sequences.delete(seq),
+      release: (seq) => {
+        this.#sequences.delete(seq);
+        if (this.#disposing && this.#sequences.size === 0) this.#freeWeights();
+      },
     };
   }
 
@@ -195,14 +196,24 @@ export class LlamaModel implements Model {
   }
 
   dispose(): void {
-    if (this.#model === null) return;
+    if (this.#model === null || this.#disposing) return;
+    this.#disposing = true;
+    // A sequence freed from inside its own hook frees later, when its llama_decode returns; the
+    // weights it is computing with go when the last sequence has gone (see `release`).
     for (const seq of [...this.#sequences]) seq.free();
+    if (this.#sequences.size === 0) this.#freeWeights();
+  }
+
+  #disposing = false;
+
+  #freeWeights(): void {
+    if (this.#model === null) return;
     this.#lib.llama.llama_model_free(this.#model);
     this.#model = null;
   }
 
   #live(): Pointer {
-    if (this.#model === null) throw new LlamaModelError(`the model was disposed`);
+    if (this.#model === null || this.#disposing) throw new LlamaModelError(`the model was disposed`);
     return this.#model;
   }
 

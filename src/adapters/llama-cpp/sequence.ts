@@ -16,7 +16,7 @@ import { BATCH, CONTEXT_PARAMS, GGML_TYPE_F32, SHIM_HOOKS, SHIM_POINT, TENSOR } 
 import { addressOf, asPointer, type LlamaLibrary } from "./ffi.ts";
 
 /** How a hook point is served. */
-export type PointMode = "cvec" | "native" | "js";
+export type PointMode = "cvec" | "native" | "js" | "identity";
 
 export interface LlamaSequenceOptions {
   readonly hooks?: ResidualHooks;
@@ -167,6 +167,10 @@ export class LlamaSequence implements Sequence {
         const base = idx * SHIM_POINT.size;
         if (edit) {
           const e = copyEdit(edit, dModel, `${host.modelName} ${name}`);
+          if (e.rank === 0 && !e.c) {
+            modes.set(name, "identity"); // an edit that changes nothing needs no hook at all
+            continue;
+          }
           const additive = e.rank === 0;
           if (additive && options.fastPath !== "callback" && p.site === "resid_post" && p.layer >= 1) {
             if (e.c) cvec.set(e.c, (p.layer - 1) * dModel);
