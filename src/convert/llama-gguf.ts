@@ -62,6 +62,7 @@ import {
   readTensorF32,
 } from "../formats/gguf.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
+import { halfBitsToFloat32 } from "./half.ts";
 
 /** Architectures whose GGUF tensors and math are the llama graph above. */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ["llama"];
@@ -314,6 +315,7 @@ export function readWeightF32(g: LlamaGguf, t: GgufTensorInfo): Float32Array {
     const bytes = readTensorBytes(g.file, t);
     return new Float32Array(bytes.buffer, bytes.byteOffset, t.elementCount);
   }
+  if (t.type === GGML_TYPE.F16) return halfBitsToFloat32(readWeightF16Bits(g, t)!);
   return readTensorF32(g.file, t);
 }
 

@@ -1,0 +1,39 @@
+import { describe, expect, test } from "bun:test";
+import { float32ToHalfBits, halfBitsToFloat32 } from "../../src/convert/half.ts";
+import { halfToFloat } from "../../src/formats/ggml-types.ts";
+
+describe("half precision conversions", () => {
+  test("halfBitsToFloat32 decodes all 65536 halves like the GGUF reader", () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const f = halfBitsToFloat32(all);
+    for (let i = 0; i < 65536; i++) {
+      const want = halfToFloat(i);
+      if (Number.isNaN(want)) expect(f[i]).toBeNaN();
+      else expect(Object.is(f[i], want)).toBe(true);
+    }
+  });
+
+  test("float32ToHalfBits inverts it for every non-NaN half", () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const back = float32ToHalfBits(halfBitsToFloat32(all));
+    let mismatches = 0;
+    for (let i = 0; i < 65536; i++) if (!Number.isNaN(halfToFloat(i)) && back[i] !== i) mismatches++;
+    expect(mismatches).toBe(0);
+  });
+
+  test("float32ToHalfBits rounds to nearest even, overflows to infinity, keeps subnormals", () => {
+    const bits = (x: number) => float32ToHalfBits(new Float32Array([x]))[0];
+    expect(bits(1 + 2 ** -11)).toBe(0x3c00); // halfway between 1 and 1+2^-10: ties to even (1)
+    expect(bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // halfway between 1+2^-10 and 1+2^-9: ties to even
+    expect(bits(1 + 2 ** -11 + 2 ** -20)).toBe(0x3c01); // just above halfway: up
+    expect(bits(65504)).toBe(0x7bff); // largest half
+    expect(bits(65520)).toBe(0x7c00); // halfway to 2^16: rounds to even = infinity
+    expect(bits(-1e6)).toBe(0xfc00);
+    expect(bits(2 ** -24)).toBe(0x0001); // smallest subnormal
+    expect(bits(2 ** -25)).toBe(0x0000); // halfway to it: ties to even (0)
+    expect(bits(3 * 2 ** -26)).toBe(0x0001);
+    expect(bits(-0)).toBe(0x8000);
+    expect(bits(NaN) & 0x7c00).toBe(0x7c00);
+    expect(bits(NaN) & 0x3ff).not.toBe(0);
+  });
+});
