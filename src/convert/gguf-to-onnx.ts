@@ -20,7 +20,8 @@ export interface ConvertOptions {
   readonly dtype?: WeightDtype;
   /**
    * Store weights in `model.onnx.data`: true, false, or "auto" (default) = when they exceed
-   * `externalThresholdBytes` (default 1.5 GB; protobuf files cannot exceed 2 GiB).
+   * `externalThresholdBytes` (default 128 MiB: onnxruntime maps external data but parses and copies
+   * inline weights, so large models load far faster external; protobuf files cannot exceed 2 GiB).
    */
   readonly externalData?: boolean | "auto";
   readonly externalThresholdBytes?: number;
