@@ -8,7 +8,8 @@
  *   { "type": "logits", "step": 1, "phase": "decode",
  *     "top": [{ "token": 403, "text": " upon", "logit": 11.2, "prob": 0.91 }, ...] }
  *
- * - `step`: 0 for the prompt (prefill), n while computing the n-th generated token.
+ * - `step`: 0 for the prompt (prefill), n for the forward pass that feeds back the n-th generated
+ *   token; a logits record of step n shows the choice of generated token n+1.
  * - `point`: canonical hook point (see sites.ts); `position`: the token position of the row.
  * - `norm`: L2 norm of the residual row; `projections[name]`: dot product with the unit vector of each
  *   given direction (the scalar Arditi et al. ablate, and SAE-style probes read).

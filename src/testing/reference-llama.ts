@@ -12,6 +12,7 @@
  * Speed: per sequence, every buffer is allocated once (grown by doubling when a longer prefill or
  * context needs it); the per-token path allocates only the small tensor object handed to a JS hook.
  */
+import { defaultContextLength } from "../default-model.ts";
 import { existsSync, statSync } from "node:fs";
 import type {
   AffineEdit,
@@ -561,7 +562,7 @@ export function loadReferenceLlama(path: string, options: ReferenceLoadOptions =
   const g = openLlamaGguf(path);
   const tokenizer = GgufTokenizer.fromGguf(g.file);
   const trained = g.hparams.contextLength;
-  const requested = options.contextLength;
+  const requested = options.contextLength ?? defaultContextLength(path);
   if (requested !== undefined && (!Number.isInteger(requested) || requested <= 0)) {
     throw new RangeError(`reference backend: contextLength must be a positive integer, got ${requested}`);
   }

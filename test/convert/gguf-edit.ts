@@ -114,6 +114,8 @@ export interface RewriteOptions {
   metadata?: Record<string, MetaEdit>;
   /** Map each tensor to its replacement, or null to drop it. */
   tensors?: (t: TensorEntry) => TensorEntry | null;
+  /** Tensors to add after the existing ones. */
+  append?: TensorEntry[];
   /** Write this type id into a tensor's table entry without touching its data (for broken files). */
   lieAboutType?: Record<string, number>;
 }
@@ -123,6 +125,7 @@ export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint
   const kvs = src.kvs.filter((kv) => !(options.metadata && kv.key in options.metadata)).map((kv) => kv.bytes);
   for (const [key, edit] of Object.entries(options.metadata ?? {})) if (edit) kvs.push(encodeKv(key, edit));
   const tensors = src.tensors.map((t) => (options.tensors ? options.tensors(t) : t)).filter((t): t is TensorEntry => t !== null);
+  tensors.push(...(options.append ?? []));
   const enc = new TextEncoder();
   const pad = (n: number) => Math.ceil(n / src.alignment) * src.alignment;
   let headerSize = 24 + kvs.reduce((a, b) => a + b.length, 0);

@@ -1,0 +1,120 @@
+/**
+ * An ONNX decoder export on disk: which file is the model, and what its config files say.
+ * Layouts handled: onnxruntime-genai (`genai_config.json` naming the decoder file), Optimum /
+ * transformers.js (`config.json` with `model.onnx` or `onnx/model.onnx`), or a bare `.onnx` path.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+
+export class OnnxExportError extends Error {
+  override name = "OnnxExportError";
+}
+
+export interface ExportConfig {
+  readonly dir: string;
+  readonly modelFile: string;
+  readonly architecture: string;
+  readonly name: string;
+  readonly hiddenSize?: number;
+  readonly nLayers?: number;
+  readonly nHeads?: number;
+  readonly kvHeads?: number;
+  readonly headDim?: number;
+  readonly vocabSize?: number;
+  readonly contextLength?: number;
+  readonly bosToken: number | null;
+  readonly eosTokens: number[];
+  /** tokenizer.json, when present. */
+  readonly tokenizerFile: string | null;
+  readonly tokenizerConfig: Record<string, unknown> | null;
+}
+
+type Json = Record<string, unknown>;
+
+function readJson(file: string): Json | null {
+  if (!existsSync(file)) return null;
+  try {
+    const v = JSON.parse(readFileSync(file, "utf8"));
+    if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error("top level is not an object");
+    return v as Json;
+  } catch (e) {
+    throw new OnnxExportError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+const first = (...vs: unknown[]): number | undefined => vs.map(num).find((v) => v !== undefined);
+const ids = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => typeof x === "number") : typeof v === "number" ? [v] : []);
+
+/** True when `path` is an .onnx file or a directory holding an ONNX export (no weights read). */
+export function looksLikeOnnxExport(path: string): boolean {
+  try {
+    if (!existsSync(path)) return false;
+    if (statSync(path).isFile()) return path.endsWith(".onnx");
+    return (
+      existsSync(join(path, "genai_config.json")) ||
+      existsSync(join(path, "model.onnx")) ||
+      existsSync(join(path, "onnx", "model.onnx")) ||
+      readdirSync(path).some((f) => f.endsWith(".onnx"))
+    );
+  } catch {
+    return false;
+  }
+}
+
+export function readExportDir(path: string): ExportConfig {
+  if (!existsSync(path)) throw new OnnxExportError(`${path}: no such file or directory`);
+  const isFile = statSync(path).isFile();
+  const dir = isFile ? dirname(path) : path;
+  // transformers.js keeps configs at the root and the graph under onnx/.
+  const root = basename(dir) === "onnx" && !existsSync(join(dir, "config.json")) ? dirname(dir) : dir;
+  const genai = readJson(join(root, "genai_config.json"));
+  const config = readJson(join(root, "config.json"));
+  const gm = (genai?.model ?? {}) as Json;
+  const gd = (gm.decoder ?? {}) as Json;
+
+  let modelFile: string;
+  if (isFile) modelFile = path;
+  else {
+    const candidates = [
+      typeof gd.filename === "string" ? join(dir, gd.filename) : null,
+      join(dir, "model.onnx"),
+      join(dir, "onnx", "model.onnx"),
+      join(dir, "decoder_model.onnx"),
+    ].filter((f): f is string => f !== null);
+    const found = candidates.find((f) => existsSync(f));
+    if (found) modelFile = found;
+    else {
+      const onnxFiles = readdirSync(dir).filter((f) => f.endsWith(".onnx"));
+      if (onnxFiles.length === 1) modelFile = join(dir, onnxFiles[0]!);
+      else {
+        throw new OnnxExportError(
+          `${dir}: cannot tell which file is the decoder (looked for ${candidates.map((c) => basename(c)).join(", ")}; ` +
+            `found ${onnxFiles.length ? onnxFiles.join(", ") : "no .onnx file"})`,
+        );
+      }
+    }
+  }
+
+  const hiddenSize = first(config?.hidden_size, config?.n_embd, config?.d_model, gd.hidden_size);
+  const nHeads = first(config?.num_attention_heads, config?.n_head, gd.num_attention_heads);
+  const headDim = first(config?.head_dim, gd.head_size) ?? (hiddenSize && nHeads ? hiddenSize / nHeads : undefined);
+  const tokenizerFile = existsSync(join(root, "tokenizer.json")) ? join(root, "tokenizer.json") : null;
+  return {
+    dir: root,
+    modelFile,
+    architecture: String(config?.model_type ?? gm.type ?? "unknown"),
+    name: String(config?._name_or_path ?? basename(root)),
+    hiddenSize,
+    nLayers: first(config?.num_hidden_layers, config?.n_layer, gd.num_hidden_layers),
+    nHeads,
+    kvHeads: first(config?.num_key_value_heads, gd.num_key_value_heads, nHeads),
+    headDim,
+    vocabSize: first(config?.vocab_size, gm.vocab_size),
+    contextLength: first(gm.context_length, config?.max_position_embeddings, config?.n_positions, config?.n_ctx),
+    bosToken: ids(config?.bos_token_id ?? gm.bos_token_id)[0] ?? null,
+    eosTokens: ids(config?.eos_token_id ?? gm.eos_token_id),
+    tokenizerFile,
+    tokenizerConfig: readJson(join(root, "tokenizer_config.json")),
+  };
+}

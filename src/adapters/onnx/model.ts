@@ -1,0 +1,292 @@
+/**
+ * The ONNX Runtime model: load an export, find its residual stream, and run sequences whose hooks
+ * are compiled into graphs (see plan.ts) chosen from what the request's hooks declare.
+ */
+import type { Capability, ChatMessage, LoadOptions, Model, ModelInfo, ResidualHooks, Sequence, SequenceOptions, TokenizeOptions } from "../../core/backend.ts";
+import { canonicalPoint, pointName, type HookPoint } from "../../core/sites.ts";
+import {
+  DataType,
+  opsetVersion,
+  readOnnxFile,
+  valueInfoElemType,
+  valueInfoShape,
+  type OnnxFile,
+  type OnnxGraph,
+} from "../../formats/onnx/index.ts";
+import { readExportDir, type ExportConfig } from "./export-dir.ts";
+import { indexGraph } from "./graph.ts";
+import { detectKvLayout, type KvLayout } from "./kv.ts";
+import { splitFusedNorms } from "./normalize.ts";
+import { ort, type OrtSession } from "./ort.ts";
+import { buildPlanGraphs, planKey, type PlanSpec, type SteerInputs } from "./plan.ts";
+import { findResidualChain } from "./residual.ts";
+import { OnnxSequence } from "./sequence.ts";
+import { loadTextCodec, type TextCodec } from "./text.ts";
+import { encodeModel } from "../../formats/onnx/index.ts";
+
+export const ONNX_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
+
+/** ai.onnx opsets this onnxruntime-node (1.30) runs; it refuses newer ones at load. */
+export const SUPPORTED_ONNX_OPSETS = { min: 7, max: 26 } as const;
+const KNOWN_DOMAINS = new Set(["", "ai.onnx", "com.microsoft", "ai.onnx.ml", "com.microsoft.nchwc", "org.pytorch.aten"]);
+
+/** A load failure; the message names the file and the reason. */
+export class OnnxModelError extends Error {
+  override name = "OnnxModelError";
+}
+
+export interface OnnxLoadOptions extends LoadOptions {
+  /** Graph optimization level for every session (default "all"). */
+  readonly graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+}
+
+/** How a model's graph inputs are fed. */
+export interface IoSpec {
+  readonly inputIds: { name: string; type: "int32" | "int64" };
+  readonly positionIds: { name: string; type: "int32" | "int64" } | null;
+  readonly attentionMask: { name: string; type: "int32" | "int64" } | null;
+  readonly logits: string;
+  readonly logitsElemType: number;
+  readonly kv: KvLayout;
+  /** Element type of the residual stream (float32 or float16). */
+  readonly hiddenElemType: number;
+}
+
+/** The sessions of one plan, built once and shared by every sequence with the same hook shape. */
+export interface RuntimePlan {
+  readonly segments: readonly {
+    session: OrtSession;
+    inputs: readonly string[];
+    outputs: readonly string[];
+    cut: { point: HookPoint; tensor: string } | null;
+  }[];
+  readonly steer: ReadonlyMap<string, SteerInputs>;
+  readonly reads: readonly { point: HookPoint; tensor: string }[];
+}
+
+export class OnnxModel implements Model {
+  readonly capabilities = ONNX_CAPABILITIES;
+  private readonly plans = new Map<string, Promise<RuntimePlan>>();
+  private readonly sequences = new Set<OnnxSequence>();
+  private nextSequenceId = 1;
+  private disposed = false;
+  private readonly base: Promise<RuntimePlan>;
+
+  constructor(
+    readonly info: ModelInfo,
+    readonly config: ExportConfig,
+    readonly file: OnnxFile,
+    readonly graph: OnnxGraph,
+    readonly sites: ReadonlyMap<string, string>,
+    readonly io: IoSpec,
+    private readonly text: TextCodec,
+    private readonly sessionOptions: ort.InferenceSession.SessionOptions,
+  ) {
+    this.base = ort.InferenceSession.create(file.path, sessionOptions).then((session) => ({
+      segments: [{ session, inputs: session.inputNames, outputs: session.outputNames, cut: null }],
+      steer: new Map(),
+      reads: [],
+    }));
+    // Surface a failing base session at load, not at the first decode.
+    this.base.catch(() => {});
+  }
+
+  /** Resolves when the unhooked session is ready (load awaits it so errors surface there). */
+  ready(): Promise<unknown> {
+    return this.base;
+  }
+
+  tokenize(text: string, options?: TokenizeOptions): number[] {
+    return this.text.tokenize(text, options);
+  }
+
+  detokenize(tokens: ArrayLike<number>): string {
+    return this.text.detokenize(tokens);
+  }
+
+  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string {
+    return this.text.applyChatTemplate(messages, options?.addGenerationPrompt ?? true);
+  }
+
+  createSequence(options: SequenceOptions = {}): Sequence {
+    if (this.disposed) throw new Error(`${this.config.modelFile}: model was disposed`);
+    const seq = new OnnxSequence(this.nextSequenceId++, this, options.hooks ?? null, () => this.sequences.delete(seq));
+    this.sequences.add(seq);
+    return seq;
+  }
+
+  /** The hook layout a request needs: which points run in JS, in-graph, or are only read. */
+  planSpec(hooks: ResidualHooks | null): PlanSpec {
+    if (!hooks || hooks.points.length === 0) return { split: [], affine: [], read: [] };
+    const points = hooks.points.map((p) => canonicalPoint(p, this.info.nLayers));
+    const affine: { point: HookPoint; lowRank: boolean }[] = [];
+    const rest: HookPoint[] = [];
+    for (const p of points) {
+      const edit = hooks.affine.get(pointName(p));
+      if (edit) affine.push({ point: p, lowRank: edit.rank > 0 });
+      else rest.push(p);
+    }
+    return hooks.writes ? { split: rest, affine, read: [] } : { split: [], affine, read: rest };
+  }
+
+  /** Sessions for a plan, built on first use and cached per hook layout. */
+  plan(spec: PlanSpec): Promise<RuntimePlan> {
+    if (spec.split.length === 0 && spec.affine.length === 0 && spec.read.length === 0) return this.base;
+    const key = planKey(spec);
+    let p = this.plans.get(key);
+    if (!p) {
+      p = this.buildPlan(spec);
+      this.plans.set(key, p);
+      p.catch(() => this.plans.delete(key));
+    }
+    return p;
+  }
+
+  private async buildPlan(spec: PlanSpec): Promise<RuntimePlan> {
+    const graphs = buildPlanGraphs(this.file.model, this.graph, this.sites, this.info.dModel, this.io.hiddenElemType, spec);
+    const externalData = [...this.file.externalFiles].map(([path, data]) => ({ path, data }));
+    const segments = [];
+    for (const s of graphs.segments) {
+      const session = await ort.InferenceSession.create(encodeModel(s.model), { ...this.sessionOptions, externalData });
+      segments.push({ session, inputs: s.inputs, outputs: s.outputs, cut: s.cut });
+    }
+    return { segments, steer: graphs.steer, reads: graphs.reads };
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const s of [...this.sequences]) s.free();
+    const release = (p: Promise<RuntimePlan>) =>
+      p.then((plan) => Promise.all(plan.segments.map((s) => s.session.release()))).catch(() => {});
+    void release(this.base);
+    for (const p of this.plans.values()) void release(p);
+    this.plans.clear();
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+}
+
+function intType(graph: OnnxGraph, name: string, file: string): "int32" | "int64" {
+  const v = graph.inputs.find((i) => i.name === name)!;
+  const t = valueInfoElemType(v);
+  if (t === DataType.INT64) return "int64";
+  if (t === DataType.INT32) return "int32";
+  throw new OnnxModelError(`${file}: input "${name}" has element type ${t}, expected int32 or int64`);
+}
+
+export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {}): Promise<OnnxModel> {
+  const cfg = readExportDir(path);
+  const fail = (reason: string): never => {
+    throw new OnnxModelError(`${cfg.modelFile}: ${reason}`);
+  };
+  const file = readOnnxFile(cfg.modelFile);
+  const m = file.model;
+  const g = m.graph!;
+
+  for (const o of m.opsetImports) {
+    const domain = o.domain ?? "";
+    if (!KNOWN_DOMAINS.has(domain)) fail(`imports operator domain "${domain}", which onnxruntime does not provide`);
+  }
+  const opset = opsetVersion(m, "");
+  if (opset !== undefined && (opset < SUPPORTED_ONNX_OPSETS.min || opset > SUPPORTED_ONNX_OPSETS.max)) {
+    fail(`uses ai.onnx opset ${opset}; onnxruntime-node 1.30 runs opsets ${SUPPORTED_ONNX_OPSETS.min}..${SUPPORTED_ONNX_OPSETS.max}`);
+  }
+
+  const inputNames = new Set(g.inputs.map((v) => v.name ?? ""));
+  const idName = ["input_ids", "input_ids_0"].find((n) => inputNames.has(n));
+  let kv: KvLayout | null;
+  try {
+    kv = detectKvLayout(g, { kvHeads: cfg.kvHeads, headDim: cfg.headDim });
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  if (!kv) {
+    const outs = g.outputs.map((v) => v.name).join(", ");
+    return fail(
+      `no KV-cache inputs (past_key_values.N.key/value or past_N): not a decoder export with a cache ` +
+        `(an encoder-only model or a decoder exported without past?); inputs: ${[...inputNames].join(", ")}; outputs: ${outs}`,
+    );
+  }
+  if (!idName) return fail(`no input_ids input (inputs: ${[...inputNames].join(", ")})`);
+  const known = new Set([idName, "position_ids", "attention_mask", ...kv.entries.map((e) => e.input)]);
+  const unknown = [...inputNames].filter((n) => !known.has(n) && !g.initializers.some((t) => t.name === n));
+  if (unknown.length) fail(`has inputs this adapter does not know how to feed: ${unknown.join(", ")}`);
+  const logitsInfo = g.outputs.find((v) => v.name === "logits") ?? g.outputs[0];
+  if (!logitsInfo || logitsInfo.name?.startsWith("present")) return fail(`no logits output`);
+
+  let normalized: OnnxGraph;
+  let sites: ReadonlyMap<string, string>;
+  try {
+    normalized = splitFusedNorms(g);
+    sites = findResidualChain(normalized, kv.layerOfInput, kv.nLayers).sites;
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+
+  const dModel = cfg.hiddenSize ?? embeddingWidth(normalized, sites.get("resid_pre.0")!) ?? fail(`cannot tell the residual width (no hidden_size in the config and no embedding table found)`);
+  const logitsShape = valueInfoShape(logitsInfo);
+  const lastDim = logitsShape?.[logitsShape.length - 1];
+  const vocabSize = typeof lastDim === "number" ? lastDim : (cfg.vocabSize ?? fail(`cannot tell the vocabulary size`));
+  const text = loadTextCodec(cfg);
+  const modelContext = cfg.contextLength ?? 2048;
+  const info: ModelInfo = {
+    backend: "onnx",
+    architecture: cfg.architecture,
+    name: cfg.name,
+    nLayers: kv.nLayers,
+    dModel,
+    vocabSize,
+    contextLength: Math.min(modelContext, options.contextLength ?? modelContext),
+    bosToken: text.bosToken,
+    eosTokens: text.eosTokens,
+    chatTemplate: text.chatTemplate,
+  };
+  const kvElem = kv.entries[0]!.elemType;
+  const io: IoSpec = {
+    inputIds: { name: idName, type: intType(g, idName, cfg.modelFile) },
+    positionIds: inputNames.has("position_ids") ? { name: "position_ids", type: intType(g, "position_ids", cfg.modelFile) } : null,
+    attentionMask: inputNames.has("attention_mask") ? { name: "attention_mask", type: intType(g, "attention_mask", cfg.modelFile) } : null,
+    logits: logitsInfo.name!,
+    logitsElemType: valueInfoElemType(logitsInfo) ?? DataType.FLOAT,
+    kv,
+    hiddenElemType: kvElem === DataType.FLOAT16 ? DataType.FLOAT16 : DataType.FLOAT,
+  };
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
+    executionMode: "sequential",
+    logSeverityLevel: 3,
+  };
+  const model = new OnnxModel(info, cfg, file, normalized, sites, io, text, sessionOptions);
+  try {
+    await model.ready();
+  } catch (e) {
+    return fail(`onnxruntime cannot load it: ${(e as Error).message}`);
+  }
+  return model;
+}
+
+/** Width of the embedding table that feeds resid_pre.0 (its Gather's 2-D weight). */
+function embeddingWidth(graph: OnnxGraph, embedding: string): number | undefined {
+  const ix = indexGraph(graph);
+  const stack = [embedding];
+  const seen = new Set<string>();
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    const p = ix.producer.get(t);
+    if (p === undefined) continue;
+    const n = graph.nodes[p]!;
+    if (n.opType === "Gather") {
+      const table = graph.initializers.find((i) => i.name === n.inputs[0]);
+      if (table && table.dims.length === 2) return table.dims[1];
+    }
+    for (const x of n.inputs) if (x !== "") stack.push(x);
+  }
+  return undefined;
+}

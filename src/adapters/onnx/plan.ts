@@ -1,0 +1,202 @@
+/**
+ * Build the graphs that run a request's residual hooks, from the normalized decoder graph.
+ *
+ * - `affine` points get per-site inputs for `h' = h + (h U) V + c` inside the graph (mode c):
+ *   one session, no JS on the hot path.
+ * - `read` points become extra graph outputs (mode b): one session; hooks see them after the pass.
+ * - `split` points cut the graph into segments (mode a): segment j ends at cut j's raw tensor,
+ *   JS edits it, segment j+1 takes the edited tensor as an input. Nodes needed by several segments
+ *   (mask and position preprocessing) are recomputed in each: they are cheap and this keeps every
+ *   segment a self-contained ONNX model.
+ */
+import { pointName, type HookPoint } from "../../core/sites.ts";
+import {
+  DataType,
+  node,
+  valueInfo,
+  type OnnxGraph,
+  type OnnxModel,
+  type OnnxNode,
+  type OnnxValueInfo,
+} from "../../formats/onnx/index.ts";
+import { freshNamer, indexGraph } from "./graph.ts";
+
+export interface PlanSpec {
+  /** Points edited in JS, in forward order. */
+  readonly split: readonly HookPoint[];
+  /** Points edited in-graph, with whether the edit has a low-rank part. */
+  readonly affine: readonly { point: HookPoint; lowRank: boolean }[];
+  /** Points only read, in forward order. */
+  readonly read: readonly HookPoint[];
+}
+
+export interface SteerInputs {
+  readonly c: string;
+  readonly U: string | null;
+  readonly V: string | null;
+}
+
+export interface SegmentSpec {
+  readonly model: OnnxModel;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  /** The split point whose raw value this segment outputs (for JS to edit), or null for the last segment. */
+  readonly cut: { point: HookPoint; tensor: string } | null;
+}
+
+export interface PlanGraphs {
+  readonly segments: readonly SegmentSpec[];
+  /** pointName -> names of the affine inputs. */
+  readonly steer: ReadonlyMap<string, SteerInputs>;
+  /** Read points and the output tensor holding each. */
+  readonly reads: readonly { point: HookPoint; tensor: string }[];
+}
+
+export function planKey(spec: PlanSpec): string {
+  return JSON.stringify([
+    spec.split.map(pointName),
+    spec.affine.map((a) => `${pointName(a.point)}${a.lowRank ? "+uv" : ""}`),
+    spec.read.map(pointName),
+  ]);
+}
+
+export function buildPlanGraphs(
+  base: OnnxModel,
+  graph: OnnxGraph,
+  sites: ReadonlyMap<string, string>,
+  dModel: number,
+  elemType: number,
+  spec: PlanSpec,
+): PlanGraphs {
+  const fresh = freshNamer(graph);
+  let nodes = [...graph.nodes];
+  const extraInputs: OnnxValueInfo[] = [];
+  const initializers = [...graph.initializers];
+  const steer = new Map<string, SteerInputs>();
+  const siteOf = (p: HookPoint) => {
+    const t = sites.get(pointName(p));
+    if (t === undefined) throw new Error(`no tensor for hook point ${pointName(p)}`);
+    return t;
+  };
+
+  // Mode c: rename the site's producer output to a raw tensor and recompute the site from it.
+  for (const { point, lowRank } of spec.affine) {
+    const site = siteOf(point);
+    const name = pointName(point);
+    const raw = fresh(`${site}/steerkit_raw`);
+    const at = nodes.findIndex((n) => n.outputs.includes(site));
+    if (at < 0) throw new Error(`hook point ${name}: tensor "${site}" has no producer`);
+    const producer = nodes[at]!;
+    const renamed: OnnxNode = { ...producer, outputs: producer.outputs.map((o) => (o === site ? raw : o)) };
+    const cIn = `steerkit.${name}.c`;
+    extraInputs.push(valueInfo(cIn, DataType.FLOAT, [dModel]));
+    const added: OnnxNode[] = [];
+    const c = castIfNeeded(cIn, elemType, fresh, added);
+    let inputs: SteerInputs = { c: cIn, U: null, V: null };
+    if (lowRank) {
+      const uIn = `steerkit.${name}.U`;
+      const vIn = `steerkit.${name}.V`;
+      extraInputs.push(valueInfo(uIn, DataType.FLOAT, [dModel, `steerkit_rank_${name}`]));
+      extraInputs.push(valueInfo(vIn, DataType.FLOAT, [`steerkit_rank_${name}`, dModel]));
+      const U = castIfNeeded(uIn, elemType, fresh, added);
+      const V = castIfNeeded(vIn, elemType, fresh, added);
+      const hu = fresh(`${site}/steerkit_hU`);
+      const huv = fresh(`${site}/steerkit_hUV`);
+      const shifted = fresh(`${site}/steerkit_shifted`);
+      added.push(node("MatMul", [raw, U], [hu]), node("MatMul", [hu, V], [huv]));
+      added.push(node("Add", [raw, c], [shifted]), node("Add", [shifted, huv], [site]));
+      inputs = { c: cIn, U: uIn, V: vIn };
+    } else {
+      added.push(node("Add", [raw, c], [site]));
+    }
+    steer.set(name, inputs);
+    nodes = [...nodes.slice(0, at), renamed, ...added, ...nodes.slice(at + 1)];
+  }
+
+  const reads = spec.read.map((point) => ({ point, tensor: siteOf(point) }));
+  const edited: OnnxGraph = { ...graph, nodes, initializers, inputs: [...graph.inputs, ...extraInputs] };
+  const siteInfo = (t: string) => valueInfo(t, elemType, [null, null, dModel]);
+  const outputs = [...graph.outputs, ...reads.filter((r) => !graph.outputs.some((o) => o.name === r.tensor)).map((r) => siteInfo(r.tensor))];
+
+  const cuts = spec.split.map((point) => ({ point, tensor: siteOf(point) }));
+  const segments = splitGraph(base, { ...edited, outputs }, cuts, siteInfo);
+  return { segments, steer, reads };
+}
+
+function castIfNeeded(input: string, elemType: number, fresh: (b: string) => string, out: OnnxNode[]): string {
+  if (elemType === DataType.FLOAT) return input;
+  const cast = fresh(`${input}/steerkit_cast`);
+  out.push(node("Cast", [input], [cast], [{ name: "to", type: 2, i: BigInt(elemType), floats: [], ints: [], strings: [], tensors: [], graphs: [], extra: [] }]));
+  return cast;
+}
+
+/** Cut `graph` at the cut tensors into self-contained models, in forward order. */
+function splitGraph(
+  base: OnnxModel,
+  graph: OnnxGraph,
+  cuts: readonly { point: HookPoint; tensor: string }[],
+  siteInfo: (t: string) => OnnxValueInfo,
+): SegmentSpec[] {
+  const ix = indexGraph(graph);
+  const cutIndex = new Map(cuts.map((c, i) => [c.tensor, i + 1]));
+  // Level of a tensor: the last cut it is computed from (0: none). Decides each output's segment.
+  const level = new Map<string, number>();
+  for (const i of ix.order) {
+    const n = graph.nodes[i]!;
+    let l = 0;
+    for (const x of n.inputs) if (x !== "") l = Math.max(l, level.get(x) ?? 0);
+    for (const o of n.outputs) if (o !== "") level.set(o, cutIndex.get(o) ?? l);
+  }
+  const segments: SegmentSpec[] = [];
+  const valueInfos = new Map<string, OnnxValueInfo>();
+  for (const v of [...graph.inputs, ...graph.outputs, ...graph.valueInfo]) valueInfos.set(v.name ?? "", v);
+
+  for (let j = 0; j <= cuts.length; j++) {
+    const targets: OnnxValueInfo[] = graph.outputs.filter((o) => (level.get(o.name ?? "") ?? 0) === j && !cutIndex.has(o.name ?? ""));
+    const cut = j < cuts.length ? cuts[j]! : null;
+    if (cut) targets.push(siteInfo(cut.tensor));
+    // Walk back from the targets; stop at graph inputs, weights and cut tensors fed from JS.
+    const stopAt = (t: string) => {
+      const c = cutIndex.get(t);
+      return c !== undefined && c <= j;
+    };
+    const needed = new Set<number>();
+    const inputs = new Set<string>();
+    const stack = targets.map((t) => t.name ?? "");
+    const seen = new Set<string>();
+    while (stack.length) {
+      const t = stack.pop()!;
+      if (t === "" || seen.has(t)) continue;
+      seen.add(t);
+      if (stopAt(t) || ix.graphInputs.has(t)) {
+        inputs.add(t);
+        continue;
+      }
+      if (ix.initializers.has(t)) continue;
+      const p = ix.producer.get(t);
+      if (p === undefined) continue;
+      if (!needed.has(p)) {
+        needed.add(p);
+        for (const x of graph.nodes[p]!.inputs) stack.push(x);
+      }
+    }
+    const nodes = ix.order.filter((i) => needed.has(i)).map((i) => graph.nodes[i]!);
+    const used = new Set<string>();
+    for (const n of nodes) for (const x of n.inputs) used.add(x);
+    const segGraph: OnnxGraph = {
+      ...graph,
+      nodes,
+      initializers: graph.initializers.filter((t) => used.has(t.name ?? "")),
+      inputs: [...inputs].map((t) => (cutIndex.has(t) ? siteInfo(t) : valueInfos.get(t)!)),
+      outputs: targets,
+      valueInfo: graph.valueInfo.filter((v) => used.has(v.name ?? "")),
+    };
+    segments.push({
+      model: { ...base, graph: segGraph },
+      inputs: segGraph.inputs.map((v) => v.name ?? ""),
+      outputs: targets.map((v) => v.name ?? ""),
+      cut,
+    });
+  }
+  return segments;
+}

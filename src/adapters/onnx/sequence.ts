@@ -1,0 +1,182 @@
+/**
+ * A sequence: its KV cache (the last `present` tensors), its hook plan and the feeds it reuses.
+ * A step's KV cache is committed only after the whole pass succeeded, so a hook error or an
+ * abort leaves the sequence as it was before the step.
+ */
+import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
+import { pointName } from "../../core/sites.ts";
+import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
+import { DataType, floatToHalf, halfToFloat } from "../../formats/onnx/index.ts";
+import type { OnnxModel, RuntimePlan } from "./model.ts";
+import { bindable, float16Tensor, halfBits, ort, type OrtTensor } from "./ort.ts";
+import type { PlanSpec } from "./plan.ts";
+
+export class OnnxSequence implements Sequence {
+  private past = new Map<string, OrtTensor>();
+  private tokens = 0;
+  private freed = false;
+  private plan: RuntimePlan | null = null;
+  private readonly spec: PlanSpec;
+  private steerFeeds: Record<string, OrtTensor> | null = null;
+  private readonly logits: Float32Array;
+  private busy = false;
+
+  constructor(
+    readonly id: number,
+    private readonly model: OnnxModel,
+    private readonly hooks: ResidualHooks | null,
+    private readonly onFree: () => void,
+  ) {
+    this.spec = model.planSpec(hooks);
+    this.logits = new Float32Array(model.info.vocabSize);
+  }
+
+  get length(): number {
+    return this.tokens;
+  }
+
+  decode(token: number): Promise<Float32Array> {
+    return this.prefill([token]);
+  }
+
+  async prefill(tokens: ArrayLike<number>): Promise<Float32Array> {
+    if (this.freed) throw new Error(`sequence ${this.id} was freed`);
+    if (this.busy) throw new Error(`sequence ${this.id} is already evaluating; await the previous call`);
+    const n = tokens.length;
+    if (n === 0) throw new RangeError(`prefill: no tokens given`);
+    const { info, io } = this.model;
+    if (this.tokens + n > info.contextLength) {
+      throw new RangeError(`sequence ${this.id}: ${this.tokens} cached + ${n} new tokens exceed the context length ${info.contextLength}`);
+    }
+    for (let i = 0; i < n; i++) {
+      const t = tokens[i]!;
+      if (!Number.isInteger(t) || t < 0 || t >= info.vocabSize) throw new RangeError(`token ${t} at index ${i} is outside 0..${info.vocabSize - 1}`);
+    }
+    this.busy = true;
+    try {
+      this.plan ??= await this.model.plan(this.spec);
+      const plan = this.plan;
+      const past = this.tokens;
+      const feeds: Record<string, OrtTensor> = {};
+      feeds[io.inputIds.name] = intTensor(io.inputIds.type, n, (i) => tokens[i]!);
+      if (io.positionIds) feeds[io.positionIds.name] = intTensor(io.positionIds.type, n, (i) => past + i);
+      if (io.attentionMask) feeds[io.attentionMask.name] = intTensor(io.attentionMask.type, past + n, () => 1);
+      for (const e of io.kv.entries) feeds[e.input] = this.past.get(e.input) ?? emptyKv(e.elemType, e.emptyDims);
+      Object.assign(feeds, this.steer(plan));
+
+      const results: Record<string, OrtTensor> = {};
+      const positions = Array.from({ length: n }, (_, i) => past + i);
+      const hooks = this.hooks;
+      for (const seg of plan.segments) {
+        const segFeeds: Record<string, OrtTensor> = {};
+        for (const name of seg.inputs) segFeeds[name] = feeds[name]!;
+        const out = await seg.session.run(segFeeds);
+        Object.assign(results, out);
+        if (seg.cut && hooks) {
+          const x = toResidual(out[seg.cut.tensor]!, n, info.dModel);
+          const y = hooks.run(seg.cut.point, x, positions);
+          if (hooks.error) throw hooks.error;
+          feeds[seg.cut.tensor] = fromResidual(y, n, info.dModel, io.hiddenElemType);
+        }
+      }
+      if (hooks) {
+        for (const r of plan.reads) {
+          hooks.run(r.point, toResidual(results[r.tensor]!, n, info.dModel), positions);
+          if (hooks.error) throw hooks.error;
+        }
+      }
+      for (const e of io.kv.entries) this.past.set(e.input, bindable(results[e.output]!));
+      this.tokens += n;
+      lastRow(results[io.logits]!, info.vocabSize, this.logits);
+      return this.logits;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Affine inputs of this request, built once (zeros where an edit has no bias). */
+  private steer(plan: RuntimePlan): Record<string, OrtTensor> {
+    if (this.steerFeeds) return this.steerFeeds;
+    const feeds: Record<string, OrtTensor> = {};
+    const d = this.model.info.dModel;
+    for (const [name, inputs] of plan.steer) {
+      const edit: AffineEdit | undefined = this.hooks?.affine.get(name);
+      feeds[inputs.c] = new ort.Tensor("float32", edit?.c ? Float32Array.from(edit.c) : new Float32Array(d), [d]);
+      if (inputs.U && inputs.V && edit && edit.rank > 0) {
+        feeds[inputs.U] = new ort.Tensor("float32", Float32Array.from(edit.U!), [d, edit.rank]);
+        feeds[inputs.V] = new ort.Tensor("float32", Float32Array.from(edit.V!), [edit.rank, d]);
+      }
+    }
+    this.steerFeeds = feeds;
+    return feeds;
+  }
+
+  reset(): void {
+    if (this.freed) throw new Error(`sequence ${this.id} was freed`);
+    for (const t of this.past.values()) t.dispose();
+    this.past.clear();
+    this.tokens = 0;
+  }
+
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    for (const t of this.past.values()) t.dispose();
+    this.past.clear();
+    this.onFree();
+  }
+}
+
+/** Used by tests and the benchmark to tell which path a sequence's hooks took. */
+export function describePlan(spec: PlanSpec): "unhooked" | "split" | "in-graph" | "outputs" | "mixed" {
+  const kinds = [spec.split.length > 0, spec.affine.length > 0, spec.read.length > 0];
+  const count = kinds.filter(Boolean).length;
+  if (count === 0) return "unhooked";
+  if (count > 1) return "mixed";
+  return kinds[0] ? "split" : kinds[1] ? "in-graph" : "outputs";
+}
+
+function intTensor(type: "int32" | "int64", n: number, value: (i: number) => number): OrtTensor {
+  if (type === "int64") {
+    const a = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) a[i] = BigInt(value(i));
+    return new ort.Tensor("int64", a, [1, n]);
+  }
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = value(i);
+  return new ort.Tensor("int32", a, [1, n]);
+}
+
+function emptyKv(elemType: number, dims: number[]): OrtTensor {
+  return elemType === DataType.FLOAT16 ? float16Tensor(new Uint16Array(0), dims) : new ort.Tensor("float32", new Float32Array(0), dims);
+}
+
+/** A `[rows, dModel]` float32 view of a `[1, rows, dModel]` residual (converting float16). */
+function toResidual(t: OrtTensor, rows: number, d: number): Tensor {
+  if (t.type === "float32") return makeTensor(t.data as Float32Array, [rows, d]);
+  const bits = halfBits(t);
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = halfToFloat(bits[i]!);
+  return makeTensor(out, [rows, d]);
+}
+
+function fromResidual(x: Tensor, rows: number, d: number, elemType: number): OrtTensor {
+  if (elemType === DataType.FLOAT) return new ort.Tensor("float32", x.data, [1, rows, d]);
+  const bits = new Uint16Array(x.data.length);
+  for (let i = 0; i < bits.length; i++) bits[i] = floatToHalf(x.data[i]!);
+  return float16Tensor(bits, [1, rows, d]);
+}
+
+/** The last position's logits of a `[1, seq, vocab]` (or `[1, vocab]`) output, as float32. */
+function lastRow(t: OrtTensor, vocab: number, out: Float32Array): void {
+  if (t.type === "float32") {
+    const data = t.data as Float32Array;
+    out.set(data.subarray(data.length - vocab));
+  } else {
+    const bits = halfBits(t);
+    const off = bits.length - vocab;
+    for (let i = 0; i < vocab; i++) out[i] = halfToFloat(bits[off + i]!);
+  }
+}
+
+export { pointName };

@@ -1,0 +1,81 @@
+/**
+ * Tokenizer and chat template of an export: `tokenizer.json` through @huggingface/tokenizers and
+ * the `chat_template` of `tokenizer_config.json` through core's renderer (@huggingface/jinja), the
+ * libraries transformers.js uses, so text behaves as in the Hugging Face stack.
+ */
+import { Tokenizer } from "@huggingface/tokenizers";
+import { readFileSync } from "node:fs";
+import type { ChatMessage, TokenizeOptions } from "../../core/backend.ts";
+import { renderChat } from "../../core/chat-template.ts";
+import type { ExportConfig } from "./export-dir.ts";
+
+export interface TextCodec {
+  readonly bosToken: number | null;
+  readonly eosTokens: readonly number[];
+  readonly chatTemplate: string | null;
+  tokenize(text: string, options?: TokenizeOptions): number[];
+  detokenize(tokens: ArrayLike<number>): string;
+  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string;
+}
+
+function tokenText(v: unknown): string | null {
+  if (typeof v === "string") return v;
+  if (v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string") return (v as { content: string }).content;
+  return null;
+}
+
+export function loadTextCodec(cfg: ExportConfig): TextCodec {
+  const tc = cfg.tokenizerConfig ?? {};
+  const rawTemplate = tc.chat_template;
+  const chatTemplate =
+    typeof rawTemplate === "string"
+      ? rawTemplate
+      : Array.isArray(rawTemplate)
+        ? ((rawTemplate.find((t) => t?.name === "default") ?? rawTemplate[0])?.template ?? null)
+        : null;
+  if (cfg.tokenizerFile === null) return noTokenizer(cfg, chatTemplate);
+
+  const tokenizer = new Tokenizer(JSON.parse(readFileSync(cfg.tokenizerFile, "utf8")), tc);
+  const bosText = tokenText(tc.bos_token);
+  const eosText = tokenText(tc.eos_token);
+  const bosToken = cfg.bosToken ?? (bosText !== null ? (tokenizer.token_to_id(bosText) ?? null) : null);
+  const eosTokens = cfg.eosTokens.length ? cfg.eosTokens : eosText !== null && tokenizer.token_to_id(eosText) !== undefined ? [tokenizer.token_to_id(eosText)!] : [];
+  // Whether this model starts sequences with BOS: the config says so, or its post-processor adds it.
+  const usesBos =
+    bosToken !== null &&
+    (typeof tc.add_bos_token === "boolean" ? tc.add_bos_token : tokenizer.encode("a", { add_special_tokens: true }).ids[0] === bosToken);
+  return {
+    bosToken,
+    eosTokens,
+    chatTemplate,
+    tokenize(text, options = {}) {
+      const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
+      return usesBos && options.addBos !== false ? [bosToken!, ...ids] : ids;
+    },
+    detokenize(tokens) {
+      return tokenizer.decode(Array.from(tokens), { skip_special_tokens: true });
+    },
+    applyChatTemplate(messages, addGenerationPrompt) {
+      return renderChat(chatTemplate, messages, { addGenerationPrompt, bosToken: bosText ?? "", eosToken: eosText ?? "" });
+    },
+  };
+}
+
+function noTokenizer(cfg: ExportConfig, chatTemplate: string | null): TextCodec {
+  const why = `${cfg.dir}: this ONNX export has no tokenizer.json, so it cannot turn text into tokens; pass token ids instead`;
+  return {
+    bosToken: cfg.bosToken,
+    eosTokens: cfg.eosTokens,
+    chatTemplate,
+    tokenize() {
+      throw new Error(why);
+    },
+    // Without a vocabulary the honest rendering of a token is its id.
+    detokenize(tokens) {
+      return Array.from(tokens, (t) => `<${t}>`).join("");
+    },
+    applyChatTemplate(messages, addGenerationPrompt) {
+      return renderChat(chatTemplate, messages, { addGenerationPrompt });
+    },
+  };
+}
