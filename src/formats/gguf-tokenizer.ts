@@ -382,26 +382,37 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
 export function spmMerges(tokens: readonly string[], scores: readonly number[] | null): [string, string][] {
   const idOf = new Map<string, number>();
   tokens.forEach((t, i) => idOf.set(t, i));
-  const found: { left: string; right: string; score: number; leftId: number; rightId: number; order: number }[] = [];
+  // Flat arrays rather than an object per merge: real vocabularies give tens of thousands of merges.
+  const lefts: string[] = [];
+  const rights: string[] = [];
+  const mergeScores: number[] = [];
+  const local: { left: string; right: string; leftId: number; rightId: number }[] = [];
   for (let id = 0; id < tokens.length; id++) {
     const piece = tokens[id]!;
-    if (idOf.get(piece) !== id) continue; // a duplicate text: llama.cpp resolves the text to its last id
-    const chars = Array.from(piece); // split between code points, as llama.cpp's symbols are UTF-8 characters
+    if (piece.length < 2 || idOf.get(piece) !== id) continue; // a duplicate text: llama.cpp resolves the text to its last id
     const score = scores ? scores[id]! : -id;
-    const local: typeof found = [];
-    let prefix = "";
-    for (let k = 1; k < chars.length; k++) {
-      prefix += chars[k - 1];
-      const right = piece.slice(prefix.length);
-      const leftId = idOf.get(prefix);
+    local.length = 0;
+    for (let k = 1; k < piece.length; k++) {
+      // split between code points, as llama.cpp's symbols are whole UTF-8 characters
+      const c = piece.charCodeAt(k);
+      if (c >= 0xdc00 && c <= 0xdfff) continue;
+      const left = piece.slice(0, k);
+      const leftId = idOf.get(left);
+      if (leftId === undefined) continue;
+      const right = piece.slice(k);
       const rightId = idOf.get(right);
-      if (leftId !== undefined && rightId !== undefined) local.push({ left: prefix, right, score, leftId, rightId, order: 0 });
+      if (rightId !== undefined) local.push({ left, right, leftId, rightId });
     }
-    local.sort((a, b) => a.leftId - b.leftId || a.rightId - b.rightId);
-    for (const m of local) found.push({ ...m, order: found.length });
+    if (local.length > 1) local.sort((a, b) => a.leftId - b.leftId || a.rightId - b.rightId);
+    for (const m of local) {
+      lefts.push(m.left);
+      rights.push(m.right);
+      mergeScores.push(score);
+    }
   }
-  found.sort((a, b) => b.score - a.score || a.order - b.order);
-  return found.map((m) => [m.left, m.right]);
+  const order = Array.from({ length: lefts.length }, (_, i) => i);
+  order.sort((a, b) => mergeScores[b]! - mergeScores[a]! || a - b);
+  return order.map((i) => [lefts[i]!, rights[i]!]);
 }
 
 // GgufTokenizer builds three tokenizer.json variants of one spec; derive the merges once.
@@ -459,13 +470,10 @@ function postProcessor(spec: GgufTokenizerSpec): Record<string, unknown> | null 
 interface BuildOptions {
   /** Split control/unknown tokens out of text (llama.cpp `parse_special`). HF always does; default true. */
   readonly parseSpecial?: boolean;
-  /** HF's Llama decoder drops the first space of every decode; llama.cpp's rule is subtler (see decode). */
-  readonly stripLeadingSpace?: boolean;
 }
 
 function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOptions = {}): Record<string, unknown> {
   const parseSpecial = options.parseSpecial ?? true;
-  const stripLeadingSpace = options.stripLeadingSpace ?? true;
   const unk = spec.unkId !== null ? spec.tokens[spec.unkId]! : null;
   if (spec.kind === "spm") {
     const normalizers: Record<string, unknown>[] = [];
@@ -476,7 +484,7 @@ function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOptions = {})
       { type: "ByteFallback" },
       { type: "Fuse" },
     ];
-    if (spec.addSpacePrefix && stripLeadingSpace) decoders.push({ type: "Strip", content: " ", start: 1, stop: 0 });
+    if (spec.addSpacePrefix) decoders.push({ type: "Strip", content: " ", start: 1, stop: 0 });
     return {
       version: "1.0",
       truncation: null,
@@ -589,16 +597,14 @@ export interface EncodeOptions {
  */
 export class GgufTokenizer {
   private readonly withSpecial: Tokenizer;
+  /** Encodes without splitting out control tokens, and decodes (with HF's leading-space strip undone where llama.cpp keeps it). */
   private readonly plain: Tokenizer;
-  /** Decodes without HF's unconditional leading-space strip; `decode` applies llama.cpp's rule. */
-  private readonly decoder: Tokenizer;
   private readonly silent: Uint8Array;
 
   constructor(readonly spec: GgufTokenizerSpec) {
     const config = { ...buildTokenizerConfig(spec), clean_up_tokenization_spaces: false };
     this.withSpecial = new Tokenizer(buildTokenizerJson(spec, { parseSpecial: true }), config);
     this.plain = new Tokenizer(buildTokenizerJson(spec, { parseSpecial: false }), config);
-    this.decoder = new Tokenizer(buildTokenizerJson(spec, { parseSpecial: false, stripLeadingSpace: false }), config);
     // Token kinds llama.cpp's token_to_piece prints as nothing (without unparse_special).
     this.silent = new Uint8Array(spec.tokens.length);
     spec.types.forEach((t, i) => {
@@ -647,15 +653,24 @@ export class GgufTokenizer {
       kept.push(id);
     }
     if (kept.length === 0) return "";
-    let text = this.decoder.decode(kept, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
-    if (removeSpace && text.startsWith(" ")) text = text.slice(1);
+    // HF's SentencePiece decoder always strips one leading space (when the tokenizer adds one);
+    // llama.cpp only strips it from the first token, and not after a dropped BOS.
+    const text = this.hfDecode(kept, !removeSpace);
     return this.spec.cleanSpaces ? llamaCleanSpaces(text) : text;
   }
 
   /** The text of one token as llama.cpp's `token_to_piece` gives it (no strip, specials print nothing). */
   piece(id: number): string {
     if (this.silent[id]) return "";
-    return this.decoder.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    return this.hfDecode([id], true);
+  }
+
+  private hfDecode(ids: number[], keepLeadingSpace: boolean): string {
+    const text = this.plain.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    if (!keepLeadingSpace || !this.spec.addSpacePrefix || this.spec.kind !== "spm") return text;
+    const first = this.spec.tokens[ids[0]!]!;
+    const startsWithSpace = first.startsWith(SPACE_MARK) || first.startsWith(" ") || first === "<0x20>";
+    return startsWithSpace ? " " + text : text;
   }
 }
 
