@@ -196,7 +196,6 @@ class ReferenceModel implements Model {
       throw new RangeError(`${g.file.path}: the tokenizer has ${spec.tokens.length} tokens but token_embd.weight has ${h.vocabSize} rows`);
     }
     this.hparams = h;
-    const eos = [spec.eosId, spec.eotId, spec.eomId].filter((x): x is number => x !== null);
     this.info = {
       backend: REFERENCE_BACKEND_NAME,
       architecture: h.architecture,
@@ -206,7 +205,7 @@ class ReferenceModel implements Model {
       vocabSize: h.vocabSize,
       contextLength,
       bosToken: spec.bosId,
-      eosTokens: [...new Set(eos)],
+      eosTokens: spec.eogIds,
       chatTemplate: spec.chatTemplate,
     };
     this.bosText = spec.bosId !== null ? spec.tokens[spec.bosId] : undefined;
