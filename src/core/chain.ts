@@ -5,7 +5,7 @@
  * - `logits`: what core runs on next-token logits before sampling,
  * - `request` / `token`: the per-request middleware, composed like Hono's.
  */
-import type { AffineEdit, Capability, ModelInfo, ResidualHooks } from "./backend.ts";
+import type { AffineEdit, Capability, Model, ModelInfo, ResidualHooks } from "./backend.ts";
 import { compose } from "./compose.ts";
 import { CapabilityError, PluginError, SteerkitError } from "./errors.ts";
 import type {
@@ -81,7 +81,7 @@ interface MutableContext {
 
 export function compileChain(
   configured: readonly ConfiguredPlugin[],
-  model: { readonly info: ModelInfo; readonly capabilities: readonly Capability[] },
+  model: Pick<Model, "info" | "capabilities" | "detokenize">,
   options: ChainOptions = {},
 ): Chain {
   checkCapabilities(configured, { name: model.info.backend, capabilities: model.capabilities });
@@ -90,7 +90,7 @@ export function compileChain(
   const plugins: CreatedPlugin[] = ordered.map((p) => {
     let hooks: PluginHooks;
     try {
-      hooks = p.create({ model: model.info });
+      hooks = p.create({ model: model.info, detokenize: (t) => model.detokenize(t) });
     } catch (e) {
       if (e instanceof SteerkitError) throw e;
       throw new PluginError(p.name, "create", e);

@@ -131,7 +131,13 @@ export class PluginRegistry {
   private async importPackage(name: string): Promise<void> {
     let mod: Record<string, unknown>;
     try {
-      mod = await import(name);
+      // Resolve from the user's project first: with isolated installs (bun, pnpm) steerkit itself
+      // cannot see the packages installed beside it.
+      let target = name;
+      try {
+        target = require.resolve(name, { paths: [process.cwd()] });
+      } catch {}
+      mod = await import(target);
     } catch (e) {
       throw new UnknownPluginError(name, this.names, ` (not registered, and importing the package failed: ${(e as Error).message.split("\n")[0]})`);
     }

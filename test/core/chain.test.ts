@@ -13,7 +13,7 @@ const info: ModelInfo = {
   contextLength: 64, bosToken: 1, eosTokens: [2], chatTemplate: null,
 };
 const ALL: Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
-const model = { info, capabilities: ALL };
+const model = { info, capabilities: ALL, detokenize: (t: ArrayLike<number>) => Array.from(t).join(" ") };
 
 function tracer(name: string, log: string[], enforce?: Enforce) {
   return definePlugin({
@@ -138,7 +138,7 @@ describe("capabilities are checked before anything runs", () => {
     })();
     expect(err).toBeInstanceOf(CapabilityError);
     expect(err!.message).toBe('plugin "adder" needs residual:write, which backend "logits-only" does not offer');
-    expect(() => compileChain([adder({ layer: 0, c: [1] })], { info, capabilities: ["logits:read"] })).toThrow(CapabilityError);
+    expect(() => compileChain([adder({ layer: 0, c: [1] })], { ...model, capabilities: ["logits:read"] })).toThrow(CapabilityError);
   });
   test("hooks that were not declared in needs, and layers out of range, fail at compile time", () => {
     const sneaky = definePlugin({ name: "sneaky", options: v.object({}), needs: ["residual:read"], create: () => ({ onLogits: () => {} }) });

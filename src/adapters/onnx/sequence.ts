@@ -8,7 +8,7 @@ import { pointName } from "../../core/sites.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
 import { DataType, floatToHalf, halfToFloat } from "../../formats/onnx/index.ts";
 import type { OnnxModel, RuntimePlan } from "./model.ts";
-import { ort, type OrtTensor } from "./ort.ts";
+import { bindable, float16Tensor, halfBits, ort, type OrtTensor } from "./ort.ts";
 import type { PlanSpec } from "./plan.ts";
 
 export class OnnxSequence implements Sequence {
@@ -85,7 +85,7 @@ export class OnnxSequence implements Sequence {
           if (hooks.error) throw hooks.error;
         }
       }
-      for (const e of io.kv.entries) this.past.set(e.input, results[e.output]!);
+      for (const e of io.kv.entries) this.past.set(e.input, bindable(results[e.output]!));
       this.tokens += n;
       lastRow(results[io.logits]!, info.vocabSize, this.logits);
       return this.logits;
@@ -148,13 +148,13 @@ function intTensor(type: "int32" | "int64", n: number, value: (i: number) => num
 }
 
 function emptyKv(elemType: number, dims: number[]): OrtTensor {
-  return elemType === DataType.FLOAT16 ? new ort.Tensor("float16", new Uint16Array(0), dims) : new ort.Tensor("float32", new Float32Array(0), dims);
+  return elemType === DataType.FLOAT16 ? float16Tensor(new Uint16Array(0), dims) : new ort.Tensor("float32", new Float32Array(0), dims);
 }
 
 /** A `[rows, dModel]` float32 view of a `[1, rows, dModel]` residual (converting float16). */
 function toResidual(t: OrtTensor, rows: number, d: number): Tensor {
   if (t.type === "float32") return makeTensor(t.data as Float32Array, [rows, d]);
-  const bits = t.data as Uint16Array;
+  const bits = halfBits(t);
   const out = new Float32Array(bits.length);
   for (let i = 0; i < bits.length; i++) out[i] = halfToFloat(bits[i]!);
   return makeTensor(out, [rows, d]);
@@ -164,15 +164,19 @@ function fromResidual(x: Tensor, rows: number, d: number, elemType: number): Ort
   if (elemType === DataType.FLOAT) return new ort.Tensor("float32", x.data, [1, rows, d]);
   const bits = new Uint16Array(x.data.length);
   for (let i = 0; i < bits.length; i++) bits[i] = floatToHalf(x.data[i]!);
-  return new ort.Tensor("float16", bits, [1, rows, d]);
+  return float16Tensor(bits, [1, rows, d]);
 }
 
 /** The last position's logits of a `[1, seq, vocab]` (or `[1, vocab]`) output, as float32. */
 function lastRow(t: OrtTensor, vocab: number, out: Float32Array): void {
-  const data = t.data as Float32Array | Uint16Array;
-  const off = data.length - vocab;
-  if (t.type === "float32") out.set((data as Float32Array).subarray(off));
-  else for (let i = 0; i < vocab; i++) out[i] = halfToFloat(data[off + i]!);
+  if (t.type === "float32") {
+    const data = t.data as Float32Array;
+    out.set(data.subarray(data.length - vocab));
+  } else {
+    const bits = halfBits(t);
+    const off = bits.length - vocab;
+    for (let i = 0; i < vocab; i++) out[i] = halfToFloat(bits[off + i]!);
+  }
 }
 
 export { pointName };

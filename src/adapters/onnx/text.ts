@@ -1,12 +1,12 @@
 /**
  * Tokenizer and chat template of an export: `tokenizer.json` through @huggingface/tokenizers and
- * the `chat_template` of `tokenizer_config.json` through @huggingface/jinja (the libraries
- * transformers.js uses, so text behaves as in the Hugging Face stack).
+ * the `chat_template` of `tokenizer_config.json` through core's renderer (@huggingface/jinja), the
+ * libraries transformers.js uses, so text behaves as in the Hugging Face stack.
  */
-import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { readFileSync } from "node:fs";
 import type { ChatMessage, TokenizeOptions } from "../../core/backend.ts";
+import { renderChat } from "../../core/chat-template.ts";
 import type { ExportConfig } from "./export-dir.ts";
 
 export interface TextCodec {
@@ -44,7 +44,6 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
   const usesBos =
     bosToken !== null &&
     (typeof tc.add_bos_token === "boolean" ? tc.add_bos_token : tokenizer.encode("a", { add_special_tokens: true }).ids[0] === bosToken);
-  const compiled = chatTemplate !== null ? new Template(chatTemplate) : null;
   return {
     bosToken,
     eosTokens,
@@ -57,13 +56,7 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
       return tokenizer.decode(Array.from(tokens), { skip_special_tokens: true });
     },
     applyChatTemplate(messages, addGenerationPrompt) {
-      if (compiled === null) return plainTranscript(messages, addGenerationPrompt);
-      return compiled.render({
-        messages,
-        add_generation_prompt: addGenerationPrompt,
-        bos_token: bosText ?? "",
-        eos_token: eosText ?? "",
-      });
+      return renderChat(chatTemplate, messages, { addGenerationPrompt, bosToken: bosText ?? "", eosToken: eosText ?? "" });
     },
   };
 }
@@ -82,14 +75,7 @@ function noTokenizer(cfg: ExportConfig, chatTemplate: string | null): TextCodec 
       return Array.from(tokens, (t) => `<${t}>`).join("");
     },
     applyChatTemplate(messages, addGenerationPrompt) {
-      return plainTranscript(messages, addGenerationPrompt);
+      return renderChat(chatTemplate, messages, { addGenerationPrompt });
     },
   };
-}
-
-/** Fallback for models without a template: `Role: content` lines, then `Assistant:`. */
-function plainTranscript(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string {
-  const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
-  const body = messages.map((m) => `${cap(m.role)}: ${m.content}`).join("\n\n");
-  return addGenerationPrompt ? `${body}\n\nAssistant:` : body;
 }

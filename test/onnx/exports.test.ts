@@ -1,0 +1,141 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { onnx, type OnnxModel } from "../../src/adapters/onnx/index.ts";
+import { pointName, allPoints } from "../../src/core/sites.ts";
+import { writeDecoderDir, type DecoderSpec } from "./helpers/decoder-builder.ts";
+import { makeHooks, maxAbsDiff, wave } from "./helpers/hooks.ts";
+
+const tmp = mkdtempSync(join(tmpdir(), "steerkit-onnx-exports-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const SPEC: DecoderSpec = { dModel: 16, nLayers: 3, nHeads: 2, vocab: 50, seed: 7 };
+const dirFor = (name: string, spec: Partial<DecoderSpec> = {}, externalData = false) =>
+  writeDecoderDir(join(tmp, name), { ...SPEC, ...spec }, { externalData });
+
+async function greedyLogits(m: OnnxModel, hooks?: ReturnType<typeof makeHooks>): Promise<Float32Array[]> {
+  const seq = m.createSequence(hooks ? { hooks } : {});
+  const out = [Float32Array.from(await seq.prefill([3, 4, 5, 9]))];
+  for (const t of [11, 12]) out.push(Float32Array.from(await seq.decode(t)));
+  seq.free();
+  return out;
+}
+
+describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
+  test("fp16 model with external data runs, matches its fp32 twin, and its hook modes agree", async () => {
+    const m16 = (await onnx.load(dirFor("fp16", { fp16: true }, true))) as OnnxModel;
+    const m32 = (await onnx.load(dirFor("fp32"))) as OnnxModel;
+    expect(m16.io.hiddenElemType).toBe(10);
+    expect(m16.sites.size).toBe(7);
+    const a = await greedyLogits(m16);
+    const b = await greedyLogits(m32);
+    for (let i = 0; i < a.length; i++) expect(maxAbsDiff(a[i]!, b[i]!)).toBeLessThan(0.05);
+
+    const c = wave(16, 1);
+    const inGraph = await greedyLogits(m16, makeHooks({ points: ["resid_post.1"], affine: { "resid_post.1": { c } } }));
+    const js = await greedyLogits(
+      m16,
+      makeHooks({
+        points: ["resid_post.1"],
+        edit: (_, x) => {
+          for (let i = 0; i < x.data.length; i++) x.data[i] = x.data[i]! + c[i % 16]!;
+        },
+      }),
+    );
+    for (let i = 0; i < a.length; i++) {
+      expect(maxAbsDiff(inGraph[i]!, js[i]!)).toBeLessThan(0.02);
+      expect(maxAbsDiff(inGraph[i]!, a[i]!)).toBeGreaterThan(0.05);
+    }
+    m16.dispose();
+    m32.dispose();
+  });
+
+  test("every point of the plain-op graph is found and the modes agree in fp32", async () => {
+    const m = (await onnx.load(dirFor("fp32-modes"))) as OnnxModel;
+    expect([...m.sites.keys()].sort()).toEqual(allPoints(3).map(pointName).sort());
+    const base = await greedyLogits(m);
+    const read = makeHooks({ points: allPoints(3).map(pointName), writes: false });
+    const split = makeHooks({ points: allPoints(3).map(pointName), edit: () => {} });
+    const r = await greedyLogits(m, read);
+    const s = await greedyLogits(m, split);
+    for (let i = 0; i < base.length; i++) {
+      expect(maxAbsDiff(r[i]!, base[i]!)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(s[i]!, base[i]!)).toBeLessThan(1e-5);
+    }
+    for (const name of read.seen.keys()) {
+      read.seen.get(name)!.forEach((x, i) => expect(maxAbsDiff(x, split.seen.get(name)![i]!)).toBeLessThan(1e-5));
+    }
+    m.dispose();
+  });
+
+  test("tokenizer.json and the chat template of tokenizer_config.json are used", async () => {
+    const dir = dirFor("with-tokenizer");
+    const words = ["<unk>", "<s>", "</s>", "hello", "world", "once", "upon", "a", "time", "user", "assistant", ":"];
+    const vocab = Object.fromEntries(words.map((w, i) => [w, i]));
+    writeFileSync(
+      join(dir, "tokenizer.json"),
+      JSON.stringify({
+        version: "1.0",
+        added_tokens: words.slice(0, 3).map((w, i) => ({ id: i, content: w, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+        normalizer: null,
+        pre_tokenizer: { type: "Whitespace" },
+        post_processor: null,
+        decoder: { type: "WordPiece", prefix: "##", cleanup: true },
+        model: { type: "WordLevel", vocab, unk_token: "<unk>" },
+      }),
+    );
+    writeFileSync(
+      join(dir, "tokenizer_config.json"),
+      JSON.stringify({
+        bos_token: "<s>",
+        eos_token: "</s>",
+        add_bos_token: true,
+        chat_template: "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }} {% endfor %}{% if add_generation_prompt %}assistant:{% endif %}",
+      }),
+    );
+    const m = await onnx.load(dir);
+    expect(m.tokenize("once upon a time")).toEqual([1, 5, 6, 7, 8]);
+    expect(m.tokenize("hello", { addBos: false })).toEqual([3]);
+    expect(m.detokenize([1, 3, 4, 2])).toBe("hello world");
+    expect(m.info.chatTemplate).toContain("messages");
+    expect(m.applyChatTemplate([{ role: "user", content: "hello" }])).toBe("<s>user: hello assistant:");
+    m.dispose();
+  });
+});
+
+describe("ONNX adapter refuses bad input with the file and the reason", () => {
+  test("a file that is not ONNX", async () => {
+    const dir = join(tmp, "garbage");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "model.onnx"), "definitely not a protobuf\n".repeat(10));
+    await expect(onnx.load(dir)).rejects.toThrow(/garbage\/model\.onnx: not an ONNX model/);
+  });
+
+  test("a graph with no recognisable residual chain", async () => {
+    await expect(onnx.load(dirFor("no-residual", { noResidual: true }))).rejects.toThrow(/no-residual\/model\.onnx: no residual chain found/);
+  });
+
+  test("missing external data", async () => {
+    const dir = dirFor("missing-data", {}, true);
+    rmSync(join(dir, "model.onnx.data"));
+    await expect(onnx.load(dir)).rejects.toThrow(/missing-data\/model\.onnx: external data file "model\.onnx\.data".*not found/);
+  });
+
+  test("an encoder-only model (no KV cache)", async () => {
+    await expect(onnx.load(dirFor("encoder", { noCache: true }))).rejects.toThrow(/encoder\/model\.onnx: no KV-cache inputs.*encoder-only/);
+  });
+
+  test("an unsupported opset", async () => {
+    await expect(onnx.load(dirFor("opset30", { opset: 30 }))).rejects.toThrow(/opset30\/model\.onnx: uses ai\.onnx opset 30; onnxruntime-node 1\.30 runs opsets 7\.\.26/);
+  });
+
+  test("a directory with no model, and the process keeps working afterwards", async () => {
+    const dir = join(tmp, "empty");
+    mkdirSync(dir);
+    await expect(onnx.load(dir)).rejects.toThrow(/empty: cannot tell which file is the decoder/);
+    await expect(onnx.load(join(tmp, "nope"))).rejects.toThrow(/nope: no such file/);
+    const m = await onnx.load(dirFor("still-fine"));
+    expect((await m.createSequence().prefill([1, 2])).length).toBe(50);
+    m.dispose();
+  });
+});
