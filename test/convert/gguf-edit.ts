@@ -208,6 +208,18 @@ export function toF16(src: Uint8Array): Uint8Array {
   });
 }
 
+/** The model with every 2-D weight stored as BF16 (round to nearest even on the top 16 bits). */
+export function toBF16(src: Uint8Array): Uint8Array {
+  return rewriteGguf(src, {
+    tensors: (t) => {
+      if (t.dims.length < 2) return t;
+      const u = new Uint32Array(f32Of(t).buffer);
+      const out = Uint16Array.from(u, (x) => (x + 0x7fff + ((x >>> 16) & 1)) >>> 16);
+      return { ...t, type: 30, data: new Uint8Array(out.buffer) };
+    },
+  });
+}
+
 /** The model with every 2-D weight whose rows are whole 32-blocks stored as Q8_0 (others stay F32). */
 export function toQ8_0(src: Uint8Array): Uint8Array {
   return rewriteGguf(src, {

@@ -169,6 +169,16 @@ describe("convertGgufToOnnx on stories260K", () => {
     expect(maxAbsDiff(await d.last(PROMPT), await decoder.last(PROMPT))).toBe(0);
   });
 
+  test("external data is chosen automatically above the threshold", async () => {
+    const out = join(dir, "auto-external");
+    const r = await convertGgufToOnnx(MODEL, out, { externalThresholdBytes: 1_000_000 });
+    expect(r.weightBytes).toBeGreaterThan(1_000_000);
+    expect(r.externalData).toBe(true);
+    expect(r.files).toContain(join(out, "model.onnx.data"));
+    const small = await convertGgufToOnnx(MODEL, join(dir, "auto-inline"), { externalThresholdBytes: 10_000_000 });
+    expect(small.externalData).toBe(false);
+  });
+
   test("float16 output: half weights, KV cache and logits; same story", async () => {
     const out = join(dir, "fp16");
     const r = await convertGgufToOnnx(MODEL, out, { dtype: "float16" });
@@ -253,6 +263,14 @@ describe("convertGgufToOnnx refuses bad input by file and reason", () => {
     expect(e).toBeInstanceOf(ConvertError);
     expect(e.message).toContain(p);
     expect(e.message).toContain('tensor "blk.4.ffn_norm.weight" is missing');
+  });
+
+  test("an output path that is a file", async () => {
+    const file = variant("not-a-dir", "x");
+    const e = await rejection(MODEL, file);
+    expect(e).toBeInstanceOf(ConvertError);
+    expect(e.message).toContain(MODEL);
+    expect(e.message).toContain(`cannot create output directory ${file}`);
   });
 
   test("unsupported rope scaling", async () => {

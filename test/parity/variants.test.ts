@@ -14,7 +14,7 @@ import { argmax } from "../../src/core/tensor.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
-import { rewriteGguf, toF16, toQ8_0, type TensorEntry } from "../convert/gguf-edit.ts";
+import { rewriteGguf, toBF16, toF16, toQ8_0, type TensorEntry } from "../convert/gguf-edit.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const PROMPT = [1, 403, 407, 261, 378];
@@ -63,6 +63,8 @@ const VARIANTS: Record<string, [Uint8Array, number]> = {
   ],
   // Measured 0.018: llama.cpp rounds activations to F16 before F16 matmuls, the ONNX graph does not.
   "F16 weights": [toF16(source), 0.05],
+  // Measured 0.069: llama.cpp rounds activations to BF16 before BF16 matmuls.
+  "BF16 weights": [toBF16(source), 0.1],
   // Measured 0.26 (logits reach ~18): llama.cpp quantises activations to Q8_0 blocks before Q8_0 matmuls.
   "Q8_0 weights": [toQ8_0(source), 0.35],
 };
