@@ -58,3 +58,18 @@ function buildHalfTable(): Float32Array {
   }
   return t;
 }
+
+/**
+ * Q8_0 blocks (`d: f16, q: int8[32]`, 34 bytes) -> float32 `d * q`, in bulk: the per-element
+ * DataView decoding of the generic reader is too slow for a multi-gigabyte model.
+ */
+export function dequantizeQ8_0Fast(bytes: Uint8Array, count: number, out: Float32Array = new Float32Array(count)): Float32Array {
+  const table = (halfTable ??= buildHalfTable());
+  const q = new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const blocks = count / 32;
+  for (let b = 0, src = 0, dst = 0; b < blocks; b++, src += 34, dst += 32) {
+    const d = table[bytes[src]! | (bytes[src + 1]! << 8)]!;
+    for (let j = 0; j < 32; j++) out[dst + j] = d * q[src + 2 + j]!;
+  }
+  return out;
+}

@@ -62,7 +62,7 @@ import {
   readTensorF32,
 } from "../formats/gguf.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
-import { halfBitsToFloat32 } from "./half.ts";
+import { dequantizeQ8_0Fast, halfBitsToFloat32 } from "./half.ts";
 
 /** Architectures whose GGUF tensors and math are the llama graph above. */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ["llama"];
@@ -316,6 +316,7 @@ export function readWeightF32(g: LlamaGguf, t: GgufTensorInfo): Float32Array {
     return new Float32Array(bytes.buffer, bytes.byteOffset, t.elementCount);
   }
   if (t.type === GGML_TYPE.F16) return halfBitsToFloat32(readWeightF16Bits(g, t)!);
+  if (t.type === GGML_TYPE.Q8_0) return dequantizeQ8_0Fast(readTensorBytes(g.file, t), t.elementCount);
   return readTensorF32(g.file, t);
 }
 

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { float32ToHalfBits, halfBitsToFloat32 } from "../../src/convert/half.ts";
-import { halfToFloat } from "../../src/formats/ggml-types.ts";
+import { dequantizeQ8_0Fast, float32ToHalfBits, halfBitsToFloat32 } from "../../src/convert/half.ts";
+import { dequantize, GGML_TYPE, halfToFloat } from "../../src/formats/ggml-types.ts";
+import { quantizeQ8_0 } from "./gguf-edit.ts";
 
 describe("half precision conversions", () => {
   test("halfBitsToFloat32 decodes all 65536 halves like the GGUF reader", () => {
@@ -35,5 +36,18 @@ describe("half precision conversions", () => {
     expect(bits(-0)).toBe(0x8000);
     expect(bits(NaN) & 0x7c00).toBe(0x7c00);
     expect(bits(NaN) & 0x3ff).not.toBe(0);
+  });
+
+  test("dequantizeQ8_0Fast equals the GGUF reader's Q8_0 decoding", () => {
+    const x = Float32Array.from({ length: 32 * 64 }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 97)));
+    const q = quantizeQ8_0(x);
+    const fast = dequantizeQ8_0Fast(q, x.length);
+    expect(Array.from(fast)).toEqual(Array.from(dequantize(GGML_TYPE.Q8_0, q, x.length)));
+    // And the quantisation is what it claims: within half a step, plus 127 steps times the f16 rounding of the scale (2^-11).
+    for (let b = 0; b < 64; b++) {
+      const block = x.subarray(b * 32, b * 32 + 32);
+      const step = Math.max(...block.map(Math.abs)) / 127;
+      for (let j = 0; j < 32; j++) expect(Math.abs(fast[b * 32 + j]! - block[j]!)).toBeLessThanOrEqual(step * (0.5 + 127 * 2 ** -11));
+    }
   });
 });
