@@ -73,3 +73,10 @@ export function dequantizeQ8_0Fast(bytes: Uint8Array, count: number, out: Float3
   }
   return out;
 }
+
+/** bfloat16 bits -> float32 (the top half of a float32's bits), in bulk. */
+export function bf16BitsToFloat32(bits: Uint16Array, out: Float32Array = new Float32Array(bits.length)): Float32Array {
+  const u = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < bits.length; i++) u[i] = bits[i]! << 16;
+  return out;
+}

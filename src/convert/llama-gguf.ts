@@ -62,7 +62,7 @@ import {
   readTensorF32,
 } from "../formats/gguf.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
-import { dequantizeQ8_0Fast, halfBitsToFloat32 } from "./half.ts";
+import { bf16BitsToFloat32, dequantizeQ8_0Fast, halfBitsToFloat32 } from "./half.ts";
 
 /** Architectures whose GGUF tensors and math are the llama graph above. */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ["llama"];
@@ -317,6 +317,10 @@ export function readWeightF32(g: LlamaGguf, t: GgufTensorInfo): Float32Array {
   }
   if (t.type === GGML_TYPE.F16) return halfBitsToFloat32(readWeightF16Bits(g, t)!);
   if (t.type === GGML_TYPE.Q8_0) return dequantizeQ8_0Fast(readTensorBytes(g.file, t), t.elementCount);
+  if (t.type === GGML_TYPE.BF16) {
+    const bytes = readTensorBytes(g.file, t);
+    return bf16BitsToFloat32(new Uint16Array(bytes.buffer, bytes.byteOffset, t.elementCount));
+  }
   return readTensorF32(g.file, t);
 }
 

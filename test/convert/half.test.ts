@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { dequantizeQ8_0Fast, float32ToHalfBits, halfBitsToFloat32 } from "../../src/convert/half.ts";
+import { bf16BitsToFloat32, dequantizeQ8_0Fast, float32ToHalfBits, halfBitsToFloat32 } from "../../src/convert/half.ts";
 import { dequantize, GGML_TYPE, halfToFloat } from "../../src/formats/ggml-types.ts";
 import { quantizeQ8_0 } from "./gguf-edit.ts";
 
@@ -49,5 +49,12 @@ describe("half precision conversions", () => {
       const step = Math.max(...block.map(Math.abs)) / 127;
       for (let j = 0; j < 32; j++) expect(Math.abs(fast[b * 32 + j]! - block[j]!)).toBeLessThanOrEqual(step * (0.5 + 127 * 2 ** -11));
     }
+  });
+
+  test("bf16BitsToFloat32 equals the GGUF reader's BF16 decoding", () => {
+    const bits = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const fast = bf16BitsToFloat32(bits);
+    const slow = dequantize(GGML_TYPE.BF16, new Uint8Array(bits.buffer), bits.length);
+    expect(new Uint32Array(fast.buffer)).toEqual(new Uint32Array(slow.buffer));
   });
 });
