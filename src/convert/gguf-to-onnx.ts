@@ -8,7 +8,7 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ggmlTypeName } from "../formats/ggml-types.ts";
-import { writeHfTokenizer } from "../formats/gguf-tokenizer.ts";
+import { ggufToHfTokenizer } from "../formats/gguf-tokenizer.ts";
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
 import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
@@ -68,6 +68,11 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     throw new ConvertError(ggufPath, `cannot create output directory ${outDir}: ${(e as Error).message}`);
   }
 
+  // The tokenizer (and the chat template, in tokenizer_config.json) come from the GGUF's own
+  // tokenizer metadata. Built before any weight is written, so an unsupported tokenizer fails fast;
+  // a GGUF without one still converts, with the report saying so.
+  const tokenizer = g.file.metadata.has("tokenizer.ggml.model") ? ggufToHfTokenizer(g.file) : null;
+
   const { model, weights } = buildLlamaOnnxGraph(g, { dtype });
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
   const threshold = options.externalThresholdBytes ?? DEFAULT_EXTERNAL_THRESHOLD;
@@ -78,18 +83,15 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const sourceTypes: Record<string, number> = {};
   for (const w of weights) sourceTypes[ggmlTypeName(w.source.type)] = (sourceTypes[ggmlTypeName(w.source.type)] ?? 0) + 1;
 
-  const writeJson = (name: string, value: unknown) => {
+  const writeJson = (name: string, value: unknown, indent = 2) => {
     const p = join(outDir, name);
-    writeFileSync(p, JSON.stringify(value, null, 2) + "\n");
+    writeFileSync(p, JSON.stringify(value, null, indent) + "\n");
     files.push(p);
   };
   writeJson("config.json", hfConfig(g, dtype, options.maxPositionEmbeddings ?? h.contextLength));
-  // The tokenizer (and the chat template, in tokenizer_config.json) come from the GGUF's own
-  // tokenizer metadata; a GGUF without one still converts, with the report saying so.
-  const hasTokenizer = g.file.metadata.has("tokenizer.ggml.model");
-  if (hasTokenizer) {
-    writeHfTokenizer(g.file, outDir);
-    files.push(join(outDir, "tokenizer.json"), join(outDir, "tokenizer_config.json"));
+  if (tokenizer) {
+    writeJson("tokenizer.json", tokenizer.tokenizerJson, 0); // compact: vocab and merges run to megabytes
+    writeJson("tokenizer_config.json", tokenizer.tokenizerConfig);
   }
   writeJson("generation_config.json", {
     ...(h.bosTokenId !== null ? { bos_token_id: h.bosTokenId } : {}),
@@ -114,7 +116,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     externalData: external,
     tiedEmbeddings: h.tiedEmbeddings,
     sourceTypes,
-    tokenizer: hasTokenizer,
+    tokenizer: tokenizer !== null,
     seconds: (performance.now() - started) / 1000,
   };
 }

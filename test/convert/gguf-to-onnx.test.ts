@@ -97,6 +97,29 @@ describe("convertGgufToOnnx on stories260K", () => {
     expect(JSON.parse(readFileSync(join(out, "tokenizer_config.json"), "utf8")).chat_template).toBe(template);
   });
 
+  test("a GGUF without tokenizer metadata converts, and says it wrote no tokenizer", async () => {
+    const gguf = join(dir, "no-tokenizer.gguf");
+    const drop = Object.fromEntries([...openLlamaGguf(MODEL).file.metadata.keys()].filter((k) => k.startsWith("tokenizer.")).map((k) => [k, null]));
+    writeFileSync(gguf, rewriteGguf(readFileSync(MODEL), { metadata: drop }));
+    const out = join(dir, "no-tokenizer");
+    const r = await convertGgufToOnnx(gguf, out);
+    expect(r.tokenizer).toBe(false);
+    expect(existsSync(join(out, "tokenizer.json"))).toBe(false);
+    expect(existsSync(join(out, "model.onnx"))).toBe(true);
+  });
+
+  test("an unsupported tokenizer fails before any weight is written", async () => {
+    const gguf = join(dir, "rwkv-tokenizer.gguf");
+    writeFileSync(gguf, withMetadataString(readFileSync(MODEL), "tokenizer.ggml.model", "rwkv"));
+    const out = join(dir, "rwkv-tokenizer");
+    let error: Error | null = null;
+    await convertGgufToOnnx(gguf, out).catch((e) => (error = e));
+    expect(error).not.toBeNull();
+    expect(error!.message).toContain(gguf);
+    expect(error!.message).toContain("rwkv");
+    expect(existsSync(join(out, "model.onnx"))).toBe(false);
+  });
+
   test("has the Optimum decoder interface", () => {
     const s = decoder.session;
     expect(s.inputNames.slice(0, 3)).toEqual(["input_ids", "attention_mask", "position_ids"]);
