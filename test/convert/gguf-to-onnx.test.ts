@@ -109,14 +109,14 @@ describe("convertGgufToOnnx on stories260K", () => {
   });
 
   test("an unsupported tokenizer fails before any weight is written", async () => {
-    const gguf = join(dir, "rwkv-tokenizer.gguf");
+    const gguf = join(dir, "unsupported-tokenizer.gguf");
     writeFileSync(gguf, withMetadataString(readFileSync(MODEL), "tokenizer.ggml.model", "rwkv"));
-    const out = join(dir, "rwkv-tokenizer");
+    const out = join(dir, "unsupported-tokenizer");
     let error: Error | null = null;
     await convertGgufToOnnx(gguf, out).catch((e) => (error = e));
     expect(error).not.toBeNull();
     expect(error!.message).toContain(gguf);
-    expect(error!.message).toContain("rwkv");
+    expect(error!.message).toContain(`tokenizer model "rwkv" is not supported`);
     expect(existsSync(join(out, "model.onnx"))).toBe(false);
   });
 
