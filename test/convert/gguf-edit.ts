@@ -2,7 +2,7 @@
  * Test helper: rewrite a GGUF file's bytes, keeping every metadata entry it does not touch byte for
  * byte (so its exact types survive and llama.cpp still accepts the file), and re-laying out the
  * tensor table and data. Used to make variants of the embedded model: other weight types (F16,
- * Q8_0), other metadata, and broken files for the error tests.
+ * BF16, Q8_0), other metadata, added or missing tensors for the error tests.
  */
 import { float32ToHalfBits } from "../../src/convert/half.ts";
 import { halfToFloat } from "../../src/formats/ggml-types.ts";
@@ -116,8 +116,6 @@ export interface RewriteOptions {
   tensors?: (t: TensorEntry) => TensorEntry | null;
   /** Tensors to add after the existing ones. */
   append?: TensorEntry[];
-  /** Write this type id into a tensor's table entry without touching its data (for broken files). */
-  lieAboutType?: Record<string, number>;
 }
 
 export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint8Array {
@@ -159,7 +157,7 @@ export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint
       v.setBigUint64(p, BigInt(d), true);
       p += 8;
     }
-    v.setUint32(p, options.lieAboutType?.[t.name] ?? t.type, true);
+    v.setUint32(p, t.type, true);
     v.setBigUint64(p + 4, BigInt(offsets[i]!), true);
     p += 12;
     out.set(t.data, dataStart + offsets[i]!);
@@ -169,10 +167,6 @@ export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint
 
 export function withMetadataString(src: Uint8Array, key: string, value: string): Uint8Array {
   return rewriteGguf(src, { metadata: { [key]: { type: "string", value } } });
-}
-
-export function withTensorType(src: Uint8Array, name: string, type: number): Uint8Array {
-  return rewriteGguf(src, { lieAboutType: { [name]: type } });
 }
 
 function f32Of(t: TensorEntry): Float32Array {
