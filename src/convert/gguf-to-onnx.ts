@@ -8,7 +8,7 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ggmlTypeName } from "../formats/ggml-types.ts";
-import { ggufToHfTokenizer } from "../formats/gguf-tokenizer.ts";
+import { ggufToHfTokenizer, readTokenizerSpec } from "../formats/gguf-tokenizer.ts";
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
 import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
@@ -61,17 +61,24 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
 
+  // The tokenizer (and the chat template, in tokenizer_config.json) come from the GGUF's own
+  // tokenizer metadata. Built before anything is written, so an unsupported tokenizer fails fast;
+  // a GGUF without one still converts, with the report saying so.
+  const spec = g.file.metadata.has("tokenizer.ggml.model") ? readTokenizerSpec(g.file) : null;
+  const tokenizer = spec ? ggufToHfTokenizer(spec) : null;
+  // Generation ends on every token llama.cpp treats as end-of-generation (EOS, EOT, EOM...), EOS first,
+  // so a chat model converted from GGUF stops where it stops under llama.cpp.
+  const bos = spec ? spec.bosId : h.bosTokenId;
+  const eosFirst = spec ? spec.eosId : h.eosTokenId;
+  const eos = [...new Set([...(eosFirst !== null ? [eosFirst] : []), ...(spec?.eogIds ?? [])])];
+  const tokens = { bos_token_id: bos, eos_token_id: eos.length === 0 ? null : eos.length === 1 ? eos[0]! : eos };
+
   try {
     mkdirSync(outDir, { recursive: true });
     if (!statSync(outDir).isDirectory()) throw new Error("not a directory");
   } catch (e) {
     throw new ConvertError(ggufPath, `cannot create output directory ${outDir}: ${(e as Error).message}`);
   }
-
-  // The tokenizer (and the chat template, in tokenizer_config.json) come from the GGUF's own
-  // tokenizer metadata. Built before any weight is written, so an unsupported tokenizer fails fast;
-  // a GGUF without one still converts, with the report saying so.
-  const tokenizer = g.file.metadata.has("tokenizer.ggml.model") ? ggufToHfTokenizer(g.file) : null;
 
   const { model, weights } = buildLlamaOnnxGraph(g, { dtype });
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
@@ -88,15 +95,12 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     writeFileSync(p, JSON.stringify(value, null, indent) + "\n");
     files.push(p);
   };
-  writeJson("config.json", hfConfig(g, dtype, options.maxPositionEmbeddings ?? h.contextLength));
+  writeJson("config.json", { ...hfConfig(g, dtype, options.maxPositionEmbeddings ?? h.contextLength), ...tokens });
   if (tokenizer) {
     writeJson("tokenizer.json", tokenizer.tokenizerJson, 0); // compact: vocab and merges run to megabytes
     writeJson("tokenizer_config.json", tokenizer.tokenizerConfig);
   }
-  writeJson("generation_config.json", {
-    ...(h.bosTokenId !== null ? { bos_token_id: h.bosTokenId } : {}),
-    ...(h.eosTokenId !== null ? { eos_token_id: h.eosTokenId } : {}),
-  });
+  writeJson("generation_config.json", Object.fromEntries(Object.entries(tokens).filter(([, v]) => v !== null)));
 
   return {
     source: ggufPath,
@@ -143,8 +147,6 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
     tie_word_embeddings: h.tiedEmbeddings,
     attention_bias: g.layers[0]!.bq !== null,
     mlp_bias: g.layers[0]!.bGate !== null,
-    bos_token_id: h.bosTokenId,
-    eos_token_id: h.eosTokenId,
     torch_dtype: dtype,
     use_cache: true,
     // Where this came from, and the one layout fact a reader of the weights must know.

@@ -120,6 +120,15 @@ describe("convertGgufToOnnx on stories260K", () => {
     expect(existsSync(join(out, "model.onnx"))).toBe(false);
   });
 
+  test("every end-of-generation token llama.cpp knows ends generation in the export (EOS first)", async () => {
+    const gguf = join(dir, "with-eot.gguf");
+    writeFileSync(gguf, rewriteGguf(readFileSync(MODEL), { metadata: { "tokenizer.ggml.eot_token_id": { type: "u32", value: 5 } } }));
+    const out = join(dir, "with-eot");
+    await convertGgufToOnnx(gguf, out);
+    expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).eos_token_id).toEqual([2, 5]);
+    expect(JSON.parse(readFileSync(join(out, "generation_config.json"), "utf8"))).toEqual({ bos_token_id: 1, eos_token_id: [2, 5] });
+  });
+
   test("has the Optimum decoder interface", () => {
     const s = decoder.session;
     expect(s.inputNames.slice(0, 3)).toEqual(["input_ids", "attention_mask", "position_ids"]);
