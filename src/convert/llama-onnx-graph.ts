@@ -11,7 +11,8 @@
  * Design choices, and why:
  * - Weights stay in GGUF's row order ([out][in]) and are applied with `Gemm(transB=1)` on the
  *   flattened `[batch*seq, in]` activations: no transposes in JS while converting a large model, and a
- *   tied output head shares the embedding initializer instead of storing a transposed copy.
+ *   tied output head shares the embedding initializer instead of storing a transposed copy. (Measured:
+ *   for one-token decode, ORT runs Gemm(transB=1) as fast as MatMul on pre-transposed weights.)
  * - The residual stream is a plain `Add(residual, branch)` at both points of every block, named
  *   `layers.L.resid_mid` / `layers.L.resid_post` (and `embeddings` for resid_pre.0), so the ONNX
  *   adapter's residual-chain finder sees each site.
