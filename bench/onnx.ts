@@ -1,0 +1,130 @@
+/**
+ * ONNX decode throughput: a plain single-session onnxruntime loop over the original export (the
+ * baseline, measured in the same run) vs Steerkit unhooked, an additive recipe applied in-graph
+ * (mode c) and a JS hook at every layer (split path, mode a).
+ *
+ *   bun bench/onnx.ts                # the shared genai GPT-2 fixture
+ *   bun bench/onnx.ts --wide         # also a random GPT-2-like model, d=1024, 16 layers (built into bench/models/, ~0.9 GB)
+ *   bun bench/onnx.ts --tokens 64 --rounds 3 --threads 2
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { onnx, type OnnxModel } from "../src/adapters/onnx/index.ts";
+import { ort } from "../src/adapters/onnx/ort.ts";
+import type { AffineEdit, ResidualHooks } from "../src/core/backend.ts";
+import { pointName, type HookPoint } from "../src/core/sites.ts";
+import { writeDecoderDir } from "../test/onnx/helpers/decoder-builder.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    wide: { type: "boolean", default: false },
+    tokens: { type: "string", default: "64" },
+    rounds: { type: "string", default: "3" },
+    threads: { type: "string" },
+  },
+});
+const TOKENS = Number(args.tokens);
+const ROUNDS = Number(args.rounds);
+const THREADS = args.threads ? Number(args.threads) : undefined;
+
+function hooks(points: HookPoint[], dModel: number, mode: "affine" | "js"): ResidualHooks {
+  const c = Float32Array.from({ length: dModel }, (_, i) => Math.sin(i) * 0.5);
+  const affine = new Map<string, AffineEdit>();
+  if (mode === "affine") for (const p of points) affine.set(pointName(p), { point: p, rank: 0, U: null, V: null, c });
+  return {
+    points,
+    affine,
+    writes: true,
+    error: null,
+    run(_p, x) {
+      const d = x.data;
+      for (let off = 0; off < d.length; off += dModel) for (let i = 0; i < dModel; i++) d[off + i] = d[off + i]! + c[i]!;
+      return x;
+    },
+  };
+}
+
+/** The baseline: feed the original session directly, the way a plain onnxruntime user would. */
+async function plainLoop(file: string, model: OnnxModel, prompt: number[], steps: number): Promise<number> {
+  const session = await ort.InferenceSession.create(file, THREADS ? { intraOpNumThreads: THREADS, interOpNumThreads: 1 } : {});
+  const io = model.io;
+  const int = (type: "int32" | "int64", values: number[]) =>
+    type === "int64" ? new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [1, values.length]) : new ort.Tensor("int32", Int32Array.from(values), [1, values.length]);
+  const run = async (past: Record<string, ort.Tensor>, ids: number[], pos: number) => {
+    const feeds: Record<string, ort.Tensor> = { ...past, [io.inputIds.name]: int(io.inputIds.type, ids) };
+    if (io.positionIds) feeds[io.positionIds.name] = int(io.positionIds.type, ids.map((_, i) => pos + i));
+    if (io.attentionMask) feeds[io.attentionMask.name] = int(io.attentionMask.type, Array(pos + ids.length).fill(1));
+    const out = await session.run(feeds);
+    const next: Record<string, ort.Tensor> = {};
+    for (const e of io.kv.entries) next[e.input] = out[e.output]!;
+    return next;
+  };
+  let past: Record<string, ort.Tensor> = {};
+  for (const e of io.kv.entries) past[e.input] = new ort.Tensor(e.elemType === 10 ? "float16" : "float32", e.elemType === 10 ? new Uint16Array(0) : new Float32Array(0), e.emptyDims);
+  past = await run(past, prompt, 0);
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) past = await run(past, [(i * 7 + 3) % 50], prompt.length + i);
+  const ms = performance.now() - t0;
+  await session.release();
+  return (steps / ms) * 1000;
+}
+
+async function steerkitLoop(model: OnnxModel, h: ResidualHooks | undefined, prompt: number[], steps: number): Promise<number> {
+  const seq = model.createSequence(h ? { hooks: h } : {});
+  await seq.prefill(prompt);
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await seq.decode((i * 7 + 3) % 50);
+  const ms = performance.now() - t0;
+  seq.free();
+  return (steps / ms) * 1000;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+async function benchModel(label: string, dir: string, file: string): Promise<string[]> {
+  const model = (await onnx.load(dir, THREADS ? { threads: THREADS } : {})) as OnnxModel;
+  const { nLayers, dModel } = model.info;
+  const prompt = Array.from({ length: 16 }, (_, i) => (i * 13 + 5) % 50);
+  const mid = Math.floor(nLayers / 2);
+  const variants: [string, () => Promise<number>][] = [
+    ["plain onnxruntime loop (baseline)", () => plainLoop(file, model, prompt, TOKENS)],
+    ["Steerkit, unhooked", () => steerkitLoop(model, undefined, prompt, TOKENS)],
+    [`additive recipe, in-graph (c at resid_post.${mid})`, () => steerkitLoop(model, hooks([{ site: "resid_post", layer: mid }], dModel, "affine"), prompt, TOKENS)],
+    [
+      `additive at every layer, in-graph (${nLayers} sites)`,
+      () => steerkitLoop(model, hooks(Array.from({ length: nLayers }, (_, l) => ({ site: "resid_post", layer: l })), dModel, "affine"), prompt, TOKENS),
+    ],
+    [
+      `JS hook at every layer, split (${nLayers} cuts)`,
+      () => steerkitLoop(model, hooks(Array.from({ length: nLayers }, (_, l) => ({ site: "resid_post", layer: l })), dModel, "js"), prompt, TOKENS),
+    ],
+  ];
+  // Warm-up builds and caches each plan's sessions, then rounds interleave the variants.
+  for (const [, f] of variants) await f();
+  const samples = variants.map(() => [] as number[]);
+  for (let r = 0; r < ROUNDS; r++) for (let i = 0; i < variants.length; i++) samples[i]!.push(await variants[i]![1]());
+  const base = median(samples[0]!);
+  if (process.env.BENCH_VERBOSE) variants.forEach(([n], i) => console.error(n, samples[i]!.map((x) => x.toFixed(0)).join(" ")));
+  model.dispose();
+  return variants.map(([name], i) => {
+    const tps = median(samples[i]!);
+    return `| ${label} | ${name} | ${tps.toFixed(1)} | ${(tps / base).toFixed(2)} |`;
+  });
+}
+
+const rows: string[] = [];
+const fixture = join(import.meta.dir, "../test/fixtures/onnx/genai-gpt2-fp32");
+rows.push(...(await benchModel("genai-gpt2-fp32 (5L, d=32)", fixture, join(fixture, "past.onnx"))));
+if (args.wide) {
+  const dir = join(import.meta.dir, "models/onnx-wide-d1024-l16");
+  if (!existsSync(join(dir, "model.onnx"))) {
+    console.error(`building ${dir} ...`);
+    writeDecoderDir(dir, { dModel: 1024, nLayers: 16, nHeads: 16, vocab: 8192, seed: 3 }, { externalData: true });
+  }
+  rows.push(...(await benchModel("random GPT-2-like (16L, d=1024)", dir, join(dir, "model.onnx"))));
+}
+console.log(`\nDecode tokens/s, ${TOKENS} tokens after a 16-token prompt, median of ${ROUNDS} rounds, threads ${THREADS ?? "default"}:\n`);
+console.log("| model | path | tokens/s | ratio vs baseline |");
+console.log("|---|---|---:|---:|");
+for (const r of rows) console.log(r);
