@@ -5,13 +5,21 @@
  *
  *   bun bench/onnx.ts                # the shared genai GPT-2 fixture
  *   bun bench/onnx.ts --wide         # also a random GPT-2-like model, d=1024, 16 layers (built into bench/models/, ~0.9 GB)
- *   bun bench/onnx.ts --tokens 64 --rounds 3 --threads 2
+ *   bun bench/onnx.ts --tokens 64 --rounds 7 --threads 1
+ *   bun bench/onnx.ts --kv           # decode cost against context length, and the share of it spent copying the KV cache
+ *
+ * KV cache: onnxruntime-node copies every output into a fresh JS buffer (preallocated outputs too:
+ * ORT allocates, the binding copies back), so a `present` tensor can never alias its `past` input
+ * and GroupQueryAttention's shared-buffer mode cannot engage. Each step therefore copies the cache
+ * twice: once inside the attention kernel (past + new -> present) and once out to JS. `--kv`
+ * measures how much of a decode step that is.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { onnx, type OnnxModel } from "../src/adapters/onnx/index.ts";
 import { ort } from "../src/adapters/onnx/ort.ts";
+import { readOnnxFile } from "../src/formats/onnx/index.ts";
 import type { AffineEdit, ResidualHooks } from "../src/core/backend.ts";
 import { pointName, type HookPoint } from "../src/core/sites.ts";
 import { writeDecoderDir } from "../test/onnx/helpers/decoder-builder.ts";
@@ -20,8 +28,9 @@ const { values: args } = parseArgs({
   options: {
     wide: { type: "boolean", default: false },
     tokens: { type: "string", default: "64" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "7" },
     threads: { type: "string" },
+    kv: { type: "boolean", default: false },
   },
 });
 const TOKENS = Number(args.tokens);
@@ -47,7 +56,12 @@ function hooks(points: HookPoint[], dModel: number, mode: "affine" | "js"): Resi
 
 /** The baseline: feed the original session directly, the way a plain onnxruntime user would. */
 async function plainLoop(file: string, model: OnnxModel, prompt: number[], steps: number): Promise<number> {
-  const session = await ort.InferenceSession.create(file, THREADS ? { intraOpNumThreads: THREADS, interOpNumThreads: 1 } : {});
+  // Loaded the faster of the two ways (bytes + mapped external data rather than the path), so the
+  // ratios measure Steerkit's hook machinery, not a loading difference.
+  const options = THREADS ? { intraOpNumThreads: THREADS, interOpNumThreads: 1 } : {};
+  const f = readOnnxFile(file);
+  const externalData = [...f.externalFiles].map(([path, data]) => ({ path, data }));
+  const session = externalData.length ? await ort.InferenceSession.create(f.bytes, { ...options, externalData }) : await ort.InferenceSession.create(file, options);
   const io = model.io;
   const int = (type: "int32" | "int64", values: number[]) =>
     type === "int64" ? new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [1, values.length]) : new ort.Tensor("int32", Int32Array.from(values), [1, values.length]);
@@ -80,7 +94,9 @@ async function steerkitLoop(model: OnnxModel, h: ResidualHooks | undefined, prom
   return (steps / ms) * 1000;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+// Best of N: this machine is shared (other jobs steal cycles at random), and the fastest round is
+// the closest to the path's own cost. The rounds interleave the variants so drift hits them alike.
+const best = (xs: number[]) => Math.max(...xs);
 
 async function benchModel(label: string, dir: string, file: string): Promise<string[]> {
   const model = (await onnx.load(dir, THREADS ? { threads: THREADS } : {})) as OnnxModel;
@@ -104,13 +120,45 @@ async function benchModel(label: string, dir: string, file: string): Promise<str
   for (const [, f] of variants) await f();
   const samples = variants.map(() => [] as number[]);
   for (let r = 0; r < ROUNDS; r++) for (let i = 0; i < variants.length; i++) samples[i]!.push(await variants[i]![1]());
-  const base = median(samples[0]!);
+  const base = best(samples[0]!);
   if (process.env.BENCH_VERBOSE) variants.forEach(([n], i) => console.error(n, samples[i]!.map((x) => x.toFixed(0)).join(" ")));
   model.dispose();
   return variants.map(([name], i) => {
-    const tps = median(samples[i]!);
+    const tps = best(samples[i]!);
     return `| ${label} | ${name} | ${tps.toFixed(1)} | ${(tps / base).toFixed(2)} |`;
   });
+}
+
+/** ms per decode step at several context lengths, and what copying that much KV cache twice costs. */
+async function kvCost(label: string, dir: string, contexts: number[]): Promise<string[]> {
+  const model = (await onnx.load(dir, THREADS ? { threads: THREADS } : {})) as OnnxModel;
+  const kvBytesPerToken = model.io.kv.entries.reduce((sum, e) => sum + (e.emptyDims.reduce((a, b, i) => (i === e.seqAxis ? a : a * b), 1) * (e.elemType === 10 ? 2 : 4)), 0);
+  const out: string[] = [];
+  for (const T of contexts) {
+    const seq = model.createSequence();
+    await seq.prefill(Array.from({ length: T }, (_, i) => (i * 13 + 5) % 50));
+    const steps = 8;
+    let bestMs = Infinity;
+    for (let i = 0; i < steps; i++) {
+      const t0 = performance.now();
+      await seq.decode((i * 7 + 3) % 50);
+      bestMs = Math.min(bestMs, performance.now() - t0);
+    }
+    seq.free();
+    const bytes = kvBytesPerToken * (T + steps);
+    const src = new Uint8Array(bytes);
+    const dst = new Uint8Array(bytes);
+    let copyMs = Infinity;
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      dst.set(src);
+      dst.set(src);
+      copyMs = Math.min(copyMs, performance.now() - t0);
+    }
+    out.push(`| ${label} | ${T} | ${(bytes / 2 ** 20).toFixed(1)} | ${bestMs.toFixed(2)} | ${copyMs.toFixed(2)} | ${((100 * copyMs) / bestMs).toFixed(0)}% |`);
+  }
+  model.dispose();
+  return out;
 }
 
 const rows: string[] = [];
@@ -124,7 +172,15 @@ if (args.wide) {
   }
   rows.push(...(await benchModel("random GPT-2-like (16L, d=1024)", dir, join(dir, "model.onnx"))));
 }
-console.log(`\nDecode tokens/s, ${TOKENS} tokens after a 16-token prompt, median of ${ROUNDS} rounds, threads ${THREADS ?? "default"}:\n`);
+if (args.kv) {
+  const kvRows = await kvCost("genai-gpt2-fp32", fixture, [16, 128, 256, 480]);
+  if (args.wide) kvRows.push(...(await kvCost("random GPT-2-like d=1024", join(import.meta.dir, "models/onnx-wide-d1024-l16"), [16, 256, 1024])));
+  console.log("\nKV cache cost per decode step (best of 8 steps), vs copying the whole cache twice in JS (kernel concat + copy-out):\n");
+  console.log("| model | context | KV MiB | decode ms/token | 2x KV copy ms | share |");
+  console.log("|---|---:|---:|---:|---:|---:|");
+  for (const r of kvRows) console.log(r);
+}
+console.log(`\nDecode tokens/s, ${TOKENS} tokens after a 16-token prompt, best of ${ROUNDS} interleaved rounds, threads ${THREADS ?? "default"}:\n`);
 console.log("| model | path | tokens/s | ratio vs baseline |");
 console.log("|---|---|---:|---:|");
 for (const r of rows) console.log(r);

@@ -82,7 +82,13 @@ export class OnnxModel implements Model {
     private readonly text: TextCodec,
     private readonly sessionOptions: ort.InferenceSession.SessionOptions,
   ) {
-    this.base = ort.InferenceSession.create(file.path, sessionOptions).then((session) => ({
+    // Weights in external files are handed over from our own mapping rather than left for ORT to
+    // map from the path: decode measured ~2x faster on the 16-layer d=1024 bench model that way.
+    const externalData = [...file.externalFiles].map(([path, data]) => ({ path, data }));
+    const base = externalData.length
+      ? ort.InferenceSession.create(file.bytes, { ...sessionOptions, externalData })
+      : ort.InferenceSession.create(file.path, sessionOptions);
+    this.base = base.then((session) => ({
       segments: [{ session, inputs: session.inputNames, outputs: session.outputNames, cut: null }],
       steer: new Map(),
       reads: [],
@@ -145,9 +151,12 @@ export class OnnxModel implements Model {
   private async buildPlan(spec: PlanSpec): Promise<RuntimePlan> {
     const graphs = buildPlanGraphs(this.file.model, this.graph, this.sites, this.info.dModel, this.io.hiddenElemType, spec);
     const externalData = [...this.file.externalFiles].map(([path, data]) => ({ path, data }));
+    // Segments run one after another, each with its own thread pool: a pool that keeps spinning
+    // after its segment ends steals a core from the next one (this machine class has two).
+    const spinning = graphs.segments.length > 1 && process.env.STEERKIT_ORT_SPIN !== "1" ? { extra: { session: { intra_op: { allow_spinning: "0" } } } } : {};
     const segments = [];
     for (const s of graphs.segments) {
-      const session = await ort.InferenceSession.create(encodeModel(s.model), { ...this.sessionOptions, externalData });
+      const session = await ort.InferenceSession.create(encodeModel(s.model), { ...this.sessionOptions, ...spinning, externalData });
       segments.push({ session, inputs: s.inputs, outputs: s.outputs, cut: s.cut });
     }
     return { segments, steer: graphs.steer, reads: graphs.reads };
