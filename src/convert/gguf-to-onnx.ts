@@ -130,8 +130,9 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
   const h = g.hparams;
   const config: Record<string, unknown> = {
     _name_or_path: h.name,
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
+    architectures: [h.profile.hfClass],
+    // The GGUF architecture name: what the llama.cpp adapter reports for the same model.
+    model_type: h.architecture,
     hidden_size: h.nEmbd,
     intermediate_size: h.nFf,
     num_hidden_layers: h.nLayers,
@@ -153,7 +154,8 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
     steerkit: {
       converted_from: "gguf",
       name: h.name,
-      rope_layout: "interleaved pairs (GGUF-permuted q/k weights)",
+      rope_layout: h.profile.rope === "norm" ? "interleaved pairs (GGUF-permuted q/k weights)" : "halves (neox)",
+      no_rope_layers: h.ropeLayers.flatMap((r, i) => (r ? [] : [i])),
       rope_freq_factors: h.ropeFreqFactors !== null,
       rope_attn_factor: h.ropeAttnFactor,
     },

@@ -114,13 +114,27 @@ export interface RewriteOptions {
   metadata?: Record<string, MetaEdit>;
   /** Map each tensor to its replacement, or null to drop it. */
   tensors?: (t: TensorEntry) => TensorEntry | null;
+  /** Rename metadata keys (values keep their exact bytes), e.g. to move `llama.*` to another architecture. */
+  renameKey?: (key: string) => string;
   /** Tensors to add after the existing ones. */
   append?: TensorEntry[];
 }
 
 export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint8Array {
   const src = parse(srcBytes);
-  const kvs = src.kvs.filter((kv) => !(options.metadata && kv.key in options.metadata)).map((kv) => kv.bytes);
+  const kvs = src.kvs
+    .filter((kv) => !(options.metadata && kv.key in options.metadata))
+    .map((kv) => {
+      const renamed = options.renameKey?.(kv.key) ?? kv.key;
+      if (renamed === kv.key) return kv.bytes;
+      const name = new TextEncoder().encode(renamed);
+      const rest = kv.bytes.subarray(8 + new TextEncoder().encode(kv.key).length);
+      const out = new Uint8Array(8 + name.length + rest.length);
+      new DataView(out.buffer).setBigUint64(0, BigInt(name.length), true);
+      out.set(name, 8);
+      out.set(rest, 8 + name.length);
+      return out;
+    });
   for (const [key, edit] of Object.entries(options.metadata ?? {})) if (edit) kvs.push(encodeKv(key, edit));
   const tensors = src.tensors.map((t) => (options.tensors ? options.tensors(t) : t)).filter((t): t is TensorEntry => t !== null);
   tensors.push(...(options.append ?? []));
@@ -230,4 +244,13 @@ export function dequantizeQ8_0(bytes: Uint8Array): Float32Array {
     for (let j = 0; j < 32; j++) out[b * 32 + j] = d * v.getInt8(b * 34 + 2 + j);
   }
   return out;
+}
+
+/** The model under another llama-family architecture name: `llama.*` keys moved to `<arch>.*`. */
+export function asArchitecture(src: Uint8Array, arch: string, options: Omit<RewriteOptions, "renameKey"> = {}): Uint8Array {
+  return rewriteGguf(src, {
+    ...options,
+    renameKey: (k) => (k.startsWith("llama.") ? `${arch}.${k.slice("llama.".length)}` : k),
+    metadata: { ...options.metadata, "general.architecture": { type: "string", value: arch } },
+  });
 }

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { ConvertError, convertGgufToOnnx, type ConvertReport } from "../../src/convert/gguf-to-onnx.ts";
 import { openLlamaGguf } from "../../src/convert/llama-gguf.ts";
 import { GgufError } from "../../src/formats/gguf.ts";
-import { rewriteGguf, toF16, toQ8_0, type TensorEntry, withMetadataString } from "./gguf-edit.ts";
+import { asArchitecture, rewriteGguf, toF16, toQ8_0, type TensorEntry, withMetadataString } from "./gguf-edit.ts";
 import { argmax, decodeWithVocab, ReferenceLlama } from "./reference-llama.ts";
 import { logitsOf, OnnxDecoder } from "./run-onnx.ts";
 import { ort } from "../../src/adapters/onnx/ort.ts";
@@ -303,6 +303,23 @@ describe("convertGgufToOnnx refuses bad input by file and reason", () => {
     expect(e).toBeInstanceOf(ConvertError);
     expect(e.message).toContain(MODEL);
     expect(e.message).toContain(`cannot create output directory ${file}`);
+  });
+
+  test("a qwen3 model without its q/k norm tensors", async () => {
+    const p = variant("qwen3-no-qk-norm.gguf", asArchitecture(readFileSync(MODEL), "qwen3"));
+    const e = await rejection(p);
+    expect(e).toBeInstanceOf(ConvertError);
+    expect(e.message).toContain('tensor "blk.0.attn_q_norm.weight" is missing');
+  });
+
+  test("mistral3 attention temperature scaling", async () => {
+    const p = variant(
+      "mistral3-temperature.gguf",
+      asArchitecture(readFileSync(MODEL), "mistral3", { metadata: { "mistral3.attention.temperature_scale": { type: "f32", value: 0.1 } } }),
+    );
+    const e = await rejection(p);
+    expect(e).toBeInstanceOf(ConvertError);
+    expect(e.message).toContain("attention temperature scaling");
   });
 
   test("unsupported rope scaling", async () => {
