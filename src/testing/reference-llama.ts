@@ -560,6 +560,11 @@ function rope(
 /** Load a llama GGUF into the reference backend (synchronous; the adapter's `load` wraps it). */
 export function loadReferenceLlama(path: string, options: ReferenceLoadOptions = {}): Model & { readonly hparams: LlamaHParams } {
   const g = openLlamaGguf(path);
+  // openLlamaGguf also reads the llama-family variants the converter handles (qwen2/3, smollm3,
+  // mistral3: NEOX rope, q/k norms, rope-less layers); this forward pass implements the llama graph only.
+  if (g.hparams.architecture !== "llama") {
+    throw new RangeError(`reference backend: ${path} is a "${g.hparams.architecture}" model; only "llama" is implemented (use the llama-cpp or onnx backend)`);
+  }
   const tokenizer = GgufTokenizer.fromGguf(g.file);
   const trained = g.hparams.contextLength;
   const requested = options.contextLength ?? defaultContextLength(path);
