@@ -8,7 +8,7 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ggmlTypeName } from "../formats/ggml-types.ts";
-import { writeHfTokenizer } from "../formats/gguf-tokenizer.ts";
+import { ggufToHfTokenizer, readTokenizerSpec } from "../formats/gguf-tokenizer.ts";
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
 import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
@@ -20,7 +20,8 @@ export interface ConvertOptions {
   readonly dtype?: WeightDtype;
   /**
    * Store weights in `model.onnx.data`: true, false, or "auto" (default) = when they exceed
-   * `externalThresholdBytes` (default 1.5 GB; protobuf files cannot exceed 2 GiB).
+   * `externalThresholdBytes` (default 128 MiB: onnxruntime maps external data but parses and copies
+   * inline weights, so large models load far faster external; protobuf files cannot exceed 2 GiB).
    */
   readonly externalData?: boolean | "auto";
   readonly externalThresholdBytes?: number;
@@ -60,6 +61,18 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
 
+  // The tokenizer (and the chat template, in tokenizer_config.json) come from the GGUF's own
+  // tokenizer metadata. Built before anything is written, so an unsupported tokenizer fails fast;
+  // a GGUF without one still converts, with the report saying so.
+  const spec = g.file.metadata.has("tokenizer.ggml.model") ? readTokenizerSpec(g.file) : null;
+  const tokenizer = spec ? ggufToHfTokenizer(spec) : null;
+  // Generation ends on every token llama.cpp treats as end-of-generation (EOS, EOT, EOM...), EOS first,
+  // so a chat model converted from GGUF stops where it stops under llama.cpp.
+  const bos = spec ? spec.bosId : h.bosTokenId;
+  const eosFirst = spec ? spec.eosId : h.eosTokenId;
+  const eos = [...new Set([...(eosFirst !== null ? [eosFirst] : []), ...(spec?.eogIds ?? [])])];
+  const tokens = { bos_token_id: bos, eos_token_id: eos.length === 0 ? null : eos.length === 1 ? eos[0]! : eos };
+
   try {
     mkdirSync(outDir, { recursive: true });
     if (!statSync(outDir).isDirectory()) throw new Error("not a directory");
@@ -77,23 +90,17 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const sourceTypes: Record<string, number> = {};
   for (const w of weights) sourceTypes[ggmlTypeName(w.source.type)] = (sourceTypes[ggmlTypeName(w.source.type)] ?? 0) + 1;
 
-  const writeJson = (name: string, value: unknown) => {
+  const writeJson = (name: string, value: unknown, indent = 2) => {
     const p = join(outDir, name);
-    writeFileSync(p, JSON.stringify(value, null, 2) + "\n");
+    writeFileSync(p, JSON.stringify(value, null, indent) + "\n");
     files.push(p);
   };
-  writeJson("config.json", hfConfig(g, dtype, options.maxPositionEmbeddings ?? h.contextLength));
-  // The tokenizer (and the chat template, in tokenizer_config.json) come from the GGUF's own
-  // tokenizer metadata; a GGUF without one still converts, with the report saying so.
-  const hasTokenizer = g.file.metadata.has("tokenizer.ggml.model");
-  if (hasTokenizer) {
-    writeHfTokenizer(g.file, outDir);
-    files.push(join(outDir, "tokenizer.json"), join(outDir, "tokenizer_config.json"));
+  writeJson("config.json", { ...hfConfig(g, dtype, options.maxPositionEmbeddings ?? h.contextLength), ...tokens });
+  if (tokenizer) {
+    writeJson("tokenizer.json", tokenizer.tokenizerJson, 0); // compact: vocab and merges run to megabytes
+    writeJson("tokenizer_config.json", tokenizer.tokenizerConfig);
   }
-  writeJson("generation_config.json", {
-    ...(h.bosTokenId !== null ? { bos_token_id: h.bosTokenId } : {}),
-    ...(h.eosTokenId !== null ? { eos_token_id: h.eosTokenId } : {}),
-  });
+  writeJson("generation_config.json", Object.fromEntries(Object.entries(tokens).filter(([, v]) => v !== null)));
 
   return {
     source: ggufPath,
@@ -113,7 +120,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     externalData: external,
     tiedEmbeddings: h.tiedEmbeddings,
     sourceTypes,
-    tokenizer: hasTokenizer,
+    tokenizer: tokenizer !== null,
     seconds: (performance.now() - started) / 1000,
   };
 }
@@ -123,8 +130,9 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
   const h = g.hparams;
   const config: Record<string, unknown> = {
     _name_or_path: h.name,
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
+    architectures: [h.profile.hfClass],
+    // The GGUF architecture name: what the llama.cpp adapter reports for the same model.
+    model_type: h.architecture,
     hidden_size: h.nEmbd,
     intermediate_size: h.nFf,
     num_hidden_layers: h.nLayers,
@@ -140,15 +148,14 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
     tie_word_embeddings: h.tiedEmbeddings,
     attention_bias: g.layers[0]!.bq !== null,
     mlp_bias: g.layers[0]!.bGate !== null,
-    bos_token_id: h.bosTokenId,
-    eos_token_id: h.eosTokenId,
     torch_dtype: dtype,
     use_cache: true,
     // Where this came from, and the one layout fact a reader of the weights must know.
     steerkit: {
       converted_from: "gguf",
       name: h.name,
-      rope_layout: "interleaved pairs (GGUF-permuted q/k weights)",
+      rope_layout: h.profile.rope === "norm" ? "interleaved pairs (GGUF-permuted q/k weights)" : "halves (neox)",
+      no_rope_layers: h.ropeLayers.flatMap((r, i) => (r ? [] : [i])),
       rope_freq_factors: h.ropeFreqFactors !== null,
       rope_attn_factor: h.ropeAttnFactor,
     },

@@ -11,7 +11,8 @@
  * Design choices, and why:
  * - Weights stay in GGUF's row order ([out][in]) and are applied with `Gemm(transB=1)` on the
  *   flattened `[batch*seq, in]` activations: no transposes in JS while converting a large model, and a
- *   tied output head shares the embedding initializer instead of storing a transposed copy.
+ *   tied output head shares the embedding initializer instead of storing a transposed copy. (Measured:
+ *   for one-token decode, ORT runs Gemm(transB=1) as fast as MatMul on pre-transposed weights.)
  * - The residual stream is a plain `Add(residual, branch)` at both points of every block, named
  *   `layers.L.resid_mid` / `layers.L.resid_post` (and `embeddings` for resid_pre.0), so the ONNX
  *   adapter's residual-chain finder sees each site.
@@ -158,8 +159,13 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   const shapeOf = (name: string, tail: number[]) =>
     b.op("Concat", [batch, seq, b.i64(`${name}_tail`, tail)], name, [attr.int("axis", 0)]);
   const shapeBsd = shapeOf("/model/shape_bsd", [h.nEmbd]);
-  const shapeQPairs = shapeOf("/model/shape_q_pairs", [h.nHead, half, 2]);
-  const shapeKPairs = shapeOf("/model/shape_k_pairs", [h.nHeadKv, half, 2]);
+  const shapeQHeads = shapeOf("/model/shape_q_heads", [h.nHead, dh]);
+  const shapeKHeads = shapeOf("/model/shape_k_heads_bs", [h.nHeadKv, dh]);
+  // NORM rope views a head as [half, 2] (adjacent pairs), NEOX as [2, half] (halves); the two lanes
+  // are split along the axis of size 2.
+  const neox = h.profile.rope === "neox";
+  const pairAxis = neox ? -2 : -1;
+  const pairsShape = (heads: number) => b.i64(`/model/shape_rope_${heads}`, neox ? [0, 0, heads, 2, half] : [0, 0, heads, half, 2]);
   const shapeV = shapeOf("/model/shape_v", [h.nHeadKv, dh]);
   const shapeLogits = shapeOf("/model/shape_logits", [h.vocabSize]);
   const flatD = b.i64("/model/shape_flat_d", [-1, h.nEmbd]);
@@ -182,7 +188,7 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   const allowed = b.op("And", [causal, pad5], "/model/allowed", [], "attention_allowed");
   const lowest = b.float("/model/masked_score", new Float32Array([dtype === "float32" ? -3.4028234663852886e38 : -65504]), [], dtype);
 
-  // ---- rope cos/sin [batch, seq, 1, half, 1] ----
+  // ---- rope cos/sin [batch, seq, 1, half, 1] (NORM) or [batch, seq, 1, 1, half] (NEOX) ----
   // inv_freq_j = freq_scale * base^(-2j/n_rot) / ff_j, in double then rounded once to float32.
   const invFreq = new Float32Array(half);
   for (let j = 0; j < half; j++) {
@@ -196,7 +202,7 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
     let t = b.op(fn, [angles], `/model/rope/${fn.toLowerCase()}`);
     if (h.ropeAttnFactor !== 1) t = b.op("Mul", [t, b.f32(`/model/rope/attn_factor_${fn}`, new Float32Array([h.ropeAttnFactor]), [])], `/model/rope/${fn.toLowerCase()}_scaled`);
     if (dtype === "float16") t = b.op("Cast", [t], `/model/rope/${fn.toLowerCase()}_f16`, [attr.int("to", DataType.FLOAT16)]);
-    return b.op("Unsqueeze", [t, b.i64(`const_axes_24_${fn}`, [2, 4])], `/model/rope/${fn.toLowerCase()}_5d`);
+    return b.op("Unsqueeze", [t, b.i64(`const_rope_axes_${fn}`, neox ? [2, 3] : [2, 4])], `/model/rope/${fn.toLowerCase()}_5d`);
   };
   const cos = trig("Cos");
   const sin = trig("Sin");
@@ -211,13 +217,13 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
     b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
       attr.int("transB", 1),
     ]);
-  /** Rotate adjacent pairs of `x2d` ([tokens, heads*head_dim]) viewed through `pairsShape`. */
-  const rope = (x2d: string, pairsShape: string, name: string) => {
-    const pairs = b.op("Reshape", [x2d, pairsShape], `${name}/Reshape`);
-    const [even, odd] = b.opMulti("Split", [pairs], `${name}/Split`, 2, [attr.int("axis", -1)]);
-    const rotEven = b.op("Sub", [b.op("Mul", [even!, cos], `${name}/Mul_even_cos`), b.op("Mul", [odd!, sin], `${name}/Mul_odd_sin`)], `${name}/Sub`);
-    const rotOdd = b.op("Add", [b.op("Mul", [even!, sin], `${name}/Mul_even_sin`), b.op("Mul", [odd!, cos], `${name}/Mul_odd_cos`)], `${name}/Add`);
-    return b.op("Concat", [rotEven, rotOdd], `${name}/Concat`, [attr.int("axis", -1)]);
+  /** Rotate the pairs (x0, x1) of `x` ([b, s, heads, head_dim]): adjacent lanes (NORM) or halves (NEOX). */
+  const rope = (x: string, heads: number, name: string) => {
+    const pairs = b.op("Reshape", [x, pairsShape(heads)], `${name}/Reshape`);
+    const [x0, x1] = b.opMulti("Split", [pairs], `${name}/Split`, 2, [attr.int("axis", pairAxis)]);
+    const r0 = b.op("Sub", [b.op("Mul", [x0!, cos], `${name}/Mul_x0_cos`), b.op("Mul", [x1!, sin], `${name}/Mul_x1_sin`)], `${name}/Sub`);
+    const r1 = b.op("Add", [b.op("Mul", [x0!, sin], `${name}/Mul_x0_sin`), b.op("Mul", [x1!, cos], `${name}/Mul_x1_cos`)], `${name}/Add`);
+    return b.op("Concat", [r0, r1], `${name}/Concat`, [attr.int("axis", pairAxis)]);
   };
 
   const inputs = [
@@ -248,8 +254,15 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
     const q = linear(a2, l.wq, l.bq, `${w}.self_attn.q_proj`, `${p}/self_attn/q_proj/Gemm`);
     const k = linear(a2, l.wk, l.bk, `${w}.self_attn.k_proj`, `${p}/self_attn/k_proj/Gemm`);
     const v = linear(a2, l.wv, l.bv, `${w}.self_attn.v_proj`, `${p}/self_attn/v_proj/Gemm`);
-    const qRot = rope(q, shapeQPairs, `${p}/self_attn/rope_q`); // [b, s, heads, half, 2]
-    const kRot = rope(k, shapeKPairs, `${p}/self_attn/rope_k`); // [b, s, kv_heads, half, 2]
+    let qHeads = b.op("Reshape", [q, shapeQHeads], `${p}/self_attn/Reshape_q_heads`); // [b, s, heads, dh]
+    let kHeads = b.op("Reshape", [k, shapeKHeads], `${p}/self_attn/Reshape_k_heads_bs`);
+    if (l.qNorm && l.kNorm) {
+      qHeads = rmsNorm(qHeads, l.qNorm, `${w}.self_attn.q_norm.weight`, `${p}/self_attn/q_norm/SimplifiedLayerNormalization`);
+      kHeads = rmsNorm(kHeads, l.kNorm, `${w}.self_attn.k_norm.weight`, `${p}/self_attn/k_norm/SimplifiedLayerNormalization`);
+    }
+    // NoPE blocks (smollm3) skip the rotation; the reshapes below accept either view of a head.
+    const qRot = h.ropeLayers[L] ? rope(qHeads, h.nHead, `${p}/self_attn/rope_q`) : qHeads;
+    const kRot = h.ropeLayers[L] ? rope(kHeads, h.nHeadKv, `${p}/self_attn/rope_k`) : kHeads;
     const q5 = b.op("Transpose", [b.op("Reshape", [qRot, q5Shape], `${p}/self_attn/Reshape_q_grouped`)], `${p}/self_attn/Transpose_q`, [
       attr.ints("perm", [0, 2, 3, 1, 4]),
     ]); // [b, kv_heads, group, s, dh]
@@ -286,9 +299,9 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   }
 
   const normed = rmsNorm(resid, g.outputNorm, "model.norm.weight", "/model/norm/SimplifiedLayerNormalization");
-  const head = b.op("Gemm", [b.op("Reshape", [normed, flatD], "/lm_head/Reshape_flat"), weight(g.output, h.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")], "/lm_head/Gemm", [
-    attr.int("transB", 1),
-  ]);
+  const headInputs = [b.op("Reshape", [normed, flatD], "/lm_head/Reshape_flat"), weight(g.output, "lm_head.weight")];
+  if (g.outputBias) headInputs.push(weight(g.outputBias, "lm_head.bias"));
+  const head = b.op("Gemm", headInputs, "/lm_head/Gemm", [attr.int("transB", 1)]);
   b.op("Reshape", [head, shapeLogits], "/lm_head/Reshape_out", [], "logits");
 
   const m = model({

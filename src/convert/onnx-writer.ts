@@ -11,8 +11,13 @@ import type { LazyInitializer } from "./llama-onnx-graph.ts";
 
 export const MODEL_FILE = "model.onnx";
 export const DATA_FILE = "model.onnx.data";
-/** ONNX protos are limited to 2 GiB; stay well below it. */
-export const DEFAULT_EXTERNAL_THRESHOLD = 1.5e9;
+/**
+ * Weights above this go to `model.onnx.data` by default. ONNX protos are limited to 2 GiB, but the
+ * real reason to go external much earlier is load time: onnxruntime maps an external data file,
+ * while inline weights are parsed and copied out of the proto. Measured on a 1.08 GB fp32 model
+ * (2-core VM, busy): session creation 14 s inline vs 0.7 s external (prepacking off in both).
+ */
+export const DEFAULT_EXTERNAL_THRESHOLD = 128 * 1024 * 1024;
 /** Alignment of each weight in the data file, so a runtime can map it and use it in place. */
 const ALIGN = 64;
 

@@ -52,6 +52,8 @@ export interface GgufTokenizerSpec {
   readonly eosId: number | null;
   readonly eotId: number | null;
   readonly eomId: number | null;
+  /** Tokens that end generation, as llama.cpp's `llama_vocab_is_eog` decides (EOS, EOT, EOM and text rules). */
+  readonly eogIds: readonly number[];
   readonly unkId: number | null;
   readonly padId: number | null;
   readonly addBos: boolean;
@@ -78,11 +80,22 @@ const SPACE_MARK = "\u2581"; // ▁, SentencePiece's visible space
  * matches, then bytes are mapped GPT-2 style. `null` means "GPT-2's ByteLevel regex".
  */
 const GPT2_REGEX = null;
-const LLAMA3_REGEX =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const QWEN2_REGEX =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const GPT2_BODY = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+const CONTRACTIONS = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
+const LLAMA3_REGEX = `${CONTRACTIONS}|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`;
+const QWEN2_REGEX = `${CONTRACTIONS}|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`;
+const GPT2_BODY = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
+const UPPER = "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]";
+const LOWER = "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]";
+const TEKKEN_REGEX = `[^\\r\\n\\p{L}\\p{N}]?${UPPER}*${LOWER}+|[^\\r\\n\\p{L}\\p{N}]?${UPPER}+${LOWER}*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`;
+const GPT4O_REGEX = `[^\\r\\n\\p{L}\\p{N}]?${UPPER}*${LOWER}+${CONTRACTIONS}?|[^\\r\\n\\p{L}\\p{N}]?${UPPER}+${LOWER}*${CONTRACTIONS}?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`;
+const DEEPSEEK3_REGEXES = [
+  "\\p{N}{1,3}",
+  "[一-龥぀-ゟ゠-ヿ]+",
+  "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+];
+const DEEPSEEK_CODER_REGEXES = ["[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"];
+const BLOOM_REGEX = " ?[^(\\s|.,!?…。，、।۔،)]+";
+const DIGITS_THEN_GPT2 = ["\\p{N}", GPT2_BODY];
 
 interface PreTokenizerInfo {
   readonly regexes: readonly string[] | typeof GPT2_REGEX;
@@ -91,6 +104,10 @@ interface PreTokenizerInfo {
   readonly addBos?: boolean;
 }
 
+/**
+ * `tokenizer.ggml.pre` -> split regexes and the flags llama.cpp sets for it (llama-vocab.cpp).
+ * Every entry is checked against llama.cpp's own tokenizer in test/formats/gguf-tokenizer.test.ts.
+ */
 const PRE_TOKENIZERS: Record<string, PreTokenizerInfo> = {
   // llama.cpp's fallback when a converter did not recognise the tokenizer.
   default: { regexes: ["[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_BODY, "\\p{N}+", "[0-9][0-9][0-9]"] },
@@ -98,20 +115,39 @@ const PRE_TOKENIZERS: Record<string, PreTokenizerInfo> = {
   "phi-2": { regexes: GPT2_REGEX },
   mpt: { regexes: GPT2_REGEX },
   olmo: { regexes: GPT2_REGEX },
+  jais: { regexes: GPT2_REGEX },
   "roberta-bpe": { regexes: GPT2_REGEX },
-  smollm: { regexes: ["\\p{N}", GPT2_BODY], cleanSpaces: false },
-  starcoder: { regexes: ["\\p{N}", GPT2_BODY] },
-  refact: { regexes: ["\\p{N}", GPT2_BODY] },
+  starcoder: { regexes: DIGITS_THEN_GPT2 },
+  refact: { regexes: DIGITS_THEN_GPT2 },
+  codeshell: { regexes: DIGITS_THEN_GPT2 },
+  exaone: { regexes: DIGITS_THEN_GPT2 },
+  "minerva-7b": { regexes: DIGITS_THEN_GPT2 },
+  smollm: { regexes: DIGITS_THEN_GPT2, cleanSpaces: false },
+  "command-r": { regexes: DIGITS_THEN_GPT2, cleanSpaces: false },
+  falcon: { regexes: ["[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_BODY, "[0-9][0-9][0-9]"] },
   llama3: { regexes: [LLAMA3_REGEX], ignoreMerges: true, addBos: true },
   "llama-v3": { regexes: [LLAMA3_REGEX], ignoreMerges: true, addBos: true },
   "llama-bpe": { regexes: [LLAMA3_REGEX], ignoreMerges: true, addBos: true },
   falcon3: { regexes: [LLAMA3_REGEX], ignoreMerges: true, addBos: true },
+  pixtral: { regexes: [LLAMA3_REGEX], ignoreMerges: true, addBos: true },
   dbrx: { regexes: [LLAMA3_REGEX] },
   "smaug-bpe": { regexes: [LLAMA3_REGEX] },
   qwen2: { regexes: [QWEN2_REGEX], cleanSpaces: false },
   "deepseek-r1-qwen": { regexes: [QWEN2_REGEX], cleanSpaces: false },
   stablelm2: { regexes: [QWEN2_REGEX] },
+  tekken: { regexes: [TEKKEN_REGEX], cleanSpaces: false, ignoreMerges: true, addBos: true },
+  "gpt-4o": { regexes: [GPT4O_REGEX], cleanSpaces: false },
+  llama4: { regexes: [GPT4O_REGEX], cleanSpaces: false },
+  "deepseek-v3": { regexes: DEEPSEEK3_REGEXES, cleanSpaces: false },
+  "deepseek-coder": { regexes: DEEPSEEK_CODER_REGEXES, cleanSpaces: false },
+  bloom: { regexes: [BLOOM_REGEX] },
+  "gpt3-finnish": { regexes: [BLOOM_REGEX] },
+  "poro-chat": { regexes: [BLOOM_REGEX], cleanSpaces: false },
+  viking: { regexes: [BLOOM_REGEX, "\\p{N}"], cleanSpaces: false },
 };
+
+/** The `tokenizer.ggml.pre` values this module converts. */
+export const SUPPORTED_BPE_PRE_TOKENIZERS: readonly string[] = Object.keys(PRE_TOKENIZERS);
 
 // ---- reading the GGUF metadata ---------------------------------------------------------------
 
@@ -119,15 +155,91 @@ function fail(file: GgufLike, reason: string): never {
   throw new GgufError(file.path, reason);
 }
 
-function optionalId(file: GgufLike, key: string, fallback: number | null, nTokens: number): number | null {
+/**
+ * A special-token id as llama.cpp reads it: the key when it names a token of the vocabulary, else the
+ * default (llama.cpp warns "bad special token" and keeps the default, e.g. for -1 stored as 4294967295),
+ * and a default outside the vocabulary means none.
+ */
+function specialId(file: GgufLike, key: string, fallback: number | null, nTokens: number): number | null {
+  const base = fallback !== null && fallback < nTokens ? fallback : null;
   const v = file.metadata.get(key);
-  if (v === undefined) return fallback;
+  if (v === undefined) return base;
   const n = typeof v === "bigint" ? Number(v) : v;
   if (typeof n !== "number" || !Number.isInteger(n)) fail(file, `metadata "${key}" must be a token id, got ${JSON.stringify(String(v))}`);
-  // llama.cpp writes "no such token" as -1, which a u32 field holds as 4294967295.
-  if (n === -1 || n === 0xffffffff) return null;
-  if (n < 0 || n >= nTokens) fail(file, `metadata "${key}" is token ${n}, outside the vocabulary of ${nTokens} tokens`);
-  return n;
+  return n >= 0 && n < nTokens ? n : base;
+}
+
+// Token texts llama.cpp recognises whatever the file says (llama-vocab.cpp, "auto-detect special
+// tokens by text"): it forces them to control tokens and ends generation on some of them.
+const EOT_TEXTS = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>"];
+const FIM_TEXTS = {
+  pre: ["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>"],
+  suf: ["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>"],
+  mid: ["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>", "<|middle|>"],
+  pad: ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+  rep: ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
+  sep: ["<|file_sep|>"],
+} as const;
+const EOG_TEXTS = new Set([
+  "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
+  "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
+  "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
+]);
+const FORCED_USER_DEFINED = new Set(["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"]);
+
+interface SpecialTokens {
+  eotId: number | null;
+  eomId: number | null;
+  eogIds: number[];
+}
+
+/** Apply llama.cpp's text-based special-token rules to `types` (in place); returns EOT/EOM/EOG. */
+function detectSpecialTokens(
+  tokens: readonly string[],
+  types: number[],
+  ids: { eos: number | null; eot: number | null; eom: number | null; fim: Record<keyof typeof FIM_TEXTS, number | null> },
+): SpecialTokens {
+  const idOf = new Map<string, number>();
+  tokens.forEach((t, i) => idOf.set(t, i)); // a later duplicate wins, as in llama.cpp's token_to_id
+  const control = (id: number) => {
+    if (types[id] !== TokenType.CONTROL) types[id] = TokenType.CONTROL;
+  };
+  // llama.cpp walks an unordered map here; when several candidates exist we take the first in list order.
+  const find = (texts: readonly string[]): number | null => {
+    for (const t of texts) {
+      const id = idOf.get(t);
+      if (id !== undefined) return id;
+    }
+    return null;
+  };
+  let eot = ids.eot;
+  if (eot === null && (eot = find(EOT_TEXTS)) !== null) control(eot);
+  let eom = ids.eom;
+  if (eom === null && (eom = idOf.get("<|eom_id|>") ?? null) !== null) control(eom);
+  const fim = { ...ids.fim };
+  for (const k of Object.keys(FIM_TEXTS) as (keyof typeof FIM_TEXTS)[]) {
+    if (fim[k] === null && (fim[k] = find(FIM_TEXTS[k])) !== null) control(fim[k]!);
+  }
+  const eog = new Set<number>();
+  for (const id of [fim.pad, fim.rep, fim.sep]) if (id !== null) eog.add(id);
+  for (const [text, id] of idOf) {
+    if (EOG_TEXTS.has(text)) {
+      eog.add(id);
+      control(id);
+    }
+  }
+  for (const [text, id] of idOf) if (FORCED_USER_DEFINED.has(text)) types[id] = TokenType.USER_DEFINED;
+  for (const id of [ids.eos, eot, eom]) if (id !== null) eog.add(id);
+  const textOf = (id: number) => tokens[id]!;
+  const eogTexts = new Set([...eog].map(textOf));
+  // gpt-oss style vocabularies: <|end|> ends a message, not the generation.
+  if ((eogTexts.has("<|return|>") && eogTexts.has("<|call|>") && eogTexts.has("<|end|>")) || (eogTexts.has("<|call|>") && eogTexts.has("<|flush|>") && eogTexts.has("<|end|>"))) {
+    for (const id of eog) if (textOf(id) === "<|end|>") (eog.delete(id), (types[id] = TokenType.USER_DEFINED));
+  }
+  if (eogTexts.has("<|tool_response>") && eogTexts.has("</s>")) {
+    for (const id of eog) if (textOf(id) === "</s>") (eog.delete(id), (types[id] = TokenType.NORMAL));
+  }
+  return { eotId: eot, eomId: eom, eogIds: [...eog].sort((a, b) => a - b) };
 }
 
 function optionalBool(file: GgufLike, key: string, fallback: boolean): boolean {
@@ -213,11 +325,26 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
   addSpacePrefix = optionalBool(file, "tokenizer.ggml.add_space_prefix", addSpacePrefix!);
 
   const spm = kind! === "spm";
-  const bosId = optionalId(file, "tokenizer.ggml.bos_token_id", spm ? 1 : 11, n);
-  const eosId = optionalId(file, "tokenizer.ggml.eos_token_id", spm ? 2 : 11, n);
-  const unkId = optionalId(file, "tokenizer.ggml.unknown_token_id", spm ? 0 : null, n);
-  if (addBos && bosId === null) fail(file, `tokenizer adds a BOS token (add_bos_token) but has no bos_token_id`);
-  if (addEos && eosId === null) fail(file, `tokenizer adds an EOS token (add_eos_token) but has no eos_token_id`);
+  const bosId = specialId(file, "tokenizer.ggml.bos_token_id", spm ? 1 : 11, n);
+  const eosId = specialId(file, "tokenizer.ggml.eos_token_id", spm ? 2 : 11, n);
+  const unkId = specialId(file, "tokenizer.ggml.unknown_token_id", spm ? 0 : null, n);
+  const padId = specialId(file, "tokenizer.ggml.padding_token_id", null, n);
+  if (addBos && bosId === null) fail(file, `tokenizer adds a BOS token (add_bos_token) but has no usable bos_token_id`);
+  if (addEos && eosId === null) fail(file, `tokenizer adds an EOS token (add_eos_token) but has no usable eos_token_id`);
+  const fimId = (name: string) => specialId(file, `tokenizer.ggml.fim_${name}_token_id`, null, n);
+  const special = detectSpecialTokens(tokens!, types, {
+    eos: eosId,
+    eot: specialId(file, "tokenizer.ggml.eot_token_id", null, n),
+    eom: specialId(file, "tokenizer.ggml.eom_token_id", null, n),
+    fim: {
+      pre: fimId("pre") ?? specialId(file, "tokenizer.ggml.prefix_token_id", null, n),
+      suf: fimId("suf") ?? specialId(file, "tokenizer.ggml.suffix_token_id", null, n),
+      mid: fimId("mid") ?? specialId(file, "tokenizer.ggml.middle_token_id", null, n),
+      pad: fimId("pad"),
+      rep: fimId("rep"),
+      sep: fimId("sep"),
+    },
+  });
   const chat = file.metadata.get("tokenizer.chat_template");
 
   return {
@@ -230,10 +357,11 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
     merges,
     bosId,
     eosId,
-    eotId: optionalId(file, "tokenizer.ggml.eot_token_id", null, n),
-    eomId: optionalId(file, "tokenizer.ggml.eom_token_id", null, n),
+    eotId: special.eotId,
+    eomId: special.eomId,
+    eogIds: special.eogIds,
     unkId,
-    padId: optionalId(file, "tokenizer.ggml.padding_token_id", null, n),
+    padId,
     addBos,
     addEos,
     addSpacePrefix: addSpacePrefix!,
@@ -254,26 +382,37 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
 export function spmMerges(tokens: readonly string[], scores: readonly number[] | null): [string, string][] {
   const idOf = new Map<string, number>();
   tokens.forEach((t, i) => idOf.set(t, i));
-  const found: { left: string; right: string; score: number; leftId: number; rightId: number; order: number }[] = [];
+  // Flat arrays rather than an object per merge: real vocabularies give tens of thousands of merges.
+  const lefts: string[] = [];
+  const rights: string[] = [];
+  const mergeScores: number[] = [];
+  const local: { left: string; right: string; leftId: number; rightId: number }[] = [];
   for (let id = 0; id < tokens.length; id++) {
     const piece = tokens[id]!;
-    if (idOf.get(piece) !== id) continue; // a duplicate text: llama.cpp resolves the text to its last id
-    const chars = Array.from(piece); // split between code points, as llama.cpp's symbols are UTF-8 characters
+    if (piece.length < 2 || idOf.get(piece) !== id) continue; // a duplicate text: llama.cpp resolves the text to its last id
     const score = scores ? scores[id]! : -id;
-    const local: typeof found = [];
-    let prefix = "";
-    for (let k = 1; k < chars.length; k++) {
-      prefix += chars[k - 1];
-      const right = piece.slice(prefix.length);
-      const leftId = idOf.get(prefix);
+    local.length = 0;
+    for (let k = 1; k < piece.length; k++) {
+      // split between code points, as llama.cpp's symbols are whole UTF-8 characters
+      const c = piece.charCodeAt(k);
+      if (c >= 0xdc00 && c <= 0xdfff) continue;
+      const left = piece.slice(0, k);
+      const leftId = idOf.get(left);
+      if (leftId === undefined) continue;
+      const right = piece.slice(k);
       const rightId = idOf.get(right);
-      if (leftId !== undefined && rightId !== undefined) local.push({ left: prefix, right, score, leftId, rightId, order: 0 });
+      if (rightId !== undefined) local.push({ left, right, leftId, rightId });
     }
-    local.sort((a, b) => a.leftId - b.leftId || a.rightId - b.rightId);
-    for (const m of local) found.push({ ...m, order: found.length });
+    if (local.length > 1) local.sort((a, b) => a.leftId - b.leftId || a.rightId - b.rightId);
+    for (const m of local) {
+      lefts.push(m.left);
+      rights.push(m.right);
+      mergeScores.push(score);
+    }
   }
-  found.sort((a, b) => b.score - a.score || a.order - b.order);
-  return found.map((m) => [m.left, m.right]);
+  const order = Array.from({ length: lefts.length }, (_, i) => i);
+  order.sort((a, b) => mergeScores[b]! - mergeScores[a]! || a - b);
+  return order.map((i) => [lefts[i]!, rights[i]!]);
 }
 
 // GgufTokenizer builds three tokenizer.json variants of one spec; derive the merges once.
@@ -331,13 +470,10 @@ function postProcessor(spec: GgufTokenizerSpec): Record<string, unknown> | null 
 interface BuildOptions {
   /** Split control/unknown tokens out of text (llama.cpp `parse_special`). HF always does; default true. */
   readonly parseSpecial?: boolean;
-  /** HF's Llama decoder drops the first space of every decode; llama.cpp's rule is subtler (see decode). */
-  readonly stripLeadingSpace?: boolean;
 }
 
 function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOptions = {}): Record<string, unknown> {
   const parseSpecial = options.parseSpecial ?? true;
-  const stripLeadingSpace = options.stripLeadingSpace ?? true;
   const unk = spec.unkId !== null ? spec.tokens[spec.unkId]! : null;
   if (spec.kind === "spm") {
     const normalizers: Record<string, unknown>[] = [];
@@ -348,7 +484,7 @@ function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOptions = {})
       { type: "ByteFallback" },
       { type: "Fuse" },
     ];
-    if (spec.addSpacePrefix && stripLeadingSpace) decoders.push({ type: "Strip", content: " ", start: 1, stop: 0 });
+    if (spec.addSpacePrefix) decoders.push({ type: "Strip", content: " ", start: 1, stop: 0 });
     return {
       version: "1.0",
       truncation: null,
@@ -461,16 +597,14 @@ export interface EncodeOptions {
  */
 export class GgufTokenizer {
   private readonly withSpecial: Tokenizer;
+  /** Encodes without splitting out control tokens, and decodes (with HF's leading-space strip undone where llama.cpp keeps it). */
   private readonly plain: Tokenizer;
-  /** Decodes without HF's unconditional leading-space strip; `decode` applies llama.cpp's rule. */
-  private readonly decoder: Tokenizer;
   private readonly silent: Uint8Array;
 
   constructor(readonly spec: GgufTokenizerSpec) {
     const config = { ...buildTokenizerConfig(spec), clean_up_tokenization_spaces: false };
     this.withSpecial = new Tokenizer(buildTokenizerJson(spec, { parseSpecial: true }), config);
     this.plain = new Tokenizer(buildTokenizerJson(spec, { parseSpecial: false }), config);
-    this.decoder = new Tokenizer(buildTokenizerJson(spec, { parseSpecial: false, stripLeadingSpace: false }), config);
     // Token kinds llama.cpp's token_to_piece prints as nothing (without unparse_special).
     this.silent = new Uint8Array(spec.tokens.length);
     spec.types.forEach((t, i) => {
@@ -519,15 +653,24 @@ export class GgufTokenizer {
       kept.push(id);
     }
     if (kept.length === 0) return "";
-    let text = this.decoder.decode(kept, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
-    if (removeSpace && text.startsWith(" ")) text = text.slice(1);
+    // HF's SentencePiece decoder always strips one leading space (when the tokenizer adds one);
+    // llama.cpp only strips it from the first token, and not after a dropped BOS.
+    const text = this.hfDecode(kept, !removeSpace);
     return this.spec.cleanSpaces ? llamaCleanSpaces(text) : text;
   }
 
   /** The text of one token as llama.cpp's `token_to_piece` gives it (no strip, specials print nothing). */
   piece(id: number): string {
     if (this.silent[id]) return "";
-    return this.decoder.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    return this.hfDecode([id], true);
+  }
+
+  private hfDecode(ids: number[], keepLeadingSpace: boolean): string {
+    const text = this.plain.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    if (!keepLeadingSpace || !this.spec.addSpacePrefix || this.spec.kind !== "spm") return text;
+    const first = this.spec.tokens[ids[0]!]!;
+    const startsWithSpace = first.startsWith(SPACE_MARK) || first.startsWith(" ") || first === "<0x20>";
+    return startsWithSpace ? " " + text : text;
   }
 }
 

@@ -196,7 +196,6 @@ class ReferenceModel implements Model {
       throw new RangeError(`${g.file.path}: the tokenizer has ${spec.tokens.length} tokens but token_embd.weight has ${h.vocabSize} rows`);
     }
     this.hparams = h;
-    const eos = [spec.eosId, spec.eotId, spec.eomId].filter((x): x is number => x !== null);
     this.info = {
       backend: REFERENCE_BACKEND_NAME,
       architecture: h.architecture,
@@ -206,7 +205,7 @@ class ReferenceModel implements Model {
       vocabSize: h.vocabSize,
       contextLength,
       bosToken: spec.bosId,
-      eosTokens: [...new Set(eos)],
+      eosTokens: spec.eogIds,
       chatTemplate: spec.chatTemplate,
     };
     this.bosText = spec.bosId !== null ? spec.tokens[spec.bosId] : undefined;
@@ -561,6 +560,11 @@ function rope(
 /** Load a llama GGUF into the reference backend (synchronous; the adapter's `load` wraps it). */
 export function loadReferenceLlama(path: string, options: ReferenceLoadOptions = {}): Model & { readonly hparams: LlamaHParams } {
   const g = openLlamaGguf(path);
+  // openLlamaGguf also reads the llama-family variants the converter handles (qwen2/3, smollm3,
+  // mistral3: NEOX rope, q/k norms, rope-less layers); this forward pass implements the llama graph only.
+  if (g.hparams.architecture !== "llama") {
+    throw new RangeError(`reference backend: ${path} is a "${g.hparams.architecture}" model; only "llama" is implemented (use the llama-cpp or onnx backend)`);
+  }
   const tokenizer = GgufTokenizer.fromGguf(g.file);
   const trained = g.hparams.contextLength;
   const requested = options.contextLength ?? defaultContextLength(path);

@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { ConvertError, convertGgufToOnnx, type ConvertReport } from "../../src/convert/gguf-to-onnx.ts";
 import { openLlamaGguf } from "../../src/convert/llama-gguf.ts";
 import { GgufError } from "../../src/formats/gguf.ts";
-import { rewriteGguf, toF16, toQ8_0, type TensorEntry, withMetadataString } from "./gguf-edit.ts";
-import { argmax, decodeWithVocab, ReferenceLlama } from "./reference-llama.ts";
+import { asArchitecture, rewriteGguf, toF16, toQ8_0, type TensorEntry, withMetadataString } from "./gguf-edit.ts";
+import { argmax } from "../../src/core/tensor.ts";
+import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
 import { logitsOf, OnnxDecoder } from "./run-onnx.ts";
 import { ort } from "../../src/adapters/onnx/ort.ts";
 import { Tokenizer } from "@huggingface/tokenizers";
@@ -15,7 +16,6 @@ const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const PROMPT = [1, 403, 407, 261, 378]; // "<s>Once upon a time"
 const EXPECTED_START = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
 const SHAPE = { nLayers: 5, nKvHeads: 4, headDim: 8, vocabSize: 512 };
-const vocab = openLlamaGguf(MODEL).file.metadata.get("tokenizer.ggml.tokens") as string[];
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-convert-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -45,13 +45,18 @@ async function greedy(d: OnnxDecoder, prompt: readonly number[], steps: number):
   return ids;
 }
 
-/** Last-position logits after feeding `prompt` one token at a time through the TS reference. */
-function referenceLogits(gguf: string, prompt: readonly number[]): Float32Array {
-  const ref = new ReferenceLlama(openLlamaGguf(gguf));
-  let logits: Float32Array = new Float32Array();
-  for (const t of prompt) logits = ref.step(t);
+/** Last-position logits after feeding `prompt` one token at a time through the reference backend. */
+async function referenceLogits(gguf: string, prompt: readonly number[]): Promise<Float32Array> {
+  const model = loadReferenceLlama(gguf);
+  const seq = model.createSequence();
+  let logits = new Float32Array();
+  for (const t of prompt) logits = new Float32Array(await seq.decode(t));
+  seq.free();
   return logits;
 }
+
+/** Text of ids as the embedded model's tokenizer decodes them. */
+const decodeIds = (ids: readonly number[]) => loadReferenceLlama(MODEL).detokenize(ids);
 
 describe("convertGgufToOnnx on stories260K", () => {
   test("writes the export directory and reports the model", () => {
@@ -97,6 +102,38 @@ describe("convertGgufToOnnx on stories260K", () => {
     expect(JSON.parse(readFileSync(join(out, "tokenizer_config.json"), "utf8")).chat_template).toBe(template);
   });
 
+  test("a GGUF without tokenizer metadata converts, and says it wrote no tokenizer", async () => {
+    const gguf = join(dir, "no-tokenizer.gguf");
+    const drop = Object.fromEntries([...openLlamaGguf(MODEL).file.metadata.keys()].filter((k) => k.startsWith("tokenizer.")).map((k) => [k, null]));
+    writeFileSync(gguf, rewriteGguf(readFileSync(MODEL), { metadata: drop }));
+    const out = join(dir, "no-tokenizer");
+    const r = await convertGgufToOnnx(gguf, out);
+    expect(r.tokenizer).toBe(false);
+    expect(existsSync(join(out, "tokenizer.json"))).toBe(false);
+    expect(existsSync(join(out, "model.onnx"))).toBe(true);
+  });
+
+  test("an unsupported tokenizer fails before any weight is written", async () => {
+    const gguf = join(dir, "unsupported-tokenizer.gguf");
+    writeFileSync(gguf, withMetadataString(readFileSync(MODEL), "tokenizer.ggml.model", "rwkv"));
+    const out = join(dir, "unsupported-tokenizer");
+    let error: Error | null = null;
+    await convertGgufToOnnx(gguf, out).catch((e) => (error = e));
+    expect(error).not.toBeNull();
+    expect(error!.message).toContain(gguf);
+    expect(error!.message).toContain(`tokenizer model "rwkv" is not supported`);
+    expect(existsSync(join(out, "model.onnx"))).toBe(false);
+  });
+
+  test("every end-of-generation token llama.cpp knows ends generation in the export (EOS first)", async () => {
+    const gguf = join(dir, "with-eot.gguf");
+    writeFileSync(gguf, rewriteGguf(readFileSync(MODEL), { metadata: { "tokenizer.ggml.eot_token_id": { type: "u32", value: 5 } } }));
+    const out = join(dir, "with-eot");
+    await convertGgufToOnnx(gguf, out);
+    expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).eos_token_id).toEqual([2, 5]);
+    expect(JSON.parse(readFileSync(join(out, "generation_config.json"), "utf8"))).toEqual({ bos_token_id: 1, eos_token_id: [2, 5] });
+  });
+
   test("has the Optimum decoder interface", () => {
     const s = decoder.session;
     expect(s.inputNames.slice(0, 3)).toEqual(["input_ids", "attention_mask", "position_ids"]);
@@ -108,13 +145,13 @@ describe("convertGgufToOnnx on stories260K", () => {
 
   test("greedy continuation with the KV cache, step by step, tells the known story", async () => {
     const ids = await greedy(decoder, PROMPT, 32);
-    expect(decodeWithVocab(vocab, ids).trimStart()).toStartWith(EXPECTED_START);
+    expect(decodeIds(ids).trimStart()).toStartWith(EXPECTED_START);
   });
 
   test("logits equal the TypeScript reference forward pass of the documented math", async () => {
     decoder.reset();
     const onnx = await decoder.last(PROMPT);
-    const ref = referenceLogits(MODEL, PROMPT);
+    const ref = await referenceLogits(MODEL, PROMPT);
     // Measured 7.6e-6 on logits up to ~18 (float32 rounding; the reference accumulates dot products in double).
     expect(maxAbsDiff(onnx, ref)).toBeLessThan(1e-4);
   });
@@ -169,6 +206,16 @@ describe("convertGgufToOnnx on stories260K", () => {
     expect(maxAbsDiff(await d.last(PROMPT), await decoder.last(PROMPT))).toBe(0);
   });
 
+  test("external data is chosen automatically above the threshold", async () => {
+    const out = join(dir, "auto-external");
+    const r = await convertGgufToOnnx(MODEL, out, { externalThresholdBytes: 1_000_000 });
+    expect(r.weightBytes).toBeGreaterThan(1_000_000);
+    expect(r.externalData).toBe(true);
+    expect(r.files).toContain(join(out, "model.onnx.data"));
+    const small = await convertGgufToOnnx(MODEL, join(dir, "auto-inline"), { externalThresholdBytes: 10_000_000 });
+    expect(small.externalData).toBe(false);
+  });
+
   test("float16 output: half weights, KV cache and logits; same story", async () => {
     const out = join(dir, "fp16");
     const r = await convertGgufToOnnx(MODEL, out, { dtype: "float16" });
@@ -176,7 +223,7 @@ describe("convertGgufToOnnx on stories260K", () => {
     expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).torch_dtype).toBe("float16");
     const d = await OnnxDecoder.open(join(out, "model.onnx"), { ...SHAPE, float16: true });
     const ids = await greedy(d, PROMPT, 32);
-    expect(decodeWithVocab(vocab, ids).trimStart()).toStartWith(EXPECTED_START);
+    expect(decodeIds(ids).trimStart()).toStartWith(EXPECTED_START);
     d.reset();
     decoder.reset();
     // Measured 0.011 on logits up to ~18 (half-precision weights, activations and cache).
@@ -195,7 +242,7 @@ describe("convertGgufToOnnx on stories260K", () => {
       const r = await convertGgufToOnnx(gguf, out);
       expect(r.sourceTypes).toEqual(types);
       const d = await OnnxDecoder.open(join(out, "model.onnx"), SHAPE);
-      expect(maxAbsDiff(await d.last(PROMPT), referenceLogits(gguf, PROMPT))).toBeLessThan(1e-4);
+      expect(maxAbsDiff(await d.last(PROMPT), await referenceLogits(gguf, PROMPT))).toBeLessThan(1e-4);
     }
   });
 });
@@ -253,6 +300,31 @@ describe("convertGgufToOnnx refuses bad input by file and reason", () => {
     expect(e).toBeInstanceOf(ConvertError);
     expect(e.message).toContain(p);
     expect(e.message).toContain('tensor "blk.4.ffn_norm.weight" is missing');
+  });
+
+  test("an output path that is a file", async () => {
+    const file = variant("not-a-dir", "x");
+    const e = await rejection(MODEL, file);
+    expect(e).toBeInstanceOf(ConvertError);
+    expect(e.message).toContain(MODEL);
+    expect(e.message).toContain(`cannot create output directory ${file}`);
+  });
+
+  test("a qwen3 model without its q/k norm tensors", async () => {
+    const p = variant("qwen3-no-qk-norm.gguf", asArchitecture(readFileSync(MODEL), "qwen3"));
+    const e = await rejection(p);
+    expect(e).toBeInstanceOf(ConvertError);
+    expect(e.message).toContain('tensor "blk.0.attn_q_norm.weight" is missing');
+  });
+
+  test("mistral3 attention temperature scaling", async () => {
+    const p = variant(
+      "mistral3-temperature.gguf",
+      asArchitecture(readFileSync(MODEL), "mistral3", { metadata: { "mistral3.attention.temperature_scale": { type: "f32", value: 0.1 } } }),
+    );
+    const e = await rejection(p);
+    expect(e).toBeInstanceOf(ConvertError);
+    expect(e.message).toContain("attention temperature scaling");
   });
 
   test("unsupported rope scaling", async () => {

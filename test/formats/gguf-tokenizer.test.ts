@@ -4,7 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { GgufError, readGgufHeader, type GgufValue } from "../../src/formats/gguf.ts";
-import { GgufTokenizer, ggufToHfTokenizer, readTokenizerSpec, spmMerges, writeHfTokenizer } from "../../src/formats/gguf-tokenizer.ts";
+import {
+  GgufTokenizer,
+  ggufToHfTokenizer,
+  readTokenizerSpec,
+  spmMerges,
+  SUPPORTED_BPE_PRE_TOKENIZERS,
+  writeHfTokenizer,
+} from "../../src/formats/gguf-tokenizer.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const FIXTURES = join(import.meta.dir, "../fixtures/tokenizer");
@@ -117,11 +124,20 @@ for (const variant of ["gpt2", "llama3"] as const) {
     const bpe = GgufTokenizer.fromGguf(file);
     const cases = recorded(`bpe-${variant}-llamacpp.jsonl`);
 
+    const endOfText = bpe.spec.tokens.indexOf("<|endoftext|>");
+    const user = bpe.spec.tokens.indexOf("<|user|>");
+
     test("reads merges, pre-tokenizer, special ids and the chat template", () => {
       const spec = bpe.spec;
       expect(spec.kind).toBe("bpe");
-      expect(spec.merges.length).toBe(spec.tokens.length - 256 - 2); // 256 byte symbols, one token per merge, 2 specials
-      expect(spec.bosId).toBe(299);
+      expect(spec.merges.length).toBeGreaterThan(500);
+      expect(spec.bosId).toBe(endOfText);
+      // "</s>" is an ordinary merge in this vocabulary, but llama.cpp makes it a control, end-of-generation token by its text.
+      const closeS = spec.tokens.indexOf("</s>");
+      expect(closeS).toBeGreaterThan(255);
+      expect(spec.types[closeS]).toBe(3);
+      expect(spec.eogIds).toEqual([closeS, endOfText].sort((a, b) => a - b));
+      expect(spec.eotId).toBe(endOfText);
       expect(spec.addBos).toBe(variant === "llama3"); // llama.cpp turns BOS on for llama3-style BPE
       expect(spec.chatTemplate).toContain("<|user|>");
       expect(ggufToHfTokenizer(file).tokenizerConfig.chat_template).toBe(spec.chatTemplate!);
@@ -137,9 +153,9 @@ for (const variant of ["gpt2", "llama3"] as const) {
     });
 
     test("user-defined tokens are always split out; control tokens only with parseSpecial", () => {
-      expect(bpe.encode("a<|user|>b", { addSpecial: false })).toContain(300);
-      expect(bpe.encode("x<|endoftext|>", { addSpecial: false })).not.toContain(299);
-      expect(bpe.encode("x<|endoftext|>", { addSpecial: false, parseSpecial: true }).at(-1)).toBe(299);
+      expect(bpe.encode("a<|user|>b", { addSpecial: false })).toContain(user);
+      expect(bpe.encode("x<|endoftext|>", { addSpecial: false })).not.toContain(endOfText);
+      expect(bpe.encode("x<|endoftext|>", { addSpecial: false, parseSpecial: true }).at(-1)).toBe(endOfText);
     });
 
     test("the emitted tokenizer.json round-trips text in @huggingface/tokenizers", () => {
@@ -152,6 +168,30 @@ for (const variant of ["gpt2", "llama3"] as const) {
     });
   });
 }
+
+describe("byte-level BPE: every supported family of tokenizer.ggml.pre regexes against llama.cpp", () => {
+  // Recorded from llama.cpp on bpe-<pre>.gguf files that differ from bpe-gpt2.gguf only in tokenizer.ggml.pre.
+  const base = readGgufHeader(join(FIXTURES, "bpe-gpt2.gguf"));
+  const rows: { text: string; ids: Record<string, number[]>; idsSpecial?: Record<string, number[]>; decoded?: Record<string, string> }[] = readFileSync(
+    join(FIXTURES, "bpe-pre-llamacpp.jsonl"),
+    "utf8",
+  )
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  const pres = Object.keys(rows[0]!.ids);
+  test.each(pres)("pre = %s", (pre) => {
+    expect(SUPPORTED_BPE_PRE_TOKENIZERS).toContain(pre);
+    const metadata = new Map(base.metadata);
+    metadata.set("tokenizer.ggml.pre", pre);
+    const t = GgufTokenizer.fromGguf({ path: `bpe-${pre}.gguf`, metadata });
+    for (const r of rows) {
+      expect({ text: r.text, ids: t.encode(r.text) }).toEqual({ text: r.text, ids: r.ids[pre]! });
+      expect({ text: r.text, ids: t.encode(r.text, { parseSpecial: true }) }).toEqual({ text: r.text, ids: r.idsSpecial?.[pre] ?? r.ids[pre]! });
+      expect(t.decode(r.ids[pre]!)).toBe(r.decoded?.[pre] ?? r.text);
+    }
+  });
+});
 
 describe("bad tokenizer metadata", () => {
   const base = (entries: [string, GgufValue][]) => ({ path: "synthetic.gguf", metadata: new Map(entries) });
@@ -167,13 +207,23 @@ describe("bad tokenizer metadata", () => {
     const md = base([["tokenizer.ggml.model", "gpt2"], ["tokenizer.ggml.pre", "nonesuch"], ["tokenizer.ggml.tokens", ["a", "b"]], ["tokenizer.ggml.merges", ["a b"]]]);
     expect(() => readTokenizerSpec(md)).toThrow(/pre-tokenizer "nonesuch".*not supported/);
   });
-  test("BPE without merges, scores of the wrong length, ids outside the vocabulary", () => {
+  test("BPE without merges, scores of the wrong length, special ids outside the vocabulary", () => {
     expect(() => readTokenizerSpec(base([["tokenizer.ggml.model", "gpt2"], ["tokenizer.ggml.tokens", ["a"]]]))).toThrow(/merges" is missing/);
     expect(() =>
       readTokenizerSpec(base([["tokenizer.ggml.model", "llama"], ["tokenizer.ggml.tokens", ["a", "b"]], ["tokenizer.ggml.scores", [0]]])),
     ).toThrow(/scores" has 1 entries, expected one per token \(2\)/);
+    // As llama.cpp does ("bad special token ... using default id"), an id outside the vocabulary falls
+    // back to the default, and a default outside it means none: here BOS is then missing but required.
+    const tiny = (bos: number): [string, GgufValue][] => [
+      ["tokenizer.ggml.model", "llama"],
+      ["tokenizer.ggml.tokens", ["<unk>", "<s>", "<0x00>"]],
+      ["tokenizer.ggml.token_type", [2, 3, 6]],
+      ["tokenizer.ggml.bos_token_id", bos],
+    ];
+    expect(readTokenizerSpec(base(tiny(7))).bosId).toBe(1);
+    expect(readTokenizerSpec(base(tiny(0xffffffff))).bosId).toBe(1);
     expect(() =>
       readTokenizerSpec(base([["tokenizer.ggml.model", "llama"], ["tokenizer.ggml.tokens", ["<0x00>"]], ["tokenizer.ggml.token_type", [6]], ["tokenizer.ggml.bos_token_id", 7]])),
-    ).toThrow(/bos_token_id" is token 7, outside the vocabulary of 1 tokens/);
+    ).toThrow(/adds a BOS token \(add_bos_token\) but has no usable bos_token_id/);
   });
 });

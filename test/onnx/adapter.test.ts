@@ -204,4 +204,24 @@ describe("ONNX adapter on the genai GPT-2 export (fused contrib ops, legacy KV l
     expect(p1).toBe(p2);
     expect(p1.segments.length).toBe(2);
   });
+
+  test("the plan cache is bounded and never drops a plan a live sequence uses", async () => {
+    const small = (await onnx.load(DIR, { maxCachedPlans: 1 })) as OnnxModel;
+    const layouts = ["resid_post.0", "resid_post.1", "resid_post.2"].map((p) => makeHooks({ points: [p], edit: () => {} }));
+    const held = small.createSequence({ hooks: layouts[0] });
+    const first = Float32Array.from(await held.prefill(PROMPT));
+    for (const h of layouts.slice(1)) {
+      const s = small.createSequence({ hooks: h });
+      await s.prefill(PROMPT);
+      s.free();
+    }
+    // Over the limit only while the held sequence keeps its plan; the others were dropped.
+    expect(small.cachedPlans).toBe(1);
+    expect(Array.from(await held.decode(NEXT[0]!)).length).toBe(1000);
+    held.free();
+    // Re-building an evicted layout gives the same results.
+    const again = small.createSequence({ hooks: makeHooks({ points: ["resid_post.0"], edit: () => {} }) });
+    expect(maxAbsDiff(await again.prefill(PROMPT), first)).toBe(0);
+    small.dispose();
+  });
 });

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { onnx, type OnnxModel } from "../../src/adapters/onnx/index.ts";
 import { pointName, allPoints } from "../../src/core/sites.ts";
-import { writeDecoderDir, type DecoderSpec } from "./helpers/decoder-builder.ts";
+import { saveModel } from "../../src/formats/onnx/index.ts";
+import { buildGenaiStyleDecoder, writeDecoderDir, type DecoderSpec } from "./helpers/decoder-builder.ts";
 import { makeHooks, maxAbsDiff, wave } from "./helpers/hooks.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "steerkit-onnx-exports-"));
@@ -64,6 +65,42 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
     }
     for (const name of read.seen.keys()) {
       read.seen.get(name)!.forEach((x, i) => expect(maxAbsDiff(x, split.seen.get(name)![i]!)).toBeLessThan(1e-5));
+    }
+    m.dispose();
+  });
+
+  test("genai-builder layout: GroupQueryAttention, MatMulNBits, Skip/SimplifiedLayerNormalization", async () => {
+    const dir = join(tmp, "genai-style");
+    mkdirSync(dir);
+    saveModel(join(dir, "model.onnx"), buildGenaiStyleDecoder({ dModel: 32, nLayers: 3, nHeads: 4, kvHeads: 2, vocab: 64, dFF: 64 }));
+    const m = (await onnx.load(dir)) as OnnxModel;
+    expect(m.info).toMatchObject({ nLayers: 3, dModel: 32, vocabSize: 64 });
+    expect([...m.sites.keys()].sort()).toEqual(allPoints(3).map(pointName).sort());
+    // The stream: the embedding Gather, SkipSimplifiedLayerNorm output 3, and the sum split out of the final norm.
+    expect(m.sites.get("resid_pre.0")).toBe("embeds");
+    expect(m.sites.get("resid_mid.1")).toBe("l1.mid");
+    expect(m.sites.get("resid_post.2")).toMatch(/steerkit_residual/);
+    const base = await greedyLogits(m);
+    // KV cache: prompt + decode equals one longer prompt.
+    const whole = m.createSequence();
+    await whole.prefill([3, 4, 5, 9, 11]);
+    expect(maxAbsDiff(await whole.decode(12), base[2]!)).toBeLessThan(1e-4);
+    whole.free();
+    const c = wave(32, 1);
+    const everyPoint = allPoints(3).map(pointName);
+    const read = makeHooks({ points: everyPoint, writes: false });
+    const inGraph = makeHooks({ points: ["resid_mid.1", "resid_post.2"], affine: { "resid_mid.1": { c }, "resid_post.2": { c } } });
+    const js = makeHooks({
+      points: ["resid_mid.1", "resid_post.2"],
+      edit: (_, x) => {
+        for (let i = 0; i < x.data.length; i++) x.data[i] = x.data[i]! + c[i % 32]!;
+      },
+    });
+    const [r, a, b] = [await greedyLogits(m, read), await greedyLogits(m, inGraph), await greedyLogits(m, js)];
+    for (let i = 0; i < base.length; i++) {
+      expect(maxAbsDiff(r[i]!, base[i]!)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(a[i]!, b[i]!)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(a[i]!, base[i]!)).toBeGreaterThan(1e-2);
     }
     m.dispose();
   });

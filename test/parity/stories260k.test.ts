@@ -145,6 +145,21 @@ describe("stories260K: llama.cpp and ONNX Runtime agree", () => {
     expect(ort.detokenize(plainOrt.tokens)).toBe(llama.detokenize(plainLlama.tokens));
   });
 
+  test("float16 conversion: identical greedy tokens, logits within 0.08", async () => {
+    // Measured 0.055: half-precision weights, activations and KV cache on the ONNX side.
+    const out = join(dir, "fp16");
+    await convertGgufToOnnx(MODEL, out, { dtype: "float16" });
+    const half = await onnx.load(out, { contextLength: 512, threads: 1 });
+    try {
+      plainLlama ??= await greedy(llama, null);
+      const run = await greedy(half, null);
+      expect(run.tokens).toEqual(plainLlama.tokens);
+      expect(maxLogitsDiff(plainLlama, run)).toBeLessThan(0.08);
+    } finally {
+      half.dispose();
+    }
+  });
+
   for (const fastPath of [false, true]) {
     test(`same steering (${fastPath ? "native affine paths" : "JS hooks"}): identical tokens, logits within ${LOGITS_TOLERANCE}`, async () => {
       const steering = { scale: 2, fastPath };

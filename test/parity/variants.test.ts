@@ -1,7 +1,9 @@
 /**
  * The converter against llama.cpp on variants of stories260K that exercise what the embedded model
  * alone does not: tied embeddings (no output.weight), another rope base, linear rope scaling,
- * Llama-3.1-style rope frequency factors, and F16 / Q8_0 weights. Each variant is loaded by the
+ * Llama-3.1-style rope frequency factors, the other llama-family architectures (qwen2, qwen3,
+ * smollm3, mistral3: the same weights under their names, plus the tensors they add), and F16 /
+ * BF16 / Q8_0 weights. Each variant is loaded by the
  * llama.cpp adapter as a GGUF and by the ONNX adapter after conversion; greedy tokens must agree and
  * logits stay within a tolerance measured per variant.
  */
@@ -14,7 +16,7 @@ import { argmax } from "../../src/core/tensor.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
-import { rewriteGguf, toF16, toQ8_0, type TensorEntry } from "../convert/gguf-edit.ts";
+import { asArchitecture, rewriteGguf, toBF16, toF16, toQ8_0, type TensorEntry } from "../convert/gguf-edit.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const PROMPT = [1, 403, 407, 261, 378];
@@ -33,6 +35,18 @@ const f32Tensor = (name: string, values: number[]): TensorEntry => ({
   dims: [values.length],
   data: new Uint8Array(new Float32Array(values).buffer),
 });
+
+/** Deterministic small values (xorshift) for added tensors. */
+function values(seed: number, n: number, center: number, spread: number): number[] {
+  let x = seed >>> 0 || 1;
+  return Array.from({ length: n }, () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return center + spread * ((x >>> 0) / 2 ** 32 - 0.5);
+  });
+}
+const perLayer = (make: (layer: number) => TensorEntry[]) => Array.from({ length: 5 }, (_, i) => make(i)).flat();
 
 /** name -> [GGUF bytes, max |logit diff| allowed (measured value in the comment)]. */
 const VARIANTS: Record<string, [Uint8Array, number]> = {
@@ -61,8 +75,38 @@ const VARIANTS: Record<string, [Uint8Array, number]> = {
     }),
     0.05,
   ],
+  // Measured 0.037: NEOX rope (halves), q/k/v biases and an output bias.
+  "qwen2 architecture": [
+    asArchitecture(source, "qwen2", {
+      append: [
+        ...perLayer((i) => [
+          f32Tensor(`blk.${i}.attn_q.bias`, values(10 + i, 64, 0, 0.4)),
+          f32Tensor(`blk.${i}.attn_k.bias`, values(20 + i, 32, 0, 0.4)),
+          f32Tensor(`blk.${i}.attn_v.bias`, values(30 + i, 32, 0, 0.4)),
+        ]),
+        f32Tensor("output.bias", values(40, 512, 0, 1)),
+      ],
+    }),
+    0.05,
+  ],
+  // Measured 0.006: NEOX rope and per-head q/k RMSNorm.
+  "qwen3 architecture": [
+    asArchitecture(source, "qwen3", {
+      append: perLayer((i) => [
+        f32Tensor(`blk.${i}.attn_q_norm.weight`, values(50 + i, 8, 1, 0.6)),
+        f32Tensor(`blk.${i}.attn_k_norm.weight`, values(60 + i, 8, 1, 0.6)),
+      ]),
+    }),
+    0.05,
+  ],
+  // Measured 0.016: block 3 has no rope (NoPE every 4th block).
+  "smollm3 architecture": [asArchitecture(source, "smollm3"), 0.05],
+  // Measured 0.016: the llama graph under another name (so the same story as the original).
+  "mistral3 architecture": [asArchitecture(source, "mistral3"), 0.05],
   // Measured 0.018: llama.cpp rounds activations to F16 before F16 matmuls, the ONNX graph does not.
   "F16 weights": [toF16(source), 0.05],
+  // Measured 0.069: llama.cpp rounds activations to BF16 before BF16 matmuls.
+  "BF16 weights": [toBF16(source), 0.1],
   // Measured 0.26 (logits reach ~18): llama.cpp quantises activations to Q8_0 blocks before Q8_0 matmuls.
   "Q8_0 weights": [toQ8_0(source), 0.35],
 };
@@ -101,7 +145,8 @@ describe("converted variants agree with llama.cpp", () => {
         ra.logits.forEach((x, s) => x.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - rb.logits[s]![i]!)))));
         expect(diff).toBeLessThan(tolerance);
         // The variant is really different from the plain model where it changes the math.
-        if (!name.includes("weights")) {
+        expect(b.info.architecture).toBe(a.info.architecture);
+        if (!name.includes("weights") && !name.includes("mistral3")) {
           if (!baseline) {
             const plain = await llamaCpp.load(MODEL, { contextLength: 256, threads: 1 });
             baseline = (await greedy(plain)).tokens;

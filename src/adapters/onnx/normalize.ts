@@ -51,7 +51,8 @@ export function splitFusedNorms(graph: OnnxGraph): OnnxGraph {
       nodes.push(node("Add", [branch, skip], [sum], [], { name: `${base}/steerkit_residual_add` }));
       nodes.push(normNode(simplified, sum, gamma, beta, n.outputs, eps, `${base}/steerkit_norm`));
     } else if (op === "EmbedLayerNormalization") {
-      const [ids, segIds, wordEmb, posEmb, segEmb, gamma, beta, mask, posIds] = [...n.inputs, "", "", "", "", "", "", "", "", ""];
+      // Inputs: input_ids, segment_ids, word/position/segment embeddings, gamma, beta, mask, position_ids.
+      const [ids, segIds, wordEmb, posEmb, segEmb, gamma, beta, , posIds] = [...n.inputs, "", "", "", "", "", "", "", "", ""];
       if (n.outputs[1] && used.has(n.outputs[1])) {
         throw new UnsupportedGraphError(`EmbedLayerNormalization "${base}": its mask_index output is used; only the embedding sum is supported`);
       }
@@ -81,7 +82,6 @@ export function splitFusedNorms(graph: OnnxGraph): OnnxGraph {
       } else {
         nodes.push(node("Add", [words, positions], [sum], [], { name: `${base}/steerkit_embedding_add` }));
       }
-      void mask;
       nodes.push(normNode(false, sum, gamma!, beta!, [n.outputs[0] ?? ""], eps, `${base}/steerkit_norm`));
     } else {
       nodes.push(n);

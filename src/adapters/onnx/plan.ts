@@ -11,6 +11,7 @@
  */
 import { pointName, type HookPoint } from "../../core/sites.ts";
 import {
+  attr,
   DataType,
   node,
   valueInfo,
@@ -126,7 +127,7 @@ export function buildPlanGraphs(
 function castIfNeeded(input: string, elemType: number, fresh: (b: string) => string, out: OnnxNode[]): string {
   if (elemType === DataType.FLOAT) return input;
   const cast = fresh(`${input}/steerkit_cast`);
-  out.push(node("Cast", [input], [cast], [{ name: "to", type: 2, i: BigInt(elemType), floats: [], ints: [], strings: [], tensors: [], graphs: [], extra: [] }]));
+  out.push(node("Cast", [input], [cast], [attr.int("to", elemType)]));
   return cast;
 }
 

@@ -4,10 +4,9 @@
  * abort leaves the sequence as it was before the step.
  */
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
-import { pointName } from "../../core/sites.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
 import { DataType, floatToHalf, halfToFloat } from "../../formats/onnx/index.ts";
-import type { OnnxModel, RuntimePlan } from "./model.ts";
+import type { OnnxModel, PlanLease, RuntimePlan } from "./model.ts";
 import { bindable, float16Tensor, halfBits, ort, type OrtTensor } from "./ort.ts";
 import type { PlanSpec } from "./plan.ts";
 
@@ -16,6 +15,7 @@ export class OnnxSequence implements Sequence {
   private tokens = 0;
   private freed = false;
   private plan: RuntimePlan | null = null;
+  private lease: PlanLease | null = null;
   private readonly spec: PlanSpec;
   private steerFeeds: Record<string, OrtTensor> | null = null;
   private readonly logits: Float32Array;
@@ -54,7 +54,8 @@ export class OnnxSequence implements Sequence {
     }
     this.busy = true;
     try {
-      this.plan ??= await this.model.plan(this.spec);
+      this.lease ??= this.model.acquirePlan(this.spec);
+      this.plan ??= await this.lease.plan;
       const plan = this.plan;
       const past = this.tokens;
       const feeds: Record<string, OrtTensor> = {};
@@ -76,6 +77,9 @@ export class OnnxSequence implements Sequence {
           const x = toResidual(out[seg.cut.tensor]!, n, info.dModel);
           const y = hooks.run(seg.cut.point, x, positions);
           if (hooks.error) throw hooks.error;
+          if (y.data.length !== n * info.dModel) {
+            throw new RangeError(`hook at ${seg.cut.point.site}.${seg.cut.point.layer} returned ${y.data.length} values, expected ${n} x ${info.dModel}`);
+          }
           feeds[seg.cut.tensor] = fromResidual(y, n, info.dModel, io.hiddenElemType);
         }
       }
@@ -123,17 +127,9 @@ export class OnnxSequence implements Sequence {
     this.freed = true;
     for (const t of this.past.values()) t.dispose();
     this.past.clear();
+    this.lease?.release();
     this.onFree();
   }
-}
-
-/** Used by tests and the benchmark to tell which path a sequence's hooks took. */
-export function describePlan(spec: PlanSpec): "unhooked" | "split" | "in-graph" | "outputs" | "mixed" {
-  const kinds = [spec.split.length > 0, spec.affine.length > 0, spec.read.length > 0];
-  const count = kinds.filter(Boolean).length;
-  if (count === 0) return "unhooked";
-  if (count > 1) return "mixed";
-  return kinds[0] ? "split" : kinds[1] ? "in-graph" : "outputs";
 }
 
 function intTensor(type: "int32" | "int64", n: number, value: (i: number) => number): OrtTensor {
@@ -178,5 +174,3 @@ function lastRow(t: OrtTensor, vocab: number, out: Float32Array): void {
     for (let i = 0; i < vocab; i++) out[i] = halfToFloat(bits[off + i]!);
   }
 }
-
-export { pointName };

@@ -18,7 +18,7 @@ import type {
   OnnxValueInfo,
   RawField,
 } from "./types.ts";
-import { WIRE_FIXED32, WIRE_LEN, WIRE_VARINT, Writer } from "./wire.ts";
+import { WIRE_FIXED32, Writer } from "./wire.ts";
 
 export function encodeModel(model: OnnxModel): Uint8Array {
   const w = new Writer();
@@ -216,5 +216,3 @@ function writeDim(w: Writer, d: OnnxDim): void {
   if (d.denotation !== undefined) x.upTo(3).stringField(3, d.denotation);
   x.end();
 }
-
-export { WIRE_LEN, WIRE_VARINT };

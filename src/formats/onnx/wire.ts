@@ -21,7 +21,6 @@ export class WireError extends Error {
   override name = "WireError";
 }
 
-const TWO_32 = 4294967296;
 const utf8Decoder = new TextDecoder("utf-8", { fatal: false });
 const utf8Encoder = new TextEncoder();
 
@@ -281,5 +280,3 @@ export function utf8(s: string): Uint8Array {
 export function fromUtf8(b: Uint8Array): string {
   return utf8Decoder.decode(b);
 }
-
-export { TWO_32 };

@@ -176,3 +176,90 @@ export function writeDecoderDir(dir: string, spec: DecoderSpec, options: { exter
   );
   return dir;
 }
+
+/**
+ * A llama-style decoder laid out the way onnxruntime-genai's model builder writes one:
+ * SimplifiedLayerNormalization on the embeddings, then per layer GroupQueryAttention and a SiLU MLP
+ * on 4-bit MatMulNBits weights, with every residual sum inside SkipSimplifiedLayerNormalization
+ * (output 3), the last one inside the final norm. No rotary (do_rotary 0) to keep it small.
+ */
+export function buildGenaiStyleDecoder(spec: { dModel: number; nLayers: number; nHeads: number; kvHeads: number; vocab: number; dFF: number; seed?: number }): OnnxModel {
+  const { dModel: d, nLayers, nHeads, kvHeads, vocab, dFF } = spec;
+  const hd = d / nHeads;
+  const rand = rng(spec.seed ?? 5);
+  const nodes: OnnxNode[] = [];
+  const inits: OnnxTensor[] = [];
+  const ms = { domain: "com.microsoft" };
+  const f32 = (name: string, dims: number[], scale: number, fill?: number) => {
+    const n = dims.reduce((a, b) => a * b, 1);
+    inits.push(tensorFromFloat32(name, dims, Float32Array.from({ length: n }, () => fill ?? rand() * scale)));
+    return name;
+  };
+  /** A 4-bit block-quantized [K, N] weight for MatMulNBits: B [N, K/32, 16] uint8 + scales [N * K/32]. */
+  const nbits = (x: string, name: string, K: number, N: number, out: string) => {
+    const blocks = K / 32;
+    const packed = Uint8Array.from({ length: N * blocks * 16 }, () => Math.floor(((rand() + 1) / 2) * 256) & 0xff);
+    inits.push({ name: `${name}.qweight`, dataType: DataType.UINT8, dims: [N, blocks, 16], rawData: packed, externalData: [], extra: [] });
+    f32(`${name}.scales`, [N * blocks], 0, 1 / (8 * Math.sqrt(K)));
+    nodes.push(
+      node("MatMulNBits", [x, `${name}.qweight`, `${name}.scales`], [out], [attr.int("K", K), attr.int("N", N), attr.int("bits", 4), attr.int("block_size", 32)], ms),
+    );
+  };
+  const eps = attr.float("epsilon", 1e-6);
+  inits.push(tensorFromInt64("one_i64", [], [1]), tensorFromInt64("axes1", [1], [1]));
+
+  nodes.push(node("ReduceSum", ["attention_mask", "axes1"], ["mask_sum"], [attr.int("keepdims", 0)]));
+  nodes.push(node("Sub", ["mask_sum", "one_i64"], ["seqlens_i64"]));
+  nodes.push(node("Cast", ["seqlens_i64"], ["seqlens_k"], [attr.int("to", DataType.INT32)]));
+  nodes.push(node("Shape", ["attention_mask"], ["mask_shape"]));
+  nodes.push(node("Gather", ["mask_shape", "one_i64"], ["total_i64"], [attr.int("axis", 0)]));
+  nodes.push(node("Cast", ["total_i64"], ["total_len"], [attr.int("to", DataType.INT32)]));
+
+  nodes.push(node("Gather", [f32("embed", [vocab, d], 0.5), "input_ids"], ["embeds"], [attr.int("axis", 0)]));
+  nodes.push(node("SimplifiedLayerNormalization", ["embeds", f32("l0.ln1", [d], 0, 1)], ["l0.x1"], [attr.int("axis", -1), eps]));
+  let stream = "embeds";
+  for (let l = 0; l < nLayers; l++) {
+    const p = `l${l}`;
+    nbits(`${p}.x1`, `${p}.q`, d, d, `${p}.q`);
+    nbits(`${p}.x1`, `${p}.k`, d, kvHeads * hd, `${p}.k`);
+    nbits(`${p}.x1`, `${p}.v`, d, kvHeads * hd, `${p}.v`);
+    nodes.push(
+      node(
+        "GroupQueryAttention",
+        [`${p}.q`, `${p}.k`, `${p}.v`, `past_key_values.${l}.key`, `past_key_values.${l}.value`, "seqlens_k", "total_len"],
+        [`${p}.attn`, `present.${l}.key`, `present.${l}.value`],
+        [attr.int("num_heads", nHeads), attr.int("kv_num_heads", kvHeads)],
+        ms,
+      ),
+    );
+    nbits(`${p}.attn`, `${p}.o`, d, d, `${p}.o`);
+    nodes.push(node("SkipSimplifiedLayerNormalization", [`${p}.o`, stream, f32(`${p}.ln2`, [d], 0, 1)], [`${p}.x2`, "", "", `${p}.mid`], [eps], ms));
+    nbits(`${p}.x2`, `${p}.gate`, d, dFF, `${p}.gate`);
+    nbits(`${p}.x2`, `${p}.up`, d, dFF, `${p}.up`);
+    nodes.push(node("Sigmoid", [`${p}.gate`], [`${p}.sig`]), node("Mul", [`${p}.gate`, `${p}.sig`], [`${p}.silu`]));
+    nodes.push(node("Mul", [`${p}.silu`, `${p}.up`], [`${p}.h`]));
+    nbits(`${p}.h`, `${p}.down`, dFF, d, `${p}.down`);
+    const last = l === nLayers - 1;
+    const next = last ? "final" : `l${l + 1}`;
+    nodes.push(
+      node(
+        "SkipSimplifiedLayerNormalization",
+        [`${p}.down`, `${p}.mid`, f32(`${next}.ln1`, [d], 0, 1)],
+        last ? [`${next}.x1`] : [`${next}.x1`, "", "", `${p}.post`],
+        [eps],
+        ms,
+      ),
+    );
+    stream = `${p}.post`;
+  }
+  nodes.push(node("MatMul", ["final.x1", f32("lm_head", [d, vocab], 1 / Math.sqrt(d))], ["logits"]));
+  const inputs = [valueInfo("input_ids", DataType.INT64, ["batch", "seq"]), valueInfo("attention_mask", DataType.INT64, ["batch", "total"])];
+  const outputs = [valueInfo("logits", DataType.FLOAT, ["batch", "seq", vocab])];
+  for (let l = 0; l < nLayers; l++) {
+    for (const kv of ["key", "value"]) {
+      inputs.push(valueInfo(`past_key_values.${l}.${kv}`, DataType.FLOAT, ["batch", kvHeads, "past", hd]));
+      outputs.push(valueInfo(`present.${l}.${kv}`, DataType.FLOAT, ["batch", kvHeads, "total", hd]));
+    }
+  }
+  return model({ graph: graph({ name: "genai-style", nodes, initializers: inits, inputs, outputs }), opsets: { "": 21, "com.microsoft": 1 } });
+}
