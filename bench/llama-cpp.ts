@@ -3,7 +3,8 @@
  * unsteered, with JS hooks, with the native fast paths, and node-llama-cpp's own high-level API
  * (the baseline a user would otherwise pick). Prints a markdown table of ratios vs Steerkit
  * unsteered. Memory bandwidth on shared VMs drifts minute to minute, so every configuration runs in
- * each round (rotating order) and the table reports medians; only ratios from one run mean anything.
+ * each round (in a fresh shuffled order, with a pause between runs) and the table reports medians;
+ * only ratios from one run mean anything.
  *
  *   bun bench/make-random-gguf.ts            # once: writes bench/models/random-d1024-l16-f16.gguf
  *   bun bench/llama-cpp.ts [--model path] [--threads 2] [--prefill 256] [--decode 64] [--rounds 5]
@@ -189,9 +190,22 @@ else runners.push(nlc);
 
 console.error(`model ${model.info.name}: ${nLayers} layers, d=${dModel}, vocab ${model.info.vocabSize}; threads ${threads}; prefill ${nPrefill}, decode ${nDecode}, ${rounds} rounds (+1 warm-up)`);
 const results = runners.map(() => ({ prefill: [] as number[], decode: [] as number[] }));
+// A fresh seeded order every round, and a pause between runs: a runner must not always follow the
+// same other one, whose thread pool (ggml's, OpenMP's, or node-llama-cpp's in its child process)
+// may still be spinning on the cores when the next one starts.
+let shuffleState = 12345;
+const order = () => {
+  const idx = runners.map((_, i) => i);
+  for (let i = idx.length - 1; i > 0; i--) {
+    shuffleState = (Math.imul(shuffleState, 1103515245) + 12345) >>> 0;
+    const j = shuffleState % (i + 1);
+    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+  }
+  return idx;
+};
 for (let r = 0; r <= rounds; r++) {
-  for (let k = 0; k < runners.length; k++) {
-    const i = (k + r) % runners.length; // rotate so no configuration always runs right after another
+  for (const i of order()) {
+    await Bun.sleep(250);
     const res = await runners[i]!.run();
     if (args.verbose) console.error(`  ${runners[i]!.name}: prefill ${res.prefill.toFixed(1)}, decode ${res.decode.toFixed(1)}`);
     if (r > 0) {

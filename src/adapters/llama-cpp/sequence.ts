@@ -85,7 +85,9 @@ function copyEdit(edit: AffineEdit, d: number, where: string): NativeEdit {
   const check = (name: string, a: Float32Array | null, n: number) => {
     if (n === 0) return null;
     if (!a || a.length !== n) throw new RangeError(`${where}: affine ${name} must hold ${n} values, got ${a ? a.length : "null"}`);
-    return f32(n).fill(0).map((_, i) => a[i]!);
+    const out = f32(n); // a copy the shim can point at, owned by this sequence
+    out.set(a);
+    return out;
   };
   return {
     rank,
