@@ -16,7 +16,7 @@ import {
 } from "../../formats/onnx/index.ts";
 import { readExportDir, type ExportConfig } from "./export-dir.ts";
 import { indexGraph } from "./graph.ts";
-import { detectKvLayout, type KvLayout } from "./kv.ts";
+import { detectKvLayout, outputNewKvRows, type KvLayout } from "./kv.ts";
 import { splitFusedNorms } from "./normalize.ts";
 import { ort, type OrtSession } from "./ort.ts";
 import { buildPlanGraphs, planKey, type PlanSpec, type SteerInputs } from "./plan.ts";
@@ -64,6 +64,8 @@ export interface IoSpec {
   readonly logits: string;
   readonly logitsElemType: number;
   readonly kv: KvLayout;
+  /** `present` output name -> the output holding only the step's new rows (see outputNewKvRows). */
+  readonly newKvRows: ReadonlyMap<string, string>;
   /** Element type of the residual stream (float32 or float16). */
   readonly hiddenElemType: number;
 }
@@ -92,6 +94,9 @@ export class OnnxModel implements Model {
     readonly info: ModelInfo,
     readonly config: ExportConfig,
     readonly file: OnnxFile,
+    /** The export's own graph, with KV outputs cut to the new rows: the unhooked session. */
+    baseGraph: OnnxGraph,
+    /** The same with fused norms split: what hooked plans are built from. */
     readonly graph: OnnxGraph,
     readonly sites: ReadonlyMap<string, string>,
     readonly io: IoSpec,
@@ -102,10 +107,7 @@ export class OnnxModel implements Model {
     // Weights in external files are handed over from our own mapping rather than left for ORT to
     // map from the path: decode measured ~2x faster on the 16-layer d=1024 bench model that way.
     const externalData = [...file.externalFiles].map(([path, data]) => ({ path, data }));
-    const base = externalData.length
-      ? ort.InferenceSession.create(file.bytes, { ...sessionOptions, externalData })
-      : ort.InferenceSession.create(file.path, sessionOptions);
-    this.base = base.then((session) => ({
+    this.base = ort.InferenceSession.create(encodeModel({ ...file.model, graph: baseGraph }), { ...sessionOptions, externalData }).then((session) => ({
       segments: [{ session, inputs: session.inputNames, outputs: session.outputNames, cut: null }],
       steer: new Map(),
       reads: [],
@@ -281,8 +283,9 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
 
   let normalized: OnnxGraph;
   let sites: ReadonlyMap<string, string>;
+  const { graph: baseGraph, newRows } = outputNewKvRows(g, kv);
   try {
-    normalized = splitFusedNorms(g);
+    normalized = splitFusedNorms(baseGraph);
     sites = findResidualChain(normalized, kv.layerOfInput, kv.nLayers).sites;
   } catch (e) {
     return fail((e as Error).message);
@@ -314,6 +317,7 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
     logits: logitsInfo.name!,
     logitsElemType: valueInfoElemType(logitsInfo) ?? DataType.FLOAT,
     kv,
+    newKvRows: newRows,
     hiddenElemType: kvElem === DataType.FLOAT16 ? DataType.FLOAT16 : DataType.FLOAT,
   };
   const sessionOptions: ort.InferenceSession.SessionOptions = {
@@ -323,7 +327,7 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
     executionMode: "sequential",
     logSeverityLevel: 3,
   };
-  const model = new OnnxModel(info, cfg, file, normalized, sites, io, text, sessionOptions, options.maxCachedPlans ?? 4);
+  const model = new OnnxModel(info, cfg, file, baseGraph, normalized, sites, io, text, sessionOptions, options.maxCachedPlans ?? 4);
   try {
     await model.ready();
   } catch (e) {
