@@ -5,7 +5,7 @@
  *
  *   bun bench/onnx.ts                # the shared genai GPT-2 fixture
  *   bun bench/onnx.ts --wide         # also a random GPT-2-like model, d=1024, 16 layers (built into bench/models/, ~0.9 GB)
- *   bun bench/onnx.ts --tokens 64 --rounds 7 --threads 1
+ *   bun bench/onnx.ts --tokens 64 --rounds 7 --threads 1   # default tokens: 256 on the fixture, 32 on the wide model
  *   bun bench/onnx.ts --kv           # decode cost against context length, and the share of it spent copying the KV cache
  *
  * KV cache: onnxruntime-node copies every output into a fresh JS buffer (preallocated outputs too:
@@ -28,13 +28,14 @@ import { writeDecoderDir } from "../test/onnx/helpers/decoder-builder.ts";
 const { values: args } = parseArgs({
   options: {
     wide: { type: "boolean", default: false },
-    tokens: { type: "string", default: "64" },
+    tokens: { type: "string" },
     rounds: { type: "string", default: "7" },
     threads: { type: "string" },
     kv: { type: "boolean", default: false },
   },
 });
-const TOKENS = Number(args.tokens);
+/** Decode steps per round: many on the tiny fixture (its steps take ~0.2 ms), fewer on the wide model. */
+const tokensFor = (wide: boolean) => (args.tokens ? Number(args.tokens) : wide ? 32 : 256);
 const ROUNDS = Number(args.rounds);
 const THREADS = args.threads ? Number(args.threads) : undefined;
 
@@ -105,22 +106,22 @@ async function steerkitLoop(model: OnnxModel, h: ResidualHooks | undefined, prom
 // the closest to the path's own cost. The rounds interleave the variants so drift hits them alike.
 const best = (xs: number[]) => Math.max(...xs);
 
-async function benchModel(label: string, dir: string, file: string): Promise<string[]> {
+async function benchModel(label: string, dir: string, file: string, tokens: number): Promise<string[]> {
   const model = (await onnx.load(dir, THREADS ? { threads: THREADS } : {})) as OnnxModel;
   const { nLayers, dModel } = model.info;
   const prompt = Array.from({ length: 16 }, (_, i) => (i * 13 + 5) % 50);
   const mid = Math.floor(nLayers / 2);
   const variants: [string, () => Promise<number>][] = [
-    ["plain onnxruntime loop (baseline)", () => plainLoop(file, model, prompt, TOKENS)],
-    ["Steerkit, unhooked", () => steerkitLoop(model, undefined, prompt, TOKENS)],
-    [`additive recipe, in-graph (c at resid_post.${mid})`, () => steerkitLoop(model, hooks([{ site: "resid_post", layer: mid }], dModel, "affine"), prompt, TOKENS)],
+    ["plain onnxruntime loop (baseline)", () => plainLoop(file, model, prompt, tokens)],
+    ["Steerkit, unhooked", () => steerkitLoop(model, undefined, prompt, tokens)],
+    [`additive recipe, in-graph (c at resid_post.${mid})`, () => steerkitLoop(model, hooks([{ site: "resid_post", layer: mid }], dModel, "affine"), prompt, tokens)],
     [
       `additive at every layer, in-graph (${nLayers} sites)`,
-      () => steerkitLoop(model, hooks(Array.from({ length: nLayers }, (_, l) => ({ site: "resid_post", layer: l })), dModel, "affine"), prompt, TOKENS),
+      () => steerkitLoop(model, hooks(Array.from({ length: nLayers }, (_, l) => ({ site: "resid_post", layer: l })), dModel, "affine"), prompt, tokens),
     ],
     [
       `JS hook at every layer, split (${nLayers} cuts)`,
-      () => steerkitLoop(model, hooks(Array.from({ length: nLayers }, (_, l) => ({ site: "resid_post", layer: l })), dModel, "js"), prompt, TOKENS),
+      () => steerkitLoop(model, hooks(Array.from({ length: nLayers }, (_, l) => ({ site: "resid_post", layer: l })), dModel, "js"), prompt, tokens),
     ],
   ];
   // Warm-up builds and caches each plan's sessions, then rounds interleave the variants.
@@ -130,9 +131,10 @@ async function benchModel(label: string, dir: string, file: string): Promise<str
   const base = best(samples[0]!);
   if (process.env.BENCH_VERBOSE) variants.forEach(([n], i) => console.error(n, samples[i]!.map((x) => x.toFixed(0)).join(" ")));
   model.dispose();
+  const unhooked = best(samples[1]!);
   return variants.map(([name], i) => {
     const tps = best(samples[i]!);
-    return `| ${label} | ${name} | ${tps.toFixed(1)} | ${(tps / base).toFixed(2)} |`;
+    return `| ${label} | ${name} | ${tps.toFixed(1)} | ${(tps / base).toFixed(2)} | ${(tps / unhooked).toFixed(2)} |`;
   });
 }
 
@@ -183,14 +185,14 @@ async function kvCost(label: string, dir: string, file: string, contexts: number
 
 const rows: string[] = [];
 const fixture = join(import.meta.dir, "../test/fixtures/onnx/genai-gpt2-fp32");
-rows.push(...(await benchModel("genai-gpt2-fp32 (5L, d=32)", fixture, join(fixture, "past.onnx"))));
+rows.push(...(await benchModel("genai-gpt2-fp32 (5L, d=32)", fixture, join(fixture, "past.onnx"), tokensFor(false))));
 if (args.wide) {
   const dir = join(import.meta.dir, "models/onnx-wide-d1024-l16");
   if (!existsSync(join(dir, "model.onnx"))) {
     console.error(`building ${dir} ...`);
     writeDecoderDir(dir, { dModel: 1024, nLayers: 16, nHeads: 16, vocab: 8192, seed: 3 }, { externalData: true });
   }
-  rows.push(...(await benchModel("random GPT-2-like (16L, d=1024)", dir, join(dir, "model.onnx"))));
+  rows.push(...(await benchModel("random GPT-2-like (16L, d=1024)", dir, join(dir, "model.onnx"), tokensFor(true))));
 }
 if (args.kv) {
   const kvRows = await kvCost("genai-gpt2-fp32", fixture, join(fixture, "past.onnx"), [16, 128, 256, 480]);
@@ -203,7 +205,7 @@ if (args.kv) {
   console.log("|---|---:|---:|---:|---:|---:|");
   for (const r of kvRows) console.log(r);
 }
-console.log(`\nDecode tokens/s, ${TOKENS} tokens after a 16-token prompt, best of ${ROUNDS} interleaved rounds, threads ${THREADS ?? "default"}:\n`);
-console.log("| model | path | tokens/s | ratio vs baseline |");
-console.log("|---|---|---:|---:|");
+console.log(`\nDecode tokens/s, ${tokensFor(false)} (fixture) / ${tokensFor(true)} (wide) tokens after a 16-token prompt, best of ${ROUNDS} interleaved rounds, threads ${THREADS ?? "default"}:\n`);
+console.log("| model | path | tokens/s | vs plain loop | vs Steerkit unhooked |");
+console.log("|---|---|---:|---:|---:|");
 for (const r of rows) console.log(r);

@@ -1,7 +1,7 @@
 /**
- * A sequence: its KV cache (the last `present` tensors), its hook plan and the feeds it reuses.
- * A step's KV cache is committed only after the whole pass succeeded, so a hook error or an
- * abort leaves the sequence as it was before the step.
+ * A sequence: its KV cache (one KvCache per past input), its hook plan and its affine inputs.
+ * A step's new KV rows are appended only after the whole pass succeeded, so a hook error leaves
+ * the sequence as it was before the step.
  */
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
