@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -8,3 +9,8 @@ export const DEFAULT_MODEL_PATH: string = fileURLToPath(new URL("../models/stori
 
 /** stories260K's file says 2048, but it was trained on 512 tokens: contexts default to this. */
 export const DEFAULT_MODEL_CONTEXT = 512;
+
+/** The context a loader should use for `path` when the caller gives none (the embedded model's cap, else undefined). */
+export function defaultContextLength(path: string): number | undefined {
+  return resolve(path) === DEFAULT_MODEL_PATH ? DEFAULT_MODEL_CONTEXT : undefined;
+}

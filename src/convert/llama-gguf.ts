@@ -44,6 +44,17 @@
  * Attention scale is 1/sqrt(head_dim) (llama's `f_attention_scale` is 0 unless set), applied to q·k
  * before the mask and softmax, as `ggml_soft_max_ext(kq, mask, scale)` does.
  *
+ * # Llama-family architectures that share this graph (src/models/<arch>.cpp), and what differs
+ *
+ * - `qwen2`:    RoPE type NEOX (rotates halves: (x[j], x[j + n_rot/2])), q/k/v biases, an optional
+ *               `output.bias`; no rope_freqs.
+ * - `qwen3`:    NEOX, plus a per-head RMSNorm of q and k (`attn_q_norm` / `attn_k_norm`, [head_dim],
+ *               same eps) after the projections and before RoPE.
+ * - `smollm3`:  NORM, but every 4th block has no RoPE at all (`(il + 1) % 4 == 0`, NoPE layers).
+ * - `mistral3`: NORM as llama; its optional attention-temperature scaling
+ *               (`mistral3.attention.temperature_scale`) is refused by name.
+ * Every other difference (keys under `<arch>.`, optional biases) is read the same way.
+ *
  * Where llama.cpp's numbers differ from an fp32 graph (so parity is within a tolerance, not exact):
  * its KV cache is F16 by default (K and V rounded to half on store); with F16/Q8_0 weights, ggml's
  * CPU matmul first converts the activations to the weight's dot type (F16 / Q8_0 blocks); rms_norm sums
@@ -62,14 +73,39 @@ import {
   readTensorF32,
 } from "../formats/gguf.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
+import { bf16BitsToFloat32, dequantizeQ8_0Fast, halfBitsToFloat32 } from "./half.ts";
 
-/** Architectures whose GGUF tensors and math are the llama graph above. */
-export const SUPPORTED_ARCHITECTURES: readonly string[] = ["llama"];
+/** How one architecture departs from the llama graph (see the notes above). */
+export interface ArchProfile {
+  /** NORM rotates adjacent pairs (llama), NEOX rotates halves (qwen). */
+  readonly rope: "norm" | "neox";
+  /** Per-head RMSNorm of q and k before RoPE (qwen3). */
+  readonly qkNorm: boolean;
+  /** Blocks `il` with `(il + 1) % step == 0` skip RoPE; 0 = every block uses it (smollm3: 4). */
+  readonly noRopeLayerStep: number;
+  /** Whether llama.cpp applies `rope_freqs.weight` for this architecture. */
+  readonly ropeFreqs: boolean;
+  /** HF `architectures[0]` for config.json. */
+  readonly hfClass: string;
+}
+
+/** Architectures whose GGUF tensors and math are the llama graph above, with their differences. */
+export const ARCHITECTURES: Readonly<Record<string, ArchProfile>> = {
+  llama: { rope: "norm", qkNorm: false, noRopeLayerStep: 0, ropeFreqs: true, hfClass: "LlamaForCausalLM" },
+  mistral3: { rope: "norm", qkNorm: false, noRopeLayerStep: 0, ropeFreqs: true, hfClass: "MistralForCausalLM" },
+  qwen2: { rope: "neox", qkNorm: false, noRopeLayerStep: 0, ropeFreqs: false, hfClass: "Qwen2ForCausalLM" },
+  qwen3: { rope: "neox", qkNorm: true, noRopeLayerStep: 0, ropeFreqs: false, hfClass: "Qwen3ForCausalLM" },
+  smollm3: { rope: "norm", qkNorm: false, noRopeLayerStep: 4, ropeFreqs: false, hfClass: "SmolLM3ForCausalLM" },
+};
+export const SUPPORTED_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
 /** Weight types read (Q8_0 and BF16 are dequantised). Everything else is refused by name. */
 export const SUPPORTED_WEIGHT_TYPES: readonly number[] = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0];
 
 export interface LlamaHParams {
   readonly architecture: string;
+  readonly profile: ArchProfile;
+  /** Per block: whether it applies RoPE (false for NoPE blocks). */
+  readonly ropeLayers: readonly boolean[];
   readonly name: string;
   readonly nLayers: number;
   readonly nEmbd: number;
@@ -111,6 +147,9 @@ export interface LlamaLayerTensors {
   readonly bGate: GgufTensorInfo | null;
   readonly bUp: GgufTensorInfo | null;
   readonly bDown: GgufTensorInfo | null;
+  /** qwen3's per-head q/k RMSNorm weights ([head_dim]), else null. */
+  readonly qNorm: GgufTensorInfo | null;
+  readonly kNorm: GgufTensorInfo | null;
 }
 
 export interface LlamaGguf {
@@ -120,6 +159,8 @@ export interface LlamaGguf {
   readonly outputNorm: GgufTensorInfo;
   /** `output.weight`, or `token_embd.weight` when tied. */
   readonly output: GgufTensorInfo;
+  /** `output.bias` (qwen2), or null. */
+  readonly outputBias: GgufTensorInfo | null;
   readonly layers: readonly LlamaLayerTensors[];
 }
 
@@ -141,7 +182,8 @@ export function openLlamaGguf(path: string): LlamaGguf {
     throw new ConvertError(path, reason);
   };
   const arch = architecture(file);
-  if (!SUPPORTED_ARCHITECTURES.includes(arch)) {
+  const profile = Object.hasOwn(ARCHITECTURES, arch) ? ARCHITECTURES[arch]! : null;
+  if (!profile) {
     fail(`unsupported architecture "${arch}" (general.architecture); this converter handles ${SUPPORTED_ARCHITECTURES.join(", ")}`);
   }
   const key = (k: string) => `${arch}.${k}`;
@@ -155,6 +197,8 @@ export function openLlamaGguf(path: string): LlamaGguf {
     return v;
   };
 
+  const temperatureScale = num("attention.temperature_scale", 0);
+  if (temperatureScale !== 0) fail(`attention temperature scaling (${key("attention.temperature_scale")} = ${temperatureScale}) is not supported`);
   const expertCount = num("expert_count", 0);
   if (expertCount > 0) fail(`mixture-of-experts llama models (${key("expert_count")} = ${expertCount}) are not supported`);
 
@@ -209,6 +253,8 @@ export function openLlamaGguf(path: string): LlamaGguf {
   const outputNorm = shaped(tensor("output_norm.weight"), [nEmbd]);
   const outputTensor = optional("output.weight");
   const output = outputTensor ? shaped(outputTensor, [nEmbd, vocabSize]) : tokenEmbd;
+  const outputBiasTensor = optional("output.bias");
+  const outputBias = outputBiasTensor ? shaped(outputBiasTensor, [vocabSize]) : null;
 
   if (file.tensors.some((t) => /^blk\.\d+\.attn_qkv\./.test(t.name))) {
     fail(`fused attn_qkv tensors are not supported (expected separate attn_q / attn_k / attn_v)`);
@@ -239,11 +285,13 @@ export function openLlamaGguf(path: string): LlamaGguf {
       bGate: opt("ffn_gate.bias", [nFf]),
       bUp: opt("ffn_up.bias", [nFf]),
       bDown: opt("ffn_down.bias", [nEmbd]),
+      qNorm: profile!.qkNorm ? shaped(tensor(b("attn_q_norm.weight")), [headDim]) : null,
+      kNorm: profile!.qkNorm ? shaped(tensor(b("attn_k_norm.weight")), [headDim]) : null,
     });
   }
 
   // llama.cpp loads one rope_freqs.weight (blk-less name) and shares it across layers.
-  const ropeFreqsTensor = optional("rope_freqs.weight");
+  const ropeFreqsTensor = profile!.ropeFreqs ? optional("rope_freqs.weight") : null;
   let ropeFreqFactors: Float32Array | null = null;
   if (ropeFreqsTensor) {
     if (ropeFreqsTensor.elementCount < nRot / 2) fail(`tensor "rope_freqs.weight" has ${ropeFreqsTensor.elementCount} values, expected ${nRot / 2}`);
@@ -259,6 +307,8 @@ export function openLlamaGguf(path: string): LlamaGguf {
     file,
     hparams: {
       architecture: arch,
+      profile: profile!,
+      ropeLayers: Array.from({ length: nLayers }, (_, il) => profile!.noRopeLayerStep === 0 || (il + 1) % profile!.noRopeLayerStep !== 0),
       name: metaString(file, "general.name", null) ?? arch,
       nLayers,
       nEmbd,
@@ -281,6 +331,7 @@ export function openLlamaGguf(path: string): LlamaGguf {
     tokenEmbd,
     outputNorm,
     output,
+    outputBias,
     layers,
   };
 }
@@ -313,6 +364,12 @@ export function readWeightF32(g: LlamaGguf, t: GgufTensorInfo): Float32Array {
     // Aligned copy of the raw bytes: much faster than dequantize's per-element DataView reads.
     const bytes = readTensorBytes(g.file, t);
     return new Float32Array(bytes.buffer, bytes.byteOffset, t.elementCount);
+  }
+  if (t.type === GGML_TYPE.F16) return halfBitsToFloat32(readWeightF16Bits(g, t)!);
+  if (t.type === GGML_TYPE.Q8_0) return dequantizeQ8_0Fast(readTensorBytes(g.file, t), t.elementCount);
+  if (t.type === GGML_TYPE.BF16) {
+    const bytes = readTensorBytes(g.file, t);
+    return bf16BitsToFloat32(new Uint16Array(bytes.buffer, bytes.byteOffset, t.elementCount));
   }
   return readTensorF32(g.file, t);
 }

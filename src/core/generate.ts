@@ -74,19 +74,26 @@ export type GenerationEvent =
 
 /** Generate to the end and resolve with the result. Rejects with `signal.reason` when aborted. */
 export function generate(model: Model, options: GenerateOptions): Promise<GenerationResult> {
-  return run(model, options, () => {});
+  try {
+    return prepare(model, options)(() => {});
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 
 /**
- * Generate as a stream of events (`token`s, then one `done`). Cancelling the stream aborts the
- * generation and frees its sequence. `for await (const ev of stream(...))` works in Bun.
+ * Generate as a stream of events (`token`s, then one `done`). Invalid input (options, prompt,
+ * plugins) throws here at once, so a server can answer it before streaming; errors during
+ * generation error the stream. Cancelling the stream aborts the generation and frees its sequence.
+ * `for await (const ev of stream(...))` works in Bun.
  */
 export function stream(model: Model, options: GenerateOptions): ReadableStream<GenerationEvent> {
   const cancel = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, cancel.signal]) : cancel.signal;
+  const execute = prepare(model, { ...options, signal });
   return new ReadableStream<GenerationEvent>({
     start(controller) {
-      run(model, { ...options, signal }, (ev) => controller.enqueue(ev)).then(
+      execute((ev) => controller.enqueue(ev)).then(
         (result) => {
           controller.enqueue({ type: "done", result });
           controller.close();
@@ -124,7 +131,13 @@ export function promptTokens(model: Model, input: Pick<GenerateOptions, "prompt"
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-async function run(model: Model, options: GenerateOptions, emit: (ev: GenerationEvent) => void): Promise<GenerationResult> {
+type Execute = (emit: (ev: GenerationEvent) => void) => Promise<GenerationResult>;
+
+/**
+ * Everything that can fail because of the input — options, prompt, recipe, plugin creation — fails
+ * here, synchronously, before a sequence exists; what is returned runs the generation.
+ */
+function prepare(model: Model, options: GenerateOptions): Execute {
   const { plugins = [], signal } = options;
   validateSync(InputSchema, pickInput(options), "generate");
   const o = validateSync(SamplingSchema, pickSampling(options), "generate");
@@ -141,107 +154,109 @@ async function run(model: Model, options: GenerateOptions, emit: (ev: Generation
   const sampler = createSampler(vocabSize, { ...o, seed });
   const eos = new Set(eosTokens);
 
-  const history = [...prompt];
-  const generated: number[] = [];
-  let text = "";
-  let finishReason: FinishReason = "length";
-  let responded: string | null = null;
-  let prefillMs = 0;
-  let decodeMs = 0;
+  return async (emit) => {
+    const history = [...prompt];
+    const generated: number[] = [];
+    let text = "";
+    let finishReason: FinishReason = "length";
+    let responded: string | null = null;
+    let prefillMs = 0;
+    let decodeMs = 0;
 
-  const request: RequestContext = {
-    model: model.info,
-    promptTokens: prompt,
-    state: new Map(),
-    get text() {
-      return text;
-    },
-    tokens: generated,
-    respond(t: string) {
-      responded = t;
-    },
-  };
+    const request: RequestContext = {
+      model: model.info,
+      promptTokens: prompt,
+      state: new Map(),
+      get text() {
+        return text;
+      },
+      tokens: generated,
+      respond(t: string) {
+        responded = t;
+      },
+    };
 
-  let ran = false;
-  const loop = async () => {
-    ran = true;
-    const sequence = model.createSequence({ hooks: chain.residual });
-    try {
-      const detok = new IncrementalDetokenizer((t) => model.detokenize(t), prompt);
-      const stops = new StopStringMatcher(o.stop);
-      chain.setStep("prefill", 0);
-      let t0 = performance.now();
-      let logits = await sequence.prefill(prompt);
-      prefillMs = performance.now() - t0;
-      throwHookError();
-      for (let step = 1; ; step++) {
-        signal?.throwIfAborted();
-        if (chain.hasLogitsHooks) logits = chain.logits(logits, history);
-        const token = sampler.sample(logits, history);
-        if (eos.has(token) && !o.ignoreEos) {
-          finishReason = "eos";
-          break;
-        }
-        const shown = stops.push(detok.push(token));
-        let accepted = false;
-        const tokenCtx: TokenContext = { request, token, text: shown, step };
-        await chain.token(tokenCtx, async () => {
-          accepted = true;
-          generated.push(token);
-          history.push(token);
-          text += shown;
-          if (shown.length > 0 || !stops.stopped) emit({ type: "token", token, text: shown, step });
-        });
-        if (!accepted) {
-          finishReason = "plugin";
-          break;
-        }
-        if (stops.stopped) {
-          finishReason = "stop";
-          break;
-        }
-        if (step >= o.maxTokens) break;
-        if (history.length >= contextLength) {
-          finishReason = "context";
-          break;
-        }
-        await nextTick(); // let other requests, stream readers and abort signals run between tokens
-        signal?.throwIfAborted();
-        chain.setStep("decode", step);
-        t0 = performance.now();
-        logits = await sequence.decode(token);
-        decodeMs += performance.now() - t0;
+    let ran = false;
+    const loop = async () => {
+      ran = true;
+      const sequence = model.createSequence({ hooks: chain.residual });
+      try {
+        const detok = new IncrementalDetokenizer((t) => model.detokenize(t), prompt);
+        const stops = new StopStringMatcher(o.stop);
+        chain.setStep("prefill", 0);
+        let t0 = performance.now();
+        let logits = await sequence.prefill(prompt);
+        prefillMs = performance.now() - t0;
         throwHookError();
+        for (let step = 1; ; step++) {
+          signal?.throwIfAborted();
+          if (chain.hasLogitsHooks) logits = chain.logits(logits, history);
+          const token = sampler.sample(logits, history);
+          if (eos.has(token) && !o.ignoreEos) {
+            finishReason = "eos";
+            break;
+          }
+          const shown = stops.push(detok.push(token));
+          let accepted = false;
+          const tokenCtx: TokenContext = { request, token, text: shown, step };
+          await chain.token(tokenCtx, async () => {
+            accepted = true;
+            generated.push(token);
+            history.push(token);
+            text += shown;
+            if (shown.length > 0 || !stops.stopped) emit({ type: "token", token, text: shown, step });
+          });
+          if (!accepted) {
+            finishReason = "plugin";
+            break;
+          }
+          if (stops.stopped) {
+            finishReason = "stop";
+            break;
+          }
+          if (step >= o.maxTokens) break;
+          if (history.length >= contextLength) {
+            finishReason = "context";
+            break;
+          }
+          await nextTick(); // let other requests, stream readers and abort signals run between tokens
+          signal?.throwIfAborted();
+          chain.setStep("decode", step);
+          t0 = performance.now();
+          logits = await sequence.decode(token);
+          decodeMs += performance.now() - t0;
+          throwHookError();
+        }
+        const tail = stops.push(detok.flush()) + stops.flush();
+        if (tail) {
+          text += tail;
+          emit({ type: "text", text: tail });
+        }
+      } finally {
+        sequence.free();
       }
-      const tail = stops.push(detok.flush()) + stops.flush();
-      if (tail) {
-        text += tail;
-        emit({ type: "text", text: tail });
-      }
-    } finally {
-      sequence.free();
+    };
+
+    function throwHookError(): void {
+      if (chain.residual.error) throw chain.residual.error;
     }
-  };
 
-  function throwHookError(): void {
-    if (chain.residual.error) throw chain.residual.error;
-  }
-
-  await chain.request(request, loop);
-  if (responded !== null) {
-    text = responded;
-    finishReason = "respond";
-  } else if (!ran) {
-    finishReason = "plugin";
-  }
-  const decoded = Math.max(0, generated.length - 1);
-  return {
-    text,
-    promptTokens: prompt,
-    tokens: generated,
-    finishReason,
-    seed,
-    timings: { prefillMs, decodeMs, tokensPerSecond: decodeMs > 0 ? (decoded * 1000) / decodeMs : 0 },
+    await chain.request(request, loop);
+    if (responded !== null) {
+      text = responded;
+      finishReason = "respond";
+    } else if (!ran) {
+      finishReason = "plugin";
+    }
+    const decoded = Math.max(0, generated.length - 1);
+    return {
+      text,
+      promptTokens: prompt,
+      tokens: generated,
+      finishReason,
+      seed,
+      timings: { prefillMs, decodeMs, tokensPerSecond: decodeMs > 0 ? (decoded * 1000) / decodeMs : 0 },
+    };
   };
 }
 

@@ -24,7 +24,11 @@ export interface StepContext {
   readonly model: ModelInfo;
   /** "prefill" while the prompt is evaluated, then "decode" for each generated token. */
   readonly phase: "prefill" | "decode";
-  /** 0 during prefill; n while computing the logits for the n-th generated token (1-based). */
+  /**
+   * Generated tokens already in the sequence when this forward pass runs: 0 for the prompt
+   * (prefill), n for the pass that feeds back the n-th generated token. Logits hooks see the step of
+   * the pass that produced the logits, which choose generated token `step + 1`.
+   */
   readonly step: number;
 }
 

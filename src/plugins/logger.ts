@@ -8,7 +8,8 @@
  *   { "type": "logits", "step": 1, "phase": "decode",
  *     "top": [{ "token": 403, "text": " upon", "logit": 11.2, "prob": 0.91 }, ...] }
  *
- * - `step`: 0 for the prompt (prefill), n while computing the n-th generated token.
+ * - `step`: 0 for the prompt (prefill), n for the forward pass that feeds back the n-th generated
+ *   token; a logits record of step n shows the choice of generated token n+1.
  * - `point`: canonical hook point (see sites.ts); `position`: the token position of the row.
  * - `norm`: L2 norm of the residual row; `projections[name]`: dot product with the unit vector of each
  *   given direction (the scalar Arditi et al. ablate, and SAE-style probes read).
@@ -57,8 +58,8 @@ export const LoggerOptions = v.object({
   rows: v.optional(v.picklist(["last", "all"]), "last"),
   /** Append JSONL records to this file. */
   file: v.optional(v.pipe(v.string(), v.minLength(1))),
-  /** Print records to the console (stderr). */
-  console: v.optional(v.boolean(), false),
+  /** Print records to the console (stderr). Default: true when neither `file` nor `onRecord` is given. */
+  console: v.optional(v.boolean()),
   /** Receive each record (from code; not expressible in a JSON recipe). */
   onRecord: v.optional(v.custom<(r: LogRecord) => void>((f) => typeof f === "function", "expected a function")),
 });
@@ -80,10 +81,11 @@ export const logger = definePlugin({
       }
       return { name, unit: normalize(vec) };
     });
+    const toConsole = o.console ?? (o.file === undefined && o.onRecord === undefined);
     const lines: string[] = [];
     const emit = (r: LogRecord) => {
       o.onRecord?.(r);
-      if (o.console) console.error(JSON.stringify(r));
+      if (toConsole) console.error(JSON.stringify(r));
       if (o.file) lines.push(JSON.stringify(r));
     };
     const flush = () => {

@@ -2,7 +2,7 @@
  * Test helper: rewrite a GGUF file's bytes, keeping every metadata entry it does not touch byte for
  * byte (so its exact types survive and llama.cpp still accepts the file), and re-laying out the
  * tensor table and data. Used to make variants of the embedded model: other weight types (F16,
- * Q8_0), other metadata, and broken files for the error tests.
+ * BF16, Q8_0), other metadata, added or missing tensors for the error tests.
  */
 import { float32ToHalfBits } from "../../src/convert/half.ts";
 import { halfToFloat } from "../../src/formats/ggml-types.ts";
@@ -114,15 +114,30 @@ export interface RewriteOptions {
   metadata?: Record<string, MetaEdit>;
   /** Map each tensor to its replacement, or null to drop it. */
   tensors?: (t: TensorEntry) => TensorEntry | null;
-  /** Write this type id into a tensor's table entry without touching its data (for broken files). */
-  lieAboutType?: Record<string, number>;
+  /** Rename metadata keys (values keep their exact bytes), e.g. to move `llama.*` to another architecture. */
+  renameKey?: (key: string) => string;
+  /** Tensors to add after the existing ones. */
+  append?: TensorEntry[];
 }
 
 export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint8Array {
   const src = parse(srcBytes);
-  const kvs = src.kvs.filter((kv) => !(options.metadata && kv.key in options.metadata)).map((kv) => kv.bytes);
+  const kvs = src.kvs
+    .filter((kv) => !(options.metadata && kv.key in options.metadata))
+    .map((kv) => {
+      const renamed = options.renameKey?.(kv.key) ?? kv.key;
+      if (renamed === kv.key) return kv.bytes;
+      const name = new TextEncoder().encode(renamed);
+      const rest = kv.bytes.subarray(8 + new TextEncoder().encode(kv.key).length);
+      const out = new Uint8Array(8 + name.length + rest.length);
+      new DataView(out.buffer).setBigUint64(0, BigInt(name.length), true);
+      out.set(name, 8);
+      out.set(rest, 8 + name.length);
+      return out;
+    });
   for (const [key, edit] of Object.entries(options.metadata ?? {})) if (edit) kvs.push(encodeKv(key, edit));
   const tensors = src.tensors.map((t) => (options.tensors ? options.tensors(t) : t)).filter((t): t is TensorEntry => t !== null);
+  tensors.push(...(options.append ?? []));
   const enc = new TextEncoder();
   const pad = (n: number) => Math.ceil(n / src.alignment) * src.alignment;
   let headerSize = 24 + kvs.reduce((a, b) => a + b.length, 0);
@@ -156,7 +171,7 @@ export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint
       v.setBigUint64(p, BigInt(d), true);
       p += 8;
     }
-    v.setUint32(p, options.lieAboutType?.[t.name] ?? t.type, true);
+    v.setUint32(p, t.type, true);
     v.setBigUint64(p + 4, BigInt(offsets[i]!), true);
     p += 12;
     out.set(t.data, dataStart + offsets[i]!);
@@ -166,10 +181,6 @@ export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint
 
 export function withMetadataString(src: Uint8Array, key: string, value: string): Uint8Array {
   return rewriteGguf(src, { metadata: { [key]: { type: "string", value } } });
-}
-
-export function withTensorType(src: Uint8Array, name: string, type: number): Uint8Array {
-  return rewriteGguf(src, { lieAboutType: { [name]: type } });
 }
 
 function f32Of(t: TensorEntry): Float32Array {
@@ -205,6 +216,18 @@ export function toF16(src: Uint8Array): Uint8Array {
   });
 }
 
+/** The model with every 2-D weight stored as BF16 (round to nearest even on the top 16 bits). */
+export function toBF16(src: Uint8Array): Uint8Array {
+  return rewriteGguf(src, {
+    tensors: (t) => {
+      if (t.dims.length < 2) return t;
+      const u = new Uint32Array(f32Of(t).buffer);
+      const out = Uint16Array.from(u, (x) => (x + 0x7fff + ((x >>> 16) & 1)) >>> 16);
+      return { ...t, type: 30, data: new Uint8Array(out.buffer) };
+    },
+  });
+}
+
 /** The model with every 2-D weight whose rows are whole 32-blocks stored as Q8_0 (others stay F32). */
 export function toQ8_0(src: Uint8Array): Uint8Array {
   return rewriteGguf(src, {
@@ -221,4 +244,13 @@ export function dequantizeQ8_0(bytes: Uint8Array): Float32Array {
     for (let j = 0; j < 32; j++) out[b * 32 + j] = d * v.getInt8(b * 34 + 2 + j);
   }
   return out;
+}
+
+/** The model under another llama-family architecture name: `llama.*` keys moved to `<arch>.*`. */
+export function asArchitecture(src: Uint8Array, arch: string, options: Omit<RewriteOptions, "renameKey"> = {}): Uint8Array {
+  return rewriteGguf(src, {
+    ...options,
+    renameKey: (k) => (k.startsWith("llama.") ? `${arch}.${k.slice("llama.".length)}` : k),
+    metadata: { ...options.metadata, "general.architecture": { type: "string", value: arch } },
+  });
 }

@@ -1,15 +1,14 @@
 /**
  * The llama.cpp backend: GGUF models through libllama's C API, bound with bun:ffi.
  */
-import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { validateModelFile } from "./validate.ts";
 import type { BackendAdapter } from "../../core/backend.ts";
 import { loadLlamaLibrary } from "./ffi.ts";
 import { LLAMA_CPP_CAPABILITIES, LlamaModel, type LlamaLoadOptions } from "./model.ts";
 
-/** The embedded default model (llama2.c stories260K), resolved relative to this package. */
-export const DEFAULT_MODEL_PATH: string = fileURLToPath(new URL("../../../models/stories260K.gguf", import.meta.url));
+import { DEFAULT_MODEL_PATH, defaultContextLength } from "../../default-model.ts";
+
+export { DEFAULT_MODEL_PATH };
 
 export const llamaCpp: BackendAdapter<LlamaLoadOptions> = {
   name: "llama-cpp",
@@ -22,18 +21,11 @@ export const llamaCpp: BackendAdapter<LlamaLoadOptions> = {
   },
 };
 
-/**
- * The context stories260K gets by default: its file says 2048, but it was trained on 512 tokens
- * and degrades past that (models/README.md).
- */
-const DEFAULT_MODEL_CONTEXT = 512;
-
 /** `llamaCpp.load`, synchronously. The file is validated (validate.ts) before llama.cpp opens it. */
 export function loadModel(path: string, options: LlamaLoadOptions = {}): LlamaModel {
   validateModelFile(path);
   const lib = loadLlamaLibrary();
-  const isDefault = resolve(path) === DEFAULT_MODEL_PATH;
-  return new LlamaModel(lib, path, isDefault && options.contextLength === undefined ? { ...options, contextLength: DEFAULT_MODEL_CONTEXT } : options);
+  return new LlamaModel(lib, path, { ...options, contextLength: options.contextLength ?? defaultContextLength(path) });
 }
 
 export { LlamaModel, LlamaModelError, LLAMA_CPP_CAPABILITIES, type LlamaLoadOptions } from "./model.ts";

@@ -1,0 +1,53 @@
+/**
+ * Choosing and opening a backend by name or by path. Adapters are imported on demand so that using
+ * one never loads another's native library.
+ */
+import { existsSync, statSync } from "node:fs";
+import type { BackendAdapter, LoadOptions, Model } from "../core/backend.ts";
+import { checkCapabilities } from "../core/chain.ts";
+import { SteerkitError } from "../core/errors.ts";
+import type { ConfiguredPlugin } from "../core/plugin.ts";
+
+export const BACKEND_NAMES = ["llama-cpp", "onnx", "reference"] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+export async function loadAdapter(name: BackendName): Promise<BackendAdapter> {
+  switch (name) {
+    case "llama-cpp":
+      return (await import("./llama-cpp/index.ts")).llamaCpp;
+    case "onnx":
+      return (await import("./onnx/index.ts")).onnx;
+    case "reference":
+      return (await import("../testing/reference-llama.ts")).referenceLlama;
+  }
+}
+
+/** `.gguf` file -> llama.cpp; a directory (ONNX export) or `.onnx` file -> ONNX Runtime. */
+export function inferBackend(path: string): BackendName {
+  if (!existsSync(path)) throw new SteerkitError("INVALID_REQUEST", `${path}: no such file or directory`);
+  if (statSync(path).isDirectory() || path.toLowerCase().endsWith(".onnx")) return "onnx";
+  if (path.toLowerCase().endsWith(".gguf")) return "llama-cpp";
+  throw new SteerkitError(
+    "INVALID_REQUEST",
+    `${path}: cannot tell the backend from the path (expected a .gguf file or an ONNX export directory); pass a backend (${BACKEND_NAMES.join(", ")})`,
+  );
+}
+
+export interface OpenModelOptions extends LoadOptions {
+  /** Backend name; inferred from the path when absent. */
+  readonly backend?: string;
+  /** Plugins the model will run: checked against the backend before any weights load. */
+  readonly plugins?: readonly ConfiguredPlugin[];
+}
+
+/** Open a model with the right adapter, failing early when a plugin needs what the backend lacks. */
+export async function openModel(path: string, options: OpenModelOptions = {}): Promise<Model> {
+  const { backend, plugins = [], ...load } = options;
+  if (backend !== undefined && !(BACKEND_NAMES as readonly string[]).includes(backend)) {
+    throw new SteerkitError("INVALID_REQUEST", `unknown backend "${backend}"; expected one of ${BACKEND_NAMES.join(", ")}`);
+  }
+  const name = (backend as BackendName | undefined) ?? inferBackend(path);
+  const adapter = await loadAdapter(name);
+  checkCapabilities(plugins, adapter);
+  return adapter.load(path, load);
+}

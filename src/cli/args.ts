@@ -1,0 +1,32 @@
+/** Argument parsing for the CLI: node's `util.parseArgs`, with errors that name the flag. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** A usage error: printed without a stack, exit code 2. */
+export class CliError extends Error {
+  override name = "CliError";
+}
+
+export interface Command {
+  readonly summary: string;
+  readonly help: string;
+  run(argv: readonly string[]): Promise<void>;
+}
+
+export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(argv: readonly string[], options: T, allowPositionals = false) {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals, strict: true });
+  } catch (e) {
+    throw new CliError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
+  }
+}
+
+/** A numeric flag, checked: `--max-tokens abc` names the flag and what it got. */
+export function numberFlag(name: string, value: string | undefined, check: { integer?: boolean; min?: number; max?: number } = {}): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  const want = `${check.integer ? "an integer" : "a number"}${check.min !== undefined ? ` >= ${check.min}` : ""}${check.max !== undefined ? ` <= ${check.max}` : ""}`;
+  if (value.trim() === "" || !Number.isFinite(n) || (check.integer && !Number.isInteger(n)) || (check.min !== undefined && n < check.min) || (check.max !== undefined && n > check.max)) {
+    throw new CliError(`--${name} must be ${want}, got "${value}"`);
+  }
+  return n;
+}

@@ -1,0 +1,324 @@
+/**
+ * The ONNX decoder graph for a llama GGUF: the math written down in llama-gguf.ts, in standard ONNX
+ * ops (opset 17) plus `SimplifiedLayerNormalization` (RMSNorm; an ONNX-domain op every
+ * onnxruntime build registers, and what ORT's own transformer optimiser emits for llama), with the
+ * Optimum KV-cache layout:
+ *
+ *   inputs   input_ids [batch, seq] int64, attention_mask [batch, total] int64,
+ *            position_ids [batch, seq] int64, past_key_values.N.key|value [batch, kv_heads, past, head_dim]
+ *   outputs  logits [batch, seq, vocab], present.N.key|value [batch, kv_heads, total, head_dim]
+ *
+ * Design choices, and why:
+ * - Weights stay in GGUF's row order ([out][in]) and are applied with `Gemm(transB=1)` on the
+ *   flattened `[batch*seq, in]` activations: no transposes in JS while converting a large model, and a
+ *   tied output head shares the embedding initializer instead of storing a transposed copy. (Measured:
+ *   for one-token decode, ORT runs Gemm(transB=1) as fast as MatMul on pre-transposed weights.)
+ * - The residual stream is a plain `Add(residual, branch)` at both points of every block, named
+ *   `layers.L.resid_mid` / `layers.L.resid_post` (and `embeddings` for resid_pre.0), so the ONNX
+ *   adapter's residual-chain finder sees each site.
+ * - RoPE rotates adjacent pairs, as llama.cpp's LLAMA_ROPE_TYPE_NORM does on the GGUF-permuted Q/K
+ *   weights: heads are viewed as [head_dim/2, 2], split into even/odd lanes and recombined.
+ *   The angles are computed in float32 in the graph from `position_ids` (no position table, so any
+ *   context length works).
+ * - Grouped-query attention without copying K/V per query head: Q is viewed as
+ *   [batch, kv_heads, group, seq, head_dim] and K/V as [batch, kv_heads, 1, total, head_dim];
+ *   MatMul broadcasts over the group axis. Query head i uses KV head floor(i / group), as in ggml.
+ * - The mask is causal over cache positions (query i of this call sits at total - seq + i) AND the
+ *   attention_mask, applied with `Where` (not by adding a large negative), so a row masked entirely
+ *   (left padding) gives uniform weights instead of NaN.
+ * - fp16 models keep every float tensor (weights, KV cache, logits) in float16 except the rope
+ *   angles, which need float32 precision at large positions and are cast after cos/sin. ORT runs
+ *   ops without an fp16 CPU kernel through inserted casts; RMSNorm accumulates in float32 inside
+ *   SimplifiedLayerNormalization, which avoids overflow of x² in half precision.
+ */
+import { float32ToHalfBits } from "./half.ts";
+import { type LlamaGguf, readWeightF16Bits, readWeightF32 } from "./llama-gguf.ts";
+import type { GgufTensorInfo } from "../formats/gguf.ts";
+import {
+  attr,
+  DataType,
+  graph,
+  model,
+  node,
+  type OnnxAttribute,
+  type OnnxModel,
+  type OnnxNode,
+  type OnnxTensor,
+  tensorFromBytes,
+  tensorFromFloat32,
+  tensorFromInt64,
+  valueInfo,
+} from "../formats/onnx/index.ts";
+
+export type WeightDtype = "float32" | "float16";
+
+/** A weight whose bytes are produced on demand, so a large model is never whole in memory. */
+export interface LazyInitializer {
+  readonly name: string;
+  readonly dataType: number;
+  readonly dims: readonly number[];
+  readonly byteLength: number;
+  /** GGUF source tensor (for the report). */
+  readonly source: GgufTensorInfo;
+  produce(): Uint8Array;
+}
+
+export interface LlamaOnnxGraph {
+  /** The model with small constants inline and no large weights (see `weights`). */
+  readonly model: OnnxModel;
+  /** Large weights, in graph order; the writer inlines them or streams them to external data. */
+  readonly weights: readonly LazyInitializer[];
+}
+
+export const OPSET = 17;
+
+class Builder {
+  readonly nodes: OnnxNode[] = [];
+  readonly constants: OnnxTensor[] = [];
+  private readonly counts = new Map<string, number>();
+
+  /** Add a node; its single output is named `out` (or derived from the node name). */
+  op(opType: string, inputs: readonly string[], name: string, attributes: OnnxAttribute[] = [], out?: string): string {
+    const nodeName = this.unique(name);
+    const output = out ?? `${nodeName}_output_0`;
+    this.nodes.push(node(opType, inputs, [output], attributes, { name: nodeName }));
+    return output;
+  }
+
+  opMulti(opType: string, inputs: readonly string[], name: string, nOut: number, attributes: OnnxAttribute[] = []): string[] {
+    const nodeName = this.unique(name);
+    const outputs = Array.from({ length: nOut }, (_, i) => `${nodeName}_output_${i}`);
+    this.nodes.push(node(opType, inputs, outputs, attributes, { name: nodeName }));
+    return outputs;
+  }
+
+  i64(name: string, values: readonly number[], scalar = false): string {
+    this.constants.push(tensorFromInt64(name, scalar ? [] : [values.length], values));
+    return name;
+  }
+
+  f32(name: string, values: Float32Array, dims: readonly number[]): string {
+    this.constants.push(tensorFromFloat32(name, dims, values));
+    return name;
+  }
+
+  /** A float constant of the model's dtype. */
+  float(name: string, values: Float32Array, dims: readonly number[], dtype: WeightDtype): string {
+    if (dtype === "float32") return this.f32(name, values, dims);
+    const bits = float32ToHalfBits(values);
+    this.constants.push(tensorFromBytes(name, DataType.FLOAT16, dims, new Uint8Array(bits.buffer)));
+    return name;
+  }
+
+  private unique(name: string): string {
+    const n = this.counts.get(name) ?? 0;
+    this.counts.set(name, n + 1);
+    return n === 0 ? name : `${name}_${n}`;
+  }
+}
+
+export interface GraphOptions {
+  readonly dtype: WeightDtype;
+}
+
+export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaOnnxGraph {
+  const h = g.hparams;
+  const dtype = options.dtype;
+  const elem = dtype === "float32" ? DataType.FLOAT : DataType.FLOAT16;
+  const b = new Builder();
+  const weights: LazyInitializer[] = [];
+  const weightNames = new Map<GgufTensorInfo, string>();
+
+  /** The initializer for a GGUF tensor (one per tensor: a tied head reuses the embedding). */
+  const weight = (t: GgufTensorInfo, name: string): string => {
+    const existing = weightNames.get(t);
+    if (existing) return existing;
+    weightNames.set(t, name);
+    // ggml dims are fastest-first; ONNX dims are slowest-first.
+    const dims = [...t.dims].reverse();
+    const count = t.elementCount;
+    weights.push({
+      name,
+      dataType: elem,
+      dims,
+      byteLength: count * (dtype === "float32" ? 4 : 2),
+      source: t,
+      produce: () => weightBytes(g, t, dtype),
+    });
+    return name;
+  };
+
+  const group = h.nHead / h.nHeadKv;
+  const dh = h.headDim;
+  const half = dh / 2;
+
+  // ---- shapes, computed once ----
+  const idsShape = b.op("Shape", ["input_ids"], "/model/input_ids_shape");
+  const batch = b.op("Slice", [idsShape, b.i64("const_0", [0]), b.i64("const_1", [1])], "/model/batch");
+  const seq = b.op("Slice", [idsShape, "const_1", b.i64("const_2", [2])], "/model/seq");
+  const shapeOf = (name: string, tail: number[]) =>
+    b.op("Concat", [batch, seq, b.i64(`${name}_tail`, tail)], name, [attr.int("axis", 0)]);
+  const shapeBsd = shapeOf("/model/shape_bsd", [h.nEmbd]);
+  const shapeQHeads = shapeOf("/model/shape_q_heads", [h.nHead, dh]);
+  const shapeKHeads = shapeOf("/model/shape_k_heads_bs", [h.nHeadKv, dh]);
+  // NORM rope views a head as [half, 2] (adjacent pairs), NEOX as [2, half] (halves); the two lanes
+  // are split along the axis of size 2.
+  const neox = h.profile.rope === "neox";
+  const pairAxis = neox ? -2 : -1;
+  const pairsShape = (heads: number) => b.i64(`/model/shape_rope_${heads}`, neox ? [0, 0, heads, 2, half] : [0, 0, heads, half, 2]);
+  const shapeV = shapeOf("/model/shape_v", [h.nHeadKv, dh]);
+  const shapeLogits = shapeOf("/model/shape_logits", [h.vocabSize]);
+  const flatD = b.i64("/model/shape_flat_d", [-1, h.nEmbd]);
+  const flatQ = b.i64("/model/shape_flat_q", [-1, h.nHead * dh]);
+  const q5Shape = b.i64("/model/shape_q_grouped", [0, 0, h.nHeadKv, group, dh]);
+  const kv4Shape = b.i64("/model/shape_k_heads", [0, 0, h.nHeadKv, dh]);
+
+  // ---- attention mask [batch, 1, 1, seq, total] (bool: may attend) ----
+  const maskShape = b.op("Shape", ["attention_mask"], "/model/attn_mask_shape");
+  const total = b.op("Gather", [maskShape, b.i64("const_1_scalar", [1], true)], "/model/total_len", [attr.int("axis", 0)]);
+  const seqScalar = b.op("Gather", [idsShape, "const_1_scalar"], "/model/seq_len", [attr.int("axis", 0)]);
+  const past = b.op("Sub", [total, seqScalar], "/model/past_len");
+  const one = b.i64("const_1_scalar_step", [1], true);
+  const keyPos = b.op("Range", [b.i64("const_0_scalar", [0], true), total, one], "/model/key_positions");
+  const queryPos = b.op("Range", [past, total, one], "/model/query_positions");
+  const queryCol = b.op("Unsqueeze", [queryPos, "const_1"], "/model/query_positions_col");
+  const causal = b.op("LessOrEqual", [keyPos, queryCol], "/model/causal_mask");
+  const padBool = b.op("Cast", ["attention_mask"], "/model/attn_mask_bool", [attr.int("to", DataType.BOOL)]);
+  const pad5 = b.op("Unsqueeze", [padBool, b.i64("const_axes_123", [1, 2, 3])], "/model/attn_mask_5d");
+  const allowed = b.op("And", [causal, pad5], "/model/allowed", [], "attention_allowed");
+  const lowest = b.float("/model/masked_score", new Float32Array([dtype === "float32" ? -3.4028234663852886e38 : -65504]), [], dtype);
+
+  // ---- rope cos/sin [batch, seq, 1, half, 1] (NORM) or [batch, seq, 1, 1, half] (NEOX) ----
+  // inv_freq_j = freq_scale * base^(-2j/n_rot) / ff_j, in double then rounded once to float32.
+  const invFreq = new Float32Array(half);
+  for (let j = 0; j < half; j++) {
+    const ff = h.ropeFreqFactors ? h.ropeFreqFactors[j]! : 1;
+    invFreq[j] = (h.ropeFreqScale * Math.pow(h.ropeFreqBase, (-2 * j) / h.nRot)) / ff;
+  }
+  const posF = b.op("Cast", ["position_ids"], "/model/rope/positions_f32", [attr.int("to", DataType.FLOAT)]);
+  const pos3 = b.op("Unsqueeze", [posF, b.i64("const_2_axes", [2])], "/model/rope/positions_col");
+  const angles = b.op("Mul", [pos3, b.f32("/model/rope/inv_freq", invFreq, [half])], "/model/rope/angles");
+  const trig = (fn: "Cos" | "Sin") => {
+    let t = b.op(fn, [angles], `/model/rope/${fn.toLowerCase()}`);
+    if (h.ropeAttnFactor !== 1) t = b.op("Mul", [t, b.f32(`/model/rope/attn_factor_${fn}`, new Float32Array([h.ropeAttnFactor]), [])], `/model/rope/${fn.toLowerCase()}_scaled`);
+    if (dtype === "float16") t = b.op("Cast", [t], `/model/rope/${fn.toLowerCase()}_f16`, [attr.int("to", DataType.FLOAT16)]);
+    return b.op("Unsqueeze", [t, b.i64(`const_rope_axes_${fn}`, neox ? [2, 3] : [2, 4])], `/model/rope/${fn.toLowerCase()}_5d`);
+  };
+  const cos = trig("Cos");
+  const sin = trig("Sin");
+
+  const rmsNorm = (x: string, w: GgufTensorInfo, wName: string, name: string) =>
+    b.op("SimplifiedLayerNormalization", [x, weight(w, wName)], name, [
+      attr.int("axis", -1),
+      attr.float("epsilon", h.rmsEps),
+      attr.int("stash_type", 1),
+    ]);
+  const linear = (x2d: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) =>
+    b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
+      attr.int("transB", 1),
+    ]);
+  /** Rotate the pairs (x0, x1) of `x` ([b, s, heads, head_dim]): adjacent lanes (NORM) or halves (NEOX). */
+  const rope = (x: string, heads: number, name: string) => {
+    const pairs = b.op("Reshape", [x, pairsShape(heads)], `${name}/Reshape`);
+    const [x0, x1] = b.opMulti("Split", [pairs], `${name}/Split`, 2, [attr.int("axis", pairAxis)]);
+    const r0 = b.op("Sub", [b.op("Mul", [x0!, cos], `${name}/Mul_x0_cos`), b.op("Mul", [x1!, sin], `${name}/Mul_x1_sin`)], `${name}/Sub`);
+    const r1 = b.op("Add", [b.op("Mul", [x0!, sin], `${name}/Mul_x0_sin`), b.op("Mul", [x1!, cos], `${name}/Mul_x1_cos`)], `${name}/Add`);
+    return b.op("Concat", [r0, r1], `${name}/Concat`, [attr.int("axis", pairAxis)]);
+  };
+
+  const inputs = [
+    valueInfo("input_ids", DataType.INT64, ["batch_size", "sequence_length"]),
+    valueInfo("attention_mask", DataType.INT64, ["batch_size", "total_sequence_length"]),
+    valueInfo("position_ids", DataType.INT64, ["batch_size", "sequence_length"]),
+  ];
+  const outputs = [valueInfo("logits", elem, ["batch_size", "sequence_length", h.vocabSize])];
+
+  // ---- embeddings (resid_pre.0) ----
+  let resid = b.op("Gather", [weight(g.tokenEmbd, "model.embed_tokens.weight"), "input_ids"], "/model/embed_tokens/Gather", [attr.int("axis", 0)], "embeddings");
+  const scale = b.float("/model/attn_scale", new Float32Array([1 / Math.sqrt(dh)]), [], dtype);
+
+  for (let L = 0; L < h.nLayers; L++) {
+    const l = g.layers[L]!;
+    const p = `/model/layers.${L}`;
+    const w = `model.layers.${L}`;
+    const pastK = `past_key_values.${L}.key`;
+    const pastV = `past_key_values.${L}.value`;
+    inputs.push(valueInfo(pastK, elem, ["batch_size", h.nHeadKv, "past_sequence_length", dh]));
+    inputs.push(valueInfo(pastV, elem, ["batch_size", h.nHeadKv, "past_sequence_length", dh]));
+    outputs.push(valueInfo(`present.${L}.key`, elem, ["batch_size", h.nHeadKv, "total_sequence_length", dh]));
+    outputs.push(valueInfo(`present.${L}.value`, elem, ["batch_size", h.nHeadKv, "total_sequence_length", dh]));
+
+    // attention
+    const a = rmsNorm(resid, l.attnNorm, `${w}.input_layernorm.weight`, `${p}/input_layernorm/SimplifiedLayerNormalization`);
+    const a2 = b.op("Reshape", [a, flatD], `${p}/self_attn/Reshape_flat`);
+    const q = linear(a2, l.wq, l.bq, `${w}.self_attn.q_proj`, `${p}/self_attn/q_proj/Gemm`);
+    const k = linear(a2, l.wk, l.bk, `${w}.self_attn.k_proj`, `${p}/self_attn/k_proj/Gemm`);
+    const v = linear(a2, l.wv, l.bv, `${w}.self_attn.v_proj`, `${p}/self_attn/v_proj/Gemm`);
+    let qHeads = b.op("Reshape", [q, shapeQHeads], `${p}/self_attn/Reshape_q_heads`); // [b, s, heads, dh]
+    let kHeads = b.op("Reshape", [k, shapeKHeads], `${p}/self_attn/Reshape_k_heads_bs`);
+    if (l.qNorm && l.kNorm) {
+      qHeads = rmsNorm(qHeads, l.qNorm, `${w}.self_attn.q_norm.weight`, `${p}/self_attn/q_norm/SimplifiedLayerNormalization`);
+      kHeads = rmsNorm(kHeads, l.kNorm, `${w}.self_attn.k_norm.weight`, `${p}/self_attn/k_norm/SimplifiedLayerNormalization`);
+    }
+    // NoPE blocks (smollm3) skip the rotation; the reshapes below accept either view of a head.
+    const qRot = h.ropeLayers[L] ? rope(qHeads, h.nHead, `${p}/self_attn/rope_q`) : qHeads;
+    const kRot = h.ropeLayers[L] ? rope(kHeads, h.nHeadKv, `${p}/self_attn/rope_k`) : kHeads;
+    const q5 = b.op("Transpose", [b.op("Reshape", [qRot, q5Shape], `${p}/self_attn/Reshape_q_grouped`)], `${p}/self_attn/Transpose_q`, [
+      attr.ints("perm", [0, 2, 3, 1, 4]),
+    ]); // [b, kv_heads, group, s, dh]
+    const kNew = b.op("Transpose", [b.op("Reshape", [kRot, kv4Shape], `${p}/self_attn/Reshape_k_heads`)], `${p}/self_attn/Transpose_k`, [
+      attr.ints("perm", [0, 2, 1, 3]),
+    ]); // [b, kv_heads, s, dh]
+    const vNew = b.op("Transpose", [b.op("Reshape", [v, shapeV], `${p}/self_attn/Reshape_v_heads`)], `${p}/self_attn/Transpose_v`, [
+      attr.ints("perm", [0, 2, 1, 3]),
+    ]);
+    const presentK = b.op("Concat", [pastK, kNew], `${p}/self_attn/Concat_k`, [attr.int("axis", 2)], `present.${L}.key`);
+    const presentV = b.op("Concat", [pastV, vNew], `${p}/self_attn/Concat_v`, [attr.int("axis", 2)], `present.${L}.value`);
+    const k5 = b.op("Unsqueeze", [presentK, "const_2_axes"], `${p}/self_attn/Unsqueeze_k`); // [b, kv, 1, T, dh]
+    const kT = b.op("Transpose", [k5], `${p}/self_attn/Transpose_kT`, [attr.ints("perm", [0, 1, 2, 4, 3])]);
+    const v5 = b.op("Unsqueeze", [presentV, "const_2_axes"], `${p}/self_attn/Unsqueeze_v`);
+    const scores = b.op("Mul", [b.op("MatMul", [q5, kT], `${p}/self_attn/MatMul_qk`), scale], `${p}/self_attn/Mul_scale`);
+    const masked = b.op("Where", [allowed, scores, lowest], `${p}/self_attn/Where_mask`);
+    const probs = b.op("Softmax", [masked], `${p}/self_attn/Softmax`, [attr.int("axis", -1)]);
+    const ctx = b.op("MatMul", [probs, v5], `${p}/self_attn/MatMul_pv`); // [b, kv, group, s, dh]
+    const ctxT = b.op("Transpose", [ctx], `${p}/self_attn/Transpose_out`, [attr.ints("perm", [0, 3, 1, 2, 4])]);
+    const ctx2 = b.op("Reshape", [ctxT, flatQ], `${p}/self_attn/Reshape_out`);
+    const o = linear(ctx2, l.wo, l.bo, `${w}.self_attn.o_proj`, `${p}/self_attn/o_proj/Gemm`);
+    const o3 = b.op("Reshape", [o, shapeBsd], `${p}/self_attn/Reshape_o`);
+    const mid = b.op("Add", [resid, o3], `${p}/attn_residual/Add`, [], `layers.${L}.resid_mid`);
+
+    // MLP
+    const f = rmsNorm(mid, l.ffnNorm, `${w}.post_attention_layernorm.weight`, `${p}/post_attention_layernorm/SimplifiedLayerNormalization`);
+    const f2 = b.op("Reshape", [f, flatD], `${p}/mlp/Reshape_flat`);
+    const gate = linear(f2, l.wGate, l.bGate, `${w}.mlp.gate_proj`, `${p}/mlp/gate_proj/Gemm`);
+    const up = linear(f2, l.wUp, l.bUp, `${w}.mlp.up_proj`, `${p}/mlp/up_proj/Gemm`);
+    const silu = b.op("Mul", [gate, b.op("Sigmoid", [gate], `${p}/mlp/act_fn/Sigmoid`)], `${p}/mlp/act_fn/Mul`);
+    const down = linear(b.op("Mul", [silu, up], `${p}/mlp/Mul`), l.wDown, l.bDown, `${w}.mlp.down_proj`, `${p}/mlp/down_proj/Gemm`);
+    const down3 = b.op("Reshape", [down, shapeBsd], `${p}/mlp/Reshape_out`);
+    resid = b.op("Add", [mid, down3], `${p}/mlp_residual/Add`, [], `layers.${L}.resid_post`);
+  }
+
+  const normed = rmsNorm(resid, g.outputNorm, "model.norm.weight", "/model/norm/SimplifiedLayerNormalization");
+  const headInputs = [b.op("Reshape", [normed, flatD], "/lm_head/Reshape_flat"), weight(g.output, "lm_head.weight")];
+  if (g.outputBias) headInputs.push(weight(g.outputBias, "lm_head.bias"));
+  const head = b.op("Gemm", headInputs, "/lm_head/Gemm", [attr.int("transB", 1)]);
+  b.op("Reshape", [head, shapeLogits], "/lm_head/Reshape_out", [], "logits");
+
+  const m = model({
+    graph: graph({ name: "steerkit_llama_decoder", nodes: b.nodes, initializers: b.constants, inputs, outputs }),
+    opsets: { "": OPSET },
+    producerName: "steerkit-convert",
+    metadata: { source: "gguf", architecture: h.architecture },
+  });
+  return { model: m, weights };
+}
+
+/** A GGUF weight's bytes in the output dtype (F16 -> float16 passes the bits through untouched). */
+function weightBytes(g: LlamaGguf, t: GgufTensorInfo, dtype: WeightDtype): Uint8Array {
+  if (dtype === "float16") {
+    const bits = readWeightF16Bits(g, t) ?? float32ToHalfBits(readWeightF32(g, t));
+    return new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength);
+  }
+  const f = readWeightF32(g, t);
+  return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+}

@@ -1,0 +1,65 @@
+import { describe, expect, test } from "bun:test";
+import { bf16BitsToFloat32, dequantizeQ8_0Fast, float32ToHalfBits, halfBitsToFloat32 } from "../../src/convert/half.ts";
+import { dequantize, GGML_TYPE, halfToFloat } from "../../src/formats/ggml-types.ts";
+import { quantizeQ8_0 } from "./gguf-edit.ts";
+
+describe("half precision conversions", () => {
+  test("halfBitsToFloat32 decodes all 65536 halves like the GGUF reader", () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const f = halfBitsToFloat32(all);
+    for (let i = 0; i < 65536; i++) {
+      const want = halfToFloat(i);
+      if (Number.isNaN(want)) expect(f[i]).toBeNaN();
+      else expect(Object.is(f[i], want)).toBe(true);
+    }
+  });
+
+  test("float32ToHalfBits inverts it for every non-NaN half", () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const back = float32ToHalfBits(halfBitsToFloat32(all));
+    let mismatches = 0;
+    for (let i = 0; i < 65536; i++) if (!Number.isNaN(halfToFloat(i)) && back[i] !== i) mismatches++;
+    expect(mismatches).toBe(0);
+  });
+
+  test("float32ToHalfBits rounds to nearest even, overflows to infinity, keeps subnormals", () => {
+    const bits = (x: number) => float32ToHalfBits(new Float32Array([x]))[0];
+    expect(bits(1 + 2 ** -11)).toBe(0x3c00); // halfway between 1 and 1+2^-10: ties to even (1)
+    expect(bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // halfway between 1+2^-10 and 1+2^-9: ties to even
+    expect(bits(1 + 2 ** -11 + 2 ** -20)).toBe(0x3c01); // just above halfway: up
+    expect(bits(65504)).toBe(0x7bff); // largest half
+    expect(bits(65520)).toBe(0x7c00); // halfway to 2^16: rounds to even = infinity
+    expect(bits(-1e6)).toBe(0xfc00);
+    expect(bits(2 ** -24)).toBe(0x0001); // smallest subnormal
+    expect(bits(2 ** -25)).toBe(0x0000); // halfway to it: ties to even (0)
+    expect(bits(3 * 2 ** -26)).toBe(0x0001);
+    expect(bits(-0)).toBe(0x8000);
+    expect(bits(NaN) & 0x7c00).toBe(0x7c00);
+    expect(bits(NaN) & 0x3ff).not.toBe(0);
+  });
+
+  test("dequantizeQ8_0Fast equals the GGUF reader's Q8_0 decoding", () => {
+    const x = Float32Array.from({ length: 32 * 64 }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 97)));
+    const q = quantizeQ8_0(x);
+    const fast = dequantizeQ8_0Fast(q, x.length);
+    expect(Array.from(fast)).toEqual(Array.from(dequantize(GGML_TYPE.Q8_0, q, x.length)));
+    // And the quantisation is what it claims: within half a step, plus 127 steps times the f16 rounding of the scale (2^-11).
+    for (let b = 0; b < 64; b++) {
+      const block = x.subarray(b * 32, b * 32 + 32);
+      const step = Math.max(...block.map(Math.abs)) / 127;
+      for (let j = 0; j < 32; j++) expect(Math.abs(fast[b * 32 + j]! - block[j]!)).toBeLessThanOrEqual(step * (0.5 + 127 * 2 ** -11));
+    }
+  });
+
+  test("bf16BitsToFloat32 equals the GGUF reader's BF16 decoding over all 65536 values", () => {
+    const bits = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const fast = bf16BitsToFloat32(bits);
+    const slow = dequantize(GGML_TYPE.BF16, new Uint8Array(bits.buffer), bits.length);
+    // Bit-equal except NaN payloads, which the reader's round trip through a JS number canonicalises.
+    const a = new Uint32Array(fast.buffer);
+    const b = new Uint32Array(slow.buffer);
+    let mismatches = 0;
+    for (let i = 0; i < a.length; i++) if (Number.isNaN(fast[i]) ? !Number.isNaN(slow[i]) : a[i] !== b[i]) mismatches++;
+    expect(mismatches).toBe(0);
+  });
+});
