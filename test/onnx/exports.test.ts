@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { onnx, type OnnxModel } from "../../src/adapters/onnx/index.ts";
@@ -102,6 +102,19 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
       expect(maxAbsDiff(a[i]!, b[i]!)).toBeLessThan(1e-4);
       expect(maxAbsDiff(a[i]!, base[i]!)).toBeGreaterThan(1e-2);
     }
+    m.dispose();
+  });
+
+  test("transformers.js layout: configs at the root, graph variants under onnx/", async () => {
+    const root = join(tmp, "tjs");
+    const built = dirFor("tjs-src", {}, true);
+    mkdirSync(join(root, "onnx"), { recursive: true });
+    for (const f of ["model_q4.onnx", "model_fp16.onnx"]) copyFileSync(join(built, "model.onnx"), join(root, "onnx", f));
+    copyFileSync(join(built, "model.onnx.data"), join(root, "onnx", "model.onnx.data"));
+    writeFileSync(join(root, "config.json"), JSON.stringify({ model_type: "tiny-gpt", _name_or_path: "org/tiny", hidden_size: 16, vocab_size: 50, eos_token_id: 2 }));
+    await expect(onnx.load(root)).rejects.toThrow(/cannot tell which file is the decoder.*onnx\/model_fp16\.onnx, onnx\/model_q4\.onnx: pass the one to load/);
+    const m = await onnx.load(join(root, "onnx", "model_q4.onnx"));
+    expect(m.info).toMatchObject({ name: "org/tiny", architecture: "tiny-gpt", nLayers: 3, eosTokens: [2] });
     m.dispose();
   });
 
