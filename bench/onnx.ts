@@ -18,7 +18,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { onnx, type OnnxModel } from "../src/adapters/onnx/index.ts";
+import { onnx, type OnnxRuntimeModel } from "../src/adapters/onnx/index.ts";
 import { ort } from "../src/adapters/onnx/ort.ts";
 import { readOnnxFile } from "../src/formats/onnx/index.ts";
 import type { AffineEdit, ResidualHooks } from "../src/core/backend.ts";
@@ -68,7 +68,7 @@ function plainSession(file: string): Promise<ort.InferenceSession> {
 }
 
 /** The baseline: feed the original session directly, the way a plain onnxruntime user would. */
-async function plainLoop(file: string, model: OnnxModel, prompt: number[], steps: number): Promise<number> {
+async function plainLoop(file: string, model: OnnxRuntimeModel, prompt: number[], steps: number): Promise<number> {
   const session = await plainSession(file);
   const io = model.io;
   const int = (type: "int32" | "int64", values: number[]) =>
@@ -92,7 +92,7 @@ async function plainLoop(file: string, model: OnnxModel, prompt: number[], steps
   return (steps / ms) * 1000;
 }
 
-async function steerkitLoop(model: OnnxModel, h: ResidualHooks | undefined, prompt: number[], steps: number): Promise<number> {
+async function steerkitLoop(model: OnnxRuntimeModel, h: ResidualHooks | undefined, prompt: number[], steps: number): Promise<number> {
   const seq = model.createSequence(h ? { hooks: h } : {});
   await seq.prefill(prompt);
   const t0 = performance.now();
@@ -107,7 +107,7 @@ async function steerkitLoop(model: OnnxModel, h: ResidualHooks | undefined, prom
 const best = (xs: number[]) => Math.max(...xs);
 
 async function benchModel(label: string, dir: string, file: string, tokens: number): Promise<string[]> {
-  const model = (await onnx.load(dir, THREADS ? { threads: THREADS } : {})) as OnnxModel;
+  const model = await onnx.load(dir, THREADS ? { threads: THREADS } : {});
   const { nLayers, dModel } = model.info;
   const prompt = Array.from({ length: 16 }, (_, i) => (i * 13 + 5) % 50);
   const mid = Math.floor(nLayers / 2);
@@ -140,7 +140,7 @@ async function benchModel(label: string, dir: string, file: string, tokens: numb
 
 /** ms per decode step at several context lengths: plain loop (full `present` outputs) vs Steerkit (new rows only). */
 async function kvCost(label: string, dir: string, file: string, contexts: number[]): Promise<string[]> {
-  const model = (await onnx.load(dir, THREADS ? { threads: THREADS } : {})) as OnnxModel;
+  const model = await onnx.load(dir, THREADS ? { threads: THREADS } : {});
   const plain = await plainSession(file);
   const io = model.io;
   const int = (type: "int32" | "int64", values: number[]) =>

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { onnx, type OnnxModel } from "../../src/adapters/onnx/index.ts";
+import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { ort } from "../../src/adapters/onnx/ort.ts";
 import { allPoints, pointName } from "../../src/core/sites.ts";
 import { normalize, projectOutRows } from "../../src/core/tensor.ts";
@@ -11,9 +11,9 @@ const PROMPT = [5, 17, 300, 42, 999, 0];
 const NEXT = [7, 123, 456];
 const D = 32;
 
-let model: OnnxModel;
+let model: OnnxRuntimeModel;
 beforeAll(async () => {
-  model = (await onnx.load(DIR)) as OnnxModel;
+  model = await onnx.load(DIR);
 });
 afterAll(() => model?.dispose());
 
@@ -206,7 +206,7 @@ describe("ONNX adapter on the genai GPT-2 export (fused contrib ops, legacy KV l
   });
 
   test("the plan cache is bounded and never drops a plan a live sequence uses", async () => {
-    const small = (await onnx.load(DIR, { maxCachedPlans: 1 })) as OnnxModel;
+    const small = await onnx.load(DIR, { maxCachedPlans: 1 });
     const layouts = ["resid_post.0", "resid_post.1", "resid_post.2"].map((p) => makeHooks({ points: [p], edit: () => {} }));
     const held = small.createSequence({ hooks: layouts[0] });
     const first = Float32Array.from(await held.prefill(PROMPT));

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { onnx, type OnnxModel } from "../../src/adapters/onnx/index.ts";
+import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { pointName, allPoints } from "../../src/core/sites.ts";
 import { saveModel } from "../../src/formats/onnx/index.ts";
 import { buildGenaiStyleDecoder, writeDecoderDir, type DecoderSpec } from "./helpers/decoder-builder.ts";
@@ -14,7 +14,7 @@ const SPEC: DecoderSpec = { dModel: 16, nLayers: 3, nHeads: 2, vocab: 50, seed: 
 const dirFor = (name: string, spec: Partial<DecoderSpec> = {}, externalData = false) =>
   writeDecoderDir(join(tmp, name), { ...SPEC, ...spec }, { externalData });
 
-async function greedyLogits(m: OnnxModel, hooks?: ReturnType<typeof makeHooks>): Promise<Float32Array[]> {
+async function greedyLogits(m: OnnxRuntimeModel, hooks?: ReturnType<typeof makeHooks>): Promise<Float32Array[]> {
   const seq = m.createSequence(hooks ? { hooks } : {});
   const out = [Float32Array.from(await seq.prefill([3, 4, 5, 9]))];
   for (const t of [11, 12]) out.push(Float32Array.from(await seq.decode(t)));
@@ -24,8 +24,8 @@ async function greedyLogits(m: OnnxModel, hooks?: ReturnType<typeof makeHooks>):
 
 describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
   test("fp16 model with external data runs, matches its fp32 twin, and its hook modes agree", async () => {
-    const m16 = (await onnx.load(dirFor("fp16", { fp16: true }, true))) as OnnxModel;
-    const m32 = (await onnx.load(dirFor("fp32"))) as OnnxModel;
+    const m16 = await onnx.load(dirFor("fp16", { fp16: true }, true));
+    const m32 = await onnx.load(dirFor("fp32"));
     expect(m16.io.hiddenElemType).toBe(10);
     expect(m16.sites.size).toBe(7);
     const a = await greedyLogits(m16);
@@ -52,7 +52,7 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
   });
 
   test("every point of the plain-op graph is found and the modes agree in fp32", async () => {
-    const m = (await onnx.load(dirFor("fp32-modes"))) as OnnxModel;
+    const m = await onnx.load(dirFor("fp32-modes"));
     expect([...m.sites.keys()].sort()).toEqual(allPoints(3).map(pointName).sort());
     const base = await greedyLogits(m);
     const read = makeHooks({ points: allPoints(3).map(pointName), writes: false });
@@ -73,7 +73,7 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
     const dir = join(tmp, "genai-style");
     mkdirSync(dir);
     saveModel(join(dir, "model.onnx"), buildGenaiStyleDecoder({ dModel: 32, nLayers: 3, nHeads: 4, kvHeads: 2, vocab: 64, dFF: 64 }));
-    const m = (await onnx.load(dir)) as OnnxModel;
+    const m = await onnx.load(dir);
     expect(m.info).toMatchObject({ nLayers: 3, dModel: 32, vocabSize: 64 });
     expect([...m.sites.keys()].sort()).toEqual(allPoints(3).map(pointName).sort());
     // The stream: the embedding Gather, SkipSimplifiedLayerNorm output 3, and the sum split out of the final norm.

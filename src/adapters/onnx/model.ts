@@ -82,7 +82,7 @@ export interface RuntimePlan {
   readonly reads: readonly { point: HookPoint; tensor: string }[];
 }
 
-export class OnnxModel implements Model {
+export class OnnxRuntimeModel implements Model {
   readonly capabilities = ONNX_CAPABILITIES;
   private readonly plans = new Map<string, CachedPlan>();
   private readonly sequences = new Set<OnnxSequence>();
@@ -241,7 +241,7 @@ function intType(graph: OnnxGraph, name: string, file: string): "int32" | "int64
   throw new OnnxModelError(`${file}: input "${name}" has element type ${t}, expected int32 or int64`);
 }
 
-export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {}): Promise<OnnxModel> {
+export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {}): Promise<OnnxRuntimeModel> {
   const cfg = readExportDir(path);
   const fail = (reason: string): never => {
     throw new OnnxModelError(`${cfg.modelFile}: ${reason}`);
@@ -327,7 +327,7 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
     executionMode: "sequential",
     logSeverityLevel: 3,
   };
-  const model = new OnnxModel(info, cfg, file, baseGraph, normalized, sites, io, text, sessionOptions, options.maxCachedPlans ?? 4);
+  const model = new OnnxRuntimeModel(info, cfg, file, baseGraph, normalized, sites, io, text, sessionOptions, options.maxCachedPlans ?? 4);
   try {
     await model.ready();
   } catch (e) {

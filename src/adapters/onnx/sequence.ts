@@ -6,7 +6,7 @@
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
 import { DataType, floatToHalf, halfToFloat } from "../../formats/onnx/index.ts";
-import type { OnnxModel, PlanLease, RuntimePlan } from "./model.ts";
+import type { OnnxRuntimeModel, PlanLease, RuntimePlan } from "./model.ts";
 import { KvCache } from "./kv.ts";
 import { float16Tensor, halfBits, ort, type OrtTensor } from "./ort.ts";
 import type { PlanSpec } from "./plan.ts";
@@ -24,7 +24,7 @@ export class OnnxSequence implements Sequence {
 
   constructor(
     readonly id: number,
-    private readonly model: OnnxModel,
+    private readonly model: OnnxRuntimeModel,
     private readonly hooks: ResidualHooks | null,
     private readonly onFree: () => void,
   ) {
