@@ -203,6 +203,10 @@ describe("ONNX adapter on the genai GPT-2 export (fused contrib ops, legacy KV l
     const p2 = await model.plan(model.planSpec(h2));
     expect(p1).toBe(p2);
     expect(p1.segments.length).toBe(2);
+    // resid_pre.L is resid_post.(L-1): one cut, in forward order, whatever order the points came in.
+    const spec = model.planSpec(makeHooks({ points: ["resid_post.3", "resid_pre.2", "resid_post.1"], edit: () => {} }));
+    expect(spec.split.map((p) => `${p.site}.${p.layer}`)).toEqual(["resid_post.1", "resid_post.3"]);
+    expect(() => model.createSequence({ hooks: makeHooks({ points: ["resid_post.5"] }) })).toThrow(/outside 0..4/);
   });
 
   test("the plan cache is bounded and never drops a plan a live sequence uses", async () => {

@@ -3,7 +3,7 @@
  * are compiled into graphs (see plan.ts) chosen from what the request's hooks declare.
  */
 import type { Capability, ChatMessage, LoadOptions, Model, ModelInfo, ResidualHooks, Sequence, SequenceOptions, TokenizeOptions } from "../../core/backend.ts";
-import { canonicalPoint, pointName, type HookPoint } from "../../core/sites.ts";
+import { canonicalPoint, pointIndex, pointName, type HookPoint } from "../../core/sites.ts";
 import {
   DataType,
   encodeModel,
@@ -143,7 +143,9 @@ export class OnnxRuntimeModel implements Model {
   /** The hook layout a request needs: which points run in JS, in-graph, or are only read. */
   planSpec(hooks: ResidualHooks | null): PlanSpec {
     if (!hooks || hooks.points.length === 0) return { split: [], affine: [], read: [] };
-    const points = hooks.points.map((p) => canonicalPoint(p, this.info.nLayers));
+    // Canonical, unique, in forward order (core promises this; a hand-built hooks object may not).
+    const byIndex = new Map(hooks.points.map((p) => [pointIndex(p, this.info.nLayers), canonicalPoint(p, this.info.nLayers)]));
+    const points = [...byIndex].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
     const affine: { point: HookPoint; lowRank: boolean }[] = [];
     const rest: HookPoint[] = [];
     for (const p of points) {
