@@ -143,6 +143,26 @@ describe("ONNX adapter on the genai GPT-2 export (fused contrib ops, legacy KV l
     expect(maxAbsDiff(byHand[0]!, (await run())[0]!)).toBeGreaterThan(1e-2);
   });
 
+  test("a hook may return a replacement tensor; it is handed absolute positions", async () => {
+    const c = wave(D, 1.2);
+    const inPlace = makeHooks({
+      points: ["resid_mid.2"],
+      edit: (_, x) => {
+        for (let i = 0; i < x.data.length; i++) x.data[i] = x.data[i]! + c[i % D]!;
+      },
+    });
+    const positions: number[][] = [];
+    const replaced = makeHooks({ points: ["resid_mid.2"], edit: () => {} });
+    const original = replaced.run.bind(replaced);
+    (replaced as { run: typeof original }).run = (point, x, pos) => {
+      positions.push(Array.from(pos));
+      original(point, x, pos);
+      return { data: Float32Array.from(x.data, (v, i) => v + c[i % D]!), dims: x.dims };
+    };
+    expectClose(await run(replaced), await run(inPlace), 0);
+    expect(positions).toEqual([[0, 1, 2, 3, 4, 5], [6], [7], [8]]);
+  });
+
   test("two sequences at once do not leak into each other", async () => {
     const base = await run();
     const c = wave(D, 2);
