@@ -166,7 +166,11 @@ export class KvCache {
   private readonly outer: number;
   private readonly inner: number;
 
-  constructor(private readonly entry: KvEntry) {
+  constructor(
+    private readonly entry: KvEntry,
+    /** The most tokens it will ever hold (the context length): capacity never grows past it. */
+    private readonly maxTokens = Number.MAX_SAFE_INTEGER,
+  ) {
     this.outer = entry.emptyDims.slice(0, entry.seqAxis).reduce((a, b) => a * b, 1);
     this.inner = entry.emptyDims.slice(entry.seqAxis + 1).reduce((a, b) => a * b, 1);
     this.buffers = [this.alloc(0), this.alloc(0)];
@@ -197,7 +201,7 @@ export class KvCache {
     const src = this.buffers[this.current]!;
     let dst = this.buffers[1 - this.current]!;
     if (dst.length < outer * total * inner) {
-      const capacity = Math.max(total, 2 * (dst.length / (outer * inner)), 16);
+      const capacity = Math.max(total, Math.min(this.maxTokens, Math.max(2 * (dst.length / (outer * inner)), 16)));
       dst = this.alloc(capacity);
       this.buffers[1 - this.current] = dst;
     }

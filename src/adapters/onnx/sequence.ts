@@ -29,7 +29,7 @@ export class OnnxSequence implements Sequence {
     private readonly onFree: () => void,
   ) {
     this.spec = model.planSpec(hooks);
-    this.caches = model.io.kv.entries.map((e) => new KvCache(e));
+    this.caches = model.io.kv.entries.map((e) => new KvCache(e, model.info.contextLength));
     this.logits = new Float32Array(model.info.vocabSize);
   }
 
