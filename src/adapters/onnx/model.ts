@@ -112,7 +112,7 @@ export class OnnxRuntimeModel implements Model {
       steer: new Map(),
       reads: [],
     }));
-    // Surface a failing base session at load, not at the first decode.
+    // loadOnnxModel awaits ready() and reports a failure there; this only marks it observed.
     this.base.catch(() => {});
   }
 
