@@ -120,13 +120,13 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
 
   test("tokenizer.json and the chat template of tokenizer_config.json are used", async () => {
     const dir = dirFor("with-tokenizer");
-    const words = ["<unk>", "<s>", "</s>", "hello", "world", "once", "upon", "a", "time", "user", "assistant", ":"];
+    const words = ["<unk>", "<s>", "</s>", "hello", "world", "once", "upon", "a", "time", "user", "assistant", ":", "<|end|>"];
     const vocab = Object.fromEntries(words.map((w, i) => [w, i]));
     writeFileSync(
       join(dir, "tokenizer.json"),
       JSON.stringify({
         version: "1.0",
-        added_tokens: words.slice(0, 3).map((w, i) => ({ id: i, content: w, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+        added_tokens: [0, 1, 2, 12].map((i) => ({ id: i, content: words[i], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
         normalizer: null,
         pre_tokenizer: { type: "Whitespace" },
         post_processor: null,
@@ -148,7 +148,11 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
     expect(m.tokenize("hello", { addBos: false })).toEqual([3]);
     expect(m.detokenize([1, 3, 4, 2])).toBe("hello world");
     expect(m.info.chatTemplate).toContain("messages");
-    expect(m.applyChatTemplate([{ role: "user", content: "hello" }])).toBe("<s>user: hello assistant:");
+    // bos_token renders empty (tokenization adds BOS), as in the llama.cpp adapter.
+    expect(m.applyChatTemplate([{ role: "user", content: "hello" }])).toBe("user: hello assistant:");
+    // Special-token text becomes the special token only when asked (chat templates), never from user text.
+    expect(m.tokenize("hello <|end|>", { addBos: false, special: true })).toEqual([3, 12]);
+    expect(m.tokenize("hello <|end|>", { addBos: false })).not.toContain(12);
     m.dispose();
   });
 });
