@@ -8,7 +8,7 @@
  * build_attn_mha, build_ffn), `src/llama-model.cpp` (hparams), `src/llama-context.cpp` (rope cparams)
  * and `ggml/src/ggml-cpu/ops.cpp` (rope, rms_norm). Per token row `x` (`[n_embd]`):
  *
- *   h_0 = token_embd[id]                                    (ggml_get_rows; `inp_embd` = resid_pre.0)
+ *   h_0 = token_embd[id]                                    (ggml_get_rows; `embd` in the eval callback = resid_pre.0)
  *   for each block L:
  *     a   = rms_norm(h) * attn_norm                          rms_norm(v) = v / sqrt(mean(v²) + eps),
  *                                                            eps = `llama.attention.layer_norm_rms_epsilon`

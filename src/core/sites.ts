@@ -5,7 +5,7 @@
  *
  * | site         | what it is                                   | TransformerLens           | HF `hidden_states` | llama.cpp tensor |
  * |--------------|----------------------------------------------|---------------------------|--------------------|------------------|
- * | `resid_pre`  | residual entering block L (L=0: embeddings)   | `blocks.L.hook_resid_pre` | `[L]`              | `inp_embd` (L=0) |
+ * | `resid_pre`  | residual entering block L (L=0: embeddings)   | `blocks.L.hook_resid_pre` | `[L]`              | `embd` (L=0)     |
  * | `resid_mid`  | after block L's attention, before its MLP     | `blocks.L.hook_resid_mid` | —                  | `ffn_inp-L`      |
  * | `resid_post` | residual leaving block L (the default site)   | `blocks.L.hook_resid_post`| `[L+1]`            | `l_out-L`        |
  *
@@ -17,6 +17,8 @@
  * of 0-based block N, and N = 0 is refused by llama.cpp (`common/common.cpp`: "layer 1 at [0]").
  * So `direction.N` is `resid_post N`. HF's last `hidden_states` entry has the final norm applied in
  * most architectures; {@link fromHiddenStatesIndex} maps the index only and cannot undo the norm.
+ * In llama.cpp's graph the token embeddings after `get_rows` reach the eval callback as `embd`;
+ * `inp_embd` is the input placeholder for caller-supplied embeddings, not the residual.
  */
 
 export type SiteKind = "resid_pre" | "resid_mid" | "resid_post";
@@ -122,16 +124,16 @@ export function toLlamaCppDirection(p: HookPoint, nLayers: number): string {
   return `direction.${c.layer}`;
 }
 
-/** llama.cpp graph tensor names (`l_out-N`, `ffn_inp-N`, `inp_embd`) <-> points. */
+/** llama.cpp graph tensor names (`l_out-N`, `ffn_inp-N`, `embd`) <-> points. */
 export function fromLlamaCppTensor(name: string): HookPoint {
-  if (name === "inp_embd") return { site: "resid_pre", layer: 0 };
+  if (name === "embd") return { site: "resid_pre", layer: 0 };
   const m = /^(l_out|ffn_inp)-(\d+)$/.exec(name);
-  if (!m) throw new SyntaxError(`not a llama.cpp residual tensor name: "${name}" (expected inp_embd, ffn_inp-N or l_out-N)`);
+  if (!m) throw new SyntaxError(`not a llama.cpp residual tensor name: "${name}" (expected embd, ffn_inp-N or l_out-N)`);
   return { site: m[1] === "l_out" ? "resid_post" : "resid_mid", layer: Number(m[2]) };
 }
 
 export function toLlamaCppTensor(p: HookPoint, nLayers: number): string {
   const c = canonicalPoint(p, nLayers);
-  if (c.site === "resid_pre") return "inp_embd";
+  if (c.site === "resid_pre") return "embd";
   return `${c.site === "resid_post" ? "l_out" : "ffn_inp"}-${c.layer}`;
 }

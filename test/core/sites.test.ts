@@ -39,7 +39,7 @@ describe("one layer convention, explicit conversions", () => {
     expect(() => toLlamaCppDirection({ site: "resid_post", layer: 0 }, 5)).toThrow(/cannot address block 0/);
     expect(fromLlamaCppTensor("l_out-2")).toEqual({ site: "resid_post", layer: 2 });
     expect(fromLlamaCppTensor("ffn_inp-2")).toEqual({ site: "resid_mid", layer: 2 });
-    expect(toLlamaCppTensor({ site: "resid_pre", layer: 0 }, 5)).toBe("inp_embd");
+    expect(toLlamaCppTensor({ site: "resid_pre", layer: 0 }, 5)).toBe("embd");
     expect(toLlamaCppTensor({ site: "resid_pre", layer: 1 }, 5)).toBe("l_out-0");
   });
   test("parsePoint", () => {

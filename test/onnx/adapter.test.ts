@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { onnx, type OnnxModel } from "../../src/adapters/onnx/index.ts";
+import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { ort } from "../../src/adapters/onnx/ort.ts";
 import { allPoints, pointName } from "../../src/core/sites.ts";
 import { normalize, projectOutRows } from "../../src/core/tensor.ts";
@@ -11,9 +11,9 @@ const PROMPT = [5, 17, 300, 42, 999, 0];
 const NEXT = [7, 123, 456];
 const D = 32;
 
-let model: OnnxModel;
+let model: OnnxRuntimeModel;
 beforeAll(async () => {
-  model = (await onnx.load(DIR)) as OnnxModel;
+  model = await onnx.load(DIR);
 });
 afterAll(() => model?.dispose());
 
@@ -143,6 +143,26 @@ describe("ONNX adapter on the genai GPT-2 export (fused contrib ops, legacy KV l
     expect(maxAbsDiff(byHand[0]!, (await run())[0]!)).toBeGreaterThan(1e-2);
   });
 
+  test("a hook may return a replacement tensor; it is handed absolute positions", async () => {
+    const c = wave(D, 1.2);
+    const inPlace = makeHooks({
+      points: ["resid_mid.2"],
+      edit: (_, x) => {
+        for (let i = 0; i < x.data.length; i++) x.data[i] = x.data[i]! + c[i % D]!;
+      },
+    });
+    const positions: number[][] = [];
+    const replaced = makeHooks({ points: ["resid_mid.2"], edit: () => {} });
+    const original = replaced.run.bind(replaced);
+    (replaced as { run: typeof original }).run = (point, x, pos) => {
+      positions.push(Array.from(pos));
+      original(point, x, pos);
+      return { data: Float32Array.from(x.data, (v, i) => v + c[i % D]!), dims: x.dims };
+    };
+    expectClose(await run(replaced), await run(inPlace), 0);
+    expect(positions).toEqual([[0, 1, 2, 3, 4, 5], [6], [7], [8]]);
+  });
+
   test("two sequences at once do not leak into each other", async () => {
     const base = await run();
     const c = wave(D, 2);
@@ -203,10 +223,14 @@ describe("ONNX adapter on the genai GPT-2 export (fused contrib ops, legacy KV l
     const p2 = await model.plan(model.planSpec(h2));
     expect(p1).toBe(p2);
     expect(p1.segments.length).toBe(2);
+    // resid_pre.L is resid_post.(L-1): one cut, in forward order, whatever order the points came in.
+    const spec = model.planSpec(makeHooks({ points: ["resid_post.3", "resid_pre.2", "resid_post.1"], edit: () => {} }));
+    expect(spec.split.map((p) => `${p.site}.${p.layer}`)).toEqual(["resid_post.1", "resid_post.3"]);
+    expect(() => model.createSequence({ hooks: makeHooks({ points: ["resid_post.5"] }) })).toThrow(/outside 0..4/);
   });
 
   test("the plan cache is bounded and never drops a plan a live sequence uses", async () => {
-    const small = (await onnx.load(DIR, { maxCachedPlans: 1 })) as OnnxModel;
+    const small = await onnx.load(DIR, { maxCachedPlans: 1 });
     const layouts = ["resid_post.0", "resid_post.1", "resid_post.2"].map((p) => makeHooks({ points: [p], edit: () => {} }));
     const held = small.createSequence({ hooks: layouts[0] });
     const first = Float32Array.from(await held.prefill(PROMPT));

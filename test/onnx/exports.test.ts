@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { onnx, type OnnxModel } from "../../src/adapters/onnx/index.ts";
+import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { pointName, allPoints } from "../../src/core/sites.ts";
 import { saveModel } from "../../src/formats/onnx/index.ts";
 import { buildGenaiStyleDecoder, writeDecoderDir, type DecoderSpec } from "./helpers/decoder-builder.ts";
@@ -14,7 +14,7 @@ const SPEC: DecoderSpec = { dModel: 16, nLayers: 3, nHeads: 2, vocab: 50, seed: 
 const dirFor = (name: string, spec: Partial<DecoderSpec> = {}, externalData = false) =>
   writeDecoderDir(join(tmp, name), { ...SPEC, ...spec }, { externalData });
 
-async function greedyLogits(m: OnnxModel, hooks?: ReturnType<typeof makeHooks>): Promise<Float32Array[]> {
+async function greedyLogits(m: OnnxRuntimeModel, hooks?: ReturnType<typeof makeHooks>): Promise<Float32Array[]> {
   const seq = m.createSequence(hooks ? { hooks } : {});
   const out = [Float32Array.from(await seq.prefill([3, 4, 5, 9]))];
   for (const t of [11, 12]) out.push(Float32Array.from(await seq.decode(t)));
@@ -24,8 +24,8 @@ async function greedyLogits(m: OnnxModel, hooks?: ReturnType<typeof makeHooks>):
 
 describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
   test("fp16 model with external data runs, matches its fp32 twin, and its hook modes agree", async () => {
-    const m16 = (await onnx.load(dirFor("fp16", { fp16: true }, true))) as OnnxModel;
-    const m32 = (await onnx.load(dirFor("fp32"))) as OnnxModel;
+    const m16 = await onnx.load(dirFor("fp16", { fp16: true }, true));
+    const m32 = await onnx.load(dirFor("fp32"));
     expect(m16.io.hiddenElemType).toBe(10);
     expect(m16.sites.size).toBe(7);
     const a = await greedyLogits(m16);
@@ -52,7 +52,7 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
   });
 
   test("every point of the plain-op graph is found and the modes agree in fp32", async () => {
-    const m = (await onnx.load(dirFor("fp32-modes"))) as OnnxModel;
+    const m = await onnx.load(dirFor("fp32-modes"));
     expect([...m.sites.keys()].sort()).toEqual(allPoints(3).map(pointName).sort());
     const base = await greedyLogits(m);
     const read = makeHooks({ points: allPoints(3).map(pointName), writes: false });
@@ -73,7 +73,7 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
     const dir = join(tmp, "genai-style");
     mkdirSync(dir);
     saveModel(join(dir, "model.onnx"), buildGenaiStyleDecoder({ dModel: 32, nLayers: 3, nHeads: 4, kvHeads: 2, vocab: 64, dFF: 64 }));
-    const m = (await onnx.load(dir)) as OnnxModel;
+    const m = await onnx.load(dir);
     expect(m.info).toMatchObject({ nLayers: 3, dModel: 32, vocabSize: 64 });
     expect([...m.sites.keys()].sort()).toEqual(allPoints(3).map(pointName).sort());
     // The stream: the embedding Gather, SkipSimplifiedLayerNorm output 3, and the sum split out of the final norm.
@@ -105,15 +105,28 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
     m.dispose();
   });
 
+  test("transformers.js layout: configs at the root, graph variants under onnx/", async () => {
+    const root = join(tmp, "tjs");
+    const built = dirFor("tjs-src", {}, true);
+    mkdirSync(join(root, "onnx"), { recursive: true });
+    for (const f of ["model_q4.onnx", "model_fp16.onnx"]) copyFileSync(join(built, "model.onnx"), join(root, "onnx", f));
+    copyFileSync(join(built, "model.onnx.data"), join(root, "onnx", "model.onnx.data"));
+    writeFileSync(join(root, "config.json"), JSON.stringify({ model_type: "tiny-gpt", _name_or_path: "org/tiny", hidden_size: 16, vocab_size: 50, eos_token_id: 2 }));
+    await expect(onnx.load(root)).rejects.toThrow(/cannot tell which file is the decoder.*onnx\/model_fp16\.onnx, onnx\/model_q4\.onnx: pass the one to load/);
+    const m = await onnx.load(join(root, "onnx", "model_q4.onnx"));
+    expect(m.info).toMatchObject({ name: "org/tiny", architecture: "tiny-gpt", nLayers: 3, eosTokens: [2] });
+    m.dispose();
+  });
+
   test("tokenizer.json and the chat template of tokenizer_config.json are used", async () => {
     const dir = dirFor("with-tokenizer");
-    const words = ["<unk>", "<s>", "</s>", "hello", "world", "once", "upon", "a", "time", "user", "assistant", ":"];
+    const words = ["<unk>", "<s>", "</s>", "hello", "world", "once", "upon", "a", "time", "user", "assistant", ":", "<|end|>"];
     const vocab = Object.fromEntries(words.map((w, i) => [w, i]));
     writeFileSync(
       join(dir, "tokenizer.json"),
       JSON.stringify({
         version: "1.0",
-        added_tokens: words.slice(0, 3).map((w, i) => ({ id: i, content: w, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+        added_tokens: [0, 1, 2, 12].map((i) => ({ id: i, content: words[i], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
         normalizer: null,
         pre_tokenizer: { type: "Whitespace" },
         post_processor: null,
@@ -135,7 +148,11 @@ describe("ONNX adapter on built exports (Optimum KV layout, plain ops)", () => {
     expect(m.tokenize("hello", { addBos: false })).toEqual([3]);
     expect(m.detokenize([1, 3, 4, 2])).toBe("hello world");
     expect(m.info.chatTemplate).toContain("messages");
-    expect(m.applyChatTemplate([{ role: "user", content: "hello" }])).toBe("<s>user: hello assistant:");
+    // bos_token renders empty (tokenization adds BOS), as in the llama.cpp adapter.
+    expect(m.applyChatTemplate([{ role: "user", content: "hello" }])).toBe("user: hello assistant:");
+    // Special-token text becomes the special token only when asked (chat templates), never from user text.
+    expect(m.tokenize("hello <|end|>", { addBos: false, special: true })).toEqual([3, 12]);
+    expect(m.tokenize("hello <|end|>", { addBos: false })).not.toContain(12);
     m.dispose();
   });
 });

@@ -1,16 +1,16 @@
 /** The ONNX adapter under core's generate(): real compiled chains choose the hook path. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { onnx, type OnnxModel } from "../../src/adapters/onnx/index.ts";
+import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { generate } from "../../src/core/generate.ts";
 import { ablateDirection, addVector } from "../../src/plugins/steering.ts";
 import { logger } from "../../src/plugins/logger.ts";
 import { wave } from "./helpers/hooks.ts";
 
 const DIR = join(import.meta.dir, "../fixtures/onnx/genai-gpt2-fp32");
-let model: OnnxModel;
+let model: OnnxRuntimeModel;
 beforeAll(async () => {
-  model = (await onnx.load(DIR)) as OnnxModel;
+  model = await onnx.load(DIR);
 });
 afterAll(() => model?.dispose());
 

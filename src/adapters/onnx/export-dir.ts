@@ -85,12 +85,16 @@ export function readExportDir(path: string): ExportConfig {
     const found = candidates.find((f) => existsSync(f));
     if (found) modelFile = found;
     else {
-      const onnxFiles = readdirSync(dir).filter((f) => f.endsWith(".onnx"));
-      if (onnxFiles.length === 1) modelFile = join(dir, onnxFiles[0]!);
+      // transformers.js repos keep variants under onnx/ (model_fp16.onnx, model_q4.onnx, ...).
+      const onnxFiles = [dir, join(dir, "onnx")]
+        .filter((d) => existsSync(d) && statSync(d).isDirectory())
+        .flatMap((d) => readdirSync(d).filter((f) => f.endsWith(".onnx")).map((f) => join(d, f)));
+      if (onnxFiles.length === 1) modelFile = onnxFiles[0]!;
       else {
         throw new OnnxExportError(
-          `${dir}: cannot tell which file is the decoder (looked for ${candidates.map((c) => basename(c)).join(", ")}; ` +
-            `found ${onnxFiles.length ? onnxFiles.join(", ") : "no .onnx file"})`,
+          `${dir}: cannot tell which file is the decoder (looked for ${candidates.map((c) => c.slice(dir.length + 1)).join(", ")}; ` +
+            (onnxFiles.length ? `found ${onnxFiles.map((f) => f.slice(dir.length + 1)).join(", ")}: pass the one to load as the path` : "found no .onnx file") +
+            ")",
         );
       }
     }

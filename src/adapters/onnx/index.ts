@@ -4,15 +4,20 @@
  */
 import type { BackendAdapter } from "../../core/backend.ts";
 import { looksLikeOnnxExport } from "./export-dir.ts";
-import { loadOnnxModel, ONNX_CAPABILITIES, type OnnxLoadOptions } from "./model.ts";
+import { loadOnnxModel, ONNX_CAPABILITIES, type OnnxLoadOptions, type OnnxRuntimeModel } from "./model.ts";
 
-export const onnx: BackendAdapter<OnnxLoadOptions> = {
+/** The adapter; `load` resolves to the concrete model (its `sites`, `planSpec`, ... for inspection). */
+export interface OnnxAdapter extends BackendAdapter<OnnxLoadOptions> {
+  load(path: string, options?: OnnxLoadOptions): Promise<OnnxRuntimeModel>;
+}
+
+export const onnx: OnnxAdapter = {
   name: "onnx",
   capabilities: ONNX_CAPABILITIES,
   canOpen: looksLikeOnnxExport,
   load: loadOnnxModel,
 };
 
-export { OnnxModel, OnnxModelError, SUPPORTED_ONNX_OPSETS, type OnnxLoadOptions } from "./model.ts";
+export { OnnxRuntimeModel, OnnxModelError, loadOnnxModel, SUPPORTED_ONNX_OPSETS, type OnnxLoadOptions } from "./model.ts";
 export { OnnxExportError } from "./export-dir.ts";
 export default onnx;

@@ -4,7 +4,17 @@
  *   each `[batch, kv_heads, past_len, head_dim]`.
  * - legacy GPT-2 style: `past_N` -> `present_N`, `[2, batch, heads, past_len, head_dim]` (key and value stacked).
  */
-import { valueInfoElemType, valueInfoShape, type DimSpec, type OnnxGraph } from "../../formats/onnx/index.ts";
+import {
+  attr,
+  DataType,
+  node,
+  tensorFromInt64,
+  valueInfo,
+  valueInfoElemType,
+  valueInfoShape,
+  type DimSpec,
+  type OnnxGraph,
+} from "../../formats/onnx/index.ts";
 
 export interface KvEntry {
   readonly layer: number;
@@ -92,4 +102,121 @@ function fillKvDims(name: string, shape: DimSpec[] | null, rank: number, seqAxis
     else throw new KvLayoutError(`KV-cache input "${name}": dimension ${i} is symbolic ("${d}") and the config does not give it`);
   }
   return out;
+}
+
+/**
+ * Rewrite the graph to output only the rows each step adds to the KV cache, not the whole cache.
+ *
+ * Why: onnxruntime-node copies every output into a freshly allocated JS buffer (preallocated
+ * outputs too), and on this class of VM fresh memory costs page faults: returning a 128 MiB
+ * `present` cost ~400 ms of CPU per step where the attention's own concat cost ~12 ms. Inputs are
+ * passed zero-copy. So the graph slices `present` to the new rows (a few KiB), and the sequence
+ * appends them to a KV buffer it reuses (see KvCache), touching no fresh memory per step.
+ */
+export function outputNewKvRows(graph: OnnxGraph, layout: KvLayout): { graph: OnnxGraph; newRows: Map<string, string> } {
+  const used = new Set<string>();
+  for (const n of graph.nodes) for (const x of [...n.inputs, ...n.outputs]) used.add(x);
+  for (const t of graph.initializers) used.add(t.name ?? "");
+  const fresh = (base: string) => {
+    let name = base;
+    for (let i = 1; used.has(name); i++) name = `${base}_${i}`;
+    used.add(name);
+    return name;
+  };
+  const nodes = [...graph.nodes];
+  const initializers = [...graph.initializers];
+  const end = fresh("steerkit/kv_slice_end");
+  initializers.push(tensorFromInt64(end, [1], [9223372036854775807n]));
+  const axisNames = new Map<number, string>();
+  const newRows = new Map<string, string>();
+  const outputs = graph.outputs.map((o) => {
+    const e = layout.entries.find((x) => x.output === o.name);
+    if (!e) return o;
+    let axis = axisNames.get(e.seqAxis);
+    if (!axis) {
+      axis = fresh(`steerkit/kv_seq_axis_${e.seqAxis}`);
+      initializers.push(tensorFromInt64(axis, [1], [e.seqAxis]));
+      axisNames.set(e.seqAxis, axis);
+    }
+    const shape = fresh(`${e.output}/steerkit_past_shape`);
+    const start = fresh(`${e.output}/steerkit_past_len`);
+    const rows = fresh(`${e.output}/steerkit_new_rows`);
+    nodes.push(
+      node("Shape", [e.input], [shape]),
+      node("Gather", [shape, axis], [start], [attr.int("axis", 0)]),
+      node("Slice", [e.output, start, end, axis], [rows]),
+    );
+    newRows.set(e.output, rows);
+    const dims = valueInfoShape(o);
+    return valueInfo(rows, e.elemType, dims ? dims.map((d, i) => (i === e.seqAxis ? "steerkit_new_len" : d)) : null);
+  });
+  return { graph: { ...graph, nodes, initializers, outputs }, newRows };
+}
+
+/**
+ * One KV-cache tensor of a sequence, kept in two reused buffers: the step reads `past` from one and
+ * the next past is assembled in the other (old rows + the step's new rows), then they swap. A failed
+ * step leaves `past` untouched. Capacity grows by doubling.
+ */
+export class KvCache {
+  private buffers: [Float32Array | Uint16Array, Float32Array | Uint16Array];
+  private current = 0;
+  private length = 0;
+  /** Product of the dims before / after the sequence axis. */
+  private readonly outer: number;
+  private readonly inner: number;
+
+  constructor(
+    private readonly entry: KvEntry,
+    /** The most tokens it will ever hold (the context length): capacity never grows past it. */
+    private readonly maxTokens = Number.MAX_SAFE_INTEGER,
+  ) {
+    this.outer = entry.emptyDims.slice(0, entry.seqAxis).reduce((a, b) => a * b, 1);
+    this.inner = entry.emptyDims.slice(entry.seqAxis + 1).reduce((a, b) => a * b, 1);
+    this.buffers = [this.alloc(0), this.alloc(0)];
+  }
+
+  private alloc(tokens: number): Float32Array | Uint16Array {
+    const n = this.outer * tokens * this.inner;
+    return this.entry.elemType === DataType.FLOAT16 ? new Uint16Array(n) : new Float32Array(n);
+  }
+
+  get tokens(): number {
+    return this.length;
+  }
+
+  /** The cached rows as the `past` input: data and dims. */
+  past(): { data: Float32Array | Uint16Array; dims: number[] } {
+    const dims = [...this.entry.emptyDims];
+    dims[this.entry.seqAxis] = this.length;
+    return { data: this.buffers[this.current]!.subarray(0, this.outer * this.length * this.inner), dims };
+  }
+
+  /** Append a step's new rows (`[.., n, ..]` on the sequence axis). */
+  append(rows: Float32Array | Uint16Array, n: number): void {
+    const { outer, inner } = this;
+    const old = this.length;
+    const total = old + n;
+    if (rows.length !== outer * n * inner) throw new RangeError(`KV rows for "${this.entry.input}": got ${rows.length} values, expected ${outer * n * inner}`);
+    const src = this.buffers[this.current]!;
+    let dst = this.buffers[1 - this.current]!;
+    if (dst.length < outer * total * inner) {
+      const capacity = Math.max(total, Math.min(this.maxTokens, Math.max(2 * (dst.length / (outer * inner)), 16)));
+      dst = this.alloc(capacity);
+      this.buffers[1 - this.current] = dst;
+    }
+    const oldBlock = old * inner;
+    const newBlock = n * inner;
+    const block = total * inner;
+    for (let o = 0; o < outer; o++) {
+      if (old > 0) dst.set(src.subarray(o * oldBlock, (o + 1) * oldBlock) as never, o * block);
+      dst.set(rows.subarray(o * newBlock, (o + 1) * newBlock) as never, o * block + oldBlock);
+    }
+    this.current = 1 - this.current;
+    this.length = total;
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
 }

@@ -3,7 +3,7 @@
  * are compiled into graphs (see plan.ts) chosen from what the request's hooks declare.
  */
 import type { Capability, ChatMessage, LoadOptions, Model, ModelInfo, ResidualHooks, Sequence, SequenceOptions, TokenizeOptions } from "../../core/backend.ts";
-import { canonicalPoint, pointName, type HookPoint } from "../../core/sites.ts";
+import { canonicalPoint, pointIndex, pointName, type HookPoint } from "../../core/sites.ts";
 import {
   DataType,
   encodeModel,
@@ -16,7 +16,7 @@ import {
 } from "../../formats/onnx/index.ts";
 import { readExportDir, type ExportConfig } from "./export-dir.ts";
 import { indexGraph } from "./graph.ts";
-import { detectKvLayout, type KvLayout } from "./kv.ts";
+import { detectKvLayout, outputNewKvRows, type KvLayout } from "./kv.ts";
 import { splitFusedNorms } from "./normalize.ts";
 import { ort, type OrtSession } from "./ort.ts";
 import { buildPlanGraphs, planKey, type PlanSpec, type SteerInputs } from "./plan.ts";
@@ -64,6 +64,8 @@ export interface IoSpec {
   readonly logits: string;
   readonly logitsElemType: number;
   readonly kv: KvLayout;
+  /** `present` output name -> the output holding only the step's new rows (see outputNewKvRows). */
+  readonly newKvRows: ReadonlyMap<string, string>;
   /** Element type of the residual stream (float32 or float16). */
   readonly hiddenElemType: number;
 }
@@ -80,7 +82,7 @@ export interface RuntimePlan {
   readonly reads: readonly { point: HookPoint; tensor: string }[];
 }
 
-export class OnnxModel implements Model {
+export class OnnxRuntimeModel implements Model {
   readonly capabilities = ONNX_CAPABILITIES;
   private readonly plans = new Map<string, CachedPlan>();
   private readonly sequences = new Set<OnnxSequence>();
@@ -92,6 +94,9 @@ export class OnnxModel implements Model {
     readonly info: ModelInfo,
     readonly config: ExportConfig,
     readonly file: OnnxFile,
+    /** The export's own graph, with KV outputs cut to the new rows: the unhooked session. */
+    baseGraph: OnnxGraph,
+    /** The same with fused norms split: what hooked plans are built from. */
     readonly graph: OnnxGraph,
     readonly sites: ReadonlyMap<string, string>,
     readonly io: IoSpec,
@@ -102,15 +107,12 @@ export class OnnxModel implements Model {
     // Weights in external files are handed over from our own mapping rather than left for ORT to
     // map from the path: decode measured ~2x faster on the 16-layer d=1024 bench model that way.
     const externalData = [...file.externalFiles].map(([path, data]) => ({ path, data }));
-    const base = externalData.length
-      ? ort.InferenceSession.create(file.bytes, { ...sessionOptions, externalData })
-      : ort.InferenceSession.create(file.path, sessionOptions);
-    this.base = base.then((session) => ({
+    this.base = ort.InferenceSession.create(encodeModel({ ...file.model, graph: baseGraph }), { ...sessionOptions, externalData }).then((session) => ({
       segments: [{ session, inputs: session.inputNames, outputs: session.outputNames, cut: null }],
       steer: new Map(),
       reads: [],
     }));
-    // Surface a failing base session at load, not at the first decode.
+    // loadOnnxModel awaits ready() and reports a failure there; this only marks it observed.
     this.base.catch(() => {});
   }
 
@@ -141,7 +143,9 @@ export class OnnxModel implements Model {
   /** The hook layout a request needs: which points run in JS, in-graph, or are only read. */
   planSpec(hooks: ResidualHooks | null): PlanSpec {
     if (!hooks || hooks.points.length === 0) return { split: [], affine: [], read: [] };
-    const points = hooks.points.map((p) => canonicalPoint(p, this.info.nLayers));
+    // Canonical, unique, in forward order (core promises this; a hand-built hooks object may not).
+    const byIndex = new Map(hooks.points.map((p) => [pointIndex(p, this.info.nLayers), canonicalPoint(p, this.info.nLayers)]));
+    const points = [...byIndex].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
     const affine: { point: HookPoint; lowRank: boolean }[] = [];
     const rest: HookPoint[] = [];
     for (const p of points) {
@@ -239,7 +243,7 @@ function intType(graph: OnnxGraph, name: string, file: string): "int32" | "int64
   throw new OnnxModelError(`${file}: input "${name}" has element type ${t}, expected int32 or int64`);
 }
 
-export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {}): Promise<OnnxModel> {
+export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {}): Promise<OnnxRuntimeModel> {
   const cfg = readExportDir(path);
   const fail = (reason: string): never => {
     throw new OnnxModelError(`${cfg.modelFile}: ${reason}`);
@@ -281,8 +285,9 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
 
   let normalized: OnnxGraph;
   let sites: ReadonlyMap<string, string>;
+  const { graph: baseGraph, newRows } = outputNewKvRows(g, kv);
   try {
-    normalized = splitFusedNorms(g);
+    normalized = splitFusedNorms(baseGraph);
     sites = findResidualChain(normalized, kv.layerOfInput, kv.nLayers).sites;
   } catch (e) {
     return fail((e as Error).message);
@@ -314,6 +319,7 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
     logits: logitsInfo.name!,
     logitsElemType: valueInfoElemType(logitsInfo) ?? DataType.FLOAT,
     kv,
+    newKvRows: newRows,
     hiddenElemType: kvElem === DataType.FLOAT16 ? DataType.FLOAT16 : DataType.FLOAT,
   };
   const sessionOptions: ort.InferenceSession.SessionOptions = {
@@ -323,7 +329,7 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
     executionMode: "sequential",
     logSeverityLevel: 3,
   };
-  const model = new OnnxModel(info, cfg, file, normalized, sites, io, text, sessionOptions, options.maxCachedPlans ?? 4);
+  const model = new OnnxRuntimeModel(info, cfg, file, baseGraph, normalized, sites, io, text, sessionOptions, options.maxCachedPlans ?? 4);
   try {
     await model.ready();
   } catch (e) {

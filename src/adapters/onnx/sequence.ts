@@ -1,17 +1,18 @@
 /**
- * A sequence: its KV cache (the last `present` tensors), its hook plan and the feeds it reuses.
- * A step's KV cache is committed only after the whole pass succeeded, so a hook error or an
- * abort leaves the sequence as it was before the step.
+ * A sequence: its KV cache (one KvCache per past input), its hook plan and its affine inputs.
+ * A step's new KV rows are appended only after the whole pass succeeded, so a hook error leaves
+ * the sequence as it was before the step.
  */
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
 import { DataType, floatToHalf, halfToFloat } from "../../formats/onnx/index.ts";
-import type { OnnxModel, PlanLease, RuntimePlan } from "./model.ts";
-import { bindable, float16Tensor, halfBits, ort, type OrtTensor } from "./ort.ts";
+import type { OnnxRuntimeModel, PlanLease, RuntimePlan } from "./model.ts";
+import { KvCache } from "./kv.ts";
+import { float16Tensor, halfBits, ort, type OrtTensor } from "./ort.ts";
 import type { PlanSpec } from "./plan.ts";
 
 export class OnnxSequence implements Sequence {
-  private past = new Map<string, OrtTensor>();
+  private readonly caches: KvCache[];
   private tokens = 0;
   private freed = false;
   private plan: RuntimePlan | null = null;
@@ -23,11 +24,12 @@ export class OnnxSequence implements Sequence {
 
   constructor(
     readonly id: number,
-    private readonly model: OnnxModel,
+    private readonly model: OnnxRuntimeModel,
     private readonly hooks: ResidualHooks | null,
     private readonly onFree: () => void,
   ) {
     this.spec = model.planSpec(hooks);
+    this.caches = model.io.kv.entries.map((e) => new KvCache(e, model.info.contextLength));
     this.logits = new Float32Array(model.info.vocabSize);
   }
 
@@ -62,7 +64,10 @@ export class OnnxSequence implements Sequence {
       feeds[io.inputIds.name] = intTensor(io.inputIds.type, n, (i) => tokens[i]!);
       if (io.positionIds) feeds[io.positionIds.name] = intTensor(io.positionIds.type, n, (i) => past + i);
       if (io.attentionMask) feeds[io.attentionMask.name] = intTensor(io.attentionMask.type, past + n, () => 1);
-      for (const e of io.kv.entries) feeds[e.input] = this.past.get(e.input) ?? emptyKv(e.elemType, e.emptyDims);
+      io.kv.entries.forEach((e, i) => {
+        const { data, dims } = this.caches[i]!.past();
+        feeds[e.input] = data instanceof Float32Array ? new ort.Tensor("float32", data, dims) : float16Tensor(data, dims);
+      });
       Object.assign(feeds, this.steer(plan));
 
       const results: Record<string, OrtTensor> = {};
@@ -89,7 +94,10 @@ export class OnnxSequence implements Sequence {
           if (hooks.error) throw hooks.error;
         }
       }
-      for (const e of io.kv.entries) this.past.set(e.input, bindable(results[e.output]!));
+      io.kv.entries.forEach((e, i) => {
+        const rows = results[io.newKvRows.get(e.output)!]!;
+        this.caches[i]!.append(rows.type === "float16" ? halfBits(rows) : (rows.data as Float32Array), n);
+      });
       this.tokens += n;
       lastRow(results[io.logits]!, info.vocabSize, this.logits);
       return this.logits;
@@ -117,16 +125,14 @@ export class OnnxSequence implements Sequence {
 
   reset(): void {
     if (this.freed) throw new Error(`sequence ${this.id} was freed`);
-    for (const t of this.past.values()) t.dispose();
-    this.past.clear();
+    for (const c of this.caches) c.reset();
     this.tokens = 0;
   }
 
   free(): void {
     if (this.freed) return;
     this.freed = true;
-    for (const t of this.past.values()) t.dispose();
-    this.past.clear();
+    this.caches.length = 0;
     this.lease?.release();
     this.onFree();
   }
@@ -141,10 +147,6 @@ function intTensor(type: "int32" | "int64", n: number, value: (i: number) => num
   const a = new Int32Array(n);
   for (let i = 0; i < n; i++) a[i] = value(i);
   return new ort.Tensor("int32", a, [1, n]);
-}
-
-function emptyKv(elemType: number, dims: number[]): OrtTensor {
-  return elemType === DataType.FLOAT16 ? float16Tensor(new Uint16Array(0), dims) : new ort.Tensor("float32", new Float32Array(0), dims);
 }
 
 /** A `[rows, dModel]` float32 view of a `[1, rows, dModel]` residual (converting float16). */

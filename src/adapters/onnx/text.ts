@@ -35,7 +35,18 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
         : null;
   if (cfg.tokenizerFile === null) return noTokenizer(cfg, chatTemplate);
 
-  const tokenizer = new Tokenizer(JSON.parse(readFileSync(cfg.tokenizerFile, "utf8")), tc);
+  const json = JSON.parse(readFileSync(cfg.tokenizerFile, "utf8")) as { added_tokens?: { special?: boolean }[] };
+  const tokenizer = new Tokenizer(json, tc);
+  // tokenizers.js always turns special-token text (`<|im_start|>`) into the special token. For
+  // `special: false` (user text must not inject control tokens; llama.cpp's default too) a second
+  // instance is built without the special added tokens, on first use.
+  let plain: Tokenizer | null = null;
+  const plainTokenizer = (): Tokenizer => {
+    if (plain) return plain;
+    const added = json.added_tokens ?? [];
+    plain = added.some((t) => t.special) ? new Tokenizer({ ...json, added_tokens: added.filter((t) => !t.special) }, tc) : tokenizer;
+    return plain;
+  };
   const bosText = tokenText(tc.bos_token);
   const eosText = tokenText(tc.eos_token);
   const bosToken = cfg.bosToken ?? (bosText !== null ? (tokenizer.token_to_id(bosText) ?? null) : null);
@@ -49,14 +60,15 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
     eosTokens,
     chatTemplate,
     tokenize(text, options = {}) {
-      const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
+      const ids = (options.special ? tokenizer : plainTokenizer()).encode(text, { add_special_tokens: false }).ids;
       return usesBos && options.addBos !== false ? [bosToken!, ...ids] : ids;
     },
     detokenize(tokens) {
       return tokenizer.decode(Array.from(tokens), { skip_special_tokens: true });
     },
     applyChatTemplate(messages, addGenerationPrompt) {
-      return renderChat(chatTemplate, messages, { addGenerationPrompt, bosToken: bosText ?? "", eosToken: eosText ?? "" });
+      // bos_token renders empty, as in the llama.cpp adapter: tokenization adds BOS, never twice.
+      return renderChat(chatTemplate, messages, { addGenerationPrompt, bosToken: "", eosToken: eosText ?? "" });
     },
   };
 }

@@ -1,0 +1,23 @@
+/**
+ * `bun run bench`: every benchmark, one after another, each printing a markdown table of ratios
+ * against a baseline measured in the same run. Builds the random-weight benchmark model first
+ * (bench/models/, gitignored). Pass --quick for fewer rounds.
+ *
+ * Run it on an otherwise idle machine: ratios hold up under noise, absolute speeds do not.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+const quick = process.argv.includes("--quick");
+const here = import.meta.dir;
+const run = (script: string, ...args: string[]) => {
+  console.log(`\n$ bun bench/${script} ${args.join(" ")}`);
+  const p = Bun.spawnSync(["bun", join(here, script), ...args], { stdout: "inherit", stderr: "inherit" });
+  if (p.exitCode !== 0) console.log(`(bench/${script} exited with ${p.exitCode})`);
+};
+
+if (!existsSync(join(here, "models", "random-d1024-l16-f16.gguf"))) run("make-random-gguf.ts");
+run("llama-cpp.ts", "--rounds", quick ? "2" : "5");
+run("onnx.ts", "--rounds", quick ? "3" : "7", "--wide");
+run("same-model.ts", "--rounds", quick ? "1" : "3");
+run("reference-llama.ts");
