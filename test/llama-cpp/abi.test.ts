@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { abi, EXPECTED_DEFAULTS, loadLlamaLibrary, readDefaults } from "../../src/adapters/llama-cpp/index.ts";
+import { abi, EXPECTED_DEFAULTS, LlamaLoadError, loadLlamaLibrary, readDefaults, verifyPackage } from "../../src/adapters/llama-cpp/index.ts";
 
 describe("llama.cpp ABI", () => {
   const lib = loadLlamaLibrary();
@@ -33,5 +34,31 @@ describe("llama.cpp ABI", () => {
     expect(define("T_NB")).toBe(abi.TENSOR.nb);
     expect(define("T_DATA")).toBe(abi.TENSOR.data);
     expect(define("T_NAME")).toBe(abi.TENSOR.name);
+  });
+
+  test("a package of another version or llama.cpp release is refused", () => {
+    const dir = mkdtempSync(join(tmpdir(), "steerkit-abi-"));
+    try {
+      const pkgDir = join(lib.binsDir, "..", "..");
+      const fake = join(dir, "pkg");
+      const bins = join(fake, "bins", "linux-x64");
+      cpSync(join(pkgDir, "package.json"), join(fake, "package.json"));
+      cpSync(join(lib.binsDir, "_nlcBuildMetadata.json"), join(bins, "_nlcBuildMetadata.json"));
+      for (const f of [abi.LIB_GGML_BASE, abi.LIB_GGML, abi.LIB_LLAMA]) writeFileSync(join(bins, f), "");
+      expect(verifyPackage(fake)).toBe(bins);
+
+      const meta = JSON.parse(readFileSync(join(bins, "_nlcBuildMetadata.json"), "utf8"));
+      meta.buildOptions.llamaCpp.release = "v0.5.0";
+      writeFileSync(join(bins, "_nlcBuildMetadata.json"), JSON.stringify(meta));
+      expect(() => verifyPackage(fake)).toThrow(LlamaLoadError);
+      expect(() => verifyPackage(fake)).toThrow(/names llama.cpp release v0.5.0, Steerkit verified v0.4.0 only/);
+
+      const pkg = JSON.parse(readFileSync(join(fake, "package.json"), "utf8"));
+      pkg.version = "3.22.1";
+      writeFileSync(join(fake, "package.json"), JSON.stringify(pkg));
+      expect(() => verifyPackage(fake)).toThrow(/is version 3.22.1, but Steerkit verified its struct layouts against 3.21.1 only/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -135,14 +135,28 @@ export function resolveBinsDir(): string {
       `cannot find ${VERIFIED_PACKAGE}: install it (bun add ${VERIFIED_PACKAGE}@${VERIFIED_PACKAGE_VERSION}) to use the llama.cpp adapter`,
     );
   }
-  const pkg = JSON.parse(readFileSync(pkgJson, "utf8")) as { version?: string };
+  return verifyPackage(dirname(pkgJson));
+}
+
+/**
+ * Check that `packageDir` holds the exact build abi.ts describes (package version, llama.cpp
+ * release tag, library files) and return its binaries directory; throw a LlamaLoadError otherwise.
+ */
+export function verifyPackage(packageDir: string): string {
+  const pkgJson = join(packageDir, "package.json");
+  let pkg: { version?: string };
+  try {
+    pkg = JSON.parse(readFileSync(pkgJson, "utf8")) as { version?: string };
+  } catch (e) {
+    throw new LlamaLoadError(`cannot read ${pkgJson}: ${(e as Error).message}`);
+  }
   if (pkg.version !== VERIFIED_PACKAGE_VERSION) {
     throw new LlamaLoadError(
       `${VERIFIED_PACKAGE} is version ${pkg.version}, but Steerkit verified its struct layouts against ` +
         `${VERIFIED_PACKAGE_VERSION} only: install exactly ${VERIFIED_PACKAGE}@${VERIFIED_PACKAGE_VERSION}`,
     );
   }
-  const binsDir = join(dirname(pkgJson), "bins", "linux-x64");
+  const binsDir = join(packageDir, "bins", "linux-x64");
   const metaPath = join(binsDir, "_nlcBuildMetadata.json");
   let release: string | undefined;
   try {

@@ -30,7 +30,7 @@ export function loadModel(path: string, options: LlamaLoadOptions = {}): LlamaMo
 
 export { LlamaModel, LlamaModelError, LLAMA_CPP_CAPABILITIES, type LlamaLoadOptions } from "./model.ts";
 export { LlamaSequence, SequenceError, type LlamaSequenceOptions, type PointMode } from "./sequence.ts";
-export { LlamaLoadError, loadLlamaLibrary, readDefaults, EXPECTED_DEFAULTS } from "./ffi.ts";
+export { LlamaLoadError, loadLlamaLibrary, readDefaults, verifyPackage, EXPECTED_DEFAULTS } from "./ffi.ts";
 export { validateModelFile, SUPPORTED_ARCHITECTURES, UnsupportedModelError } from "./validate.ts";
 export { GgufError } from "../../formats/gguf.ts";
 export * as abi from "./abi.ts";
