@@ -1,8 +1,8 @@
 /**
  * The same model on both backends: a random-weight llama GGUF of realistic width on llama.cpp, and
  * its `steerkit convert` ONNX export on ONNX Runtime, through core `generate` (what a user calls).
- * Decode tokens/s unsteered and with an additive recipe at every block output (native paths on
- * both), as ratios against llama.cpp unsteered measured in the same run.
+ * Decode tokens/s unsteered and with an additive recipe at every block output (native paths, and
+ * JS hooks), as ratios against llama.cpp unsteered measured in the same run.
  *
  *   bun bench/same-model.ts [--gguf bench/models/random-d1024-l16-f16.gguf] [--tokens 32] [--rounds 3] [--threads 2]
  */
@@ -47,7 +47,8 @@ const steer = (m: Model): ConfiguredPlugin[] => [addVector({ points: Array.from(
 
 type Row = { backend: string; recipe: string; best: number };
 const rows: Row[] = [];
-for (const [name, model] of models) for (const recipe of ["unsteered", "add-vector at every block output"]) rows.push({ backend: name, recipe, best: 0 });
+const RECIPES = ["unsteered", "add-vector at every block output (native path)", "add-vector at every block output (JS hooks)"];
+for (const [name] of models) for (const recipe of RECIPES) rows.push({ backend: name, recipe, best: 0 });
 
 for (let round = 0; round < Number(args.rounds); round++) {
   for (const row of rows) {
@@ -58,6 +59,7 @@ for (let round = 0; round < Number(args.rounds); round++) {
       temperature: 0,
       ignoreEos: true,
       plugins: row.recipe === "unsteered" ? [] : steer(model),
+      fastPath: !row.recipe.includes("JS"),
     });
     row.best = Math.max(row.best, r.timings.tokensPerSecond);
   }

@@ -81,6 +81,8 @@ export interface ResidualHooks {
   /**
    * Run the chain at `point` over `x` (`[rows, dModel]`, row i at absolute position
    * `positions[i]`). Returns the tensor to write back (`x` itself when edited in place).
+   * A backend may pass fewer rows than the batch where later rows cannot matter: llama.cpp's last
+   * block computes only the rows that produce logits, so its last-layer points see one row.
    * Never throws: a hook's error is kept in `error` and `x` is returned unchanged, so a native
    * caller stays safe; check `error` after the forward pass.
    */
