@@ -5,6 +5,7 @@
  *
  *   bun bench/onnx.ts                # the shared genai GPT-2 fixture
  *   bun bench/onnx.ts --wide         # also a random GPT-2-like model, d=1024, 16 layers (built into bench/models/, ~0.9 GB)
+ *   bun bench/onnx.ts --converted    # also `steerkit convert` of bench/models/random-d1024-l16-f16.gguf (a realistic-width llama)
  *   bun bench/onnx.ts --tokens 64 --rounds 7 --threads 1   # default tokens: 256 on the fixture, 32 on the wide model
  *   bun bench/onnx.ts --kv           # decode cost against context length, and the share of it spent copying the KV cache
  *
@@ -24,10 +25,12 @@ import { readOnnxFile } from "../src/formats/onnx/index.ts";
 import type { AffineEdit, ResidualHooks } from "../src/core/backend.ts";
 import { pointName, type HookPoint } from "../src/core/sites.ts";
 import { writeDecoderDir } from "../test/onnx/helpers/decoder-builder.ts";
+import { convertGgufToOnnx } from "../src/convert/gguf-to-onnx.ts";
 
 const { values: args } = parseArgs({
   options: {
     wide: { type: "boolean", default: false },
+    converted: { type: "boolean", default: false },
     tokens: { type: "string" },
     rounds: { type: "string", default: "7" },
     threads: { type: "string" },
@@ -61,7 +64,7 @@ function hooks(points: HookPoint[], dModel: number, mode: "affine" | "js"): Resi
  * than the path), so the ratios measure Steerkit's hook machinery, not a loading difference.
  */
 function plainSession(file: string): Promise<ort.InferenceSession> {
-  const options = THREADS ? { intraOpNumThreads: THREADS, interOpNumThreads: 1 } : {};
+  const options = { logSeverityLevel: 3 as const, ...(THREADS ? { intraOpNumThreads: THREADS, interOpNumThreads: 1 } : {}) };
   const f = readOnnxFile(file);
   const externalData = [...f.externalFiles].map(([path, data]) => ({ path, data }));
   return externalData.length ? ort.InferenceSession.create(f.bytes, { ...options, externalData }) : ort.InferenceSession.create(file, options);
@@ -193,6 +196,16 @@ if (args.wide) {
     writeDecoderDir(dir, { dModel: 1024, nLayers: 16, nHeads: 16, vocab: 8192, seed: 3 }, { externalData: true });
   }
   rows.push(...(await benchModel("random GPT-2-like (16L, d=1024)", dir, join(dir, "model.onnx"), tokensFor(true))));
+}
+if (args.converted) {
+  const gguf = join(import.meta.dir, "models/random-d1024-l16-f16.gguf");
+  const dir = join(import.meta.dir, "models/random-d1024-l16-f16-onnx");
+  if (!existsSync(join(dir, "model.onnx"))) {
+    if (!existsSync(gguf)) throw new Error(`${gguf} does not exist: run \`bun bench/make-random-gguf.ts\` first`);
+    console.error(`converting ${gguf} ...`);
+    await convertGgufToOnnx(gguf, dir);
+  }
+  rows.push(...(await benchModel("converted random llama (16L, d=1024)", dir, join(dir, "model.onnx"), tokensFor(true))));
 }
 if (args.kv) {
   const kvRows = await kvCost("genai-gpt2-fp32", fixture, join(fixture, "past.onnx"), [16, 128, 256, 480]);

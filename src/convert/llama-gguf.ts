@@ -73,7 +73,6 @@ import {
   readTensorF32,
 } from "../formats/gguf.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
-import { bf16BitsToFloat32, dequantizeQ8_0Fast, halfBitsToFloat32 } from "./half.ts";
 
 /** How one architecture departs from the llama graph (see the notes above). */
 export interface ArchProfile {
@@ -360,17 +359,6 @@ function checkType(path: string, t: GgufTensorInfo): GgufTensorInfo {
 
 /** A weight as float32 in ggml order (dims[0] fastest: for a matrix, row-major [out][in]). */
 export function readWeightF32(g: LlamaGguf, t: GgufTensorInfo): Float32Array {
-  if (t.type === GGML_TYPE.F32) {
-    // Aligned copy of the raw bytes: much faster than dequantize's per-element DataView reads.
-    const bytes = readTensorBytes(g.file, t);
-    return new Float32Array(bytes.buffer, bytes.byteOffset, t.elementCount);
-  }
-  if (t.type === GGML_TYPE.F16) return halfBitsToFloat32(readWeightF16Bits(g, t)!);
-  if (t.type === GGML_TYPE.Q8_0) return dequantizeQ8_0Fast(readTensorBytes(g.file, t), t.elementCount);
-  if (t.type === GGML_TYPE.BF16) {
-    const bytes = readTensorBytes(g.file, t);
-    return bf16BitsToFloat32(new Uint16Array(bytes.buffer, bytes.byteOffset, t.elementCount));
-  }
   return readTensorF32(g.file, t);
 }
 

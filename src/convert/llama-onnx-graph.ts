@@ -31,7 +31,7 @@
  *   ops without an fp16 CPU kernel through inserted casts; RMSNorm accumulates in float32 inside
  *   SimplifiedLayerNormalization, which avoids overflow of x² in half precision.
  */
-import { float32ToHalfBits } from "./half.ts";
+import { float32ToHalfBits } from "../formats/half.ts";
 import { type LlamaGguf, readWeightF16Bits, readWeightF32 } from "./llama-gguf.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import {

@@ -3,6 +3,8 @@
  * (`ggml_blck_size`, `ggml_type_size`) for the llama.cpp release this project pins.
  * Removed and deprecated type ids are absent, so a file using them is refused by name.
  */
+import { bf16BitsToFloat32, dequantizeQ8_0Fast, halfBitsToFloat32 } from "./half.ts";
+
 export interface GgmlTypeInfo {
   readonly id: number;
   readonly name: string;
@@ -34,49 +36,28 @@ export function ggmlTypeName(id: number): string {
   return GGML_TYPES.get(id)?.name ?? `unknown type ${id}`;
 }
 
-/** IEEE half -> float. */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
-
 /**
  * Decode a tensor's raw bytes to float32. Covers the types a converter or a reference forward pass
  * meets in small and mid-size llama exports: F32, F16, BF16 and Q8_0 (`d:f16, q:int8[32]`).
  * Other quantisations are refused by name rather than guessed.
  */
 export function dequantize(type: number, bytes: Uint8Array, count: number): Float32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(count);
+  const want = (GGML_TYPES.get(type)?.typeSize ?? 0) * (count / (GGML_TYPES.get(type)?.blockSize ?? 1));
+  if (GGML_TYPES.has(type) && bytes.byteLength < want) {
+    throw new RangeError(`${ggmlTypeName(type)} tensor of ${count} elements needs ${want} bytes, got ${bytes.byteLength}`);
+  }
+  // Typed views need aligned offsets; a tensor read on its own starts at 0, a slice may not.
+  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   switch (type) {
     case GGML_TYPE.F32:
-      for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
-      return out;
+      return new Float32Array(aligned.buffer, aligned.byteOffset, count).slice();
     case GGML_TYPE.F16:
-      for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
-      return out;
-    case GGML_TYPE.BF16: {
-      const u = new Uint32Array(1);
-      const f = new Float32Array(u.buffer);
-      for (let i = 0; i < count; i++) {
-        u[0] = view.getUint16(i * 2, true) << 16;
-        out[i] = f[0]!;
-      }
-      return out;
-    }
-    case GGML_TYPE.Q8_0: {
+      return halfBitsToFloat32(new Uint16Array(aligned.buffer, aligned.byteOffset, count));
+    case GGML_TYPE.BF16:
+      return bf16BitsToFloat32(new Uint16Array(aligned.buffer, aligned.byteOffset, count));
+    case GGML_TYPE.Q8_0:
       if (count % 32 !== 0) throw new RangeError(`Q8_0 tensor of ${count} elements is not a whole number of 32-blocks`);
-      for (let b = 0; b < count / 32; b++) {
-        const base = b * 34;
-        const d = halfToFloat(view.getUint16(base, true));
-        for (let j = 0; j < 32; j++) out[b * 32 + j] = d * view.getInt8(base + 2 + j);
-      }
-      return out;
-    }
+      return dequantizeQ8_0Fast(bytes, count);
     default:
       throw new RangeError(`cannot dequantize ggml type ${ggmlTypeName(type)} (supported: F32, F16, BF16, Q8_0)`);
   }

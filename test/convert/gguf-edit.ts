@@ -4,8 +4,7 @@
  * tensor table and data. Used to make variants of the embedded model: other weight types (F16,
  * BF16, Q8_0), other metadata, added or missing tensors for the error tests.
  */
-import { float32ToHalfBits } from "../../src/convert/half.ts";
-import { halfToFloat } from "../../src/formats/ggml-types.ts";
+import { float32ToHalfBits, halfToFloat } from "../../src/formats/half.ts";
 
 export type MetaEdit =
   | { type: "string"; value: string }

@@ -1,17 +1,33 @@
 import { describe, expect, test } from "bun:test";
-import { bf16BitsToFloat32, dequantizeQ8_0Fast, float32ToHalfBits, halfBitsToFloat32 } from "../../src/convert/half.ts";
-import { dequantize, GGML_TYPE, halfToFloat } from "../../src/formats/ggml-types.ts";
+import { bf16BitsToFloat32, dequantizeQ8_0Fast, float32ToHalfBits, floatToHalf, halfBitsToFloat32, halfToFloat } from "../../src/formats/half.ts";
+import { dequantize, GGML_TYPE } from "../../src/formats/ggml-types.ts";
 import { quantizeQ8_0 } from "./gguf-edit.ts";
 
 describe("half precision conversions", () => {
-  test("halfBitsToFloat32 decodes all 65536 halves like the GGUF reader", () => {
+  test("halfToFloat and halfBitsToFloat32 decode all 65536 halves as the runtime's native Float16Array does", () => {
     const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const native = new Float16Array(all.buffer); // an independent decoder: the engine's own
     const f = halfBitsToFloat32(all);
     for (let i = 0; i < 65536; i++) {
-      const want = halfToFloat(i);
-      if (Number.isNaN(want)) expect(f[i]).toBeNaN();
-      else expect(Object.is(f[i], want)).toBe(true);
+      const want = native[i]!;
+      if (Number.isNaN(want)) {
+        expect(f[i]).toBeNaN();
+        expect(halfToFloat(i)).toBeNaN();
+      } else {
+        expect(Object.is(f[i], want)).toBe(true);
+        expect(Object.is(halfToFloat(i), want)).toBe(true);
+      }
     }
+  });
+
+  test("floatToHalf (scalar) agrees with float32ToHalfBits (bulk) and with the native encoder", () => {
+    const xs = [0, -0, 1, -2.5, 65504, 70000, 1e-8, 6e-8, 1 + 2 ** -11, Math.PI, -1e-5, Infinity];
+    const native = new Float16Array(xs);
+    const nativeBits = new Uint16Array(native.buffer);
+    xs.forEach((x, i) => {
+      expect(floatToHalf(x)).toBe(float32ToHalfBits(new Float32Array([x]))[0]!);
+      expect(floatToHalf(x)).toBe(nativeBits[i]!);
+    });
   });
 
   test("float32ToHalfBits inverts it for every non-NaN half", () => {

@@ -2,7 +2,7 @@
  * Test helper: run a converted decoder directly in onnxruntime-node (no adapter), step by step
  * with the KV cache in the Optimum layout, the way any ONNX Runtime user would.
  */
-import { halfToFloat } from "../../src/formats/ggml-types.ts";
+import { halfToFloat } from "../../src/formats/half.ts";
 import { ort } from "../../src/adapters/onnx/ort.ts";
 
 export interface DecoderShape {

@@ -5,7 +5,8 @@
  */
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
-import { DataType, floatToHalf, halfToFloat } from "../../formats/onnx/index.ts";
+import { DataType } from "../../formats/onnx/index.ts";
+import { float32ToHalfBits, halfBitsToFloat32 } from "../../formats/half.ts";
 import type { OnnxRuntimeModel, PlanLease, RuntimePlan } from "./model.ts";
 import { KvCache } from "./kv.ts";
 import { float16Tensor, halfBits, ort, type OrtTensor } from "./ort.ts";
@@ -152,17 +153,12 @@ function intTensor(type: "int32" | "int64", n: number, value: (i: number) => num
 /** A `[rows, dModel]` float32 view of a `[1, rows, dModel]` residual (converting float16). */
 function toResidual(t: OrtTensor, rows: number, d: number): Tensor {
   if (t.type === "float32") return makeTensor(t.data as Float32Array, [rows, d]);
-  const bits = halfBits(t);
-  const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = halfToFloat(bits[i]!);
-  return makeTensor(out, [rows, d]);
+  return makeTensor(halfBitsToFloat32(halfBits(t)), [rows, d]);
 }
 
 function fromResidual(x: Tensor, rows: number, d: number, elemType: number): OrtTensor {
   if (elemType === DataType.FLOAT) return new ort.Tensor("float32", x.data, [1, rows, d]);
-  const bits = new Uint16Array(x.data.length);
-  for (let i = 0; i < bits.length; i++) bits[i] = floatToHalf(x.data[i]!);
-  return float16Tensor(bits, [1, rows, d]);
+  return float16Tensor(float32ToHalfBits(x.data), [1, rows, d]);
 }
 
 /** The last position's logits of a `[1, seq, vocab]` (or `[1, vocab]`) output, as float32. */
@@ -172,7 +168,6 @@ function lastRow(t: OrtTensor, vocab: number, out: Float32Array): void {
     out.set(data.subarray(data.length - vocab));
   } else {
     const bits = halfBits(t);
-    const off = bits.length - vocab;
-    for (let i = 0; i < vocab; i++) out[i] = halfToFloat(bits[off + i]!);
+    halfBitsToFloat32(bits.subarray(bits.length - vocab), out);
   }
 }

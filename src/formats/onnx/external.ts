@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { decodeModel, OnnxDecodeError } from "./decode.ts";
 import { encodeModel } from "./encode.ts";
+import { halfBitsToFloat32 } from "../half.ts";
 import { DataType, dataTypeSize, type OnnxModel, type OnnxTensor } from "./types.ts";
 import { Reader, WIRE_FIXED32, WIRE_LEN, WIRE_VARINT } from "./wire.ts";
 
@@ -149,51 +150,13 @@ export function tensorFloat32(t: OnnxTensor, externalFiles?: ReadonlyMap<string,
     return new Float32Array(copy.buffer, 0, copy.length / 4);
   }
   if (t.dataType === DataType.FLOAT16) {
-    const n = b.length / 2;
-    const out = new Float32Array(n);
-    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    for (let i = 0; i < n; i++) out[i] = halfToFloat(v.getUint16(2 * i, true));
-    return out;
+    const aligned = b.byteOffset % 2 === 0 ? b : b.slice();
+    return halfBitsToFloat32(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
   }
   throw new Error(`initializer "${t.name}": data type ${t.dataType} is not float32 or float16`);
 }
 
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
-}
-
-/** float -> IEEE half bits, round to nearest even. */
-export function floatToHalf(x: number): number {
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  f32[0] = x;
-  const u = u32[0]!;
-  const sign = (u >>> 16) & 0x8000;
-  const exp = (u >>> 23) & 0xff;
-  let mant = u & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && half & 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
-  return sign | half;
-}
+export { floatToHalf, halfToFloat } from "../half.ts";
 
 export interface SaveOptions {
   /**

@@ -1,9 +1,33 @@
 /**
- * float32 -> IEEE half, in bulk. Written here rather than taken from a package because it is a
- * dozen lines, runs once per weight of a multi-gigabyte model (so it works on whole arrays through
- * integer views, no per-element allocation), and must round exactly like numpy / ggml
- * (round-to-nearest-even, overflow to infinity, subnormals kept).
+ * IEEE half (float16) and bfloat16 conversions: the one place the GGUF reader, the converter and the
+ * ONNX codec and adapter take them from.
+ *
+ * Written here rather than taken from a package: each is a dozen lines, they run once per weight of
+ * a multi-gigabyte model (so the bulk forms work on whole arrays, no per-element allocation), and
+ * they must round exactly like numpy / ggml (round-to-nearest-even, overflow to infinity, subnormals
+ * kept).
  */
+
+/** IEEE half bits -> number, by decoding the fields (the definition the bulk table is built from). */
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+const scalar = new Float32Array(1);
+const scalarBits = new Uint32Array(scalar.buffer);
+
+/** number -> IEEE half bits (rounded through float32 first, as numpy does). */
+export function floatToHalf(x: number): number {
+  scalar[0] = x;
+  return halfBits(scalarBits[0]!);
+}
+
+/** float32 -> IEEE half bits, in bulk. */
 export function float32ToHalfBits(src: Float32Array, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < bits.length; i++) out[i] = halfBits(bits[i]!);
@@ -50,12 +74,7 @@ export function halfBitsToFloat32(bits: Uint16Array, out: Float32Array = new Flo
 
 function buildHalfTable(): Float32Array {
   const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const s = h & 0x8000 ? -1 : 1;
-    const e = (h >> 10) & 0x1f;
-    const f = h & 0x3ff;
-    t[h] = e === 0 ? s * f * 2 ** -24 : e === 31 ? (f ? NaN : s * Infinity) : s * (1 + f / 1024) * 2 ** (e - 15);
-  }
+  for (let h = 0; h < 65536; h++) t[h] = halfToFloat(h);
   return t;
 }
 
