@@ -342,22 +342,27 @@ function namedMiddleware<K extends "onRequest" | "onToken">(plugins: readonly Cr
   return out;
 }
 
-/** The affine edit a composed chain applies at a point, applied to `x` in place (reference implementation for backends and tests). */
-export function applyAffine(edit: AffineEdit, x: Tensor, scratch: Float32Array = new Float32Array(edit.rank)): void {
+/**
+ * Apply an affine edit `h' = h + (hU)V + c` to every row of `x` in place: the reference
+ * implementation that backends without a native path, the reference backend and tests share.
+ * Pass a `scratch` of at least `edit.rank` values to keep a hot path allocation-free.
+ */
+export function applyAffine(edit: AffineEdit, x: Tensor, scratch: Float64Array = new Float64Array(edit.rank)): void {
   const { rank: k, U, V, c } = edit;
   const d = x.dims[x.dims.length - 1]!;
   const data = x.data;
   for (let off = 0; off < data.length; off += d) {
-    if (k > 0) {
+    if (k > 0 && U && V) {
       for (let a = 0; a < k; a++) {
         let s = 0;
-        for (let i = 0; i < d; i++) s += data[off + i]! * U![i * k + a]!;
+        for (let i = 0; i < d; i++) s += data[off + i]! * U[i * k + a]!;
         scratch[a] = s;
       }
       for (let a = 0; a < k; a++) {
         const s = scratch[a]!;
         if (s === 0) continue;
-        for (let i = 0; i < d; i++) data[off + i] = data[off + i]! + s * V![a * d + i]!;
+        const vo = a * d;
+        for (let i = 0; i < d; i++) data[off + i] = data[off + i]! + s * V[vo + i]!;
       }
     }
     if (c) for (let i = 0; i < d; i++) data[off + i] = data[off + i]! + c[i]!;

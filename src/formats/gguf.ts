@@ -60,7 +60,6 @@ const enum T {
   STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
 }
 const SCALAR_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
-const TYPE_NAME = ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"];
 
 /** Reads a file forward through a small window; fails with a position when the file ends early. */
 class Cursor {

@@ -12,7 +12,6 @@
  * Speed: per sequence, every buffer is allocated once (grown by doubling when a longer prefill or
  * context needs it); the per-token path allocates only the small tensor object handed to a JS hook.
  */
-import { defaultContextLength } from "../default-model.ts";
 import { existsSync, statSync } from "node:fs";
 import type {
   AffineEdit,
@@ -29,11 +28,13 @@ import type {
 } from "../core/backend.ts";
 import { CAPABILITIES } from "../core/backend.ts";
 import { renderChat } from "../core/chat-template.ts";
+import { applyAffine } from "../core/chain.ts";
 import { canonicalPoint, type HookPoint, pointIndex, pointName } from "../core/sites.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { type LlamaGguf, type LlamaHParams, openLlamaGguf, readWeightF32 } from "../convert/llama-gguf.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import { GgufTokenizer } from "../formats/gguf-tokenizer.ts";
+import { defaultContextLength } from "../default-model.ts";
 
 export const REFERENCE_BACKEND_NAME = "reference";
 
@@ -143,28 +144,6 @@ function rmsNorm(x: Float32Array, off: number, n: number, w: Float32Array, eps: 
   for (let i = 0; i < n; i++) ss += x[off + i]! * x[off + i]!;
   const scale = 1 / Math.sqrt(ss / n + eps);
   for (let i = 0; i < n; i++) out[off + i] = x[off + i]! * scale * w[i]!;
-}
-
-/** h' = h + (h U) V + c on every row of `data[0 .. rows*d)`. */
-function applyAffineRows(edit: AffineEdit, data: Float32Array, rows: number, d: number, scratch: Float64Array): void {
-  const { rank: k, U, V, c } = edit;
-  for (let r = 0; r < rows; r++) {
-    const off = r * d;
-    if (k > 0 && U && V) {
-      for (let a = 0; a < k; a++) {
-        let s = 0;
-        for (let i = 0; i < d; i++) s += data[off + i]! * U[i * k + a]!;
-        scratch[a] = s;
-      }
-      for (let a = 0; a < k; a++) {
-        const s = scratch[a]!;
-        if (s === 0) continue;
-        const vo = a * d;
-        for (let i = 0; i < d; i++) data[off + i] = data[off + i]! + s * V[vo + i]!;
-      }
-    }
-    if (c) for (let i = 0; i < d; i++) data[off + i] = data[off + i]! + c[i]!;
-  }
 }
 
 // ---- the model -------------------------------------------------------------------------------
@@ -384,7 +363,7 @@ class ReferenceSequence implements Sequence {
     if (!action) return true;
     const d = this.model.hparams.nEmbd;
     if (action.affine) {
-      applyAffineRows(action.affine, this.x, n, d, this.affineScratch);
+      applyAffine(action.affine, { data: this.x.subarray(0, n * d), dims: [n, d] }, this.affineScratch);
       return true;
     }
     const hooks = this.hooks!;

@@ -2,6 +2,7 @@
 import type { AffineEdit, ResidualHooks } from "../../src/core/backend.ts";
 import { pointName, type HookPoint } from "../../src/core/sites.ts";
 import type { Tensor } from "../../src/core/tensor.ts";
+import { applyAffine } from "../../src/core/chain.ts";
 
 export type HookFn = (point: HookPoint, x: Tensor, positions: ArrayLike<number>) => Tensor | void;
 
@@ -25,23 +26,8 @@ export function makeHooks(points: HookPoint[], fn: HookFn, affine: AffineEdit[] 
   return hooks;
 }
 
-/** The JS twin of an affine edit: h' = h + (hU)V + c on every row. */
-export function applyAffineJs(edit: AffineEdit, x: Tensor): void {
-  const d = x.dims[1]!;
-  const rows = x.dims[0]!;
-  const k = edit.rank;
-  const t = new Float64Array(k);
-  for (let r = 0; r < rows; r++) {
-    const h = x.data.subarray(r * d, (r + 1) * d);
-    for (let j = 0; j < k; j++) {
-      let s = 0;
-      for (let i = 0; i < d; i++) s += h[i]! * edit.U![i * k + j]!;
-      t[j] = s;
-    }
-    for (let j = 0; j < k; j++) for (let i = 0; i < d; i++) h[i] = h[i]! + t[j]! * edit.V![j * d + i]!;
-    if (edit.c) for (let i = 0; i < d; i++) h[i] = h[i]! + edit.c[i]!;
-  }
-}
+/** The JS twin of an affine edit: core's reference implementation. */
+export const applyAffineJs = applyAffine;
 
 /** A deterministic pseudo-random vector (xorshift), so tests need no fixtures. */
 export function randomVector(n: number, seed: number, scale = 1): Float32Array {
