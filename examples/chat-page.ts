@@ -7,7 +7,7 @@ export function page(info: ModelInfo): string {
   const mid = Math.floor(info.nLayers / 2);
   const presets = {
     none: [],
-    "add a vector": [{ plugin: "add-vector", options: { points: [`resid_post.${mid}`], vector: Array.from({ length: info.dModel }, (_, i) => (i % 2 ? 1 : -1)), scale: 2 } }],
+    "add a vector": [{ plugin: "add-vector", options: { points: [`resid_post.${mid}`], vector: Array.from({ length: info.dModel }, (_, i) => (i % 2 ? 1 : -1)), scale: 0.25 } }],
     "log top-5 logits": [{ plugin: "logger", options: { points: [], topK: 5, console: true } }],
   };
   return `<!doctype html>
