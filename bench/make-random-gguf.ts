@@ -13,7 +13,8 @@
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import { readGgufHeader, type GgufValue } from "../src/formats/gguf.ts";
+import { readGgufHeader } from "../src/formats/gguf.ts";
+import { encodeGgufHeader, type GgufTyped } from "../src/formats/gguf-write.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -33,7 +34,6 @@ const headDim = d / heads;
 if (!Number.isInteger(headDim)) throw new Error(`--d ${d} is not a multiple of --heads ${heads}`);
 
 const F32 = 0, F16 = 1;
-const T_U32 = 4, T_I32 = 5, T_F32 = 6, T_STRING = 8, T_ARRAY = 9;
 
 // Tokenizer: stories260K's, padded.
 const stories = readGgufHeader(join(import.meta.dir, "..", "models", "stories260K.gguf"));
@@ -47,26 +47,26 @@ for (let i = tokens.length; i < vocab; i++) {
   types.push(1);
 }
 
-type Kv = [string, number, GgufValue, number?];
-const kvs: Kv[] = [
-  ["general.architecture", T_STRING, "llama"],
-  ["general.name", T_STRING, `random llama d${d} l${nLayers} f16`],
-  ["llama.context_length", T_U32, ctx],
-  ["llama.embedding_length", T_U32, d],
-  ["llama.block_count", T_U32, nLayers],
-  ["llama.feed_forward_length", T_U32, ff],
-  ["llama.attention.head_count", T_U32, heads],
-  ["llama.attention.head_count_kv", T_U32, kvHeads],
-  ["llama.rope.dimension_count", T_U32, headDim],
-  ["llama.attention.layer_norm_rms_epsilon", T_F32, 1e-5],
-  ["llama.vocab_size", T_U32, vocab],
-  ["tokenizer.ggml.model", T_STRING, "llama"],
-  ["tokenizer.ggml.tokens", T_ARRAY, tokens, T_STRING],
-  ["tokenizer.ggml.scores", T_ARRAY, scores, T_F32],
-  ["tokenizer.ggml.token_type", T_ARRAY, types, T_I32],
-  ["tokenizer.ggml.bos_token_id", T_U32, 1],
-  ["tokenizer.ggml.eos_token_id", T_U32, 2],
-  ["tokenizer.ggml.unknown_token_id", T_U32, 0],
+const u32 = (value: number): GgufTyped => ({ type: "u32", value });
+const kvs: (readonly [string, GgufTyped])[] = [
+  ["general.architecture", { type: "string", value: "llama" }],
+  ["general.name", { type: "string", value: `random llama d${d} l${nLayers} f16` }],
+  ["llama.context_length", u32(ctx)],
+  ["llama.embedding_length", u32(d)],
+  ["llama.block_count", u32(nLayers)],
+  ["llama.feed_forward_length", u32(ff)],
+  ["llama.attention.head_count", u32(heads)],
+  ["llama.attention.head_count_kv", u32(kvHeads)],
+  ["llama.rope.dimension_count", u32(headDim)],
+  ["llama.attention.layer_norm_rms_epsilon", { type: "f32", value: 1e-5 }],
+  ["llama.vocab_size", u32(vocab)],
+  ["tokenizer.ggml.model", { type: "string", value: "llama" }],
+  ["tokenizer.ggml.tokens", { type: "array", of: "string", value: tokens }],
+  ["tokenizer.ggml.scores", { type: "array", of: "f32", value: scores }],
+  ["tokenizer.ggml.token_type", { type: "array", of: "i32", value: types }],
+  ["tokenizer.ggml.bos_token_id", u32(1)],
+  ["tokenizer.ggml.eos_token_id", u32(2)],
+  ["tokenizer.ggml.unknown_token_id", u32(0)],
 ];
 
 interface TensorSpec { name: string; dims: number[]; type: number }
@@ -91,45 +91,7 @@ const ALIGN = 32;
 const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 const bytesOf = (t: TensorSpec) => t.dims.reduce((a, b) => a * b, 1) * (t.type === F32 ? 4 : 2);
 
-// Header.
-const parts: Buffer[] = [];
-const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); parts.push(b); };
-const i32 = (n: number) => { const b = Buffer.alloc(4); b.writeInt32LE(n); parts.push(b); };
-const u64 = (n: number) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(n)); parts.push(b); };
-const f32 = (n: number) => { const b = Buffer.alloc(4); b.writeFloatLE(n); parts.push(b); };
-const str = (s: string) => { const b = Buffer.from(s, "utf8"); u64(b.length); parts.push(b); };
-const scalar = (type: number, v: GgufValue) => {
-  if (type === T_U32) u32(v as number);
-  else if (type === T_I32) i32(v as number);
-  else if (type === T_F32) f32(v as number);
-  else if (type === T_STRING) str(v as string);
-  else throw new Error(`unsupported type ${type}`);
-};
-u32(0x46554747);
-u32(3);
-u64(tensors.length);
-u64(kvs.length);
-for (const [key, type, value, elem] of kvs) {
-  str(key);
-  u32(type);
-  if (type === T_ARRAY) {
-    const arr = value as GgufValue[];
-    u32(elem!);
-    u64(arr.length);
-    for (const x of arr) scalar(elem!, x);
-  } else scalar(type, value);
-}
-let offset = 0;
-for (const t of tensors) {
-  str(t.name);
-  u32(t.dims.length);
-  for (const n of t.dims) u64(n);
-  u32(t.type);
-  u64(offset);
-  offset = align(offset + bytesOf(t));
-}
-let header = Buffer.concat(parts);
-header = Buffer.concat([header, Buffer.alloc(align(header.length) - header.length)]);
+const { header } = encodeGgufHeader({ metadata: kvs, tensors: tensors.map((t) => ({ ...t, byteLength: bytesOf(t) })), alignment: ALIGN });
 
 mkdirSync(dirname(args.out!), { recursive: true });
 const fd = openSync(args.out!, "w");

@@ -4,7 +4,9 @@
  * tensor table and data. Used to make variants of the embedded model: other weight types (F16,
  * BF16, Q8_0), other metadata, added or missing tensors for the error tests.
  */
-import { float32ToHalfBits, halfToFloat } from "../../src/formats/half.ts";
+import { float32ToHalfBits } from "../../src/formats/half.ts";
+import { GGML_TYPES } from "../../src/formats/ggml-types.ts";
+import { encodeGguf, type GgufTyped } from "../../src/formats/gguf-write.ts";
 
 export type MetaEdit =
   | { type: "string"; value: string }
@@ -21,11 +23,11 @@ export interface TensorEntry {
 }
 
 const SCALAR_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
-const TYPE_SIZE: Record<number, [number, number]> = { 0: [1, 4], 1: [1, 2], 2: [32, 18], 8: [32, 34], 12: [256, 144], 30: [1, 2] };
 
 interface Parsed {
   version: number;
-  kvs: { key: string; bytes: Uint8Array }[];
+  /** Each entry's key and its raw `type + value` bytes, kept exact. */
+  kvs: { key: string; raw: Uint8Array }[];
   tensors: TensorEntry[];
   alignment: number;
 }
@@ -56,13 +58,13 @@ function parse(src: Uint8Array): Parsed {
   const kvs: Parsed["kvs"] = [];
   let alignment = 32;
   for (let i = 0; i < nKv; i++) {
-    const start = p;
     const key = str();
+    const start = p;
     const type = v.getUint32(p, true);
     p += 4;
     if (key === "general.alignment") alignment = v.getUint32(p, true);
     skipValue(type);
-    kvs.push({ key, bytes: src.slice(start, p) });
+    kvs.push({ key, raw: src.slice(start, p) });
   }
   const infos: { name: string; type: number; dims: number[]; offset: number }[] = [];
   for (let i = 0; i < nT; i++) {
@@ -79,34 +81,11 @@ function parse(src: Uint8Array): Parsed {
   const dataStart = Math.ceil(p / alignment) * alignment;
   const tensors = infos.map((t) => {
     const n = t.dims.reduce((a, b) => a * b, 1);
-    const [bs, ts] = TYPE_SIZE[t.type]!;
+    const { blockSize: bs, typeSize: ts } = GGML_TYPES.get(t.type)!;
     const start = dataStart + t.offset;
     return { name: t.name, type: t.type, dims: t.dims, data: src.slice(start, start + (n / bs) * ts) };
   });
   return { version, kvs, tensors, alignment };
-}
-
-function encodeKv(key: string, edit: Exclude<MetaEdit, null>): Uint8Array {
-  const k = new TextEncoder().encode(key);
-  const val = edit.type === "string" ? new TextEncoder().encode(edit.value) : null;
-  const size = 8 + k.length + 4 + (val ? 8 + val.length : 4);
-  const out = new Uint8Array(size);
-  const v = new DataView(out.buffer);
-  v.setBigUint64(0, BigInt(k.length), true);
-  out.set(k, 8);
-  let p = 8 + k.length;
-  if (edit.type === "string") {
-    v.setUint32(p, 8, true);
-    v.setBigUint64(p + 4, BigInt(val!.length), true);
-    out.set(val!, p + 12);
-  } else if (edit.type === "f32") {
-    v.setUint32(p, 6, true);
-    v.setFloat32(p + 4, edit.value, true);
-  } else {
-    v.setUint32(p, 4, true);
-    v.setUint32(p + 4, edit.value, true);
-  }
-  return out;
 }
 
 export interface RewriteOptions {
@@ -121,61 +100,13 @@ export interface RewriteOptions {
 
 export function rewriteGguf(srcBytes: Uint8Array, options: RewriteOptions): Uint8Array {
   const src = parse(srcBytes);
-  const kvs = src.kvs
+  const metadata: [string, GgufTyped][] = src.kvs
     .filter((kv) => !(options.metadata && kv.key in options.metadata))
-    .map((kv) => {
-      const renamed = options.renameKey?.(kv.key) ?? kv.key;
-      if (renamed === kv.key) return kv.bytes;
-      const name = new TextEncoder().encode(renamed);
-      const rest = kv.bytes.subarray(8 + new TextEncoder().encode(kv.key).length);
-      const out = new Uint8Array(8 + name.length + rest.length);
-      new DataView(out.buffer).setBigUint64(0, BigInt(name.length), true);
-      out.set(name, 8);
-      out.set(rest, 8 + name.length);
-      return out;
-    });
-  for (const [key, edit] of Object.entries(options.metadata ?? {})) if (edit) kvs.push(encodeKv(key, edit));
+    .map((kv) => [options.renameKey?.(kv.key) ?? kv.key, { type: "raw", bytes: kv.raw }]);
+  for (const [key, edit] of Object.entries(options.metadata ?? {})) if (edit) metadata.push([key, edit]);
   const tensors = src.tensors.map((t) => (options.tensors ? options.tensors(t) : t)).filter((t): t is TensorEntry => t !== null);
   tensors.push(...(options.append ?? []));
-  const enc = new TextEncoder();
-  const pad = (n: number) => Math.ceil(n / src.alignment) * src.alignment;
-  let headerSize = 24 + kvs.reduce((a, b) => a + b.length, 0);
-  for (const t of tensors) headerSize += 8 + enc.encode(t.name).length + 4 + 8 * t.dims.length + 4 + 8;
-  const dataStart = pad(headerSize);
-  let dataSize = 0;
-  const offsets = tensors.map((t) => {
-    const o = dataSize;
-    dataSize += pad(t.data.length);
-    return o;
-  });
-  const out = new Uint8Array(dataStart + dataSize);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, 0x46554747, true);
-  v.setUint32(4, src.version, true);
-  v.setBigUint64(8, BigInt(tensors.length), true);
-  v.setBigUint64(16, BigInt(kvs.length), true);
-  let p = 24;
-  for (const kv of kvs) {
-    out.set(kv, p);
-    p += kv.length;
-  }
-  tensors.forEach((t, i) => {
-    const name = enc.encode(t.name);
-    v.setBigUint64(p, BigInt(name.length), true);
-    out.set(name, p + 8);
-    p += 8 + name.length;
-    v.setUint32(p, t.dims.length, true);
-    p += 4;
-    for (const d of t.dims) {
-      v.setBigUint64(p, BigInt(d), true);
-      p += 8;
-    }
-    v.setUint32(p, t.type, true);
-    v.setBigUint64(p + 4, BigInt(offsets[i]!), true);
-    p += 12;
-    out.set(t.data, dataStart + offsets[i]!);
-  });
-  return out;
+  return encodeGguf({ version: src.version, alignment: src.alignment, metadata, tensors });
 }
 
 export function withMetadataString(src: Uint8Array, key: string, value: string): Uint8Array {
@@ -232,17 +163,6 @@ export function toQ8_0(src: Uint8Array): Uint8Array {
   return rewriteGguf(src, {
     tensors: (t) => (t.dims.length < 2 || t.dims[0]! % 32 !== 0 ? t : { ...t, type: 8, data: quantizeQ8_0(f32Of(t)) }),
   });
-}
-
-/** Dequantise what {@link quantizeQ8_0} wrote (to check it). */
-export function dequantizeQ8_0(bytes: Uint8Array): Float32Array {
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array((bytes.length / 34) * 32);
-  for (let b = 0; b < bytes.length / 34; b++) {
-    const d = halfToFloat(v.getUint16(b * 34, true));
-    for (let j = 0; j < 32; j++) out[b * 32 + j] = d * v.getInt8(b * 34 + 2 + j);
-  }
-  return out;
 }
 
 /** The model under another llama-family architecture name: `llama.*` keys moved to `<arch>.*`. */
