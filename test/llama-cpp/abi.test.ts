@@ -62,3 +62,14 @@ describe("llama.cpp ABI", () => {
     }
   });
 });
+
+describe("an own build of the verified release (STEERKIT_LLAMA_LIB_DIR)", () => {
+  test("a directory without the libraries is refused by name, before anything loads", () => {
+    const script = `import { loadLlamaLibrary } from ${JSON.stringify(new URL("../../src/adapters/llama-cpp/ffi.ts", import.meta.url).pathname)};
+try { loadLlamaLibrary(); console.log("loaded"); } catch (e) { console.log(e.name + ": " + e.message); }`;
+    const p = Bun.spawnSync(["bun", "-e", script], { env: { ...process.env, STEERKIT_LLAMA_LIB_DIR: "/nonexistent/llama-build" } });
+    expect(p.stdout.toString().trim()).toBe(
+      "LlamaLoadError: STEERKIT_LLAMA_LIB_DIR=/nonexistent/llama-build: missing /nonexistent/llama-build/libggml-base.so (expected the shared libraries of a llama.cpp v0.4.0 build)",
+    );
+  });
+});

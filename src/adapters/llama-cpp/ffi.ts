@@ -195,10 +195,43 @@ export function cString(s: string): Buffer {
 
 let loaded: LlamaLibrary | null = null;
 
+/** The environment variable naming a directory with the user's own build of the verified release. */
+export const OWN_BUILD_ENV = "STEERKIT_LLAMA_LIB_DIR";
+
+interface LibraryFiles {
+  readonly dir: string;
+  readonly ggmlBase: string;
+  readonly ggml: string;
+  readonly llama: string;
+}
+
+/**
+ * The libraries to load: the platform package's prebuilt ones, or, when `STEERKIT_LLAMA_LIB_DIR` is
+ * set, a user's own build of the same release (`cmake -DGGML_NATIVE=ON` builds prefill about twice
+ * as fast as the portable prebuilt CPU variants on this machine). An own build has no release tag to
+ * read, so it is accepted on the struct-layout check alone (`verifyDefaults`): build it from the tag
+ * abi.ts names.
+ */
+function resolveLibraryFiles(): LibraryFiles {
+  const own = process.env[OWN_BUILD_ENV];
+  if (own) {
+    const files = { dir: own, ggmlBase: join(own, "libggml-base.so"), ggml: join(own, "libggml.so"), llama: join(own, "libllama.so") };
+    for (const f of [files.ggmlBase, files.ggml, files.llama]) {
+      if (!existsSync(f)) {
+        throw new LlamaLoadError(`${OWN_BUILD_ENV}=${own}: missing ${f} (expected the shared libraries of a llama.cpp ${VERIFIED_LLAMA_RELEASE} build)`);
+      }
+    }
+    return files;
+  }
+  const dir = resolveBinsDir();
+  return { dir, ggmlBase: join(dir, LIB_GGML_BASE), ggml: join(dir, LIB_GGML), llama: join(dir, LIB_LLAMA) };
+}
+
 /** Load libllama and the shim once; later calls return the same library. */
 export function loadLlamaLibrary(): LlamaLibrary {
   if (loaded) return loaded;
-  const binsDir = resolveBinsDir();
+  const files = resolveLibraryFiles();
+  const binsDir = files.dir;
   const shim = compileShim().symbols;
   if (
     shim.sk_sizeof_model_params() !== MODEL_PARAMS.size ||
@@ -213,11 +246,11 @@ export function loadLlamaLibrary(): LlamaLibrary {
   const logHeader = new Int32Array(logBuffer.buffer, 0, 2);
   const logPtr = ptr(logBuffer);
 
-  const ggmlBase = dlopen(join(binsDir, LIB_GGML_BASE), { ggml_log_set: { args: [P, P], returns: V } });
+  const ggmlBase = dlopen(files.ggmlBase, { ggml_log_set: { args: [P, P], returns: V } });
   ggmlBase.symbols.ggml_log_set(addressOf(shim.sk_log), logPtr);
-  const ggml = dlopen(join(binsDir, LIB_GGML), { ggml_backend_load_all_from_path: { args: [P], returns: V } });
+  const ggml = dlopen(files.ggml, { ggml_backend_load_all_from_path: { args: [P], returns: V } });
   ggml.symbols.ggml_backend_load_all_from_path(ptr(cString(binsDir)));
-  const llama = openLlama(join(binsDir, LIB_LLAMA)).symbols;
+  const llama = openLlama(files.llama).symbols;
   llama.llama_log_set(addressOf(shim.sk_log), logPtr);
   llama.llama_backend_init();
 
