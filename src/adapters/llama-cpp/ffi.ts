@@ -6,7 +6,7 @@
  * (without a path ggml searches next to the executable, i.e. Bun's directory, and finds no CPU
  * backend), then libllama. Only the exact build described in abi.ts is accepted.
  */
-import { cc, dlopen, FFIType, ptr, CString, type Pointer } from "bun:ffi";
+import { cc, CFunction, dlopen, FFIType, ptr, CString, type Pointer } from "bun:ffi";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -38,6 +38,7 @@ const llamaSymbols = {
 
   llama_model_free: { args: [P], returns: V },
   llama_free: { args: [P], returns: V },
+  llama_attach_threadpool: { args: [P, P, P], returns: V },
   llama_model_get_vocab: { args: [P], returns: P },
   llama_model_n_layer: { args: [P], returns: i32 },
   llama_model_n_embd: { args: [P], returns: i32 },
@@ -109,6 +110,11 @@ export interface LlamaLibrary {
     decode: Pointer;
   };
   readonly binsDir: string;
+  /**
+   * Persistent CPU thread pools (what llama-bench attaches). Without one, ggml creates and joins a
+   * new pool for every graph it computes (ggml-cpu.c, "disposable threadpool"), once per token.
+   */
+  readonly threadpool: { create(nThreads: number): Pointer | null; free(pool: Pointer): void };
   readonly systemInfo: string;
   /** The last error llama.cpp logged (cleared by {@link clearLastLogError}). */
   lastLogError(): string;
@@ -248,8 +254,13 @@ export function loadLlamaLibrary(): LlamaLibrary {
 
   const ggmlBase = dlopen(files.ggmlBase, { ggml_log_set: { args: [P, P], returns: V } });
   ggmlBase.symbols.ggml_log_set(addressOf(shim.sk_log), logPtr);
-  const ggml = dlopen(files.ggml, { ggml_backend_load_all_from_path: { args: [P], returns: V } });
+  const ggml = dlopen(files.ggml, {
+    ggml_backend_load_all_from_path: { args: [P], returns: V },
+    ggml_backend_reg_by_name: { args: [P], returns: P },
+    ggml_backend_reg_get_proc_address: { args: [P, P], returns: P },
+  });
   ggml.symbols.ggml_backend_load_all_from_path(ptr(cString(binsDir)));
+  const threadpool = cpuThreadpool(files.ggmlBase, ggml.symbols);
   const llama = openLlama(files.llama).symbols;
   llama.llama_log_set(addressOf(shim.sk_log), logPtr);
   llama.llama_backend_init();
@@ -265,6 +276,7 @@ export function loadLlamaLibrary(): LlamaLibrary {
       decode: addressOf(llama.llama_decode),
     },
     binsDir,
+    threadpool,
     systemInfo: String(llama.llama_print_system_info()),
     lastLogError() {
       const n = logHeader[0]!;
@@ -280,6 +292,35 @@ export function loadLlamaLibrary(): LlamaLibrary {
   verifyDefaults(lib);
   loaded = lib;
   return lib;
+}
+
+/** ggml_threadpool_params: bool cpumask[512], int n_threads, int prio, u32 poll, bool strict_cpu, bool paused (ggml.h). */
+const THREADPOOL_PARAMS_SIZE = 528;
+
+/** The CPU backend's thread-pool functions, reached the way llama-bench reaches them (proc addresses). */
+function cpuThreadpool(
+  ggmlBasePath: string,
+  ggml: { ggml_backend_reg_by_name(name: Pointer): unknown; ggml_backend_reg_get_proc_address(reg: Pointer, name: Pointer): unknown },
+): LlamaLibrary["threadpool"] {
+  const none = { create: () => null, free: () => {} };
+  const reg = asPointer(ggml.ggml_backend_reg_by_name(ptr(cString("CPU"))));
+  if (!reg) return none;
+  const newAt = asPointer(ggml.ggml_backend_reg_get_proc_address(reg, ptr(cString("ggml_threadpool_new"))));
+  const freeAt = asPointer(ggml.ggml_backend_reg_get_proc_address(reg, ptr(cString("ggml_threadpool_free"))));
+  if (!newAt || !freeAt) return none;
+  const init = dlopen(ggmlBasePath, { ggml_threadpool_params_init: { args: [P, FFIType.i32], returns: V } }).symbols;
+  const create = CFunction({ ptr: newAt, args: [P], returns: P });
+  const destroy = CFunction({ ptr: freeAt, args: [P], returns: V });
+  return {
+    create(nThreads) {
+      const params = new Uint8Array(THREADPOOL_PARAMS_SIZE);
+      init.ggml_threadpool_params_init(ptr(params), nThreads);
+      return asPointer(create(ptr(params)));
+    },
+    free(pool) {
+      destroy(pool);
+    },
+  };
 }
 
 /** What llama_{model,context}_default_params return, read through abi.ts offsets. */

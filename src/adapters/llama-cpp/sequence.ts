@@ -118,6 +118,7 @@ export class LlamaSequence implements Sequence {
   readonly #logits: Float32Array;
   #logitsView: Float32Array | null = null;
   #logitsPtr = 0;
+  #threadpool: Pointer | null = null;
 
   // Hooks: the shim's sk_hooks block, its points and whatever they point at, kept alive here.
   readonly #hooksBlock = new DataView(new ArrayBuffer(SHIM_HOOKS.size));
@@ -238,6 +239,8 @@ export class LlamaSequence implements Sequence {
       );
     }
     this.#ctx = ctx;
+    this.#threadpool = lib.threadpool.create(host.threads);
+    if (this.#threadpool) lib.llama.llama_attach_threadpool(ctx, this.#threadpool, this.#threadpool);
     if (cvecLast >= 0) {
       const rc = lib.llama.llama_set_adapter_cvec(ctx, ptr(cvec), cvec.length, dModel, cvecFirst, cvecLast);
       if (rc !== 0) {
@@ -351,6 +354,8 @@ export class LlamaSequence implements Sequence {
     }
     this.#ctx = null;
     this.#host.lib.llama.llama_free(ctx);
+    if (this.#threadpool) this.#host.lib.threadpool.free(this.#threadpool);
+    this.#threadpool = null;
     this.#jsCallback?.close();
     this.#logitsView = null;
     this.#host.release(this);
