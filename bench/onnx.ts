@@ -50,6 +50,7 @@ function hooks(points: HookPoint[], dModel: number, mode: "affine" | "js"): Resi
     points,
     affine,
     writes: true,
+    readOnly: new Set(),
     error: null,
     run(_p, x) {
       const d = x.data;

@@ -17,7 +17,7 @@ const points = allPoints(model.info.nLayers);
 function jsEverywhere(): ResidualHooks {
   const c = new Float32Array(d).fill(0.001);
   return {
-    points, affine: new Map(), writes: true, error: null,
+    points, affine: new Map(), writes: true, readOnly: new Set(), error: null,
     run(_p, x) {
       for (let off = 0; off < x.data.length; off += d) for (let i = 0; i < d; i++) x.data[off + i] = x.data[off + i]! + c[i]!;
       return x;
@@ -26,7 +26,7 @@ function jsEverywhere(): ResidualHooks {
 }
 function affineEverywhere(): ResidualHooks {
   const c = new Float32Array(d).fill(0.001);
-  return { points, affine: new Map(points.map((p) => [pointName(p), { point: p, rank: 0, U: null, V: null, c } as AffineEdit])), writes: true, error: null, run: (_p, x) => x };
+  return { points, affine: new Map(points.map((p) => [pointName(p), { point: p, rank: 0, U: null, V: null, c } as AffineEdit])), writes: true, readOnly: new Set(), error: null, run: (_p, x) => x };
 }
 
 async function decodeMs(hooks: ResidualHooks | undefined, steps: number): Promise<number[]> {

@@ -46,9 +46,20 @@ export interface TokenizeOptions {
 }
 
 /**
+ * Absolute token positions `[from, to)`: `to` is `Infinity` for "from `from` on". Core resolves a
+ * plugin's symbolic positions ("prompt", "generated", `{ from }`) against the request's prompt
+ * length, so a backend only compares numbers.
+ */
+export interface PositionRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
  * One residual edit of the form `h' = h + (h U) V + c`, applied to every row `h` (a `[dModel]` row
- * of the residual) at one point. Additive steering is `c` alone; directional ablation is
- * `U = r̂` (k = 1), `V = -r̂ᵀ`. Core composes all affine plugins at a point into one edit.
+ * of the residual) at one point whose position lies in `positions` (every row when null). Additive
+ * steering is `c` alone; directional ablation is `U = r̂` (k = 1), `V = -r̂ᵀ`. Core composes all
+ * affine plugins at a point into one edit.
  */
 export interface AffineEdit {
   readonly point: HookPoint;
@@ -60,6 +71,8 @@ export interface AffineEdit {
   readonly V: Float32Array | null;
   /** `[dModel]` bias, or null. */
   readonly c: Float32Array | null;
+  /** Rows the edit applies to, by absolute position; null (or absent) for every row. */
+  readonly positions?: PositionRange | null;
 }
 
 /**
@@ -76,17 +89,24 @@ export interface ResidualHooks {
    * JS path (`fastPath: false`).
    */
   readonly affine: ReadonlyMap<string, AffineEdit>;
-  /** False when no hook writes: a backend may then hand out a read-only copy and skip writing back. */
+  /** False when no hook writes anywhere: a backend may then skip writing back at every point. */
   readonly writes: boolean;
   /**
+   * Canonical names of the points where every hook only reads. A backend may serve them without
+   * writing back (ONNX: an extra graph output instead of a graph cut; llama.cpp: no write-back),
+   * and may run them after the forward pass, since nothing downstream depends on them.
+   */
+  readonly readOnly: ReadonlySet<string>;
+  /**
    * Run the chain at `point` over `x` (`[rows, dModel]`, row i at absolute position
-   * `positions[i]`). Returns the tensor to write back (`x` itself when edited in place).
+   * `positions[i]`, computed from token id `tokens[i]`). Returns the tensor to write back (`x`
+   * itself when edited in place).
    * A backend may pass fewer rows than the batch where later rows cannot matter: llama.cpp's last
    * block computes only the rows that produce logits, so its last-layer points see one row.
    * Never throws: a hook's error is kept in `error` and `x` is returned unchanged, so a native
    * caller stays safe; check `error` after the forward pass.
    */
-  run(point: HookPoint, x: Tensor, positions: ArrayLike<number>): Tensor;
+  run(point: HookPoint, x: Tensor, positions: ArrayLike<number>, tokens: ArrayLike<number>): Tensor;
   /** The first error a hook raised in this request, or null. A backend may end its forward pass early when set. */
   readonly error: Error | null;
 }

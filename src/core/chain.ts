@@ -5,19 +5,23 @@
  * - `logits`: what core runs on next-token logits before sampling,
  * - `request` / `token`: the per-request middleware, composed like Hono's.
  */
-import type { AffineEdit, Capability, Model, ModelInfo, ResidualHooks } from "./backend.ts";
+import { createArtifacts, type Artifacts } from "./artifacts.ts";
+import type { AffineEdit, Capability, Model, ModelInfo, PositionRange, ResidualHooks } from "./backend.ts";
 import { compose } from "./compose.ts";
-import { CapabilityError, PluginError, SteerkitError } from "./errors.ts";
+import { CapabilityError, OptionsError, PluginError, SteerkitError } from "./errors.ts";
 import type {
   AffineForm,
   ConfiguredPlugin,
   LogitsContext,
   Middleware,
   PluginHooks,
+  PrepareContext,
+  PreparedPlugin,
   RequestContext,
   ResidualContext,
   TokenContext,
 } from "./plugin.ts";
+import { inPositions, resolvePositions } from "./points.ts";
 import { canonicalPoint, pointAt, pointIndex, pointName, type HookPoint } from "./sites.ts";
 import type { Tensor } from "./tensor.ts";
 
@@ -27,7 +31,7 @@ export interface BackendCapabilities {
 }
 
 /** Fail, naming plugin, backend and capability, when a backend cannot serve a plugin. Needs no model. */
-export function checkCapabilities(plugins: readonly ConfiguredPlugin[], backend: BackendCapabilities): void {
+export function checkCapabilities(plugins: readonly { readonly name: string; readonly needs: readonly Capability[] }[], backend: BackendCapabilities): void {
   for (const p of plugins) {
     const missing = p.needs.filter((n) => !backend.capabilities.includes(n));
     if (missing.length) throw new CapabilityError(p.name, backend.name, missing);
@@ -43,6 +47,75 @@ export function orderPlugins<T extends { readonly enforce: ConfiguredPlugin["enf
 export interface ChainOptions {
   /** Let backends apply affine edits natively (default true). False forces every hook through JS. */
   readonly fastPath?: boolean;
+  /** The request's prompt (resolves `"prompt"`/`"generated"` positions; hooks see it). Default: none. */
+  readonly promptTokens?: readonly number[];
+  /** The live array of generated tokens that hooks see as `generatedTokens`. Default: a new empty array. */
+  readonly generatedTokens?: readonly number[];
+  /** Artifacts for plugins prepared here (plugins given already prepared keep theirs). Default: none. */
+  readonly artifacts?: Artifacts;
+}
+
+/** The model as preparing and compiling a chain need it. */
+export type ChainModel = Pick<Model, "info" | "capabilities" | "detokenize"> & Partial<Pick<Model, "tokenize">>;
+
+/** A plugin as a chain accepts it: configured (prepared on the spot) or already prepared. */
+export type ChainPlugin = ConfiguredPlugin | PreparedPlugin;
+
+const EMPTY_ARTIFACTS = createArtifacts();
+
+function prepareContext(plugin: string, model: ChainModel, artifacts: Artifacts | undefined): PrepareContext {
+  return {
+    model: model.info,
+    artifacts: artifacts ?? EMPTY_ARTIFACTS,
+    tokenize: (text, o) => {
+      if (!model.tokenize) throw new TypeError("this model offers no tokenizer to prepare with");
+      return model.tokenize(text, o);
+    },
+    detokenize: (t) => model.detokenize(t),
+    invalid: (path, message) => {
+      throw new OptionsError(`plugin "${plugin}"`, [{ path, message }]);
+    },
+  };
+}
+
+/**
+ * Prepare plugins for a model: each plugin's `prepare` runs once per model, artifact store and
+ * options (cached), so a server pays for loading an SAE once, not per request. Checks the plugins'
+ * needs against the backend first. Errors name the plugin.
+ * @example
+ * ```ts
+ * const plugins = await preparePlugins(model, await registry.resolve(recipe), { artifacts });
+ * const events = stream(model, { messages, plugins }); // no async work left: bad input already failed
+ * ```
+ */
+export async function preparePlugins(
+  model: ChainModel,
+  plugins: readonly ChainPlugin[],
+  options: { readonly artifacts?: Artifacts } = {},
+): Promise<PreparedPlugin[]> {
+  checkCapabilities(plugins, { name: model.info.backend, capabilities: model.capabilities });
+  return Promise.all(plugins.map((p) => (isPrepared(p) ? checkPreparedFor(p, model.info) : p.prepare(prepareContext(p.name, model, options.artifacts)))));
+}
+
+/** `preparePlugins` without waiting: null when some plugin's preparation is async and not cached yet. */
+export function preparePluginsSync(model: ChainModel, plugins: readonly ChainPlugin[], options: { readonly artifacts?: Artifacts } = {}): PreparedPlugin[] | null {
+  checkCapabilities(plugins, { name: model.info.backend, capabilities: model.capabilities });
+  const out: PreparedPlugin[] = [];
+  for (const p of plugins) {
+    const prepared = isPrepared(p) ? checkPreparedFor(p, model.info) : p.prepareSync(prepareContext(p.name, model, options.artifacts));
+    if (!prepared) return null;
+    out.push(prepared);
+  }
+  return out;
+}
+
+function isPrepared(p: ChainPlugin): p is PreparedPlugin {
+  return typeof (p as PreparedPlugin).create === "function" && "model" in p;
+}
+
+function checkPreparedFor(p: PreparedPlugin, info: ModelInfo): PreparedPlugin {
+  if (p.model !== info) throw new PluginError(p.name, "create", new Error(`was prepared for model "${p.model.name}" (${p.model.backend}), not for "${info.name}" (${info.backend})`));
+  return p;
 }
 
 export interface CreatedPlugin {
@@ -57,8 +130,8 @@ export interface Chain {
   readonly hasLogitsHooks: boolean;
   /** Tell hooks which step is about to run. */
   setStep(phase: "prefill" | "decode", step: number): void;
-  /** Run the logits hooks; throws a PluginError naming the plugin when one throws. */
-  logits(logits: Float32Array, tokens: readonly number[]): Float32Array;
+  /** Run the logits hooks on the logits of the row at `position`; throws a PluginError naming the plugin when one throws. */
+  logits(logits: Float32Array, position: number): Float32Array;
   readonly request: (ctx: RequestContext, next: () => Promise<void>) => Promise<void>;
   readonly token: (ctx: TokenContext, next: () => Promise<void>) => Promise<void>;
 }
@@ -67,6 +140,8 @@ interface ResidualEntry {
   readonly name: string;
   readonly onResidual: NonNullable<PluginHooks["onResidual"]>;
   readonly hooks: PluginHooks;
+  /** Whether this plugin edits the residual at this point. */
+  readonly writes: boolean;
 }
 
 /** Mutable step context shared by every hook of one request (no allocation per call). */
@@ -74,23 +149,32 @@ interface MutableContext {
   model: ModelInfo;
   phase: "prefill" | "decode";
   step: number;
+  promptTokens: readonly number[];
+  generatedTokens: readonly number[];
   point: HookPoint;
   positions: ArrayLike<number>;
-  tokens: readonly number[];
+  tokens: ArrayLike<number>;
+  position: number;
 }
 
-export function compileChain(
-  configured: readonly ConfiguredPlugin[],
-  model: Pick<Model, "info" | "capabilities" | "detokenize">,
-  options: ChainOptions = {},
-): Chain {
-  checkCapabilities(configured, { name: model.info.backend, capabilities: model.capabilities });
+/**
+ * Compile a request's chain: create each plugin's hooks (in run order), check what they declare,
+ * and build the {@link ResidualHooks} a backend runs. Plugins with an async `prepare` must be
+ * prepared first ({@link preparePlugins}); `generate` and `stream` do that for you.
+ */
+export function compileChain(configured: readonly ChainPlugin[], model: ChainModel, options: ChainOptions = {}): Chain {
+  const preparedPlugins = preparePluginsSync(model, configured, options);
+  if (!preparedPlugins) {
+    const pending = configured.filter((p) => !isPrepared(p) && !p.prepareSync(prepareContext(p.name, model, options.artifacts))).map((p) => p.name);
+    throw new PluginError(pending[0] ?? "?", "prepare", new Error("prepares asynchronously: await preparePlugins(model, plugins) before compiling a chain"));
+  }
   const nLayers = model.info.nLayers;
-  const ordered = orderPlugins(configured);
+  const promptTokens = options.promptTokens ?? [];
+  const ordered = orderPlugins(preparedPlugins);
   const plugins: CreatedPlugin[] = ordered.map((p) => {
     let hooks: PluginHooks;
     try {
-      hooks = p.create({ model: model.info, detokenize: (t) => model.detokenize(t) });
+      hooks = p.create({ promptTokens, detokenize: (t) => model.detokenize(t) });
     } catch (e) {
       if (e instanceof SteerkitError) throw e;
       throw new PluginError(p.name, "create", e);
@@ -104,9 +188,12 @@ export function compileChain(
     model: model.info,
     phase: "prefill",
     step: 0,
+    promptTokens,
+    generatedTokens: options.generatedTokens ?? [],
     point: { site: "resid_pre", layer: 0 },
     positions: [],
     tokens: [],
+    position: 0,
   };
   const residual = new ChainResidualHooks(plugins, model.info, ctx, options.fastPath ?? true);
   const logitPlugins = plugins.filter((p) => p.hooks.onLogits);
@@ -119,8 +206,8 @@ export function compileChain(
       ctx.phase = phase;
       ctx.step = step;
     },
-    logits(logits, tokens) {
-      ctx.tokens = tokens;
+    logits(logits, position) {
+      ctx.position = position;
       let cur = logits;
       for (const p of logitPlugins) {
         let r: Float32Array | void;
@@ -142,7 +229,7 @@ export function compileChain(
     token: compose(namedMiddleware(plugins, "onToken")),
   };
 
-  function checkDeclarations(p: ConfiguredPlugin, hooks: PluginHooks): void {
+  function checkDeclarations(p: PreparedPlugin, hooks: PluginHooks): void {
     const fail = (msg: string) => {
       throw new PluginError(p.name, "create", new TypeError(msg));
     };
@@ -150,12 +237,18 @@ export function compileChain(
     if (hooks.points?.length && !hooks.onResidual) fail("declares points but has no onResidual");
     if (hooks.onResidual && !p.needs.some((n) => n.startsWith("residual:"))) fail("has onResidual but does not declare residual:read or residual:write in needs");
     if (hooks.onLogits && !p.needs.some((n) => n.startsWith("logits:"))) fail("has onLogits but does not declare logits:read or logits:write in needs");
-    for (const point of hooks.points ?? []) {
+    for (const point of [...(hooks.points ?? []), ...(hooks.writes ?? [])]) {
       try {
         canonicalPoint(point, nLayers);
       } catch (e) {
         fail(`point ${JSON.stringify(point)}: ${(e as Error).message}`);
       }
+    }
+    if (hooks.writes !== undefined) {
+      if (!Array.isArray(hooks.writes)) fail("writes must be a list of points");
+      if (hooks.writes.length && !p.needs.includes("residual:write")) fail("declares writes but does not declare residual:write in needs");
+      const declared = new Set((hooks.points ?? []).map((q) => pointIndex(q, nLayers)));
+      for (const w of hooks.writes) if (!declared.has(pointIndex(w, nLayers))) fail(`writes ${pointName(w)}, which is not one of its points`);
     }
   }
 }
@@ -164,6 +257,7 @@ class ChainResidualHooks implements ResidualHooks {
   readonly points: readonly HookPoint[];
   readonly affine: ReadonlyMap<string, AffineEdit>;
   readonly writes: boolean;
+  readonly readOnly: ReadonlySet<string>;
   error: Error | null = null;
   private readonly byIndex: (ResidualEntry[] | undefined)[];
 
@@ -178,31 +272,41 @@ class ChainResidualHooks implements ResidualHooks {
     for (const p of plugins) {
       const { hooks } = p;
       if (!hooks.onResidual) continue;
+      const written = hooks.writes
+        ? new Set(hooks.writes.map((w) => pointIndex(w, n)))
+        : p.needs.includes("residual:write")
+          ? null // every point
+          : new Set<number>();
       const seen = new Set<number>();
       for (const point of hooks.points!) {
         const i = pointIndex(point, n);
         if (seen.has(i)) continue; // resid_pre L and resid_post L-1 are one place: run once
         seen.add(i);
-        (this.byIndex[i] ??= []).push({ name: p.name, onResidual: hooks.onResidual.bind(hooks), hooks });
+        const writes = written === null || written.has(i);
+        (this.byIndex[i] ??= []).push({ name: p.name, onResidual: hooks.onResidual.bind(hooks), hooks, writes });
       }
     }
     const points: HookPoint[] = [];
     const affine = new Map<string, AffineEdit>();
+    const readOnly = new Set<string>();
+    const promptLength = ctx.promptTokens.length;
     this.byIndex.forEach((entries, i) => {
       if (!entries) return;
       const point = pointAt(i, n);
       points.push(point);
-      if (fastPath) {
-        const edit = composeAffine(entries, point, info.dModel);
+      if (!entries.some((e) => e.writes)) readOnly.add(pointName(point));
+      else if (fastPath) {
+        const edit = composeAffine(entries, point, info.dModel, promptLength);
         if (edit) affine.set(pointName(point), edit);
       }
     });
     this.points = points;
     this.affine = affine;
-    this.writes = plugins.some((p) => p.hooks.onResidual && p.needs.includes("residual:write"));
+    this.readOnly = readOnly;
+    this.writes = readOnly.size < points.length;
   }
 
-  run(point: HookPoint, x: Tensor, positions: ArrayLike<number>): Tensor {
+  run(point: HookPoint, x: Tensor, positions: ArrayLike<number>, tokens: ArrayLike<number>): Tensor {
     if (this.error) return x;
     const layer = point.layer;
     const index =
@@ -212,6 +316,7 @@ class ChainResidualHooks implements ResidualHooks {
     const ctx = this.ctx;
     ctx.point = point;
     ctx.positions = positions;
+    ctx.tokens = tokens;
     let cur = x;
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
@@ -241,18 +346,23 @@ function describe(v: unknown): string {
 
 /**
  * Compose the affine forms of every hook at a point, in chain order, into one edit; null when any
- * hook there is not affine. Applying e1 then e2:
+ * hook there is not affine, or when their positions differ (one edit has one position range; such
+ * a point runs in JS). Applying e1 then e2:
  *   h2 = h + h·[U1 | U2 + U1(V1U2)]·[V1; V2] + (c1 + (c1U2)V2 + c2)
  */
-function composeAffine(entries: readonly ResidualEntry[], point: HookPoint, d: number): AffineEdit | null {
+function composeAffine(entries: readonly ResidualEntry[], point: HookPoint, d: number, promptLength: number): AffineEdit | null {
   let U: Float32Array | null = null;
   let V: Float32Array | null = null;
   let c: Float32Array | null = null;
   let k = 0;
+  let positions: PositionRange | null | undefined;
   for (const e of entries) {
     const form = e.hooks.affine?.(point) ?? null;
     if (!form) return null;
     checkForm(e.name, form, point, d);
+    const range = resolvePositions(form.positions ?? "all", promptLength);
+    if (positions === undefined) positions = range;
+    else if (!sameRange(positions, range)) return null;
     const k2 = form.rank;
     if (k2 > 0) {
       const U2 = form.U!;
@@ -300,7 +410,11 @@ function composeAffine(entries: readonly ResidualEntry[], point: HookPoint, d: n
       for (let i = 0; i < d; i++) c[i] = c[i]! + form.c[i]!;
     }
   }
-  return { point, rank: k, U, V, c };
+  return { point, rank: k, U, V, c, positions: positions ?? null };
+}
+
+function sameRange(a: PositionRange | null, b: PositionRange | null): boolean {
+  return a === b || (a !== null && b !== null && a.from === b.from && a.to === b.to);
 }
 
 function checkForm(plugin: string, f: AffineForm, point: HookPoint, d: number): void {
@@ -324,8 +438,11 @@ function namedMiddleware<K extends "onRequest" | "onToken">(plugins: readonly Cr
     if (!fn) continue;
     out.push(async (ctx, next) => {
       let fromNext = false;
+      let calls = 0;
+      const twice = () => new PluginError(p.name, hook, new Error("called next() more than once"));
       try {
         await fn.call(p.hooks, ctx, async () => {
+          if (++calls > 1) throw twice();
           try {
             await next();
           } catch (e) {
@@ -334,24 +451,35 @@ function namedMiddleware<K extends "onRequest" | "onToken">(plugins: readonly Cr
           }
         });
       } catch (e) {
-        if (fromNext) throw e;
+        if (fromNext || (e instanceof PluginError && e.plugin === p.name)) throw e;
         throw new PluginError(p.name, hook, e);
       }
+      // A second call whose error the plugin caught still breaks the contract.
+      if (calls > 1) throw twice();
     });
   }
   return out;
 }
 
 /**
- * Apply an affine edit `h' = h + (hU)V + c` to every row of `x` in place: the reference
- * implementation that backends without a native path, the reference backend and tests share.
- * Pass a `scratch` of at least `edit.rank` values to keep a hot path allocation-free.
+ * Apply an affine edit `h' = h + (hU)V + c` in place to every row of `x` whose position is in the
+ * edit's range: the reference implementation that backends without a native path, the reference
+ * backend and tests share. `positions[i]` is row i's position (needed only when the edit has a
+ * range). Pass a `scratch` of at least `edit.rank` values to keep a hot path allocation-free.
  */
-export function applyAffine(edit: AffineEdit, x: Tensor, scratch: Float64Array = new Float64Array(edit.rank)): void {
+export function applyAffine(
+  edit: AffineEdit,
+  x: Tensor,
+  scratch: Float64Array = new Float64Array(edit.rank),
+  positions?: ArrayLike<number>,
+): void {
   const { rank: k, U, V, c } = edit;
+  const range = edit.positions ?? null;
+  if (range && !positions) throw new RangeError(`applyAffine: the edit at ${pointName(edit.point)} is limited to positions; pass the rows' positions`);
   const d = x.dims[x.dims.length - 1]!;
   const data = x.data;
-  for (let off = 0; off < data.length; off += d) {
+  for (let off = 0, r = 0; off < data.length; off += d, r++) {
+    if (range && !inPositions(range, positions![r]!)) continue;
     if (k > 0 && U && V) {
       for (let a = 0; a < k; a++) {
         let s = 0;

@@ -1,17 +1,51 @@
 /**
- * Errors a Steerkit user can meet, each naming what is wrong. They are plain `Error` subclasses so
- * `instanceof` works across the SDK, the CLI (which prints `message`) and the server (which maps
- * them to 4xx responses by `code`).
+ * Errors a Steerkit user can meet, each naming what is wrong. Every error the SDK raises on
+ * purpose is a {@link SteerkitError} with a stable `code`: the CLI prints `message`, a server maps
+ * `code` to an HTTP status and an OpenAI error type ({@link ERROR_CODES}) without parsing text.
  */
 
-export type ErrorCode =
-  | "INVALID_OPTIONS"
-  | "UNSUPPORTED_CAPABILITY"
-  | "PLUGIN_FAILED"
-  | "UNKNOWN_PLUGIN"
-  | "INVALID_RECIPE"
-  | "INVALID_REQUEST"
-  | "CONTEXT_OVERFLOW";
+/**
+ * Every code, with whether the caller's input caused it (a 4xx) or the SDK, a plugin or the
+ * backend failed (a 5xx), and the OpenAI error `type` a server answers with.
+ */
+export const ERROR_CODES = {
+  /** Plugin or call options failed their schema; `issues` lists every field. */
+  INVALID_OPTIONS: { status: 400, type: "invalid_request_error" },
+  /** A recipe is not an array of `{ plugin, options }`, or is longer than allowed. */
+  INVALID_RECIPE: { status: 400, type: "invalid_request_error" },
+  /** A recipe names a plugin the registry does not know. */
+  UNKNOWN_PLUGIN: { status: 400, type: "invalid_request_error" },
+  /** An untrusted recipe set an option only trusted configuration may set. */
+  UNTRUSTED_OPTION: { status: 403, type: "permission_error" },
+  /** A recipe names an artifact that is not registered (or of another kind). */
+  UNKNOWN_ARTIFACT: { status: 400, type: "invalid_request_error" },
+  /** An artifact file or value is malformed (width, NaN, format). */
+  INVALID_ARTIFACT: { status: 400, type: "invalid_request_error" },
+  /** The prompt or request is malformed (not exactly one prompt form, bad token ids, ...). */
+  INVALID_REQUEST: { status: 400, type: "invalid_request_error" },
+  /** The prompt does not fit the context. */
+  CONTEXT_OVERFLOW: { status: 400, type: "invalid_request_error" },
+  /** A plugin needs a capability the backend lacks. */
+  UNSUPPORTED_CAPABILITY: { status: 400, type: "invalid_request_error" },
+  /** A model file is damaged or not what its name says. */
+  INVALID_MODEL_FILE: { status: 400, type: "invalid_request_error" },
+  /** A model is valid but uses something Steerkit does not support (architecture, op, layout). */
+  UNSUPPORTED_MODEL: { status: 400, type: "invalid_request_error" },
+  /** A chat template failed to render. */
+  CHAT_TEMPLATE_FAILED: { status: 400, type: "invalid_request_error" },
+  /** A plugin hook threw, or broke the contract (two `next()` calls, a wrong-sized result). */
+  PLUGIN_FAILED: { status: 500, type: "server_error" },
+  /** The backend failed (a native call returned an error, no KV slot, a freed sequence). */
+  BACKEND_FAILED: { status: 500, type: "server_error" },
+  /** A backend's native library is missing or not the verified release. */
+  BACKEND_UNAVAILABLE: { status: 500, type: "server_error" },
+  /** `steerkit convert` cannot convert this model. */
+  CONVERT_FAILED: { status: 400, type: "invalid_request_error" },
+  /** A CLI command was called wrongly. */
+  USAGE: { status: 400, type: "invalid_request_error" },
+} as const satisfies Record<string, { status: number; type: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
 
 export class SteerkitError extends Error {
   override name = "SteerkitError";
@@ -68,6 +102,26 @@ export class PluginError extends SteerkitError {
       cause,
     });
   }
+}
+
+/** A plugin option set by an untrusted recipe that only trusted configuration may set. */
+export class UntrustedOptionError extends SteerkitError {
+  override name = "UntrustedOptionError";
+  constructor(
+    readonly subject: string,
+    readonly options: readonly string[],
+  ) {
+    super(
+      "UNTRUSTED_OPTION",
+      `${subject}: ${options.map((o) => `"${o}"`).join(", ")} may be set only by trusted configuration (code, the CLI or the server's own presets), not by a request`,
+    );
+  }
+}
+
+/** The HTTP status and OpenAI error type for an error: a SteerkitError by its code, anything else 500. */
+export function errorStatus(e: unknown): { status: number; type: string; code: string } {
+  if (e instanceof SteerkitError) return { ...ERROR_CODES[e.code], code: e.code };
+  return { status: 500, type: "server_error", code: "INTERNAL" };
 }
 
 export function errorMessage(e: unknown): string {

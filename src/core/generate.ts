@@ -4,10 +4,11 @@
  * token events); the request and token middleware of the chain wrap it.
  */
 import * as v from "valibot";
+import type { Artifacts } from "./artifacts.ts";
 import type { ChatMessage, Model } from "./backend.ts";
-import { compileChain } from "./chain.ts";
+import { compileChain, preparePlugins, preparePluginsSync, type Chain, type ChainPlugin } from "./chain.ts";
 import { SteerkitError } from "./errors.ts";
-import type { ConfiguredPlugin, RequestContext, TokenContext } from "./plugin.ts";
+import type { RequestContext, TokenContext } from "./plugin.ts";
 import { createSampler } from "./sampling.ts";
 import { validateSync } from "./schema.ts";
 import { IncrementalDetokenizer, StopStringMatcher } from "./text-stream.ts";
@@ -49,8 +50,10 @@ export interface GenerateOptions extends SamplingInput {
   readonly tokens?: readonly number[];
   /** Prepend BOS to a text prompt (default: true where the model has a BOS token). */
   readonly addBos?: boolean;
-  /** The steering chain, in order (see `enforce` for pre/post). */
-  readonly plugins?: readonly ConfiguredPlugin[];
+  /** The steering chain, in order (see `enforce` for pre/post): configured plugins, or ones `preparePlugins` prepared. */
+  readonly plugins?: readonly ChainPlugin[];
+  /** Named artifacts the plugins may load (SAEs, directions). */
+  readonly artifacts?: Artifacts;
   readonly signal?: AbortSignal;
 }
 
@@ -72,7 +75,20 @@ export type GenerationEvent =
   | { readonly type: "text"; readonly text: string }
   | { readonly type: "done"; readonly result: GenerationResult };
 
-/** Generate to the end and resolve with the result. Rejects with `signal.reason` when aborted. */
+/**
+ * Generate to the end and resolve with the result. Rejects with `signal.reason` when aborted.
+ * @example
+ * ```ts
+ * const model = await openModel("models/stories260K.gguf");
+ * const result = await generate(model, {
+ *   prompt: "Once upon a time",
+ *   maxTokens: 32,
+ *   seed: 1,
+ *   plugins: [addVector({ points: ["resid_post.2"], vector, scale: 4 })],
+ * });
+ * console.log(result.text, result.finishReason);
+ * ```
+ */
 export function generate(model: Model, options: GenerateOptions): Promise<GenerationResult> {
   try {
     return prepare(model, options)(() => {});
@@ -83,9 +99,16 @@ export function generate(model: Model, options: GenerateOptions): Promise<Genera
 
 /**
  * Generate as a stream of events (`token`s, then one `done`). Invalid input (options, prompt,
- * plugins) throws here at once, so a server can answer it before streaming; errors during
+ * plugins) throws here at once, so a server can answer it before streaming — except what a
+ * plugin's async `prepare` finds (an unknown artifact, a file of the wrong width): prepare such
+ * plugins first with `preparePlugins`, or it errors the stream before any token. Errors during
  * generation error the stream. Cancelling the stream aborts the generation and frees its sequence.
- * `for await (const ev of stream(...))` works in Bun.
+ * @example
+ * ```ts
+ * for await (const ev of stream(model, { messages: [{ role: "user", content: "Hi" }], signal: AbortSignal.timeout(5000) })) {
+ *   if (ev.type === "token") process.stdout.write(ev.text);
+ * }
+ * ```
  */
 export function stream(model: Model, options: GenerateOptions): ReadableStream<GenerationEvent> {
   const cancel = new AbortController();
@@ -150,13 +173,19 @@ function prepare(model: Model, options: GenerateOptions): Execute {
   if (prompt.length >= contextLength) {
     throw new SteerkitError("CONTEXT_OVERFLOW", `the prompt has ${prompt.length} tokens; the context holds ${contextLength} (leave room for at least one generated token)`);
   }
-  const chain = compileChain(plugins, model, { fastPath: o.fastPath });
+  const generated: number[] = [];
+  const chainOptions = { fastPath: o.fastPath, promptTokens: prompt, generatedTokens: generated, artifacts: options.artifacts };
+  // Plugins whose preparation is synchronous or cached compile now, so their bad input throws
+  // here; an async preparation (loading an artifact) runs when generation starts.
+  const ready = preparePluginsSync(model, plugins, chainOptions);
+  let compiled: Chain | null = ready ? compileChain(ready, model, chainOptions) : null;
   const sampler = createSampler(vocabSize, { ...o, seed });
   const eos = new Set(eosTokens);
 
   return async (emit) => {
+    const chain = compiled ?? compileChain(await preparePlugins(model, plugins, chainOptions), model, chainOptions);
+    compiled = null; // one execution per prepare
     const history = [...prompt];
-    const generated: number[] = [];
     let text = "";
     let finishReason: FinishReason = "length";
     let responded: string | null = null;
@@ -170,7 +199,7 @@ function prepare(model: Model, options: GenerateOptions): Execute {
       get text() {
         return text;
       },
-      tokens: generated,
+      generatedTokens: generated,
       respond(t: string) {
         responded = t;
       },
@@ -190,7 +219,7 @@ function prepare(model: Model, options: GenerateOptions): Execute {
         throwHookError();
         for (let step = 1; ; step++) {
           signal?.throwIfAborted();
-          if (chain.hasLogitsHooks) logits = chain.logits(logits, history);
+          if (chain.hasLogitsHooks) logits = chain.logits(logits, history.length - 1);
           const token = sampler.sample(logits, history);
           if (eos.has(token) && !o.ignoreEos) {
             finishReason = "eos";

@@ -151,7 +151,7 @@ function rmsNorm(x: Float32Array, off: number, n: number, w: Float32Array, eps: 
 export interface ReferenceLoadOptions extends LoadOptions {}
 
 /** One action per canonical point index: nothing, a native affine edit, or the JS chain. */
-type PointAction = null | { readonly point: HookPoint; readonly affine: AffineEdit | null };
+type PointAction = null | { readonly point: HookPoint; readonly affine: AffineEdit | null; readonly readOnly: boolean };
 
 class ReferenceModel implements Model {
   readonly capabilities: readonly Capability[] = CAPABILITIES;
@@ -251,6 +251,7 @@ class ReferenceSequence implements Sequence {
   private gate = new Float32Array(0);
   private up = new Float32Array(0);
   private positions = new Int32Array(0);
+  private rowTokens = new Int32Array(0);
   private scores = new Float64Array(0);
   private readonly ropeCos: Float64Array;
   /** One head's attention output, accumulated in float64 before the 1/Σ scaling. */
@@ -278,7 +279,8 @@ class ReferenceSequence implements Sequence {
         }
         maxRank = Math.max(maxRank, affine.rank);
       }
-      this.actions[pointIndex(point, h.nLayers)] = { point, affine };
+      const readOnly = !hooks!.writes || hooks!.readOnly.has(pointName(point));
+      this.actions[pointIndex(point, h.nLayers)] = { point, affine, readOnly };
     }
     this.affineScratch = new Float64Array(Math.max(1, maxRank));
     this.ropeCos = new Float64Array(h.nRot / 2);
@@ -334,6 +336,7 @@ class ReferenceSequence implements Sequence {
       this.gate = new Float32Array(n * h.nFf);
       this.up = new Float32Array(n * h.nFf);
       this.positions = new Int32Array(n);
+      this.rowTokens = new Int32Array(n);
       this.rowCapacity = n;
     }
     if (total > this.kvCapacity) {
@@ -363,15 +366,15 @@ class ReferenceSequence implements Sequence {
     if (!action) return true;
     const d = this.model.hparams.nEmbd;
     if (action.affine) {
-      applyAffine(action.affine, { data: this.x.subarray(0, n * d), dims: [n, d] }, this.affineScratch);
+      applyAffine(action.affine, { data: this.x.subarray(0, n * d), dims: [n, d] }, this.affineScratch, this.positions);
       return true;
     }
     const hooks = this.hooks!;
     const view = this.x.subarray(0, n * d);
     const input: Tensor = { data: view, dims: [n, d] };
-    const result = hooks.run(action.point, input, this.positions.subarray(0, n));
+    const result = hooks.run(action.point, input, this.positions.subarray(0, n), this.rowTokens.subarray(0, n));
     if (hooks.error) return false;
-    if (hooks.writes && result.data !== view) {
+    if (!action.readOnly && result.data !== view) {
       if (result.data.length !== n * d) {
         throw new RangeError(`hook at ${pointName(action.point)} returned ${result.data.length} values, expected ${n}x${d}`);
       }
@@ -415,6 +418,7 @@ class ReferenceSequence implements Sequence {
 
     for (let i = 0; i < n; i++) {
       positions[i] = start + i;
+      this.rowTokens[i] = tokens[i]!;
       const row = tokens[i]! * d;
       for (let e = 0; e < d; e++) x[i * d + e] = w.tokenEmbd[row + e]!;
     }

@@ -72,8 +72,8 @@ describe("chain order", () => {
     const log: string[] = [];
     const chain = compileChain([tracer("a", log, "post"), tracer("b", log), tracer("c", log, "pre"), tracer("d", log)], model);
     expect(chain.plugins.map((p) => p.name)).toEqual(["c", "b", "d", "a"]);
-    chain.residual.run({ site: "resid_post", layer: 1 }, tensor(new Float32Array(4), [1, 4]), [0]);
-    chain.logits(new Float32Array(8), []);
+    chain.residual.run({ site: "resid_post", layer: 1 }, tensor(new Float32Array(4), [1, 4]), [0], [7]);
+    chain.logits(new Float32Array(8), 0);
     await chain.request({} as never, async () => void log.push("generate"));
     expect(log).toEqual([
       "c:residual", "b:residual", "d:residual", "a:residual",
@@ -85,7 +85,7 @@ describe("chain order", () => {
     const chain = compileChain([adder({ layer: 2, site: "resid_pre", c: [1] }), adder({ layer: 1, c: [10] })], model);
     expect(chain.residual.points).toEqual([{ site: "resid_post", layer: 1 }]);
     const x = tensor(new Float32Array(4), [1, 4]);
-    chain.residual.run({ site: "resid_post", layer: 1 }, x, [0]);
+    chain.residual.run({ site: "resid_post", layer: 1 }, x, [0], [7]);
     expect([...x.data]).toEqual([11, 11, 11, 11]);
   });
 });
@@ -94,7 +94,7 @@ describe("edits", () => {
   test("in-place edits and returned replacements both reach the backend", () => {
     const chain = compileChain([adder({ layer: 0, c: [1, 2, 3, 4] }), adder({ layer: 0, c: [1], inPlace: false })], model);
     const x = tensor(new Float32Array([1, 1, 1, 1, 0, 0, 0, 0]), [2, 4]);
-    const out = chain.residual.run({ site: "resid_post", layer: 0 }, x, [5, 6]);
+    const out = chain.residual.run({ site: "resid_post", layer: 0 }, x, [5, 6], [7, 8]);
     expect(out).not.toBe(x); // replaced by the second plugin
     expect([...x.data]).toEqual([2, 3, 4, 5, 1, 2, 3, 4]); // first plugin edited in place
     expect([...out.data]).toEqual([3, 4, 5, 6, 2, 3, 4, 5]);
@@ -102,7 +102,7 @@ describe("edits", () => {
   test("points nobody hooked return the input untouched", () => {
     const chain = compileChain([adder({ layer: 0, c: [1] })], model);
     const x = tensor(new Float32Array(4), [1, 4]);
-    expect(chain.residual.run({ site: "resid_mid", layer: 2 }, x, [0])).toBe(x);
+    expect(chain.residual.run({ site: "resid_mid", layer: 2 }, x, [0], [7])).toBe(x);
     expect([...x.data]).toEqual([0, 0, 0, 0]);
   });
   test("composed affine edits equal running the hooks one after another", () => {
@@ -116,7 +116,7 @@ describe("edits", () => {
     const data = [0.3, -1.2, 2.5, 4, 1, 2, 3, 4];
     const a = tensor(new Float32Array(data), [2, 4]);
     const b = tensor(new Float32Array(data), [2, 4]);
-    js.residual.run({ site: "resid_post", layer: 1 }, a, [0, 1]);
+    js.residual.run({ site: "resid_post", layer: 1 }, a, [0, 1], [7, 8]);
     applyAffine(edit, b);
     for (let i = 0; i < data.length; i++) expect(b.data[i]).toBeCloseTo(a.data[i]!, 5);
   });
@@ -155,13 +155,13 @@ describe("a throwing plugin", () => {
   test("in the forward pass: the error is kept, names plugin and hook, and the tensor comes back unchanged", () => {
     const chain = compileChain([boom({})], model);
     const x = tensor(new Float32Array([1, 2, 3, 4]), [1, 4]);
-    expect(chain.residual.run({ site: "resid_mid", layer: 0 }, x, [0])).toBe(x);
+    expect(chain.residual.run({ site: "resid_mid", layer: 0 }, x, [0], [7])).toBe(x);
     expect(chain.residual.error).toBeInstanceOf(PluginError);
     expect(chain.residual.error!.message).toBe('plugin "boom" failed in onResidual at resid_mid.0: kaput');
   });
   test("on logits: throws a PluginError", () => {
     const chain = compileChain([boom({})], model);
-    expect(() => chain.logits(new Float32Array(8), [])).toThrow('plugin "boom" failed in onLogits: bad logits');
+    expect(() => chain.logits(new Float32Array(8), 0)).toThrow('plugin "boom" failed in onLogits: bad logits');
   });
   test("in middleware: its own error names it; errors from deeper pass through unrenamed", async () => {
     const outer = definePlugin({ name: "outer", options: v.object({}), needs: [], create: () => ({ onRequest: async (_c, next) => next() }) });

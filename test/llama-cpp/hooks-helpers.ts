@@ -11,6 +11,7 @@ export function makeHooks(points: HookPoint[], fn: HookFn, affine: AffineEdit[] 
     points,
     affine: new Map(affine.map((e) => [pointName(e.point), e])),
     writes: true,
+    readOnly: new Set<string>(),
     error: null as Error | null,
     calls: 0,
     run(point: HookPoint, x: Tensor, positions: ArrayLike<number>): Tensor {

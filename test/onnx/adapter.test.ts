@@ -154,9 +154,9 @@ describe("ONNX adapter on the genai GPT-2 export (fused contrib ops, legacy KV l
     const positions: number[][] = [];
     const replaced = makeHooks({ points: ["resid_mid.2"], edit: () => {} });
     const original = replaced.run.bind(replaced);
-    (replaced as { run: typeof original }).run = (point, x, pos) => {
+    (replaced as { run: typeof original }).run = (point, x, pos, ids) => {
       positions.push(Array.from(pos));
-      original(point, x, pos);
+      original(point, x, pos, ids);
       return { data: Float32Array.from(x.data, (v, i) => v + c[i % D]!), dims: x.dims };
     };
     expectClose(await run(replaced), await run(inPlace), 0);

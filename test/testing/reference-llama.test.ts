@@ -40,6 +40,7 @@ function jsHooks(points: readonly HookPoint[], fn: (p: HookPoint, x: Tensor, pos
     points,
     affine: new Map(),
     writes,
+    readOnly: new Set(writes ? [] : points.map(pointName)),
     error: null,
     run(p, x, positions) {
       return fn(p, x, positions) ?? x;
@@ -262,7 +263,7 @@ describe("reference llama backend on stories260K", () => {
     const point: HookPoint = { site: "resid_post", layer: 2 };
     const edit: AffineEdit = { point, rank: 0, U: null, V: null, c: steer };
     let runCalls = 0;
-    const hooks: ResidualHooks = { points: [point], affine: new Map([[pointName(point), edit]]), writes: true, error: null, run: (_p, x) => (runCalls++, x) };
+    const hooks: ResidualHooks = { points: [point], affine: new Map([[pointName(point), edit]]), writes: true, readOnly: new Set(), error: null, run: (_p, x) => (runCalls++, x) };
     const viaRun = jsHooks([point], (_p, x) => void addVec(x, steer));
     const a = new Float32Array(await model.createSequence({ hooks }).prefill([1, 403, 407]));
     const b = await model.createSequence({ hooks: viaRun }).prefill([1, 403, 407]);

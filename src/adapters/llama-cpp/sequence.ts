@@ -128,6 +128,9 @@ export class LlamaSequence implements Sequence {
   readonly #points: HookPoint[];
   readonly #views: (JsView | null)[];
   #chunkPositions: Int32Array = new Int32Array(0);
+  #chunkTokenIds: Int32Array = new Int32Array(0);
+  /** Per point index: only read there (a replacement a hook returns is not written back). */
+  readonly #readOnly: Uint8Array;
   #chunkTokens = 0;
 
   constructor(host: SequenceHost, id: number, options: LlamaSequenceOptions = {}) {
@@ -151,6 +154,7 @@ export class LlamaSequence implements Sequence {
 
     this.#points = allPoints(nLayers);
     this.#views = this.#points.map(() => null);
+    this.#readOnly = new Uint8Array(this.#points.length);
 
     // Decide, per hooked point, how it is served.
     const modes = new Map<string, PointMode>();
@@ -166,7 +170,9 @@ export class LlamaSequence implements Sequence {
         const p = canonicalPoint(raw, nLayers);
         const name = pointName(p);
         const idx = pointIndex(p, nLayers);
-        const edit = hooks.affine.get(name) ?? hooks.affine.get(pointName(raw));
+        const found = hooks.affine.get(name) ?? hooks.affine.get(pointName(raw));
+        // Position-limited edits run in JS until the native callback knows row positions.
+        const edit = found && !found.positions ? found : undefined;
         const base = idx * SHIM_POINT.size;
         if (edit) {
           const e = copyEdit(edit, dModel, `${host.modelName} ${name}`);
@@ -191,6 +197,7 @@ export class LlamaSequence implements Sequence {
           setPtr(pointsBlock, base + SHIM_POINT.scratch, ptr(e.scratch));
           modes.set(name, "native");
         } else {
+          if (hooks.readOnly.has(name)) this.#readOnly[idx] = 1;
           pointsBlock.setInt32(base + SHIM_POINT.mode, MODE_JS, true);
           modes.set(name, "js");
         }
@@ -318,6 +325,7 @@ export class LlamaSequence implements Sequence {
       this.#batch.setInt32(BATCH.n_tokens, m, true);
       this.#chunkTokens = m;
       this.#chunkPositions = this.#pos.subarray(0, m);
+      this.#chunkTokenIds = this.#tokens.subarray(0, m);
       lib.clearLastLogError();
       const rc = lib.shim.sk_decode(lib.fn.decode, ctx, ptr(this.#batch));
       const hookError = this.#hooks?.error ?? this.#adapterError;
@@ -417,9 +425,11 @@ export class LlamaSequence implements Sequence {
       this.#views[idx] = view;
     }
     // The last block's tensors hold only the rows that produce logits: the last ones of the chunk.
-    const positions = rows === this.#chunkTokens ? this.#chunkPositions : this.#chunkPositions.subarray(this.#chunkTokens - rows);
-    const out = hooks.run(point, view.tensor, positions);
-    if (out.data !== view.tensor.data) {
+    const skip = this.#chunkTokens - rows;
+    const positions = skip === 0 ? this.#chunkPositions : this.#chunkPositions.subarray(skip);
+    const tokens = skip === 0 ? this.#chunkTokenIds : this.#chunkTokenIds.subarray(skip);
+    const out = hooks.run(point, view.tensor, positions, tokens);
+    if (out.data !== view.tensor.data && !this.#readOnly[idx]) {
       if (out.data.length !== view.tensor.data.length) {
         this.#fail(
           new SequenceError(

@@ -147,13 +147,17 @@ export class OnnxRuntimeModel implements Model {
     const byIndex = new Map(hooks.points.map((p) => [pointIndex(p, this.info.nLayers), canonicalPoint(p, this.info.nLayers)]));
     const points = [...byIndex].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
     const affine: { point: HookPoint; lowRank: boolean }[] = [];
-    const rest: HookPoint[] = [];
+    const split: HookPoint[] = [];
+    const read: HookPoint[] = [];
     for (const p of points) {
-      const edit = hooks.affine.get(pointName(p));
-      if (edit) affine.push({ point: p, lowRank: edit.rank > 0 });
-      else rest.push(p);
+      const name = pointName(p);
+      const edit = hooks.affine.get(name);
+      // Position-limited edits run in JS until the graph takes a per-row mask.
+      if (edit && !edit.positions) affine.push({ point: p, lowRank: edit.rank > 0 });
+      else if (!hooks.writes || hooks.readOnly.has(name)) read.push(p);
+      else split.push(p);
     }
-    return hooks.writes ? { split: rest, affine, read: [] } : { split: [], affine, read: rest };
+    return { split, affine, read };
   }
 
   /** Sessions for a plan, built on first use and cached per hook layout. */

@@ -73,6 +73,7 @@ export class OnnxSequence implements Sequence {
 
       const results: Record<string, OrtTensor> = {};
       const positions = Array.from({ length: n }, (_, i) => past + i);
+      const tokenIds = Array.from(tokens);
       const hooks = this.hooks;
       for (const seg of plan.segments) {
         const segFeeds: Record<string, OrtTensor> = {};
@@ -81,7 +82,7 @@ export class OnnxSequence implements Sequence {
         Object.assign(results, out);
         if (seg.cut && hooks) {
           const x = toResidual(out[seg.cut.tensor]!, n, info.dModel);
-          const y = hooks.run(seg.cut.point, x, positions);
+          const y = hooks.run(seg.cut.point, x, positions, tokenIds);
           if (hooks.error) throw hooks.error;
           if (y.data.length !== n * info.dModel) {
             throw new RangeError(`hook at ${seg.cut.point.site}.${seg.cut.point.layer} returned ${y.data.length} values, expected ${n} x ${info.dModel}`);
@@ -91,7 +92,7 @@ export class OnnxSequence implements Sequence {
       }
       if (hooks) {
         for (const r of plan.reads) {
-          hooks.run(r.point, toResidual(results[r.tensor]!, n, info.dModel), positions);
+          hooks.run(r.point, toResidual(results[r.tensor]!, n, info.dModel), positions, tokenIds);
           if (hooks.error) throw hooks.error;
         }
       }

@@ -24,6 +24,7 @@ export function makeHooks(options: {
     points,
     affine,
     writes: options.writes ?? true,
+    readOnly: new Set(options.writes === false ? points.map(pointName) : []),
     seen,
     error: null,
     run(point, x) {
