@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
-import { OptionsError, SamplingSchema, SteerkitError, stream, type GenerateOptions, type GenerationEvent, type Model, type PluginRegistry } from "../src/index.ts";
+import { OptionsError, preparePlugins, SamplingSchema, SteerkitError, stream, type GenerateOptions, type GenerationEvent, type Model, type PluginRegistry } from "../src/index.ts";
 import { openModel } from "../src/adapters/index.ts";
 import { DEFAULT_MODEL_PATH } from "../src/default-model.ts";
 import { createRegistry } from "../src/plugins/index.ts";
@@ -59,7 +59,7 @@ export function createChatApp(model: Model, registry: PluginRegistry = createReg
     const { recipe, stream: streaming, prompt, messages, ...sampling } = parsed.output;
     let events: ReadableStream<GenerationEvent>;
     try {
-      const plugins = await registry.resolve(recipe, { importPackages: false });
+      const plugins = await preparePlugins(model, await registry.resolve(recipe, { trust: "untrusted" }));
       const options: GenerateOptions = { ...sampling, ...(messages ? { messages } : { prompt }), plugins, signal: c.req.raw.signal };
       events = stream(model, options); // invalid input throws here: answered 400 before any token
     } catch (e) {

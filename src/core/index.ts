@@ -7,7 +7,21 @@ export * from "./errors.ts";
 export { validateSync, isStandardSchema, type StandardSchemaV1 } from "./schema.ts";
 export * from "./plugin.ts";
 export { compose } from "./compose.ts";
-export { compileChain, checkCapabilities, orderPlugins, applyAffine, type Chain, type ChainOptions, type CreatedPlugin } from "./chain.ts";
+export {
+  compileChain,
+  preparePlugins,
+  preparePluginsSync,
+  checkCapabilities,
+  orderPlugins,
+  applyAffine,
+  type Chain,
+  type ChainOptions,
+  type ChainModel,
+  type ChainPlugin,
+  type CreatedPlugin,
+} from "./chain.ts";
+export * from "./points.ts";
+export * from "./artifacts.ts";
 export { createRng, createSampler, type SamplingOptions, type Sampler } from "./sampling.ts";
 export { IncrementalDetokenizer, StopStringMatcher } from "./text-stream.ts";
 export {

@@ -3,9 +3,14 @@
  * library, the CLI and the chat server accept. Names resolve through a registry of plugin
  * factories: the built-ins, ones a user registers, and npm packages named in the recipe
  * (`steerkit-plugin-*` or scoped names), imported on demand.
+ *
+ * Trust: a recipe is resolved as `trusted` (written by whoever runs the code: code, a CLI flag, a
+ * server's own presets) or `untrusted` (anything a request carries), and untrusted is the default.
+ * An untrusted recipe cannot import packages, cannot set a plugin's trusted-only options (a file
+ * to write, a callback) and is bounded in length; artifacts it can only name, never give a path.
  */
 import { readFileSync } from "node:fs";
-import { OptionsError, SteerkitError } from "./errors.ts";
+import { OptionsError, SteerkitError, UntrustedOptionError } from "./errors.ts";
 import type { ConfiguredPlugin, PluginFactory } from "./plugin.ts";
 
 export interface RecipeEntry {
@@ -70,10 +75,25 @@ function kind(v: unknown): string {
   return typeof v === "object" ? "an object" : `${typeof v} ${JSON.stringify(v)}`;
 }
 
+export type Trust = "trusted" | "untrusted";
+
 export interface ResolveOptions {
-  /** Import npm packages named in the recipe that are not registered (default true). */
+  /**
+   * Who wrote the recipe (default "untrusted"): "trusted" for code, the CLI and a server's own
+   * presets; "untrusted" for anything a request carries.
+   */
+  readonly trust?: Trust;
+  /** Import npm packages named in the recipe that are not registered (default: true when trusted; never when untrusted). */
   readonly importPackages?: boolean;
+  /** Longest recipe accepted when untrusted (default {@link MAX_UNTRUSTED_ENTRIES}). */
+  readonly maxEntries?: number;
 }
+
+/**
+ * Longest untrusted recipe by default: composing affine edits at one point grows with the square
+ * of their count, so an unbounded request could hold the server for minutes.
+ */
+export const MAX_UNTRUSTED_ENTRIES = 32;
 
 /** Package names a recipe may import: `steerkit-plugin-*` or any scoped package. */
 const IMPORTABLE = /^(steerkit-plugin-[a-z0-9][\w.-]*|@[a-z0-9][\w.-]*\/[a-z0-9][\w.-]*)$/;
@@ -86,7 +106,7 @@ export class PluginRegistry {
   }
 
   register(factory: PluginFactory<any>): this {
-    if (typeof factory !== "function" || typeof factory.pluginName !== "string") {
+    if (typeof factory !== "function" || typeof factory.pluginName !== "string" || !Array.isArray(factory.trustedOptions)) {
       throw new TypeError("register: expected a plugin factory made by definePlugin");
     }
     const existing = this.factories.get(factory.pluginName);
@@ -103,22 +123,46 @@ export class PluginRegistry {
     return [...this.factories.keys()].sort();
   }
 
-  /** Configure every entry of a recipe; errors name the entry, the plugin and the failing fields. */
+  /**
+   * Configure every entry of a recipe; errors name the entry, the plugin and the failing fields.
+   * @example
+   * ```ts
+   * const registry = createRegistry();
+   * // a request's recipe: untrusted (the default)
+   * const plugins = await registry.resolve(body.steering);
+   * // the CLI's --recipe file: trusted, may import steerkit-plugin-* packages and write files
+   * const mine = await registry.resolve(loadRecipeFile("steer.json"), { trust: "trusted" });
+   * ```
+   */
   async resolve(recipe: unknown, options: ResolveOptions = {}): Promise<ConfiguredPlugin[]> {
+    const trusted = options.trust === "trusted";
     const entries = parseRecipe(recipe);
-    for (const e of entries) {
-      if (!this.factories.has(e.plugin) && (options.importPackages ?? true) && IMPORTABLE.test(e.plugin)) {
-        await this.importPackage(e.plugin);
+    if (trusted && (options.importPackages ?? true)) {
+      for (const e of entries) {
+        if (!this.factories.has(e.plugin) && IMPORTABLE.test(e.plugin)) await this.importPackage(e.plugin);
       }
     }
-    return this.resolveSync(entries);
+    return this.resolveSync(entries, options);
   }
 
   /** Like `resolve`, without importing packages. */
-  resolveSync(recipe: unknown): ConfiguredPlugin[] {
-    return parseRecipe(recipe).map((e, i) => {
+  resolveSync(recipe: unknown, options: Omit<ResolveOptions, "importPackages"> = {}): ConfiguredPlugin[] {
+    const trusted = options.trust === "trusted";
+    const entries = parseRecipe(recipe);
+    const max = options.maxEntries ?? MAX_UNTRUSTED_ENTRIES;
+    if (!trusted && entries.length > max) {
+      throw new RecipeError(`recipe: ${entries.length} entries; a request may give at most ${max}`);
+    }
+    return entries.map((e, i) => {
       const factory = this.factories.get(e.plugin);
-      if (!factory) throw new UnknownPluginError(e.plugin, this.names, ` in recipe[${i}]`);
+      if (!factory) {
+        const hint = !trusted && IMPORTABLE.test(e.plugin) ? " (packages are imported only for trusted recipes)" : "";
+        throw new UnknownPluginError(e.plugin, this.names, ` in recipe[${i}]${hint}`);
+      }
+      if (!trusted && factory.trustedOptions.length && typeof e.options === "object" && e.options !== null) {
+        const set = factory.trustedOptions.filter((k) => (e.options as Record<string, unknown>)[k] !== undefined);
+        if (set.length) throw new UntrustedOptionError(`recipe[${i}] (plugin "${e.plugin}")`, set);
+      }
       try {
         return factory(e.options ?? {});
       } catch (err) {

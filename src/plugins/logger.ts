@@ -16,13 +16,18 @@
  * - `top`: the k largest next-token logits, with the token decoded, and softmax probabilities over the full vocabulary.
  * By default only the last row of each residual is recorded (`rows: "last"`): that is the row that
  * produces the next token; `"all"` records every prompt row as well.
+ *
+ * Trust: `file`, `console` and `onRecord` are trusted-only options. A request to a server can
+ * neither make the server write a file nor flood its console; it gets records only through what
+ * the server itself wires to `onRecord`.
  */
 import * as v from "valibot";
 import { appendFileSync } from "node:fs";
+import { direction as directionKind } from "../core/artifacts.ts";
 import type { Capability } from "../core/backend.ts";
 import { definePlugin } from "../core/plugin.ts";
-import { parsePoint, pointName, type HookPoint } from "../core/sites.ts";
-import { normalize } from "../core/tensor.ts";
+import { PointsOption, resolvePoints } from "../core/points.ts";
+import { pointName } from "../core/sites.ts";
 
 export interface ResidualRecord {
   readonly type: "residual";
@@ -43,16 +48,17 @@ export interface LogitsRecord {
 
 export type LogRecord = ResidualRecord | LogitsRecord;
 
-const PointName = v.pipe(
-  v.string(),
-  v.check((s) => /^(resid_pre|resid_mid|resid_post)[.: ]\d+$/.test(s), 'expected a point such as "resid_post.3"'),
-);
-
 export const LoggerOptions = v.object({
-  /** Points to watch, e.g. ["resid_post.2", "resid_mid.0"]; "all" = every block output; [] = none. */
-  points: v.optional(v.union([v.literal("all"), v.array(PointName)]), "all"),
-  /** Named directions to project each watched row onto. Each must have dModel entries. */
-  directions: v.optional(v.record(v.string(), v.pipe(v.array(v.number()), v.minLength(1))), {}),
+  /** Points to watch (the shared points option): default every block output; [] = none. */
+  points: v.optional(PointsOption({ minPoints: 0 }), ["resid_post.*"]),
+  /** Named directions to project each watched row onto: dModel numbers, or a registered direction's name. */
+  directions: v.optional(
+    v.record(
+      v.pipe(v.string(), v.maxLength(128)),
+      v.union([v.pipe(v.array(v.pipe(v.number(), v.finite())), v.minLength(1)), v.pipe(v.string(), v.minLength(1), v.maxLength(128))]),
+    ),
+    {},
+  ),
   /** How many top logits to record per step; 0 = do not record logits. */
   topK: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 5),
   rows: v.optional(v.picklist(["last", "all"]), "last"),
@@ -68,19 +74,41 @@ export const logger = definePlugin({
   name: "logger",
   description: "Record residual norms, projections onto directions and top-k logits per step, to JSONL, the console or a callback.",
   options: LoggerOptions,
+  trustedOptions: ["file", "console", "onRecord"],
   needs: (o): Capability[] => [
-    ...(o.points === "all" || o.points.length > 0 ? (["residual:read"] as const) : []),
+    ...(typeof o.points === "string" || o.points.length > 0 ? (["residual:read"] as const) : []),
     ...(o.topK > 0 ? (["logits:read"] as const) : []),
   ],
-  create(o, { model, detokenize }) {
-    const points: HookPoint[] =
-      o.points === "all" ? Array.from({ length: model.nLayers }, (_, layer) => ({ site: "resid_post", layer })) : o.points.map(parsePoint);
-    const directions = Object.entries(o.directions).map(([name, vec]) => {
-      if (vec.length !== model.dModel) {
-        throw new RangeError(`direction "${name}" has ${vec.length} values; the model's residual has ${model.dModel}`);
-      }
-      return { name, unit: normalize(vec) };
-    });
+  prepare(o, ctx) {
+    const { model } = ctx;
+    let points;
+    try {
+      points = resolvePoints(o.points, model.nLayers);
+    } catch (e) {
+      return ctx.invalid("points", (e as Error).message);
+    }
+    const unit = (name: string, vec: ArrayLike<number>) => {
+      if (vec.length !== model.dModel) ctx.invalid(`directions.${name}`, `has ${vec.length} values; the model's residual has ${model.dModel}`);
+      let ss = 0;
+      for (let i = 0; i < vec.length; i++) ss += vec[i]! * vec[i]!;
+      if (!(ss > 0) || !Number.isFinite(ss)) ctx.invalid(`directions.${name}`, `has norm ${Math.sqrt(ss)}; it needs a finite, non-zero norm`);
+      return { name, unit: Float32Array.from(vec, (x) => x / Math.sqrt(ss)) };
+    };
+    const entries = Object.entries(o.directions);
+    // Inline directions prepare synchronously (bad ones fail before a stream starts); named ones load.
+    if (entries.every(([, value]) => typeof value !== "string")) {
+      return { points, directions: entries.map(([name, vec]) => unit(name, vec as number[])) };
+    }
+    return Promise.all(
+      entries.map(async ([name, value]) => {
+        if (typeof value !== "string") return unit(name, value);
+        const dir = await ctx.artifacts.load(directionKind, value);
+        if (!dir.vector) return ctx.invalid(`directions.${name}`, `direction "${value}" holds one vector per point; the logger needs one vector`);
+        return unit(name, dir.vector);
+      }),
+    ).then((directions) => ({ points, directions }));
+  },
+  create(o, { model, detokenize, prepared: { points, directions } }) {
     const toConsole = o.console ?? (o.file === undefined && o.onRecord === undefined);
     const lines: string[] = [];
     const emit = (r: LogRecord) => {

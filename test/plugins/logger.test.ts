@@ -49,6 +49,6 @@ describe("logger", () => {
   test("bad options name the field; a direction of the wrong width names the direction", async () => {
     expect(() => logger({ points: ["resid_post.x"] })).toThrow(OptionsError);
     expect(() => logger({ topK: -1 })).toThrow(/topK/);
-    expect(runPlugin(logger({ directions: { short: [1, 2, 3] } }))).rejects.toThrow(`direction "short" has 3 values; the model's residual has 64`);
+    expect(runPlugin(logger({ directions: { short: [1, 2, 3] } }))).rejects.toThrow(`directions.short: has 3 values; the model's residual has 64`);
   });
 });

@@ -38,7 +38,7 @@ describe("steerkit-plugin-logit-bias", () => {
   });
   test("recipes find it by package name", async () => {
     const registry = new PluginRegistry();
-    const [p] = await registry.resolve([{ plugin: "steerkit-plugin-logit-bias", options: { ban: ["ball"] } }]);
+    const [p] = await registry.resolve([{ plugin: "steerkit-plugin-logit-bias", options: { ban: ["ball"] } }], { trust: "trusted" });
     expect(p!.name).toBe("steerkit-plugin-logit-bias");
     expect(registry.names).toContain("steerkit-plugin-logit-bias");
   });

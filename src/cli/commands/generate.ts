@@ -1,3 +1,4 @@
+import { createArtifacts, direction, type Artifacts } from "../../core/artifacts.ts";
 import { generate, stream, type GenerateOptions, type GenerationResult } from "../../core/generate.ts";
 import { loadRecipeFile } from "../../core/recipe.ts";
 import { openModel } from "../../adapters/index.ts";
@@ -13,7 +14,11 @@ Usage: steerkit generate --prompt <text> [options]
   --backend <name>        llama-cpp | onnx | reference (default: from the path)
   --prompt <text>         the prompt (required)
   --chat                  treat the prompt as a user message and apply the model's chat template
-  --recipe <file.json>    steering recipe: [{ "plugin": "<name>", "options": {...} }]
+  --recipe <file.json>    steering recipe: [{ "plugin": "<name>", "options": {...} }] (trusted: may write
+                          files and import steerkit-plugin-* packages)
+  --direction <name>=<file.json>
+                          register a direction the recipe can name (repeatable): a JSON array of
+                          numbers, or an object of point name -> array
   --max-tokens <n>        tokens to generate (default 128)
   --seed <n>              sampling seed, 0..4294967295 (default: random, printed with --json)
   --temperature <t>       0 = greedy (default 0.8)
@@ -38,6 +43,7 @@ export const generateCommand: Command = {
       prompt: { type: "string" },
       chat: { type: "boolean" },
       recipe: { type: "string" },
+      direction: { type: "string", multiple: true },
       "max-tokens": { type: "string" },
       seed: { type: "string" },
       temperature: { type: "string" },
@@ -52,10 +58,11 @@ export const generateCommand: Command = {
       json: { type: "boolean" },
     });
     if (values.prompt === undefined) throw new CliError("--prompt is required");
-    const plugins = values.recipe ? await createRegistry().resolve(loadRecipeFile(values.recipe)) : [];
+    const plugins = values.recipe ? await createRegistry().resolve(loadRecipeFile(values.recipe), { trust: "trusted" }) : [];
     const options: GenerateOptions = {
       ...(values.chat ? { messages: [{ role: "user", content: values.prompt }] } : { prompt: values.prompt }),
       plugins,
+      artifacts: artifactFlags(values.direction ?? []),
       maxTokens: numberFlag("max-tokens", values["max-tokens"], { integer: true, min: 1 }),
       seed: numberFlag("seed", values.seed, { integer: true, min: 0, max: 0xffffffff }),
       temperature: numberFlag("temperature", values.temperature, { min: 0 }),
@@ -88,3 +95,14 @@ export const generateCommand: Command = {
     }
   },
 };
+
+/** `--direction name=path` flags as an artifact store (the CLI is trusted configuration: paths are fine here). */
+function artifactFlags(directions: readonly string[]): Artifacts {
+  const artifacts = createArtifacts();
+  for (const flag of directions) {
+    const eq = flag.indexOf("=");
+    if (eq <= 0 || eq === flag.length - 1) throw new CliError(`--direction must be <name>=<file.json>, got "${flag}"`);
+    artifacts.register(flag.slice(0, eq), direction, { path: flag.slice(eq + 1) });
+  }
+  return artifacts;
+}
