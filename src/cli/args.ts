@@ -1,9 +1,13 @@
 /** Argument parsing for the CLI: node's `util.parseArgs`, with errors that name the flag. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { SteerkitError } from "../core/errors.ts";
 
 /** A usage error: printed without a stack, exit code 2. */
-export class CliError extends Error {
+export class CliError extends SteerkitError {
   override name = "CliError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("USAGE", message, options);
+  }
 }
 
 export interface Command {

@@ -73,6 +73,7 @@ import {
   readTensorF32,
 } from "../formats/gguf.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
+import { SteerkitError } from "../core/errors.ts";
 
 /** How one architecture departs from the llama graph (see the notes above). */
 export interface ArchProfile {
@@ -164,13 +165,13 @@ export interface LlamaGguf {
 }
 
 /** A converter problem with the input model; the message names the file. */
-export class ConvertError extends Error {
+export class ConvertError extends SteerkitError {
   override name = "ConvertError";
   constructor(
     readonly file: string,
     readonly reason: string,
   ) {
-    super(`${file}: cannot convert: ${reason}`);
+    super("CONVERT_FAILED", `${file}: cannot convert: ${reason}`);
   }
 }
 

@@ -9,6 +9,7 @@
  */
 import { Template } from "@huggingface/jinja";
 import type { ChatMessage } from "./backend.ts";
+import { SteerkitError } from "./errors.ts";
 
 export interface RenderChatOptions {
   readonly addGenerationPrompt?: boolean;
@@ -18,8 +19,11 @@ export interface RenderChatOptions {
 
 const compiled = new Map<string, Template>();
 
-export class ChatTemplateError extends Error {
+export class ChatTemplateError extends SteerkitError {
   override name = "ChatTemplateError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("CHAT_TEMPLATE_FAILED", message, options);
+  }
 }
 
 export function renderChat(template: string | null, messages: readonly ChatMessage[], options: RenderChatOptions = {}): string {

@@ -13,6 +13,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { dequantize, GGML_TYPES, ggmlTypeName } from "./ggml-types.ts";
+import { SteerkitError } from "../core/errors.ts";
 
 export type GgufScalar = number | bigint | boolean | string;
 export type GgufValue = GgufScalar | GgufValue[];
@@ -40,12 +41,12 @@ export interface GgufFile {
   readonly dataOffset: number;
 }
 
-export class GgufError extends Error {
+export class GgufError extends SteerkitError {
   constructor(
     readonly file: string,
     readonly reason: string,
   ) {
-    super(`${file}: not a valid GGUF file: ${reason}`);
+    super("INVALID_MODEL_FILE", `${file}: not a valid GGUF file: ${reason}`);
     this.name = "GgufError";
   }
 }

@@ -22,6 +22,7 @@ import {
   VERIFIED_PACKAGE,
   VERIFIED_PACKAGE_VERSION,
 } from "./abi.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 const { i32, u32, u64, ptr: P, bool, void: V, cstring } = FFIType;
 
@@ -121,8 +122,11 @@ export interface LlamaLibrary {
   clearLastLogError(): void;
 }
 
-export class LlamaLoadError extends Error {
-  override readonly name = "LlamaLoadError";
+export class LlamaLoadError extends SteerkitError {
+  override name = "LlamaLoadError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("BACKEND_UNAVAILABLE", message, options);
+  }
 }
 
 /** Where the platform package's binaries live, resolved from this module (never from cwd). */

@@ -9,6 +9,7 @@ import { MODEL_PARAMS } from "./abi.ts";
 import { renderChat } from "../../core/chat-template.ts";
 import { asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { LlamaSequence, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 export const LLAMA_CPP_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
 
@@ -31,8 +32,11 @@ export interface LlamaLoadOptions extends LoadOptions {
   readonly batchSize?: number;
 }
 
-export class LlamaModelError extends Error {
-  override readonly name = "LlamaModelError";
+export class LlamaModelError extends SteerkitError {
+  override name = "LlamaModelError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("BACKEND_FAILED", message, options);
+  }
 }
 
 export class LlamaModel implements Model {

@@ -5,6 +5,7 @@
  * refused with a clear error rather than silently hooking the wrong tensors.
  */
 import { architecture, GgufError, readGgufHeader, type GgufFile } from "../../formats/gguf.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 /**
  * Architectures whose llama.cpp graph names the residual stream as the hooks expect: the token
@@ -14,8 +15,11 @@ import { architecture, GgufError, readGgufHeader, type GgufFile } from "../../fo
  */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ["llama", "qwen2", "qwen3", "mistral3", "smollm3"];
 
-export class UnsupportedModelError extends Error {
-  override readonly name = "UnsupportedModelError";
+export class UnsupportedModelError extends SteerkitError {
+  override name = "UnsupportedModelError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("UNSUPPORTED_MODEL", message, options);
+  }
 }
 
 /** Validate `path` as a GGUF this adapter can hook; returns the parsed header. */

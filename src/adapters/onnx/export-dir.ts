@@ -5,9 +5,13 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { SteerkitError } from "../../core/errors.ts";
 
-export class OnnxExportError extends Error {
+export class OnnxExportError extends SteerkitError {
   override name = "OnnxExportError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("INVALID_MODEL_FILE", message, options);
+  }
 }
 
 export interface ExportConfig {

@@ -15,6 +15,7 @@ import {
   type DimSpec,
   type OnnxGraph,
 } from "../../formats/onnx/index.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 export interface KvEntry {
   readonly layer: number;
@@ -35,8 +36,11 @@ export interface KvLayout {
   readonly layerOfInput: ReadonlyMap<string, number>;
 }
 
-export class KvLayoutError extends Error {
+export class KvLayoutError extends SteerkitError {
   override name = "KvLayoutError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("UNSUPPORTED_MODEL", message, options);
+  }
 }
 
 const OPTIMUM = /^past_key_values\.(\d+)\.(key|value)$/;

@@ -23,6 +23,7 @@ import { buildPlanGraphs, planKey, type PlanSpec, type SteerInputs } from "./pla
 import { findResidualChain } from "./residual.ts";
 import { OnnxSequence } from "./sequence.ts";
 import { loadTextCodec, type TextCodec } from "./text.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 export const ONNX_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
 
@@ -31,8 +32,11 @@ export const SUPPORTED_ONNX_OPSETS = { min: 7, max: 26 } as const;
 const KNOWN_DOMAINS = new Set(["", "ai.onnx", "com.microsoft", "ai.onnx.ml", "com.microsoft.nchwc", "org.pytorch.aten"]);
 
 /** A load failure; the message names the file and the reason. */
-export class OnnxModelError extends Error {
+export class OnnxModelError extends SteerkitError {
   override name = "OnnxModelError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("UNSUPPORTED_MODEL", message, options);
+  }
 }
 
 export interface OnnxLoadOptions extends LoadOptions {

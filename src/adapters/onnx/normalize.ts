@@ -9,11 +9,15 @@
  */
 import { attr, attrFloat, node, tensorFromInt64, type OnnxGraph, type OnnxNode, type OnnxTensor } from "../../formats/onnx/index.ts";
 import { freshNamer } from "./graph.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 export const FUSED_RESIDUAL_OPS = ["EmbedLayerNormalization", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"];
 
-export class UnsupportedGraphError extends Error {
+export class UnsupportedGraphError extends SteerkitError {
   override name = "UnsupportedGraphError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("UNSUPPORTED_MODEL", message, options);
+  }
 }
 
 /** A copy of `graph` with fused residual norms split. Initializers are shared, not copied. */

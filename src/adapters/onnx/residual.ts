@@ -11,6 +11,7 @@
 import { pointName, type HookPoint } from "../../core/sites.ts";
 import { dependsOn, indexGraph, type GraphIndex } from "./graph.ts";
 import type { OnnxGraph } from "../../formats/onnx/index.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 export interface ResidualChain {
   readonly nLayers: number;
@@ -19,8 +20,11 @@ export interface ResidualChain {
   readonly index: GraphIndex;
 }
 
-export class ResidualChainError extends Error {
+export class ResidualChainError extends SteerkitError {
   override name = "ResidualChainError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("UNSUPPORTED_MODEL", message, options);
+  }
 }
 
 interface Update {

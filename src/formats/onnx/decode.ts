@@ -14,9 +14,13 @@ import type {
   OnnxValueInfo,
 } from "./types.ts";
 import { Reader, WIRE_FIXED32, WIRE_LEN, WIRE_VARINT, WireError } from "./wire.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
-export class OnnxDecodeError extends Error {
+export class OnnxDecodeError extends SteerkitError {
   override name = "OnnxDecodeError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("INVALID_MODEL_FILE", message, options);
+  }
 }
 
 /**

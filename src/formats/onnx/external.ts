@@ -9,15 +9,16 @@ import { encodeModel } from "./encode.ts";
 import { halfBitsToFloat32 } from "../half.ts";
 import { DataType, dataTypeSize, type OnnxModel, type OnnxTensor } from "./types.ts";
 import { Reader, WIRE_FIXED32, WIRE_LEN, WIRE_VARINT } from "./wire.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 /** An ONNX file problem; the message names the file. */
-export class OnnxFileError extends Error {
+export class OnnxFileError extends SteerkitError {
   override name = "OnnxFileError";
   constructor(
     readonly file: string,
     reason: string,
   ) {
-    super(`${file}: ${reason}`);
+    super("INVALID_MODEL_FILE", `${file}: ${reason}`);
   }
 }
 

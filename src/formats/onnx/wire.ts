@@ -5,6 +5,7 @@
  * weight into JS numbers and drops fields it does not know. Here every field we do not interpret
  * stays an exact byte slice (tag included), so re-encoding a real export gives the same bytes.
  */
+import { SteerkitError } from "../../core/errors.ts";
 
 export const WIRE_VARINT = 0;
 export const WIRE_FIXED64 = 1;
@@ -17,8 +18,11 @@ export interface RawField {
   readonly bytes: Uint8Array;
 }
 
-export class WireError extends Error {
+export class WireError extends SteerkitError {
   override name = "WireError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("INVALID_MODEL_FILE", message, options);
+  }
 }
 
 const utf8Decoder = new TextDecoder("utf-8", { fatal: false });
