@@ -10,14 +10,16 @@
  *   GET  /api/info       model info and the plugins a recipe may name
  *
  * Every request compiles its own chain: concurrent requests with different recipes share the model
- * but never each other's steering. A bad request is answered 400 with the failing fields; a plugin
- * that fails mid-stream ends that stream with an `error` event; the server keeps serving.
+ * but never each other's steering. A request's recipe is untrusted: it cannot set trusted-only
+ * options (the logger's `file`), import packages or exceed the recipe length limit. A bad request is
+ * answered 4xx (by the error's code) with the failing fields; a plugin that fails mid-stream ends
+ * that stream with an `error` event; the server keeps serving.
  */
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
-import { OptionsError, preparePlugins, SamplingSchema, SteerkitError, stream, type GenerateOptions, type GenerationEvent, type Model, type PluginRegistry } from "../src/index.ts";
+import { errorStatus, OptionsError, preparePlugins, SamplingSchema, SteerkitError, stream, type GenerateOptions, type GenerationEvent, type Model, type PluginRegistry } from "../src/index.ts";
 import { openModel } from "../src/adapters/index.ts";
 import { DEFAULT_MODEL_PATH } from "../src/default-model.ts";
 import { createRegistry } from "../src/plugins/index.ts";
@@ -63,7 +65,8 @@ export function createChatApp(model: Model, registry: PluginRegistry = createReg
       const options: GenerateOptions = { ...sampling, ...(messages ? { messages } : { prompt }), plugins, signal: c.req.raw.signal };
       events = stream(model, options); // invalid input throws here: answered 400 before any token
     } catch (e) {
-      return c.json(describeError(e), 400);
+      const status = errorStatus(e).status;
+      return c.json(describeError(e), status === 403 ? 403 : status >= 500 ? 500 : 400);
     }
     if (!streaming) {
       try {

@@ -31,6 +31,18 @@ function sseEvents(text: string): { event: string; data: any }[] {
 const vec = (x: number) => Array.from({ length: model.info.dModel }, (_, i) => (i % 2 ? x : -x));
 
 describe("chat example server on the embedded model (llama.cpp)", () => {
+  test("a request recipe cannot make the server write a file or import a package", async () => {
+    const target = `/tmp/steerkit-chat-test-${process.pid}.jsonl`;
+    const res = await post({ prompt: "Once", maxTokens: 2, recipe: [{ plugin: "logger", options: { file: target } }] });
+    expect(res.status).toBe(403);
+    const body = await json(res);
+    expect(body.code).toBe("UNTRUSTED_OPTION");
+    expect(body.error).toContain('"file" may be set only by trusted configuration');
+    expect(await Bun.file(target).exists()).toBe(false);
+    const pkg = await post({ prompt: "Once", maxTokens: 2, recipe: [{ plugin: "steerkit-plugin-logit-bias", options: {} }] });
+    expect(pkg.status).toBe(400);
+    expect((await json(pkg)).code).toBe("UNKNOWN_PLUGIN");
+  });
   test("serves the page and the model info", async () => {
     const page = await app.fetch(new Request("http://local/"));
     expect(await page.text()).toContain("Steerkit chat");

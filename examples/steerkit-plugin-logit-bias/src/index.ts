@@ -6,7 +6,7 @@
  * Recipe: [{ "plugin": "steerkit-plugin-logit-bias", "options": { "ban": ["ball"], "bias": { "403": -2.5 } } }]
  */
 import { Schema } from "effect";
-import { definePlugin, type ModelInfo } from "steerkit";
+import { definePlugin } from "steerkit";
 
 const Options = Schema.Struct({
   /** token id (as a string key, JSON-style) -> bias added to its logit */
@@ -16,40 +16,38 @@ const Options = Schema.Struct({
   ban: Schema.optional(Schema.Array(Schema.NonEmptyString)),
 });
 
-// Decoding a whole vocabulary costs milliseconds on large models: once per model, not per request.
-const vocabularies = new WeakMap<ModelInfo, string[]>();
-
 export const logitBias = definePlugin({
   name: "steerkit-plugin-logit-bias",
   description: "Bias tokens by id, or ban tokens containing a string.",
   options: Schema.toStandardSchemaV1(Options),
   needs: ["logits:write"],
-  create(options, { model, detokenize }) {
+  // Once per model and options, shared by every request: decoding a whole vocabulary to find the
+  // banned tokens costs milliseconds on large models.
+  prepare(options, { model, detokenize, invalid }) {
     const ids: number[] = [];
     const values: number[] = [];
     for (const [key, value] of Object.entries(options.bias ?? {})) {
       const id = Number(key);
-      if (!/^\d+$/.test(key)) throw new RangeError(`bias: key "${key}" is not a token id`);
-      if (id >= model.vocabSize) throw new RangeError(`bias: token ${id} is outside the vocabulary (0..${model.vocabSize - 1})`);
+      if (!/^\d+$/.test(key)) invalid(`bias.${key}`, `"${key}" is not a token id`);
+      if (id >= model.vocabSize) invalid(`bias.${key}`, `token ${id} is outside the vocabulary (0..${model.vocabSize - 1})`);
       ids.push(id);
       values.push(value);
     }
     const banned: number[] = [];
     const needles = (options.ban ?? []).map((s) => s.toLowerCase());
     if (needles.length > 0) {
-      let vocab = vocabularies.get(model);
-      if (!vocab) {
-        vocab = Array.from({ length: model.vocabSize }, (_, t) => detokenize([t]).toLowerCase());
-        vocabularies.set(model, vocab);
-      }
-      vocab.forEach((text, t) => {
+      for (let t = 0; t < model.vocabSize; t++) {
+        const text = detokenize([t]).toLowerCase();
         if (needles.some((n) => text.includes(n))) banned.push(t);
-      });
+      }
     }
+    return { ids: Int32Array.from(ids), values: Float32Array.from(values), banned: Int32Array.from(banned) };
+  },
+  create(_options, { prepared: { ids, values, banned } }) {
     return {
       onLogits(logits) {
         for (let i = 0; i < ids.length; i++) logits[ids[i]!]! += values[i]!;
-        for (const t of banned) logits[t] = -Infinity;
+        for (let i = 0; i < banned.length; i++) logits[banned[i]!] = -Infinity;
       },
     };
   },

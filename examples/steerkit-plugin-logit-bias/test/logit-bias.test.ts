@@ -33,8 +33,11 @@ describe("steerkit-plugin-logit-bias", () => {
     expect(paths.some((p) => p.startsWith("bias"))).toBe(true);
     expect(paths.some((p) => p.startsWith("ban"))).toBe(true);
   });
-  test("keys that are not token ids fail when the plugin is created, naming the key", async () => {
-    expect(runPlugin(logitBias({ bias: { abc: 1 } }))).rejects.toThrow('bias: key "abc" is not a token id');
+  test("keys that are not token ids fail when the plugin is prepared, as bad options naming the key", async () => {
+    const error = await runPlugin(logitBias({ bias: { abc: 1 } })).catch((e) => e);
+    expect(error).toBeInstanceOf(OptionsError);
+    expect(error.message).toContain('bias.abc: "abc" is not a token id');
+    expect(runPlugin(logitBias({ bias: { "100000": 1 } }))).rejects.toThrow("token 100000 is outside the vocabulary (0..511)");
   });
   test("recipes find it by package name", async () => {
     const registry = new PluginRegistry();
