@@ -8,7 +8,7 @@ export function page(info: ModelInfo): string {
   const presets = {
     none: [],
     "add a vector": [{ plugin: "add-vector", options: { points: [`resid_post.${mid}`], vector: Array.from({ length: info.dModel }, (_, i) => (i % 2 ? 1 : -1)), scale: 0.25 } }],
-    "log top-5 logits": [{ plugin: "logger", options: { points: [], topK: 5, console: true } }],
+    "ablate a direction": [{ plugin: "ablate-direction", options: { direction: Array.from({ length: info.dModel }, (_, i) => Math.sin(i + 1)) } }],
   };
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Steerkit chat</title>

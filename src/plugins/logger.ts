@@ -17,9 +17,10 @@
  * By default only the last row of each residual is recorded (`rows: "last"`): that is the row that
  * produces the next token; `"all"` records every prompt row as well.
  *
- * Trust: `file`, `console` and `onRecord` are trusted-only options. A request to a server can
- * neither make the server write a file nor flood its console; it gets records only through what
- * the server itself wires to `onRecord`.
+ * Trust: `file`, `console` and `onRecord` are trusted-only options, and a logger must name at
+ * least one of them (none is on by default: a default sink would let a request's logger write to
+ * the server's console). A request to a server can neither make the server write a file nor flood
+ * its console; it gets records only through what the server itself wires to `onRecord`.
  */
 import * as v from "valibot";
 import { appendFileSync } from "node:fs";
@@ -64,8 +65,8 @@ export const LoggerOptions = v.object({
   rows: v.optional(v.picklist(["last", "all"]), "last"),
   /** Append JSONL records to this file. */
   file: v.optional(v.pipe(v.string(), v.minLength(1))),
-  /** Print records to the console (stderr). Default: true when neither `file` nor `onRecord` is given. */
-  console: v.optional(v.boolean()),
+  /** Print records to the console (stderr). */
+  console: v.optional(v.boolean(), false),
   /** Receive each record (from code; not expressible in a JSON recipe). */
   onRecord: v.optional(v.custom<(r: LogRecord) => void>((f) => typeof f === "function", "expected a function")),
 });
@@ -81,6 +82,9 @@ export const logger = definePlugin({
   ],
   prepare(o, ctx) {
     const { model } = ctx;
+    if (!o.console && o.file === undefined && o.onRecord === undefined) {
+      ctx.invalid("console", 'the logger has nowhere to write: set "file", "console": true or onRecord');
+    }
     let points;
     try {
       points = resolvePoints(o.points, model.nLayers);
@@ -109,7 +113,7 @@ export const logger = definePlugin({
     ).then((directions) => ({ points, directions }));
   },
   create(o, { model, detokenize, prepared: { points, directions } }) {
-    const toConsole = o.console ?? (o.file === undefined && o.onRecord === undefined);
+    const toConsole = o.console;
     const lines: string[] = [];
     const emit = (r: LogRecord) => {
       o.onRecord?.(r);

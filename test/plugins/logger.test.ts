@@ -49,6 +49,9 @@ describe("logger", () => {
   test("bad options name the field; a direction of the wrong width names the direction", async () => {
     expect(() => logger({ points: ["resid_post.x"] })).toThrow(OptionsError);
     expect(() => logger({ topK: -1 })).toThrow(/topK/);
-    expect(runPlugin(logger({ directions: { short: [1, 2, 3] } }))).rejects.toThrow(`directions.short: has 3 values; the model's residual has 64`);
+    expect(runPlugin(logger({ directions: { short: [1, 2, 3] }, onRecord: () => {} }))).rejects.toThrow(`directions.short: has 3 values; the model's residual has 64`);
+  });
+  test("a logger with no sink is refused rather than writing to the console by default", async () => {
+    expect(runPlugin(logger({ points: ["resid_post.0"] }))).rejects.toThrow('console: the logger has nowhere to write: set "file", "console": true or onRecord');
   });
 });
