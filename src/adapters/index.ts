@@ -40,7 +40,20 @@ export interface OpenModelOptions extends LoadOptions {
   readonly plugins?: readonly ConfiguredPlugin[];
 }
 
-/** Open a model with the right adapter, failing early when a plugin needs what the backend lacks. */
+/**
+ * Open a model with the right adapter, failing early when a plugin needs what the backend lacks.
+ * @example
+ * ```ts
+ * const plugins = [addVector({ points: ["resid_post.2"], vector, scale: 4 })];
+ * const model = await openModel("models/stories260K.gguf", { plugins, threads: 2 }); // llama.cpp, from the path
+ * const onnxModel = await openModel("out/stories-onnx"); // an export directory: ONNX Runtime
+ * try {
+ *   console.log((await generate(model, { prompt: "Once upon a time", plugins })).text);
+ * } finally {
+ *   model.dispose();
+ * }
+ * ```
+ */
 export async function openModel(path: string, options: OpenModelOptions = {}): Promise<Model> {
   const { backend, plugins = [], ...load } = options;
   if (backend !== undefined && !(BACKEND_NAMES as readonly string[]).includes(backend)) {

@@ -8,7 +8,15 @@ export { addVector, ablateDirection } from "./steering.ts";
 
 export const builtinPlugins = [logger, addVector, ablateDirection] as const;
 
-/** A registry with the built-in plugins; register your own or name npm packages in recipes. */
+/**
+ * A registry with the built-in plugins; register your own or name npm packages in trusted recipes.
+ * @example
+ * ```ts
+ * const registry = createRegistry().register(myPlugin);
+ * const fromRequest = await registry.resolve(body.steering); // untrusted: no files, no packages
+ * const fromCli = await registry.resolve(loadRecipeFile("steer.json"), { trust: "trusted" });
+ * ```
+ */
 export function createRegistry(): PluginRegistry {
   return new PluginRegistry(builtinPlugins);
 }

@@ -10,7 +10,8 @@
  */
 import type { Model } from "../core/backend.ts";
 import { generate, type GenerateOptions, type GenerationResult } from "../core/generate.ts";
-import { definePlugin, type ConfiguredPlugin } from "../core/plugin.ts";
+import { definePlugin } from "../core/plugin.ts";
+import type { ChainPlugin } from "../core/chain.ts";
 import { allPoints, pointName } from "../core/sites.ts";
 import { DEFAULT_MODEL_PATH } from "../default-model.ts";
 import { referenceLlama } from "./reference-llama.ts";
@@ -58,11 +59,16 @@ export interface RunPluginOptions extends Omit<GenerateOptions, "plugins"> {
 /**
  * Run `plugins` (one or a chain) greedily for a few steps (default: 4 tokens of "Once upon a time")
  * and record what they did at every point of the model.
+ * @example
+ * ```ts
+ * const run = await runPlugin(clampNorm({ layer: 2, maxNorm: 5 }), { maxTokens: 4 });
+ * expect(run.changed.every((t) => t.point === "resid_post.2")).toBe(true);
+ * ```
  */
-export async function runPlugin(plugins: ConfiguredPlugin | readonly ConfiguredPlugin[], options: RunPluginOptions = {}): Promise<PluginRun> {
+export async function runPlugin(plugins: ChainPlugin | readonly ChainPlugin[], options: RunPluginOptions = {}): Promise<PluginRun> {
   const { model: given, ...rest } = options;
   const model = given ?? (await loadTestModel());
-  const chain = Array.isArray(plugins) ? plugins : [plugins as ConfiguredPlugin];
+  const chain: readonly ChainPlugin[] = Array.isArray(plugins) ? plugins : [plugins as ChainPlugin];
   const residuals: ResidualTrace[] = [];
   const logits: LogitsTrace[] = [];
   const pending = new Map<string, Omit<ResidualTrace, "after">>();
@@ -125,11 +131,17 @@ export interface AffineCheck {
 /**
  * Run the same chain through the backend's native affine path and through JS hooks, and compare
  * the last logits. A plugin's `affine` must match its `onResidual`; this shows whether it does.
+ * @example
+ * ```ts
+ * const check = await checkAffine(addVector({ points: ["resid_post.2"], vector, positions: "generated" }));
+ * expect(check.maxAbsDiff).toBeLessThan(1e-4);
+ * expect(check.fast.tokens).toEqual(check.js.tokens);
+ * ```
  */
-export async function checkAffine(plugins: ConfiguredPlugin | readonly ConfiguredPlugin[], options: RunPluginOptions = {}): Promise<AffineCheck> {
+export async function checkAffine(plugins: ChainPlugin | readonly ChainPlugin[], options: RunPluginOptions = {}): Promise<AffineCheck> {
   const { model: given, ...rest } = options;
   const model = given ?? (await loadTestModel());
-  const chain = Array.isArray(plugins) ? plugins : [plugins as ConfiguredPlugin];
+  const chain: readonly ChainPlugin[] = Array.isArray(plugins) ? plugins : [plugins as ChainPlugin];
   let last: Float32Array | null = null;
   const capture = definePlugin({
     name: "steerkit-testing-logits",
