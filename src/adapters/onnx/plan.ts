@@ -120,8 +120,9 @@ export function buildPlanGraphs(
 
 /**
  * The nodes computing `site` from `raw`: `raw + c (+ (raw U) V)`, or with a mask
- * `raw + mask * ((raw U) V + c)`. The masked form adds the whole delta once, so rows outside the
- * range get `raw + 0`, exactly their unedited value.
+ * `raw + mask * ((raw U) V + c)`. The masked form scales the whole delta, so a row outside the
+ * range gets `raw + 0`, exactly its unedited value (as long as its delta is finite: 0 * inf is NaN).
+ * A float mask rather than a boolean one keeps it one Mul, cast like the other steer inputs.
  */
 function affineNodes(
   a: AffineSpec,
