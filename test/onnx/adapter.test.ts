@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { ort } from "../../src/adapters/onnx/ort.ts";
-import { allPoints, pointName } from "../../src/core/sites.ts";
+import { applyAffine } from "../../src/core/chain.ts";
+import { allPoints, parsePoint, pointName } from "../../src/core/sites.ts";
 import { normalize, projectOutRows } from "../../src/core/tensor.ts";
 import { makeHooks, maxAbsDiff, wave } from "./helpers/hooks.ts";
 
@@ -141,6 +142,30 @@ describe("ONNX adapter on the genai GPT-2 export (fused contrib ops, legacy KV l
     expectClose(await run(inGraph), byHand, 1e-4);
     expectClose(await run(mixed), byHand, 1e-4);
     expect(maxAbsDiff(byHand[0]!, (await run())[0]!)).toBeGreaterThan(1e-2);
+  });
+
+  test("a masked in-graph edit follows absolute positions across chunked prefills and decodes", async () => {
+    const c = wave(D, 1.5, 1);
+    const r = normalize(wave(D, 1, 2));
+    const negR = Float32Array.from(r, (v) => -v);
+    // Rows 2..6: the end of the first chunk, the whole second, and the first decoded token.
+    const edit = { point: parsePoint("resid_mid.2"), rank: 1, U: r, V: negR, c, positions: { from: 2, to: 7 } };
+    const chunked = async (hooks: ReturnType<typeof makeHooks>) => {
+      const seq = model.createSequence({ hooks });
+      await seq.prefill(PROMPT.slice(0, 3));
+      const out = [Float32Array.from(await seq.prefill(PROMPT.slice(3)))];
+      for (const t of NEXT) out.push(Float32Array.from(await seq.decode(t)));
+      seq.free();
+      return out;
+    };
+    const inGraph = makeHooks({ points: ["resid_mid.2"], affine: { "resid_mid.2": edit } });
+    const js = makeHooks({ points: ["resid_mid.2"], edit: (_, x, positions) => applyAffine(edit, x, undefined, positions) });
+    expect(model.planSpec(inGraph)).toMatchObject({ split: [], affine: [{ positioned: true, lowRank: true }] });
+    const a = await chunked(inGraph);
+    expectClose(a, await chunked(js), 1e-5);
+    // The mask is not all ones: the edit on every row gives other logits (also after the range ends).
+    const everyRow = await chunked(makeHooks({ points: ["resid_mid.2"], affine: { "resid_mid.2": { ...edit, positions: undefined } } }));
+    for (const i of [0, 2, 3]) expect(maxAbsDiff(a[i]!, everyRow[i]!)).toBeGreaterThan(1e-3);
   });
 
   test("a hook may return a replacement tensor; it is handed absolute positions", async () => {

@@ -19,7 +19,7 @@ import { indexGraph } from "./graph.ts";
 import { detectKvLayout, outputNewKvRows, type KvLayout } from "./kv.ts";
 import { splitFusedNorms } from "./normalize.ts";
 import { ort, type OrtSession } from "./ort.ts";
-import { buildPlanGraphs, planKey, type PlanSpec, type SteerInputs } from "./plan.ts";
+import { buildPlanGraphs, planKey, type AffineSpec, type PlanSpec, type SteerInputs } from "./plan.ts";
 import { findResidualChain } from "./residual.ts";
 import { OnnxSequence } from "./sequence.ts";
 import { loadTextCodec, type TextCodec } from "./text.ts";
@@ -150,14 +150,14 @@ export class OnnxRuntimeModel implements Model {
     // Canonical, unique, in forward order (core promises this; a hand-built hooks object may not).
     const byIndex = new Map(hooks.points.map((p) => [pointIndex(p, this.info.nLayers), canonicalPoint(p, this.info.nLayers)]));
     const points = [...byIndex].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
-    const affine: { point: HookPoint; lowRank: boolean }[] = [];
+    const affine: AffineSpec[] = [];
     const split: HookPoint[] = [];
     const read: HookPoint[] = [];
     for (const p of points) {
       const name = pointName(p);
       const edit = hooks.affine.get(name);
-      // Position-limited edits run in JS until the graph takes a per-row mask.
-      if (edit && !edit.positions) affine.push({ point: p, lowRank: edit.rank > 0 });
+      if (edit) affine.push({ point: p, lowRank: edit.rank > 0, positioned: !!edit.positions });
+      // Read-only points cost an output each, not a cut, even beside points that write.
       else if (!hooks.writes || hooks.readOnly.has(name)) read.push(p);
       else split.push(p);
     }

@@ -2,7 +2,9 @@
  * Build the graphs that run a request's residual hooks, from the normalized decoder graph.
  *
  * - `affine` points get per-site inputs for `h' = h + (h U) V + c` inside the graph (mode c):
- *   one session, no JS on the hot path.
+ *   one session, no JS on the hot path. An edit limited to positions also gets a row mask input
+ *   `[1, seq, 1]` (1 in range, 0 outside) and the graph computes `h' = h + mask * ((h U) V + c)`:
+ *   the range is data fed per step, so one plan serves every range (and every prompt length).
  * - `read` points become extra graph outputs (mode b): one session; hooks see them after the pass.
  * - `split` points cut the graph into segments (mode a): segment j ends at cut j's raw tensor,
  *   JS edits it, segment j+1 takes the edited tensor as an input. Nodes needed by several segments
@@ -25,16 +27,28 @@ import { freshNamer, indexGraph } from "./graph.ts";
 export interface PlanSpec {
   /** Points edited in JS, in forward order. */
   readonly split: readonly HookPoint[];
-  /** Points edited in-graph, with whether the edit has a low-rank part. */
-  readonly affine: readonly { point: HookPoint; lowRank: boolean }[];
+  /** Points edited in-graph, with whether the edit has a low-rank part and is limited to positions. */
+  readonly affine: readonly AffineSpec[];
   /** Points only read, in forward order. */
   readonly read: readonly HookPoint[];
 }
 
+export interface AffineSpec {
+  readonly point: HookPoint;
+  readonly lowRank: boolean;
+  /** The edit applies to some rows only: the graph takes a row mask for it. */
+  readonly positioned: boolean;
+}
+
+/** Names of one affine point's graph inputs. */
 export interface SteerInputs {
+  /** `[dModel]` float32 bias (zeros when the edit has none). */
   readonly c: string;
+  /** `[dModel, rank]` and `[rank, dModel]` float32, when the edit has a low-rank part. */
   readonly U: string | null;
   readonly V: string | null;
+  /** `[1, seq, 1]` float32 row mask, fed every step, when the edit is limited to positions. */
+  readonly mask: string | null;
 }
 
 export interface SegmentSpec {
@@ -56,7 +70,7 @@ export interface PlanGraphs {
 export function planKey(spec: PlanSpec): string {
   return JSON.stringify([
     spec.split.map(pointName),
-    spec.affine.map((a) => `${pointName(a.point)}${a.lowRank ? "+uv" : ""}`),
+    spec.affine.map((a) => `${pointName(a.point)}${a.lowRank ? "+uv" : ""}${a.positioned ? "@mask" : ""}`),
     spec.read.map(pointName),
   ]);
 }
@@ -81,35 +95,15 @@ export function buildPlanGraphs(
   };
 
   // Mode c: rename the site's producer output to a raw tensor and recompute the site from it.
-  for (const { point, lowRank } of spec.affine) {
-    const site = siteOf(point);
-    const name = pointName(point);
+  for (const a of spec.affine) {
+    const site = siteOf(a.point);
+    const name = pointName(a.point);
     const raw = fresh(`${site}/steerkit_raw`);
     const at = nodes.findIndex((n) => n.outputs.includes(site));
     if (at < 0) throw new Error(`hook point ${name}: tensor "${site}" has no producer`);
     const producer = nodes[at]!;
     const renamed: OnnxNode = { ...producer, outputs: producer.outputs.map((o) => (o === site ? raw : o)) };
-    const cIn = `steerkit.${name}.c`;
-    extraInputs.push(valueInfo(cIn, DataType.FLOAT, [dModel]));
-    const added: OnnxNode[] = [];
-    const c = castIfNeeded(cIn, elemType, fresh, added);
-    let inputs: SteerInputs = { c: cIn, U: null, V: null };
-    if (lowRank) {
-      const uIn = `steerkit.${name}.U`;
-      const vIn = `steerkit.${name}.V`;
-      extraInputs.push(valueInfo(uIn, DataType.FLOAT, [dModel, `steerkit_rank_${name}`]));
-      extraInputs.push(valueInfo(vIn, DataType.FLOAT, [`steerkit_rank_${name}`, dModel]));
-      const U = castIfNeeded(uIn, elemType, fresh, added);
-      const V = castIfNeeded(vIn, elemType, fresh, added);
-      const hu = fresh(`${site}/steerkit_hU`);
-      const huv = fresh(`${site}/steerkit_hUV`);
-      const shifted = fresh(`${site}/steerkit_shifted`);
-      added.push(node("MatMul", [raw, U], [hu]), node("MatMul", [hu, V], [huv]));
-      added.push(node("Add", [raw, c], [shifted]), node("Add", [shifted, huv], [site]));
-      inputs = { c: cIn, U: uIn, V: vIn };
-    } else {
-      added.push(node("Add", [raw, c], [site]));
-    }
+    const { inputs, added } = affineNodes(a, name, raw, site, dModel, elemType, fresh, extraInputs);
     steer.set(name, inputs);
     nodes = [...nodes.slice(0, at), renamed, ...added, ...nodes.slice(at + 1)];
   }
@@ -122,6 +116,60 @@ export function buildPlanGraphs(
   const cuts = spec.split.map((point) => ({ point, tensor: siteOf(point) }));
   const segments = splitGraph(base, { ...edited, outputs }, cuts, siteInfo);
   return { segments, steer, reads };
+}
+
+/**
+ * The nodes computing `site` from `raw`: `raw + c (+ (raw U) V)`, or with a mask
+ * `raw + mask * ((raw U) V + c)`. The masked form scales the whole delta, so a row outside the
+ * range gets `raw + 0`, exactly its unedited value (as long as its delta is finite: 0 * inf is NaN).
+ * A float mask rather than a boolean one keeps it one Mul, cast like the other steer inputs.
+ */
+function affineNodes(
+  a: AffineSpec,
+  name: string,
+  raw: string,
+  site: string,
+  dModel: number,
+  elemType: number,
+  fresh: (b: string) => string,
+  extraInputs: OnnxValueInfo[],
+): { inputs: SteerInputs; added: OnnxNode[] } {
+  const added: OnnxNode[] = [];
+  const cIn = `steerkit.${name}.c`;
+  extraInputs.push(valueInfo(cIn, DataType.FLOAT, [dModel]));
+  const c = castIfNeeded(cIn, elemType, fresh, added);
+  let U: string | null = null;
+  let V: string | null = null;
+  let huv: string | null = null;
+  if (a.lowRank) {
+    U = `steerkit.${name}.U`;
+    V = `steerkit.${name}.V`;
+    extraInputs.push(valueInfo(U, DataType.FLOAT, [dModel, `steerkit_rank_${name}`]));
+    extraInputs.push(valueInfo(V, DataType.FLOAT, [`steerkit_rank_${name}`, dModel]));
+    const hu = fresh(`${site}/steerkit_hU`);
+    huv = fresh(`${site}/steerkit_hUV`);
+    added.push(node("MatMul", [raw, castIfNeeded(U, elemType, fresh, added)], [hu]));
+    added.push(node("MatMul", [hu, castIfNeeded(V, elemType, fresh, added)], [huv]));
+  }
+  let mask: string | null = null;
+  if (!a.positioned) {
+    if (huv) {
+      const shifted = fresh(`${site}/steerkit_shifted`);
+      added.push(node("Add", [raw, c], [shifted]), node("Add", [shifted, huv], [site]));
+    } else added.push(node("Add", [raw, c], [site]));
+  } else {
+    mask = `steerkit.${name}.mask`;
+    extraInputs.push(valueInfo(mask, DataType.FLOAT, [1, null, 1]));
+    let delta = c;
+    if (huv) {
+      delta = fresh(`${site}/steerkit_delta`);
+      added.push(node("Add", [huv, c], [delta]));
+    }
+    const masked = fresh(`${site}/steerkit_masked`);
+    added.push(node("Mul", [castIfNeeded(mask, elemType, fresh, added), delta], [masked]));
+    added.push(node("Add", [raw, masked], [site]));
+  }
+  return { inputs: { c: cIn, U, V, mask }, added };
 }
 
 function castIfNeeded(input: string, elemType: number, fresh: (b: string) => string, out: OnnxNode[]): string {

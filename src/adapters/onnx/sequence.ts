@@ -1,9 +1,12 @@
 /**
- * A sequence: its KV cache (one KvCache per past input), its hook plan and its affine inputs.
+ * A sequence: its KV cache (one KvCache per past input), its hook plan and its affine inputs (fixed
+ * per request, built once; a position-limited edit's row mask depends on the step's rows, so it is
+ * built per step).
  * A step's new KV rows are appended only after the whole pass succeeded, so a hook error leaves
  * the sequence as it was before the step.
  */
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
+import { inPositions } from "../../core/points.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
 import { DataType } from "../../formats/onnx/index.ts";
 import { float32ToHalfBits, halfBitsToFloat32 } from "../../formats/half.ts";
@@ -69,7 +72,7 @@ export class OnnxSequence implements Sequence {
         const { data, dims } = this.caches[i]!.past();
         feeds[e.input] = data instanceof Float32Array ? new ort.Tensor("float32", data, dims) : float16Tensor(data, dims);
       });
-      Object.assign(feeds, this.steer(plan));
+      Object.assign(feeds, this.steer(plan), this.masks(plan, past, n));
 
       const results: Record<string, OrtTensor> = {};
       const positions = Array.from({ length: n }, (_, i) => past + i);
@@ -122,6 +125,19 @@ export class OnnxSequence implements Sequence {
       }
     }
     this.steerFeeds = feeds;
+    return feeds;
+  }
+
+  /** Row masks of this step's rows for position-limited edits: 1 where the row's position is in range. */
+  private masks(plan: RuntimePlan, past: number, n: number): Record<string, OrtTensor> {
+    const feeds: Record<string, OrtTensor> = {};
+    for (const [name, inputs] of plan.steer) {
+      if (!inputs.mask) continue;
+      const range = this.hooks?.affine.get(name)?.positions ?? null;
+      const mask = new Float32Array(n);
+      for (let i = 0; i < n; i++) mask[i] = inPositions(range, past + i) ? 1 : 0;
+      feeds[inputs.mask] = new ort.Tensor("float32", mask, [1, n, 1]);
+    }
     return feeds;
   }
 

@@ -1,5 +1,5 @@
 /** Small hand-built ResidualHooks for adapter tests (core's chain compiles the real ones). */
-import type { AffineEdit, ResidualHooks } from "../../../src/core/backend.ts";
+import type { AffineEdit, PositionRange, ResidualHooks } from "../../../src/core/backend.ts";
 import { parsePoint, pointName, type HookPoint } from "../../../src/core/sites.ts";
 import type { Tensor } from "../../../src/core/tensor.ts";
 
@@ -10,14 +10,14 @@ export interface TestHooks extends ResidualHooks {
 
 export function makeHooks(options: {
   points: string[];
-  affine?: Record<string, { c?: Float32Array; U?: Float32Array; V?: Float32Array; rank?: number }>;
+  affine?: Record<string, { c?: Float32Array; U?: Float32Array; V?: Float32Array; rank?: number; positions?: PositionRange }>;
   writes?: boolean;
-  edit?: (point: HookPoint, x: Tensor) => Tensor | void;
+  edit?: (point: HookPoint, x: Tensor, positions: ArrayLike<number>) => Tensor | void;
 }): TestHooks {
   const points = options.points.map(parsePoint);
   const affine = new Map<string, AffineEdit>();
   for (const [name, e] of Object.entries(options.affine ?? {})) {
-    affine.set(name, { point: parsePoint(name), rank: e.rank ?? 0, U: e.U ?? null, V: e.V ?? null, c: e.c ?? null });
+    affine.set(name, { point: parsePoint(name), rank: e.rank ?? 0, U: e.U ?? null, V: e.V ?? null, c: e.c ?? null, positions: e.positions ?? null });
   }
   const seen = new Map<string, Float32Array[]>();
   const hooks: TestHooks & { error: Error | null } = {
@@ -27,12 +27,12 @@ export function makeHooks(options: {
     readOnly: new Set(options.writes === false ? points.map(pointName) : []),
     seen,
     error: null,
-    run(point, x) {
+    run(point, x, positions) {
       const name = pointName(point);
       if (!seen.has(name)) seen.set(name, []);
       seen.get(name)!.push(Float32Array.from(x.data));
       try {
-        return options.edit?.(point, x) ?? x;
+        return options.edit?.(point, x, positions) ?? x;
       } catch (e) {
         hooks.error ??= e as Error;
         return x;
