@@ -36,6 +36,25 @@ describe("steerkit CLI", () => {
     const steered = JSON.parse(cli("generate", "--prompt", "Once upon a time", "--max-tokens", "16", "--temperature", "0", "--recipe", recipe, "--json").stdout);
     expect(steered.tokens).not.toEqual(plain.tokens);
   });
+  test("--direction registers a named direction a recipe can refer to; a bad flag or name is a clear error", () => {
+    const vector = Array.from({ length: 64 }, (_, i) => (i % 2 ? 4 : -4));
+    const file = join(dir, "dir.json");
+    writeFileSync(file, JSON.stringify(vector));
+    const named = join(dir, "named.json");
+    writeFileSync(named, JSON.stringify([{ plugin: "add-vector", options: { points: ["resid_post.1"], vector: "concept" } }]));
+    const inline = join(dir, "inline.json");
+    writeFileSync(inline, JSON.stringify([{ plugin: "add-vector", options: { points: ["resid_post.1"], vector } }]));
+    const args = ["generate", "--prompt", "Once upon a time", "--max-tokens", "12", "--temperature", "0", "--json"];
+    const a = JSON.parse(cli(...args, "--recipe", named, "--direction", `concept=${file}`).stdout);
+    const b = JSON.parse(cli(...args, "--recipe", inline).stdout);
+    expect(a.tokens).toEqual(b.tokens);
+    const bad = cli(...args, "--recipe", named, "--direction", "concept");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--direction must be <name>=<file.json>, got "concept"');
+    const missing = cli(...args, "--recipe", named);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('no direction named "concept" is registered');
+  });
   test("convert, then generate from the ONNX export: the same greedy tokens", () => {
     const out = join(dir, "onnx");
     const c = cli("convert", join(root, "models/stories260K.gguf"), out, "--json");

@@ -12,8 +12,11 @@ Recipes may also name npm packages (steerkit-plugin-* or scoped) that export a p
   async run(argv) {
     const { values } = parse(argv, { json: { type: "boolean" } });
     const registry = createRegistry();
-    const list = registry.names.map((name) => ({ name, description: registry.get(name)!.description ?? "" }));
+    const list = registry.names.map((name) => {
+      const f = registry.get(name)!;
+      return { name, description: f.description ?? "", trustedOptions: f.trustedOptions };
+    });
     if (values.json) console.log(JSON.stringify(list));
-    else for (const p of list) console.log(`${p.name.padEnd(18)} ${p.description}`);
+    else for (const p of list) console.log(`${p.name.padEnd(18)} ${p.description}${p.trustedOptions.length ? ` (trusted-only: ${p.trustedOptions.join(", ")})` : ""}`);
   },
 };
