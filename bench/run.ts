@@ -21,3 +21,4 @@ run("llama-cpp.ts", "--rounds", quick ? "2" : "5");
 run("same-model.ts", "--rounds", quick ? "1" : "3"); // converts the random GGUF to ONNX once
 run("onnx.ts", "--rounds", quick ? "3" : "7", "--wide", "--converted");
 run("reference-llama.ts");
+run("half.ts", "--rounds", quick ? "3" : "9");

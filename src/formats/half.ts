@@ -5,7 +5,13 @@
  * Written here rather than taken from a package: each is a dozen lines, they run once per weight of
  * a multi-gigabyte model (so the bulk forms work on whole arrays, no per-element allocation), and
  * they must round exactly like numpy / ggml (round-to-nearest-even, overflow to infinity, subnormals
- * kept).
+ * kept). NaN becomes ggml's canonical quiet NaN with its sign kept (`sign | 0x7e00`), as ggml's
+ * portable `fp32_to_fp16` and the engine's `Float16Array` both do.
+ *
+ * Which direction uses the engine's `Float16Array` is measured, not assumed (bench/half.ts):
+ * float32 -> half through `Float16Array.prototype.set` is several times faster than the field
+ * arithmetic on all but tiny arrays, while half -> float32 is faster through our 65536-entry table
+ * than through the engine, so each direction takes its faster path.
  */
 
 /** IEEE half bits -> number, by decoding the fields (the definition the bulk table is built from). */
@@ -24,21 +30,33 @@ const scalarBits = new Uint32Array(scalar.buffer);
 /** number -> IEEE half bits (rounded through float32 first, as numpy does). */
 export function floatToHalf(x: number): number {
   scalar[0] = x;
-  return halfBits(scalarBits[0]!);
+  return float32BitsToHalf(scalarBits[0]!);
 }
 
-/** float32 -> IEEE half bits, in bulk. */
+/**
+ * Below this length, creating the `Float16Array` view costs more than it saves and the field
+ * arithmetic is faster (bench/half.ts: break-even around 64 elements).
+ */
+const ENGINE_MIN_LENGTH = 64;
+
+/** float32 -> IEEE half bits, in bulk. `out` must hold at least `src.length` values. */
 export function float32ToHalfBits(src: Float32Array, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
+  if (src.length >= ENGINE_MIN_LENGTH) {
+    // The engine converts each float32 with one correctly rounded (nearest-even) step.
+    new Float16Array(out.buffer, out.byteOffset, out.length).set(src);
+    return out;
+  }
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < bits.length; i++) out[i] = halfBits(bits[i]!);
+  for (let i = 0; i < bits.length; i++) out[i] = float32BitsToHalf(bits[i]!);
   return out;
 }
 
-function halfBits(x: number): number {
+/** float32 bits -> IEEE half bits, by the fields: the definition the bulk form is tested against. */
+export function float32BitsToHalf(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0); // inf / NaN (quiet)
+  if (exp === 0xff) return sign | (mant ? 0x7e00 : 0x7c00); // NaN (canonical quiet, as ggml) / inf
   const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00; // overflow
   if (e <= 0) {

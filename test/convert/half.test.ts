@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { bf16BitsToFloat32, dequantizeQ8_0Fast, float32ToHalfBits, floatToHalf, halfBitsToFloat32, halfToFloat } from "../../src/formats/half.ts";
+import { bf16BitsToFloat32, dequantizeQ8_0Fast, float32BitsToHalf, float32ToHalfBits, floatToHalf, halfBitsToFloat32, halfToFloat } from "../../src/formats/half.ts";
 import { dequantize, GGML_TYPE } from "../../src/formats/ggml-types.ts";
 import { quantizeQ8_0 } from "./gguf-edit.ts";
 
@@ -52,6 +52,54 @@ describe("half precision conversions", () => {
     expect(bits(-0)).toBe(0x8000);
     expect(bits(NaN) & 0x7c00).toBe(0x7c00);
     expect(bits(NaN) & 0x3ff).not.toBe(0);
+  });
+
+  test("float32ToHalfBits (the engine's Float16Array in bulk) equals the field definition at every rounding boundary", () => {
+    // Every half value, every midpoint between neighbouring halves (including the one to infinity and
+    // the one below the smallest subnormal), one float32 ulp either side of each, both signs; then
+    // NaNs with assorted payloads, infinities, float32 extremes and seeded random bit patterns.
+    const cases: number[] = [];
+    const f32 = new Float32Array(1);
+    const u32 = new Uint32Array(f32.buffer);
+    const withNeighbours = (x: number) => {
+      f32[0] = x;
+      const b = u32[0]!;
+      cases.push(b, b + 1, b - 1, (b | 0x80000000) >>> 0, ((b + 1) | 0x80000000) >>> 0, ((b - 1) | 0x80000000) >>> 0);
+    };
+    for (let h = 0; h < 0x7c00; h++) {
+      withNeighbours(halfToFloat(h));
+      withNeighbours(h === 0x7bff ? 65520 : (halfToFloat(h) + halfToFloat(h + 1)) / 2); // 65520: halfway from the largest half to 2^16
+    }
+    withNeighbours(2 ** -25); // halfway to the smallest subnormal
+    withNeighbours(2 ** -26);
+    for (const b of [0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fa00000, 0x7fffffff, 0xffffffff, 0x7f7fffff, 0x00000001, 0x80000001, 0x00800000]) cases.push(b);
+    let seed = 0x9e3779b9;
+    for (let i = 0; i < 1 << 20; i++) {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      cases.push(seed >>> 0);
+    }
+    const bits = Uint32Array.from(cases);
+    const bulk = float32ToHalfBits(new Float32Array(bits.buffer));
+    let mismatches = 0;
+    for (let i = 0; i < bits.length; i++) if (bulk[i] !== float32BitsToHalf(bits[i]!)) mismatches++;
+    expect(bits.length).toBeGreaterThan(1 << 20);
+    expect(mismatches).toBe(0);
+    // Short arrays take the field path; both paths give the same bits.
+    for (let n = 1; n <= 200; n += 13) {
+      const part = new Float32Array(bits.buffer, 0, n);
+      expect(Array.from(float32ToHalfBits(part))).toEqual(Array.from(bulk.subarray(0, n)));
+    }
+  });
+
+  test("NaN keeps its sign and becomes the canonical quiet NaN, as ggml's fp32_to_fp16 does", () => {
+    const nans = new Float32Array(new Uint32Array([0x7fc00000, 0xffc00000, 0x7f800001, 0xff812345, 0x7fa00000, 0x7fffffff]).buffer);
+    const expected = [0x7e00, 0xfe00, 0x7e00, 0xfe00, 0x7e00, 0x7e00];
+    expect(Array.from(float32ToHalfBits(nans))).toEqual(expected); // field path (short array)
+    const long = new Float32Array(128);
+    long.set(nans, 64);
+    expect(Array.from(float32ToHalfBits(long).subarray(64, 70))).toEqual(expected); // engine path
   });
 
   test("dequantizeQ8_0Fast equals the GGUF reader's Q8_0 decoding", () => {
