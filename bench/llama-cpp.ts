@@ -63,7 +63,7 @@ const add = definePlugin({
     points: o.layers.map((layer): HookPoint => ({ site: "resid_post", layer })),
     onResidual(x) {
       const d = dModel;
-      for (let off = 0; off < x.data.length; off += d) for (let i = 0; i < d; i++) x.data[off + i] += vector[i]!;
+      for (let off = 0; off < x.data.length; off += d) for (let i = 0; i < d; i++) x.data[off + i]! += vector[i]!;
     },
     affine: () => ({ rank: 0, U: null, V: null, c: vector }),
   }),
@@ -80,7 +80,7 @@ const ablate = definePlugin({
       for (let off = 0; off < x.data.length; off += d) {
         let s = 0;
         for (let i = 0; i < d; i++) s += x.data[off + i]! * unit[i]!;
-        for (let i = 0; i < d; i++) x.data[off + i] -= s * unit[i]!;
+        for (let i = 0; i < d; i++) x.data[off + i]! -= s * unit[i]!;
       }
     },
     affine: () => ({ rank: 1, U: unit, V: unit.map((x) => -x), c: null }),

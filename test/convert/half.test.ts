@@ -39,7 +39,7 @@ describe("half precision conversions", () => {
   });
 
   test("float32ToHalfBits rounds to nearest even, overflows to infinity, keeps subnormals", () => {
-    const bits = (x: number) => float32ToHalfBits(new Float32Array([x]))[0];
+    const bits = (x: number) => float32ToHalfBits(new Float32Array([x]))[0]!;
     expect(bits(1 + 2 ** -11)).toBe(0x3c00); // halfway between 1 and 1+2^-10: ties to even (1)
     expect(bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // halfway between 1+2^-10 and 1+2^-9: ties to even
     expect(bits(1 + 2 ** -11 + 2 ** -20)).toBe(0x3c01); // just above halfway: up

@@ -37,7 +37,7 @@ const adder = definePlugin({
       points: [{ site: o.site, layer: o.layer }],
       onResidual(x) {
         const out = o.inPlace ? x : tensor(new Float32Array(x.data), x.dims);
-        for (let i = 0; i < out.data.length; i++) out.data[i] += c[i % c.length]!;
+        for (let i = 0; i < out.data.length; i++) out.data[i]! += c[i % c.length]!;
         return o.inPlace ? undefined : out;
       },
       affine: () => ({ rank: 0, U: null, V: null, c }),
@@ -59,7 +59,7 @@ const ablate = definePlugin({
         for (let off = 0; off < x.data.length; off += d) {
           let s = 0;
           for (let i = 0; i < d; i++) s += x.data[off + i]! * r[i]!;
-          for (let i = 0; i < d; i++) x.data[off + i] -= s * r[i]!;
+          for (let i = 0; i < d; i++) x.data[off + i]! -= s * r[i]!;
         }
       },
       affine: (): AffineForm => ({ rank: 1, U: r, V: neg, c: null }),

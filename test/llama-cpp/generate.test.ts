@@ -19,7 +19,7 @@ const steer = definePlugin({
     return {
       points: [{ site: o.site, layer: o.layer }],
       onResidual(x) {
-        for (let off = 0; off < x.data.length; off += D) for (let i = 0; i < D; i++) x.data[off + i] += c[i]!;
+        for (let off = 0; off < x.data.length; off += D) for (let i = 0; i < D; i++) x.data[off + i]! += c[i]!;
       },
       affine: () => ({ rank: 0, U: null, V: null, c }),
     };
