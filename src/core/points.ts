@@ -17,9 +17,9 @@
  */
 import * as v from "valibot";
 import type { PositionRange } from "./backend.ts";
-import { canonicalPoint, pointIndex, pointAt, type HookPoint, type SiteKind } from "./sites.ts";
+import { canonicalPoint, pointIndex, pointAt, SITE_KINDS, type HookPoint, type SiteKind } from "./sites.ts";
 
-const PATTERN = /^(resid_pre|resid_mid|resid_post)[.: ](\*|\d+(?:-\d+)?)$/;
+const PATTERN = new RegExp(`^(${SITE_KINDS.join("|")})[.: ](\\*|\\d+(?:-\\d+)?)$`);
 
 /** One point pattern: `resid_post.3`, `resid_mid.2-5`, `resid_post.*`. */
 export const PointPattern = v.pipe(

@@ -77,16 +77,20 @@ function checkLayer(p: HookPoint, nLayers: number): void {
   }
 }
 
+const POINT_NAME = new RegExp(`^(${SITE_KINDS.join("|")})[.: ](\\d+)$`);
+
 /** Parse `resid_post.3` (or `resid_post 3`, `resid_post:3`). */
 export function parsePoint(name: string): HookPoint {
-  const m = /^(resid_pre|resid_mid|resid_post)[.: ](\d+)$/.exec(name.trim());
+  const m = POINT_NAME.exec(name.trim());
   if (!m) throw new SyntaxError(`cannot parse hook point "${name}": expected e.g. "resid_post.3"`);
   return { site: m[1] as SiteKind, layer: Number(m[2]) };
 }
 
+const TRANSFORMER_LENS = new RegExp(`^blocks\\.(\\d+)\\.hook_(${SITE_KINDS.join("|")})$`);
+
 /** TransformerLens `blocks.N.hook_resid_{pre,mid,post}` -> point. */
 export function fromTransformerLens(name: string): HookPoint {
-  const m = /^blocks\.(\d+)\.hook_(resid_pre|resid_mid|resid_post)$/.exec(name.trim());
+  const m = TRANSFORMER_LENS.exec(name.trim());
   if (!m) {
     throw new SyntaxError(`not a TransformerLens residual hook name: "${name}" (expected blocks.N.hook_resid_pre|mid|post)`);
   }
