@@ -1,7 +1,7 @@
 /**
  * Steerkit chat example: a Hono server with steering chosen per request.
  *
- *   bun examples/chat.ts [--model <path>] [--backend llama-cpp|onnx|reference] [--port 3000]
+ *   bun examples/chat.ts [--model <path>] [--backend llama-cpp|onnx|reference] [--port 3000] [--direction name=file.json ...]
  *
  * Open http://localhost:3000, or call the API:
  *   POST /api/generate   { "messages": [...] | "prompt": "...", "recipe": [{ "plugin", "options" }], "maxTokens", "temperature", ..., "stream": true }
@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
-import { errorStatus, OptionsError, preparePlugins, SamplingSchema, SteerkitError, stream, type GenerateOptions, type GenerationEvent, type Model, type PluginRegistry } from "../src/index.ts";
+import { createArtifacts, direction, errorStatus, OptionsError, type Artifacts, preparePlugins, SamplingSchema, SteerkitError, stream, type GenerateOptions, type GenerationEvent, type Model, type PluginRegistry } from "../src/index.ts";
 import { openModel } from "../src/adapters/index.ts";
 import { DEFAULT_MODEL_PATH } from "../src/default-model.ts";
 import { createRegistry } from "../src/plugins/index.ts";
@@ -33,7 +33,11 @@ const Body = v.object({
   stream: v.optional(v.boolean(), true),
 });
 
-export function createChatApp(model: Model, registry: PluginRegistry = createRegistry()) {
+/**
+ * The app. `artifacts` are what request recipes may name (registered from the server's own
+ * configuration: a request can name them, never give a path).
+ */
+export function createChatApp(model: Model, registry: PluginRegistry = createRegistry(), artifacts: Artifacts = createArtifacts()) {
   const app = new Hono();
 
   app.get("/", (c) => c.html(page(model.info)));
@@ -43,6 +47,7 @@ export function createChatApp(model: Model, registry: PluginRegistry = createReg
       model: model.info,
       capabilities: model.capabilities,
       plugins: registry.names.map((name) => ({ name, description: registry.get(name)!.description ?? "" })),
+      artifacts: artifacts.list(),
     }),
   );
 
@@ -61,7 +66,7 @@ export function createChatApp(model: Model, registry: PluginRegistry = createReg
     const { recipe, stream: streaming, prompt, messages, ...sampling } = parsed.output;
     let events: ReadableStream<GenerationEvent>;
     try {
-      const plugins = await preparePlugins(model, await registry.resolve(recipe, { trust: "untrusted" }));
+      const plugins = await preparePlugins(model, await registry.resolve(recipe, { trust: "untrusted" }), { artifacts });
       const options: GenerateOptions = { ...sampling, ...(messages ? { messages } : { prompt }), plugins, signal: c.req.raw.signal };
       events = stream(model, options); // invalid input throws here: answered 400 before any token
     } catch (e) {
@@ -100,11 +105,17 @@ function describeError(e: unknown): { error: string; code?: string; issues?: unk
 
 if (import.meta.main) {
   const { values } = parseArgs({
-    options: { model: { type: "string" }, backend: { type: "string" }, port: { type: "string" }, threads: { type: "string" } },
+    options: { model: { type: "string" }, backend: { type: "string" }, port: { type: "string" }, threads: { type: "string" }, direction: { type: "string", multiple: true } },
   });
+  const artifacts = createArtifacts();
+  for (const flag of values.direction ?? []) {
+    const [name, path] = flag.split(/=(.*)/s);
+    if (!name || !path) throw new Error(`--direction must be <name>=<file.json>, got "${flag}"`);
+    artifacts.register(name, direction, { path });
+  }
   const path = values.model ?? DEFAULT_MODEL_PATH;
   const model = await openModel(path, { backend: values.backend ?? (values.model ? undefined : "llama-cpp"), threads: values.threads ? Number(values.threads) : undefined });
   const port = Number(values.port ?? process.env.PORT ?? 3000);
-  const server = Bun.serve({ port, fetch: createChatApp(model).fetch, idleTimeout: 120 });
+  const server = Bun.serve({ port, fetch: createChatApp(model, createRegistry(), artifacts).fetch, idleTimeout: 120 });
   console.log(`steerkit chat: ${model.info.name} (${model.info.backend}, ${model.info.nLayers} layers) on http://localhost:${server.port}`);
 }

@@ -8,7 +8,8 @@
  * is loaded once per store, on first use, and shared read-only by every request after that.
  *
  * A kind is a name and a loader ({@link defineArtifactKind}); the built-in `direction` kind is
- * here, the SAE and control-vector kinds live with their formats.
+ * here, the SAE and control-vector kinds live with their formats. Loader errors name the artifact,
+ * not its path: they may reach a request, which must not learn the server's file layout.
  */
 import { readFileSync } from "node:fs";
 import { SteerkitError } from "./errors.ts";
@@ -158,18 +159,19 @@ export const direction = defineArtifactKind<Direction>({
   description: "a residual direction: one vector, or one per point (JSON)",
   load(source, name) {
     let value: unknown;
-    const where = "path" in source ? source.path : `direction "${name}"`;
+    // Named, not by path: the message may reach a request, which must not learn the server's files.
+    const where = `direction "${name}"`;
     if ("path" in source) {
       let text: string;
       try {
         text = readFileSync(source.path, "utf8");
       } catch (e) {
-        throw new ArtifactError("INVALID_ARTIFACT", `${where}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        throw new ArtifactError("INVALID_ARTIFACT", `${where}: cannot read its file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
       }
       try {
         value = JSON.parse(text);
       } catch (e) {
-        throw new ArtifactError("INVALID_ARTIFACT", `${where}: not valid JSON: ${(e as Error).message}`);
+        throw new ArtifactError("INVALID_ARTIFACT", `${where}: its file is not valid JSON: ${(e as Error).message}`);
       }
     } else value = source.value;
     return parseDirection(value, where);

@@ -19,8 +19,12 @@ export const ERROR_CODES = {
   UNTRUSTED_OPTION: { status: 403, type: "permission_error" },
   /** A recipe names an artifact that is not registered (or of another kind). */
   UNKNOWN_ARTIFACT: { status: 400, type: "invalid_request_error" },
-  /** An artifact file or value is malformed (width, NaN, format). */
-  INVALID_ARTIFACT: { status: 400, type: "invalid_request_error" },
+  /**
+   * A registered artifact's file or value is malformed (format, NaN): the configuration that
+   * registered it is at fault, not the request that named it. (A well-formed artifact that does not
+   * fit the model, e.g. of another width, is the recipe's INVALID_OPTIONS.)
+   */
+  INVALID_ARTIFACT: { status: 500, type: "server_error" },
   /** The prompt or request is malformed (not exactly one prompt form, bad token ids, ...). */
   INVALID_REQUEST: { status: 400, type: "invalid_request_error" },
   /** The prompt does not fit the context. */

@@ -220,7 +220,8 @@ describe("named artifacts", () => {
       const store = createArtifacts().register("bad", direction, { path: file });
       const err = await generate(model, { prompt: "Once", maxTokens: 1, artifacts: store, plugins: [addVector({ points: ["resid_post.0"], vector: "bad" })] }).catch((e) => e);
       expect(err.code).toBe("INVALID_ARTIFACT");
-      expect(err.message).toContain(file);
+      expect(err.message).toContain('direction "bad"');
+      expect(err.message).not.toContain(dir); // the path stays on the server
       expect(err.message).toContain(message);
     }
     const wide = createArtifacts().register("w", direction, { value: [1, 2, 3] });

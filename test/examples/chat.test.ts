@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { createChatApp } from "../../examples/chat.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
+import { createArtifacts, direction } from "../../src/core/artifacts.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import { DEFAULT_MODEL_PATH } from "../../src/default-model.ts";
 import { createRegistry } from "../../src/plugins/index.ts";
@@ -42,6 +43,22 @@ describe("chat example server on the embedded model (llama.cpp)", () => {
     const pkg = await post({ prompt: "Once", maxTokens: 2, recipe: [{ plugin: "steerkit-plugin-logit-bias", options: {} }] });
     expect(pkg.status).toBe(400);
     expect((await json(pkg)).code).toBe("UNKNOWN_PLUGIN");
+  });
+  test("a request names a direction the server registered; an unknown name is a 400 naming it", async () => {
+    const artifacts = createArtifacts().register("concept", direction, { value: vec(4) });
+    const withArtifacts = createChatApp(model, createRegistry(), artifacts);
+    const ask = (recipe: unknown) =>
+      withArtifacts.fetch(new Request("http://local/api/generate", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "Once upon a time", maxTokens: 12, temperature: 0, stream: false, recipe }) }));
+    const named = await json(await ask([{ plugin: "add-vector", options: { points: ["resid_post.1"], vector: "concept" } }]));
+    const inline = await json(await ask([{ plugin: "add-vector", options: { points: ["resid_post.1"], vector: vec(4) } }]));
+    const plain = await json(await ask([]));
+    expect(named.tokens).toEqual(inline.tokens);
+    expect(named.tokens).not.toEqual(plain.tokens);
+    const unknown = await ask([{ plugin: "add-vector", options: { points: ["resid_post.1"], vector: "nope" } }]);
+    expect(unknown.status).toBe(400);
+    expect(await json(unknown)).toMatchObject({ code: "UNKNOWN_ARTIFACT", error: 'no direction named "nope" is registered; registered directions: concept' });
+    const info = await json(await withArtifacts.fetch(new Request("http://local/api/info")));
+    expect(info.artifacts).toEqual([{ name: "concept", kind: "direction", source: "memory" }]);
   });
   test("serves the page and the model info", async () => {
     const page = await app.fetch(new Request("http://local/"));
