@@ -4,6 +4,7 @@
  * the sequence as it was before the step.
  */
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
+import { checkPrefill } from "../../core/backend-kit.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
 import { DataType } from "../../formats/onnx/index.ts";
 import { float32ToHalfBits, halfBitsToFloat32 } from "../../formats/half.ts";
@@ -46,15 +47,8 @@ export class OnnxSequence implements Sequence {
     if (this.freed) throw new Error(`sequence ${this.id} was freed`);
     if (this.busy) throw new Error(`sequence ${this.id} is already evaluating; await the previous call`);
     const n = tokens.length;
-    if (n === 0) throw new RangeError(`prefill: no tokens given`);
     const { info, io } = this.model;
-    if (this.tokens + n > info.contextLength) {
-      throw new RangeError(`sequence ${this.id}: ${this.tokens} cached + ${n} new tokens exceed the context length ${info.contextLength}`);
-    }
-    for (let i = 0; i < n; i++) {
-      const t = tokens[i]!;
-      if (!Number.isInteger(t) || t < 0 || t >= info.vocabSize) throw new RangeError(`token ${t} at index ${i} is outside 0..${info.vocabSize - 1}`);
-    }
+    checkPrefill(tokens, { subject: `sequence ${this.id} of ${info.name}`, cached: this.tokens, contextLength: info.contextLength, vocabSize: info.vocabSize });
     this.busy = true;
     try {
       this.lease ??= this.model.acquirePlan(this.spec);
