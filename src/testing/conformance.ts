@@ -29,7 +29,7 @@
  *   conversion is float32 throughout and is held to 1e-3 in its test (measured 1e-5).
  */
 import * as v from "valibot";
-import type { Model, ModelInfo, ResidualHooks, Sequence, SequenceOptions } from "../core/backend.ts";
+import type { AffineEdit, Model, ModelInfo, ResidualHooks, Sequence, SequenceOptions } from "../core/backend.ts";
 import { applyAffine } from "../core/chain.ts";
 import { PluginError, SteerkitError } from "../core/errors.ts";
 import { generate, stream, type GenerateOptions } from "../core/generate.ts";
@@ -551,8 +551,32 @@ const badInput = check("bad token ids are INVALID_REQUEST and past the context C
   }
 });
 
+const badEdits = check("malformed affine edits are refused with PLUGIN_FAILED before they reach the forward pass", async (s) => {
+  const d = s.info.dModel;
+  const point = { site: "resid_post", layer: 1 } as const;
+  const nan = new Float32Array(d);
+  nan[3] = Number.NaN;
+  const edits: [string, AffineEdit][] = [
+    ["a NaN in c", { point, rank: 0, U: null, V: null, c: nan }],
+    ["V of the wrong size", { point, rank: 1, U: new Float32Array(d), V: new Float32Array(d - 1), c: null }],
+  ];
+  for (const [what, edit] of edits) {
+    const hooks: ResidualHooks = { points: [point], affine: new Map([["resid_post.1", edit]]), writes: true, readOnly: new Set(), error: null, run: (_p, x) => x };
+    // Refused when the sequence is created or at its first prefill: either is before any row is computed with it.
+    const error = await rejection(async () => {
+      const seq = s.model.createSequence({ hooks });
+      try {
+        await seq.prefill(s.prompt);
+      } finally {
+        seq.free();
+      }
+    });
+    expectCode(`an affine edit with ${what}`, error, "PLUGIN_FAILED");
+  }
+});
+
 /** Every check, in a useful order (the basic ones first). */
-export const conformanceChecks: readonly ConformanceCheck[] = [hookPoints, badInput, inPlaceVsReplacement, affineNativeVsJs, readOnly, abort, concurrent, seeded, hookErrors];
+export const conformanceChecks: readonly ConformanceCheck[] = [hookPoints, badInput, inPlaceVsReplacement, affineNativeVsJs, readOnly, abort, concurrent, seeded, hookErrors, badEdits];
 
 /**
  * A further check for a backend that runs a model another backend also runs (a llama GGUF on the
