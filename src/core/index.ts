@@ -3,6 +3,7 @@ export * from "./tensor.ts";
 export * from "./sites.ts";
 export type * from "./backend.ts";
 export { CAPABILITIES } from "./backend.ts";
+export { checkPrefill, checkAffineEdit, type PrefillLimits } from "./backend-kit.ts";
 export * from "./errors.ts";
 export { validateSync, isStandardSchema, type StandardSchemaV1 } from "./schema.ts";
 export * from "./plugin.ts";

@@ -7,6 +7,7 @@
  * - `runPlugin`: run plugins over a few greedy steps and get back the result and a trace of every
  *   residual (before and after the chain) and every logits vector (before and after).
  * - `checkAffine`: check that a plugin's declared affine form gives the same logits as its JS hook.
+ * - `conformanceChecks`: what a backend author runs against their `Model` (conformance.ts).
  */
 import type { Model } from "../core/backend.ts";
 import { generate, type GenerateOptions, type GenerationResult } from "../core/generate.ts";
@@ -160,3 +161,5 @@ export async function checkAffine(plugins: ChainPlugin | readonly ChainPlugin[],
   for (let i = 0; i < fast.logits.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(fast.logits[i]! - js.logits[i]!));
   return { maxAbsDiff, fast: fast.result, js: js.result };
 }
+
+export { conformanceChecks, referenceCheck, testVector, DEFAULT_TOLERANCES, type ConformanceCheck, type ConformanceOptions, type Tolerances } from "./conformance.ts";

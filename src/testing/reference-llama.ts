@@ -27,6 +27,7 @@ import type {
   TokenizeOptions,
 } from "../core/backend.ts";
 import { CAPABILITIES } from "../core/backend.ts";
+import { checkAffineEdit, checkPrefill } from "../core/backend-kit.ts";
 import { renderChat } from "../core/chat-template.ts";
 import { applyAffine } from "../core/chain.ts";
 import { canonicalPoint, type HookPoint, pointIndex, pointName } from "../core/sites.ts";
@@ -274,9 +275,7 @@ class ReferenceSequence implements Sequence {
       const point = canonicalPoint(p, h.nLayers); // a RangeError naming the bad layer/site
       const affine = hooks!.affine.get(pointName(point)) ?? null;
       if (affine) {
-        if ((affine.rank > 0 && (!affine.U || !affine.V)) || (affine.U && affine.U.length !== h.nEmbd * affine.rank) || (affine.V && affine.V.length !== affine.rank * h.nEmbd) || (affine.c && affine.c.length !== h.nEmbd)) {
-          throw new RangeError(`affine edit at ${pointName(point)} does not fit dModel ${h.nEmbd} with rank ${affine.rank}`);
-        }
+        checkAffineEdit(affine, h.nEmbd, `reference backend: ${model.info.name}`);
         maxRank = Math.max(maxRank, affine.rank);
       }
       const readOnly = !hooks!.writes || hooks!.readOnly.has(pointName(point));
@@ -389,19 +388,8 @@ class ReferenceSequence implements Sequence {
     const h = model.hparams;
     const w = model.weights;
     const n = tokens.length;
-    if (n === 0) throw new RangeError(`reference backend: prefill needs at least one token`);
     const start = this.len;
-    if (start + n > model.info.contextLength) {
-      throw new RangeError(
-        `reference backend: ${start} cached + ${n} new tokens exceed the context length ${model.info.contextLength}`,
-      );
-    }
-    for (let i = 0; i < n; i++) {
-      const t = tokens[i]!;
-      if (!Number.isInteger(t) || t < 0 || t >= h.vocabSize) {
-        throw new RangeError(`reference backend: token ${t} at index ${i} is outside the vocabulary (0..${h.vocabSize - 1})`);
-      }
-    }
+    checkPrefill(tokens, { subject: `reference backend: sequence ${this.id} of ${model.info.name}`, cached: start, contextLength: model.info.contextLength, vocabSize: h.vocabSize });
     this.ensureCapacity(n, start + n);
 
     const d = h.nEmbd;

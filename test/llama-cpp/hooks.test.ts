@@ -280,6 +280,6 @@ describe("residual hooks on stories260K", async () => {
 
   test("affine edits with the wrong shape are refused when the sequence is created", () => {
     const bad: AffineEdit = { point: post(2), rank: 1, U: new Float32Array(D), V: new Float32Array(3), c: null };
-    expect(() => model.createSequence({ hooks: makeHooks([post(2)], () => {}, [bad]) })).toThrow(/affine V must hold 64 values, got 3/);
+    expect(() => model.createSequence({ hooks: makeHooks([post(2)], () => {}, [bad]) })).toThrow(/affine edit at resid_post.2: V must hold 1x64 = 64 values, got Float32Array\(3\)/);
   });
 });

@@ -333,8 +333,8 @@ describe("reference llama backend on stories260K", () => {
   test("bad input: empty prefill, token outside the vocabulary, context overflow, freed sequence, bad hook layer", async () => {
     const seq = model.createSequence();
     await expect(seq.prefill([])).rejects.toThrow(/at least one token/);
-    await expect(seq.prefill([1, 512])).rejects.toThrow(/token 512 at index 1 is outside the vocabulary/);
-    await expect(seq.prefill(new Array(513).fill(1))).rejects.toThrow(/exceed the context length 512/);
+    await expect(seq.prefill([1, 512])).rejects.toThrow(/tokens\[1\] is 512, expected an integer token id in 0..511/);
+    await expect(seq.prefill(new Array(513).fill(1))).rejects.toThrow(/0 cached \+ 513 new = 513 tokens exceed the context length 512/);
     expect(seq.length).toBe(0);
     seq.free();
     seq.free();

@@ -10,6 +10,7 @@
  */
 import { JSCallback, ptr, read, toArrayBuffer, FFIType, type Pointer } from "bun:ffi";
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
+import { checkAffineEdit, checkPrefill } from "../../core/backend-kit.ts";
 import { allPoints, canonicalPoint, pointIndex, pointName, type HookPoint } from "../../core/sites.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import { BATCH, CONTEXT_PARAMS, GGML_TYPE_F32, SHIM_HOOKS, SHIM_POINT, TENSOR } from "./abi.ts";
@@ -80,20 +81,19 @@ function setPtr(view: DataView, offset: number, p: number | null): void {
 }
 
 function copyEdit(edit: AffineEdit, d: number, where: string): NativeEdit {
+  checkAffineEdit(edit, d, where);
   const rank = edit.rank;
-  if (!Number.isInteger(rank) || rank < 0) throw new RangeError(`${where}: affine rank must be an integer >= 0, got ${rank}`);
-  const check = (name: string, a: Float32Array | null, n: number) => {
-    if (n === 0) return null;
-    if (!a || a.length !== n) throw new RangeError(`${where}: affine ${name} must hold ${n} values, got ${a ? a.length : "null"}`);
+  const copy = (a: Float32Array | null, n: number) => {
+    if (n === 0 || !a) return null;
     const out = f32(n); // a copy the shim can point at, owned by this sequence
     out.set(a);
     return out;
   };
   return {
     rank,
-    U: check("U", edit.U, rank * d),
-    V: check("V", edit.V, rank * d),
-    c: edit.c ? check("c", edit.c, d) : null,
+    U: copy(edit.U, rank * d),
+    V: copy(edit.V, rank * d),
+    c: copy(edit.c, d),
     scratch: f32(Math.max(1, rank)),
   };
 }
@@ -278,21 +278,8 @@ export class LlamaSequence implements Sequence {
   /** `prefill`, synchronously (llama_decode runs on the calling thread). */
   prefillSync(tokens: ArrayLike<number>): Float32Array {
     const ctx = this.#live();
-    const n = tokens.length;
-    if (n === 0) throw new RangeError(`prefill needs at least one token`);
     const host = this.#host;
-    if (this.#length + n > host.contextLength) {
-      throw new RangeError(
-        `sequence ${this.id} would hold ${this.#length + n} tokens (${this.#length} cached + ${n} new), ` +
-          `more than the context length ${host.contextLength} of ${host.modelName}`,
-      );
-    }
-    for (let i = 0; i < n; i++) {
-      const t = tokens[i]!;
-      if (!Number.isInteger(t) || t < 0 || t >= host.vocabSize) {
-        throw new RangeError(`token ${i} is ${t}, outside the vocabulary 0..${host.vocabSize - 1} of ${host.modelName}`);
-      }
-    }
+    checkPrefill(tokens, { subject: `sequence ${this.id} of ${host.modelName}`, cached: this.#length, contextLength: host.contextLength, vocabSize: host.vocabSize });
     const start = this.#length;
     this.#busy = true;
     try {

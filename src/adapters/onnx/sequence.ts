@@ -6,6 +6,7 @@
  * the sequence as it was before the step.
  */
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
+import { checkAffineEdit, checkPrefill } from "../../core/backend-kit.ts";
 import { inPositions } from "../../core/points.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
 import { DataType } from "../../formats/onnx/index.ts";
@@ -32,6 +33,9 @@ export class OnnxSequence implements Sequence {
     private readonly hooks: ResidualHooks | null,
     private readonly onFree: () => void,
   ) {
+    // Before any graph sees them: a NaN or a misshapen edit is the plugin's fault (PLUGIN_FAILED),
+    // not NaN logits or an onnxruntime size error later.
+    for (const edit of hooks?.affine.values() ?? []) checkAffineEdit(edit, model.info.dModel, `sequence ${id} of ${model.info.name}`);
     this.spec = model.planSpec(hooks);
     this.caches = model.io.kv.entries.map((e) => new KvCache(e, model.info.contextLength));
     this.logits = new Float32Array(model.info.vocabSize);
@@ -49,15 +53,8 @@ export class OnnxSequence implements Sequence {
     if (this.freed) throw new Error(`sequence ${this.id} was freed`);
     if (this.busy) throw new Error(`sequence ${this.id} is already evaluating; await the previous call`);
     const n = tokens.length;
-    if (n === 0) throw new RangeError(`prefill: no tokens given`);
     const { info, io } = this.model;
-    if (this.tokens + n > info.contextLength) {
-      throw new RangeError(`sequence ${this.id}: ${this.tokens} cached + ${n} new tokens exceed the context length ${info.contextLength}`);
-    }
-    for (let i = 0; i < n; i++) {
-      const t = tokens[i]!;
-      if (!Number.isInteger(t) || t < 0 || t >= info.vocabSize) throw new RangeError(`token ${t} at index ${i} is outside 0..${info.vocabSize - 1}`);
-    }
+    checkPrefill(tokens, { subject: `sequence ${this.id} of ${info.name}`, cached: this.tokens, contextLength: info.contextLength, vocabSize: info.vocabSize });
     this.busy = true;
     try {
       this.lease ??= this.model.acquirePlan(this.spec);
