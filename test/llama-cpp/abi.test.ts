@@ -2,7 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { toArrayBuffer, type Pointer } from "bun:ffi";
 import { abi, EXPECTED_DEFAULTS, LlamaLoadError, loadLlamaLibrary, readDefaults, verifyPackage } from "../../src/adapters/llama-cpp/index.ts";
+import { shimLayoutDrift } from "../../src/adapters/llama-cpp/ffi.ts";
 
 describe("llama.cpp ABI", () => {
   const lib = loadLlamaLibrary();
@@ -34,6 +36,19 @@ describe("llama.cpp ABI", () => {
     expect(define("T_NB")).toBe(abi.TENSOR.nb);
     expect(define("T_DATA")).toBe(abi.TENSOR.data);
     expect(define("T_NAME")).toBe(abi.TENSOR.name);
+  });
+
+  test("the shim's sk_point and sk_hooks have the size and field offsets of SHIM_POINT and SHIM_HOOKS", () => {
+    expect(shimLayoutDrift(lib.shim)).toEqual([]);
+    // The check compares every field: a shim whose pos_to sat elsewhere would be named.
+    const moved = {
+      ...lib.shim,
+      sk_point_layout: (p: Pointer) => {
+        lib.shim.sk_point_layout(p);
+        new Int32Array(toArrayBuffer(p, 0, 9 * 4))[8] = 40;
+      },
+    };
+    expect(shimLayoutDrift(moved)).toEqual(["sk_point.pos_to at 40, abi.ts says 44"]);
   });
 
   test("a package of another version or llama.cpp release is refused", () => {

@@ -83,7 +83,10 @@ export const TENSOR = {
 export const GGML_TYPE_F32 = 0;
 export const GGML_TYPE_F16 = 1;
 
-/** sk_point in shim.c: int mode, int rank, then four pointers. */
-export const SHIM_POINT = { size: 40, mode: 0, rank: 4, U: 8, V: 16, c: 24, scratch: 32 } as const;
-/** sk_hooks in shim.c. */
-export const SHIM_HOOKS = { size: 40, n_embd: 0, n_points: 8, js: 16, points: 24, stop: 32 } as const;
+/**
+ * sk_point in shim.c: int mode, int rank, four pointers, int pos_from, int pos_to. The shim reports
+ * its real layout (`sk_point_layout`), checked at load against this, field by field in this order.
+ */
+export const SHIM_POINT = { size: 48, mode: 0, rank: 4, U: 8, V: 16, c: 24, scratch: 32, pos_from: 40, pos_to: 44 } as const;
+/** sk_hooks in shim.c (checked like SHIM_POINT, through `sk_hooks_layout`). */
+export const SHIM_HOOKS = { size: 48, n_embd: 0, n_points: 8, js: 16, points: 24, stop: 32, n_tokens: 36, pos: 40 } as const;

@@ -18,6 +18,8 @@ import {
   LIB_GGML_BASE,
   LIB_LLAMA,
   MODEL_PARAMS,
+  SHIM_HOOKS,
+  SHIM_POINT,
   VERIFIED_LLAMA_RELEASE,
   VERIFIED_PACKAGE,
   VERIFIED_PACKAGE_VERSION,
@@ -79,6 +81,8 @@ const shimSymbols = {
   sk_abort_flag: { args: [P], returns: bool },
   sk_log: { args: [i32, P, P], returns: V },
   sk_eval: { args: [P, bool, P], returns: bool },
+  sk_point_layout: { args: [P], returns: V },
+  sk_hooks_layout: { args: [P], returns: V },
 } as const;
 
 function openLlama(path: string) {
@@ -94,6 +98,26 @@ function compileShim() {
     },
     symbols: shimSymbols,
   });
+}
+
+/**
+ * Fields of the shim's sk_point / sk_hooks whose size or offset differs from SHIM_POINT /
+ * SHIM_HOOKS in abi.ts, as "sk_point.pos_to at 44, abi.ts says 40"; empty when they agree. JS writes
+ * these structs by offset, so a drift would be silent memory corruption.
+ */
+export function shimLayoutDrift(shim: { sk_point_layout(out: Pointer): void; sk_hooks_layout(out: Pointer): void }): string[] {
+  const out: string[] = [];
+  const compare = (struct: string, layout: (p: Pointer) => void, expected: Record<string, number>) => {
+    const keys = Object.keys(expected); // "size" first, then the fields in declaration order
+    const got = new Int32Array(new ArrayBuffer(keys.length * 4));
+    layout(ptr(got));
+    keys.forEach((k, i) => {
+      if (got[i] !== expected[k]) out.push(`${struct}.${k} ${k === "size" ? "is" : "at"} ${got[i]}, abi.ts says ${expected[k]}`);
+    });
+  };
+  compare("sk_point", shim.sk_point_layout, SHIM_POINT);
+  compare("sk_hooks", shim.sk_hooks_layout, SHIM_HOOKS);
+  return out;
 }
 
 export type LlamaSymbols = ReturnType<typeof openLlama>["symbols"];
@@ -250,6 +274,8 @@ export function loadLlamaLibrary(): LlamaLibrary {
   ) {
     throw new LlamaLoadError("the TinyCC shim's struct sizes differ from abi.ts (shim.c and abi.ts disagree)");
   }
+  const drift = shimLayoutDrift(shim);
+  if (drift.length) throw new LlamaLoadError(`shim.c's hook structs differ from abi.ts: ${drift.join(", ")}`);
 
   // int32 length, int32 flag, 1016 bytes: see sk_log in shim.c. Module-lifetime, so its address stays valid.
   const logBuffer = new Uint8Array(new ArrayBuffer(1024));

@@ -9,15 +9,16 @@
  * KV cache of `contextLength` per sequence, which is what a separate seq_id would need anyway.
  */
 import { JSCallback, ptr, read, toArrayBuffer, FFIType, type Pointer } from "bun:ffi";
-import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
-import { checkAffineEdit, checkPrefill } from "../../core/backend-kit.ts";
-import { allPoints, canonicalPoint, pointIndex, pointName, type HookPoint } from "../../core/sites.ts";
+import type { ResidualHooks, Sequence } from "../../core/backend.ts";
+import { checkPrefill } from "../../core/backend-kit.ts";
+import { SteerkitError } from "../../core/errors.ts";
+import { allPoints, pointName, type HookPoint } from "../../core/sites.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import { BATCH, CONTEXT_PARAMS, GGML_TYPE_F32, SHIM_HOOKS, SHIM_POINT, TENSOR } from "./abi.ts";
 import { addressOf, asPointer, type LlamaLibrary } from "./ffi.ts";
+import { planPoints, type PointMode } from "./plan.ts";
 
-/** How a hook point is served. */
-export type PointMode = "cvec" | "native" | "js" | "identity";
+export type { PointMode };
 
 export interface LlamaSequenceOptions {
   readonly hooks?: ResidualHooks;
@@ -45,14 +46,6 @@ export interface SequenceHost {
 const MODE_NATIVE = 1;
 const MODE_JS = 2;
 
-interface NativeEdit {
-  readonly rank: number;
-  readonly U: Float32Array | null;
-  readonly V: Float32Array | null;
-  readonly c: Float32Array | null;
-  readonly scratch: Float32Array;
-}
-
 /** Per-point cache so the JS hook path allocates only when llama.cpp moves a tensor. */
 interface JsView {
   dataPtr: number;
@@ -60,8 +53,12 @@ interface JsView {
   tensor: Tensor;
 }
 
-export class SequenceError extends Error {
-  override readonly name = "SequenceError";
+/** The backend failed under a sequence (no KV slot, a native call's error, use after free). */
+export class SequenceError extends SteerkitError {
+  override name = "SequenceError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("BACKEND_FAILED", message, options);
+  }
 }
 
 /**
@@ -80,22 +77,12 @@ function setPtr(view: DataView, offset: number, p: number | null): void {
   view.setBigUint64(offset, BigInt(p ?? 0), true);
 }
 
-function copyEdit(edit: AffineEdit, d: number, where: string): NativeEdit {
-  checkAffineEdit(edit, d, where);
-  const rank = edit.rank;
-  const copy = (a: Float32Array | null, n: number) => {
-    if (n === 0 || !a) return null;
-    const out = f32(n); // a copy the shim can point at, owned by this sequence
-    out.set(a);
-    return out;
-  };
-  return {
-    rank,
-    U: copy(edit.U, rank * d),
-    V: copy(edit.V, rank * d),
-    c: copy(edit.c, d),
-    scratch: f32(Math.max(1, rank)),
-  };
+/** A copy of `a` the shim can point at, owned by the sequence (the caller's array may move or change). */
+function pinned(a: Float32Array | null): Float32Array | null {
+  if (!a) return null;
+  const out = f32(a.length);
+  out.set(a);
+  return out;
 }
 
 export class LlamaSequence implements Sequence {
@@ -156,55 +143,31 @@ export class LlamaSequence implements Sequence {
     this.#views = this.#points.map(() => null);
     this.#readOnly = new Uint8Array(this.#points.length);
 
-    // Decide, per hooked point, how it is served.
-    const modes = new Map<string, PointMode>();
-    const cvec = f32(Math.max(0, nLayers - 1) * dModel);
-    let cvecFirst = Infinity;
-    let cvecLast = -1;
+    const plan = planPoints(options.hooks, { nLayers, dModel, fastPath: options.fastPath, modelName: host.modelName });
+    this.pointModes = plan.modes;
+    for (const j of plan.js) this.#readOnly[j.index] = j.readOnly ? 1 : 0;
+
+    // The plan as memory: sk_point blocks and copies of the edits the shim points at.
     const nPoints = 2 * nLayers + 1;
     const pointsBlock = new DataView(new ArrayBuffer(nPoints * SHIM_POINT.size));
-    let needCallback = false;
-    const hooks = options.hooks;
-    if (hooks) {
-      for (const raw of hooks.points) {
-        const p = canonicalPoint(raw, nLayers);
-        const name = pointName(p);
-        const idx = pointIndex(p, nLayers);
-        const found = hooks.affine.get(name) ?? hooks.affine.get(pointName(raw));
-        // Position-limited edits run in JS until the native callback knows row positions.
-        const edit = found && !found.positions ? found : undefined;
-        const base = idx * SHIM_POINT.size;
-        if (edit) {
-          const e = copyEdit(edit, dModel, `${host.modelName} ${name}`);
-          if (e.rank === 0 && !e.c) {
-            modes.set(name, "identity"); // an edit that changes nothing needs no hook at all
-            continue;
-          }
-          const additive = e.rank === 0;
-          if (additive && options.fastPath !== "callback" && p.site === "resid_post" && p.layer >= 1) {
-            if (e.c) cvec.set(e.c, (p.layer - 1) * dModel);
-            cvecFirst = Math.min(cvecFirst, p.layer);
-            cvecLast = Math.max(cvecLast, p.layer);
-            modes.set(name, "cvec");
-            continue;
-          }
-          this.#keepAlive.push(e);
-          pointsBlock.setInt32(base + SHIM_POINT.mode, MODE_NATIVE, true);
-          pointsBlock.setInt32(base + SHIM_POINT.rank, e.rank, true);
-          setPtr(pointsBlock, base + SHIM_POINT.U, e.U ? ptr(e.U) : null);
-          setPtr(pointsBlock, base + SHIM_POINT.V, e.V ? ptr(e.V) : null);
-          setPtr(pointsBlock, base + SHIM_POINT.c, e.c ? ptr(e.c) : null);
-          setPtr(pointsBlock, base + SHIM_POINT.scratch, ptr(e.scratch));
-          modes.set(name, "native");
-        } else {
-          if (hooks.readOnly.has(name)) this.#readOnly[idx] = 1;
-          pointsBlock.setInt32(base + SHIM_POINT.mode, MODE_JS, true);
-          modes.set(name, "js");
-        }
-        needCallback = true;
-      }
+    for (const e of plan.native) {
+      const base = e.index * SHIM_POINT.size;
+      const U = pinned(e.U);
+      const V = pinned(e.V);
+      const c = pinned(e.c);
+      const scratch = f32(Math.max(1, e.rank));
+      this.#keepAlive.push(U, V, c, scratch);
+      pointsBlock.setInt32(base + SHIM_POINT.mode, MODE_NATIVE, true);
+      pointsBlock.setInt32(base + SHIM_POINT.rank, e.rank, true);
+      setPtr(pointsBlock, base + SHIM_POINT.U, U ? ptr(U) : null);
+      setPtr(pointsBlock, base + SHIM_POINT.V, V ? ptr(V) : null);
+      setPtr(pointsBlock, base + SHIM_POINT.c, c ? ptr(c) : null);
+      setPtr(pointsBlock, base + SHIM_POINT.scratch, ptr(scratch));
+      pointsBlock.setInt32(base + SHIM_POINT.pos_from, e.posFrom, true);
+      pointsBlock.setInt32(base + SHIM_POINT.pos_to, e.posTo, true);
     }
-    this.pointModes = modes;
+    for (const j of plan.js) pointsBlock.setInt32(j.index * SHIM_POINT.size + SHIM_POINT.mode, MODE_JS, true);
+    const needCallback = plan.native.length > 0 || plan.js.length > 0;
 
     const params = new DataView(new ArrayBuffer(CONTEXT_PARAMS.size));
     lib.shim.sk_context_default_params(lib.fn.contextDefaultParams, ptr(params));
@@ -221,7 +184,9 @@ export class LlamaSequence implements Sequence {
       const hooksPtr = ptr(this.#hooksBlock);
       this.#hooksBlock.setBigInt64(SHIM_HOOKS.n_embd, BigInt(dModel), true);
       this.#hooksBlock.setBigInt64(SHIM_HOOKS.n_points, BigInt(nPoints), true);
-      if ([...modes.values()].includes("js")) {
+      // Positions of the rows the shim edits: the batch's own pos array, n_tokens set per pass.
+      setPtr(this.#hooksBlock, SHIM_HOOKS.pos, ptr(this.#pos));
+      if (plan.js.length) {
         this.#jsCallback = new JSCallback((t: Pointer, idx: number) => this.#runJsHook(t, idx), {
           args: [FFIType.ptr, FFIType.i32],
           returns: FFIType.bool,
@@ -248,8 +213,11 @@ export class LlamaSequence implements Sequence {
     this.#ctx = ctx;
     this.#threadpool = lib.threadpool.create(host.threads);
     if (this.#threadpool) lib.llama.llama_attach_threadpool(ctx, this.#threadpool, this.#threadpool);
-    if (cvecLast >= 0) {
-      const rc = lib.llama.llama_set_adapter_cvec(ctx, ptr(cvec), cvec.length, dModel, cvecFirst, cvecLast);
+    if (plan.cvec) {
+      // llama.cpp's layout: one [dModel] vector per layer from layer 1 (block 0 has none).
+      const cvec = f32((nLayers - 1) * dModel);
+      for (const l of plan.cvec.layers) cvec.set(l.c, (l.layer - 1) * dModel);
+      const rc = lib.llama.llama_set_adapter_cvec(ctx, ptr(cvec), cvec.length, dModel, plan.cvec.first, plan.cvec.last);
       if (rc !== 0) {
         this.free();
         throw new SequenceError(`llama_set_adapter_cvec failed for ${host.modelName}: ${lib.lastLogError() || `code ${rc}`}`);
@@ -313,14 +281,20 @@ export class LlamaSequence implements Sequence {
       this.#chunkTokens = m;
       this.#chunkPositions = this.#pos.subarray(0, m);
       this.#chunkTokenIds = this.#tokens.subarray(0, m);
+      this.#hooksBlock.setInt32(SHIM_HOOKS.n_tokens, m, true);
       lib.clearLastLogError();
       const rc = lib.shim.sk_decode(lib.fn.decode, ctx, ptr(this.#batch));
       const hookError = this.#hooks?.error ?? this.#adapterError;
-      if (rc !== 0 || hookError) {
+      // Set without a hook error or a free: the shim met a tensor whose rows it could not place.
+      const shimStopped = this.#hooksBlock.getInt32(SHIM_HOOKS.stop, true) !== 0;
+      if (rc !== 0 || hookError || shimStopped) {
         this.#rollback(start);
         this.#adapterError = null;
         if (this.#freeRequested) return;
         if (hookError) throw hookError;
+        if (shimStopped) {
+          throw new SequenceError(`a hooked tensor of ${host.modelName} had more rows than the ${m} tokens of the pass; its positions are unknown`);
+        }
         throw new SequenceError(
           rc === 1
             ? `llama.cpp found no KV-cache slot for ${m} tokens in sequence ${this.id} (context ${host.contextLength})`

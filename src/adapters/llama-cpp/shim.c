@@ -90,6 +90,8 @@ typedef struct {
   float *V;      /* [rank, d] row-major */
   float *c;      /* [d] or 0 */
   float *scratch;/* [rank] */
+  int pos_from;  /* the edit touches rows at positions [pos_from, pos_to); */
+  int pos_to;    /* pos_to = 0x7fffffff (POS_END in plan.ts) for "to the end" */
 } sk_point;
 
 typedef _Bool (*js_hook_fn)(void *tensor, int point);
@@ -100,8 +102,33 @@ typedef struct {
   js_hook_fn js;   /* JSCallback for mode-2 points */
   sk_point *points;
   int stop;        /* set by JS when a hook failed: decline everything, end the graph */
-  int pad;
+  int n_tokens;    /* tokens in the current llama_decode call (one ubatch: n_batch == n_ubatch) */
+  const int *pos;  /* their positions, pos[0..n_tokens) (the batch's pos array) */
 } sk_hooks;
+
+/* Layout of the two structs above, for abi.ts to check: sizes, then every field's offset. */
+#define SK_OFFSET(type, field) ((int)((char *)&((type *)0)->field - (char *)0))
+void sk_point_layout(int *out) {
+  out[0] = (int)sizeof(sk_point);
+  out[1] = SK_OFFSET(sk_point, mode);
+  out[2] = SK_OFFSET(sk_point, rank);
+  out[3] = SK_OFFSET(sk_point, U);
+  out[4] = SK_OFFSET(sk_point, V);
+  out[5] = SK_OFFSET(sk_point, c);
+  out[6] = SK_OFFSET(sk_point, scratch);
+  out[7] = SK_OFFSET(sk_point, pos_from);
+  out[8] = SK_OFFSET(sk_point, pos_to);
+}
+void sk_hooks_layout(int *out) {
+  out[0] = (int)sizeof(sk_hooks);
+  out[1] = SK_OFFSET(sk_hooks, n_embd);
+  out[2] = SK_OFFSET(sk_hooks, n_points);
+  out[3] = SK_OFFSET(sk_hooks, js);
+  out[4] = SK_OFFSET(sk_hooks, points);
+  out[5] = SK_OFFSET(sk_hooks, stop);
+  out[6] = SK_OFFSET(sk_hooks, n_tokens);
+  out[7] = SK_OFFSET(sk_hooks, pos);
+}
 
 /* Parse "<prefix><int>" and return the int, or -1. */
 static int parse_layer(const char *s, const char *prefix) {
@@ -131,11 +158,13 @@ static int point_of(const char *name, long long n_points) {
   return idx < n_points ? idx : -1;
 }
 
-static void apply_affine(sk_point *p, float *x, long long rows, long long d) {
+/* `pos` holds the positions of the `rows` rows of `x`. */
+static void apply_affine(sk_point *p, float *x, long long rows, long long d, const int *pos) {
   long long r, i;
   int j, k = p->rank;
   for (r = 0; r < rows; r++) {
     float *h = x + r * d;
+    if (pos[r] < p->pos_from || pos[r] >= p->pos_to) continue;
     for (j = 0; j < k; j++) {
       float s = 0.0f;
       for (i = 0; i < d; i++) s += h[i] * p->U[i * k + j];
@@ -165,10 +194,19 @@ _Bool sk_eval(void *t, _Bool ask, void *ud) {
   {
     long long *ne = (long long *)(tc + T_NE);
     long long *nb = (long long *)(tc + T_NB);
+    long long rows = ne[1];
     /* Only contiguous f32 rows of width n_embd are edited; anything else is left alone (JS checks
        the same and reports it, the native path must never write out of bounds). */
     if (*(int *)(tc + T_TYPE) != 0 || ne[0] != hooks->n_embd || nb[1] != ne[0] * 4) return 1;
-    apply_affine(p, *(float **)(tc + T_DATA), ne[1], ne[0]);
+    /* The last block computes only the rows that produce logits, which are the last ones of the
+       batch: a tensor of fewer rows than tokens holds the last `rows` positions. More rows than
+       tokens would be a graph this shim does not know; its rows' positions are unknown, so stop
+       rather than edit the wrong rows (never reached with one sequence per context). */
+    if (rows > hooks->n_tokens) {
+      hooks->stop = 1;
+      return 0;
+    }
+    apply_affine(p, *(float **)(tc + T_DATA), rows, ne[0], hooks->pos + (hooks->n_tokens - rows));
   }
   return 1;
 }
