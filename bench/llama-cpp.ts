@@ -54,18 +54,24 @@ const unit = (() => {
   return u.map((x) => x / n);
 })();
 
-/** Adds `vector` at the given points (additive: may become a control vector). */
+/**
+ * Adds `vector` at the given points (additive: may become a control vector), at every row or only
+ * at rows from position `from` on (then natively in the callback: control vectors take no range).
+ */
 const add = definePlugin({
   name: "bench-add",
-  options: v.object({ layers: v.array(v.number()) }),
+  options: v.object({ layers: v.array(v.number()), from: v.optional(v.number()) }),
   needs: ["residual:write"],
   create: (o) => ({
     points: o.layers.map((layer): HookPoint => ({ site: "resid_post", layer })),
-    onResidual(x) {
+    onResidual(x, ctx) {
       const d = dModel;
-      for (let off = 0; off < x.data.length; off += d) for (let i = 0; i < d; i++) x.data[off + i]! += vector[i]!;
+      for (let off = 0, r = 0; off < x.data.length; off += d, r++) {
+        if (o.from !== undefined && ctx.positions[r]! < o.from) continue;
+        for (let i = 0; i < d; i++) x.data[off + i]! += vector[i]!;
+      }
     },
-    affine: () => ({ rank: 0, U: null, V: null, c: vector }),
+    affine: () => ({ rank: 0, U: null, V: null, c: vector, positions: o.from === undefined ? "all" : { from: o.from } }),
   }),
 });
 /** Projects `unit` out of the residual: h - (h·u)u, a rank-1 edit. */
@@ -99,6 +105,7 @@ const configs: Config[] = [
   { name: `Steerkit, JS hooks at every layer (add, resid_post.0-${nLayers - 1})`, options: () => ({ hooks: hooks([add({ layers: allLayers })], false) }) },
   { name: `Steerkit, fast path: control vector (add, resid_post.${mid})`, options: () => ({ hooks: hooks([add({ layers: [mid] })], true) }) },
   { name: `Steerkit, fast path: control vectors at every layer 1-${nLayers - 1}`, options: () => ({ hooks: hooks([add({ layers: allLayers.slice(1) })], true) }) },
+  { name: `Steerkit, fast path: native add at generated rows only (resid_post.${mid})`, options: () => ({ hooks: hooks([add({ layers: [mid], from: nPrefill })], true) }) },
   { name: `Steerkit, fast path: native rank-1 ablation (resid_post.${mid})`, options: () => ({ hooks: hooks([ablate({ layer: mid })], true) }) },
   { name: `Steerkit, JS rank-1 ablation (resid_post.${mid})`, options: () => ({ hooks: hooks([ablate({ layer: mid })], false) }) },
 ];
