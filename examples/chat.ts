@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
-import { createArtifacts, direction, errorStatus, OptionsError, type Artifacts, preparePlugins, SamplingSchema, SteerkitError, stream, type GenerateOptions, type GenerationEvent, type Model, type PluginRegistry } from "../src/index.ts";
+import { createArtifacts, directionArtifact, errorStatus, OptionsError, type Artifacts, preparePlugins, SamplingSchema, SteerkitError, stream, type GenerateOptions, type GenerationEvent, type Model, type PluginRegistry } from "../src/index.ts";
 import { openModel } from "../src/adapters/index.ts";
 import { DEFAULT_MODEL_PATH } from "../src/default-model.ts";
 import { createRegistry } from "../src/plugins/index.ts";
@@ -111,7 +111,7 @@ if (import.meta.main) {
   for (const flag of values.direction ?? []) {
     const [name, path] = flag.split(/=(.*)/s);
     if (!name || !path) throw new Error(`--direction must be <name>=<file.json>, got "${flag}"`);
-    artifacts.register(name, direction, { path });
+    artifacts.register(name, directionArtifact, { path });
   }
   const path = values.model ?? DEFAULT_MODEL_PATH;
   const model = await openModel(path, { backend: values.backend ?? (values.model ? undefined : "llama-cpp"), threads: values.threads ? Number(values.threads) : undefined });

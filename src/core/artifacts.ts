@@ -69,7 +69,7 @@ export interface ArtifactInfo {
  * A store of named artifacts.
  * @example
  * ```ts
- * const artifacts = createArtifacts().register("refusal", direction, { path: "refusal.json" });
+ * const artifacts = createArtifacts().register("refusal", directionArtifact, { path: "refusal.json" });
  * const plugins = await createRegistry().resolve([{ plugin: "ablate-direction", options: { direction: "refusal" } }]);
  * await generate(model, { prompt, plugins, artifacts });
  * ```
@@ -154,7 +154,7 @@ export interface Direction {
  * (one direction for every point) or an object of point name -> array of numbers. Every vector
  * has the same width and only finite values.
  */
-export const direction = defineArtifactKind<Direction>({
+export const directionArtifact = defineArtifactKind<Direction>({
   name: "direction",
   description: "a residual direction: one vector, or one per point (JSON)",
   load(source, name) {

@@ -24,7 +24,7 @@
  */
 import * as v from "valibot";
 import { appendFileSync } from "node:fs";
-import { direction as directionKind } from "../core/artifacts.ts";
+import { directionArtifact } from "../core/artifacts.ts";
 import type { Capability } from "../core/backend.ts";
 import { definePlugin } from "../core/plugin.ts";
 import { PointsOption, resolvePoints } from "../core/points.ts";
@@ -106,7 +106,7 @@ export const logger = definePlugin({
     return Promise.all(
       entries.map(async ([name, value]) => {
         if (typeof value !== "string") return unit(name, value);
-        const dir = await ctx.artifacts.load(directionKind, value);
+        const dir = await ctx.artifacts.load(directionArtifact, value);
         if (!dir.vector) return ctx.invalid(`directions.${name}`, `direction "${value}" holds one vector per point; the logger needs one vector`);
         return unit(name, dir.vector);
       }),

@@ -12,7 +12,7 @@
  * resolves the request's positions.
  */
 import * as v from "valibot";
-import { direction as directionKind, type Direction } from "../core/artifacts.ts";
+import { directionArtifact, type Direction } from "../core/artifacts.ts";
 import type { ModelInfo } from "../core/backend.ts";
 import type { AffineForm, PrepareContext } from "../core/plugin.ts";
 import { definePlugin } from "../core/plugin.ts";
@@ -62,7 +62,7 @@ function prepareVectors(
     return { points: chosen, byIndex };
   };
   if (typeof value !== "string") return build({ vector: Float32Array.from(value), byPoint: new Map(), width: value.length }, option);
-  return ctx.artifacts.load(directionKind, value).then((dir) => build(dir, `direction "${value}"`));
+  return ctx.artifacts.load(directionArtifact, value).then((dir) => build(dir, `direction "${value}"`));
 }
 
 function vectorAt(prepared: PreparedVectors, point: HookPoint, model: ModelInfo): Float32Array | null {

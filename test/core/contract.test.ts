@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
-import { createArtifacts, direction, type Direction } from "../../src/core/artifacts.ts";
+import { createArtifacts, directionArtifact, type Direction } from "../../src/core/artifacts.ts";
 import type { Capability, ModelInfo } from "../../src/core/backend.ts";
 import { compileChain, preparePlugins } from "../../src/core/chain.ts";
 import { ERROR_CODES, errorStatus, OptionsError, PluginError, SteerkitError, UntrustedOptionError } from "../../src/core/errors.ts";
@@ -174,7 +174,7 @@ describe("named artifacts", () => {
     const model = await loadTestModel();
     const file = join(dir, "dir.json");
     writeFileSync(file, JSON.stringify(wave(0.3)));
-    const artifacts = createArtifacts().register("concept", direction, { path: file });
+    const artifacts = createArtifacts().register("concept", directionArtifact, { path: file });
     const registry = createRegistry();
     const named = await registry.resolve([{ plugin: "add-vector", options: { points: ["resid_post.1"], vector: "concept", scale: 4 } }]);
     const inline = [addVector({ points: ["resid_post.1"], vector: wave(0.3), scale: 4 })];
@@ -187,7 +187,7 @@ describe("named artifacts", () => {
   });
   test("per-point directions: each point gets its own vector; a missing point is named", async () => {
     const model = await loadTestModel();
-    const artifacts = createArtifacts().register("layers", direction, { value: { "resid_post.1": wave(0.3), "resid_pre.3": wave(0.7) } });
+    const artifacts = createArtifacts().register("layers", directionArtifact, { value: { "resid_post.1": wave(0.3), "resid_pre.3": wave(0.7) } });
     const opts = { prompt: "Once upon a time", maxTokens: 6, temperature: 0 } as const;
     const perPoint = await generate(model, { ...opts, artifacts, plugins: [ablateDirection({ points: ["resid_post.1", "resid_post.2"], direction: "layers" })] });
     const separate = await generate(model, { ...opts, plugins: [ablateDirection({ points: ["resid_post.1"], direction: wave(0.3) }), ablateDirection({ points: ["resid_post.2"], direction: wave(0.7) })] });
@@ -199,7 +199,7 @@ describe("named artifacts", () => {
   test("unknown names, kinds and bad files are clear errors with codes; loading happens once", async () => {
     const model = await loadTestModel();
     let loads = 0;
-    const counted = { ...direction, load: (src: Parameters<typeof direction.load>[0], name: string) => (loads++, direction.load(src, name)) } as typeof direction;
+    const counted = { ...directionArtifact, load: (src: Parameters<typeof directionArtifact.load>[0], name: string) => (loads++, directionArtifact.load(src, name)) } as typeof directionArtifact;
     const artifacts = createArtifacts().register("a", counted, { value: wave(0.1) });
     const opts = { prompt: "Once", maxTokens: 1, artifacts } as const;
     await generate(model, { ...opts, plugins: [addVector({ points: ["resid_post.0"], vector: "a" })] });
@@ -217,27 +217,27 @@ describe("named artifacts", () => {
     ] as const) {
       const file = join(dir, `bad-${loads}-${message.length}.json`);
       writeFileSync(file, content);
-      const store = createArtifacts().register("bad", direction, { path: file });
+      const store = createArtifacts().register("bad", directionArtifact, { path: file });
       const err = await generate(model, { prompt: "Once", maxTokens: 1, artifacts: store, plugins: [addVector({ points: ["resid_post.0"], vector: "bad" })] }).catch((e) => e);
       expect(err.code).toBe("INVALID_ARTIFACT");
       expect(err.message).toContain('direction "bad"');
       expect(err.message).not.toContain(dir); // the path stays on the server
       expect(err.message).toContain(message);
     }
-    const wide = createArtifacts().register("w", direction, { value: [1, 2, 3] });
+    const wide = createArtifacts().register("w", directionArtifact, { value: [1, 2, 3] });
     const err = await generate(model, { prompt: "Once", maxTokens: 1, artifacts: wide, plugins: [addVector({ points: ["resid_post.0"], vector: "w" })] }).catch((e) => e);
     expect(err).toBeInstanceOf(OptionsError);
     expect(err.message).toContain(`vector: direction "w" has 3 values; the model's residual has 64`);
   });
   test("a name is bound once; the listing never shows a path", () => {
-    const artifacts = createArtifacts().register("x", direction, { path: "/etc/x.json" });
-    expect(() => artifacts.register("x", direction, { path: "/etc/y.json" })).toThrow('artifact "x" is already registered');
-    expect(() => artifacts.register("../x", direction, { value: [1] })).toThrow("is not valid");
+    const artifacts = createArtifacts().register("x", directionArtifact, { path: "/etc/x.json" });
+    expect(() => artifacts.register("x", directionArtifact, { path: "/etc/y.json" })).toThrow('artifact "x" is already registered');
+    expect(() => artifacts.register("../x", directionArtifact, { value: [1] })).toThrow("is not valid");
     expect(artifacts.list()).toEqual([{ name: "x", kind: "direction", source: "file" }]);
     expect(JSON.stringify(artifacts.list())).not.toContain("/etc");
   });
   test("the direction loader keeps vectors as given", async () => {
-    const loaded = (await createArtifacts().register("v", direction, { value: [3, 4] }).load(direction, "v")) as Direction;
+    const loaded = (await createArtifacts().register("v", directionArtifact, { value: [3, 4] }).load(directionArtifact, "v")) as Direction;
     expect([...loaded.vector!]).toEqual([3, 4]);
   });
 });

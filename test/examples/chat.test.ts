@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { createChatApp } from "../../examples/chat.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
-import { createArtifacts, direction } from "../../src/core/artifacts.ts";
+import { createArtifacts, directionArtifact } from "../../src/core/artifacts.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import { DEFAULT_MODEL_PATH } from "../../src/default-model.ts";
 import { createRegistry } from "../../src/plugins/index.ts";
@@ -45,7 +45,7 @@ describe("chat example server on the embedded model (llama.cpp)", () => {
     expect((await json(pkg)).code).toBe("UNKNOWN_PLUGIN");
   });
   test("a request names a direction the server registered; an unknown name is a 400 naming it", async () => {
-    const artifacts = createArtifacts().register("concept", direction, { value: vec(4) });
+    const artifacts = createArtifacts().register("concept", directionArtifact, { value: vec(4) });
     const withArtifacts = createChatApp(model, createRegistry(), artifacts);
     const ask = (recipe: unknown) =>
       withArtifacts.fetch(new Request("http://local/api/generate", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "Once upon a time", maxTokens: 12, temperature: 0, stream: false, recipe }) }));

@@ -1,4 +1,4 @@
-import { createArtifacts, direction, type Artifacts } from "../../core/artifacts.ts";
+import { createArtifacts, directionArtifact, type Artifacts } from "../../core/artifacts.ts";
 import { generate, stream, type GenerateOptions, type GenerationResult } from "../../core/generate.ts";
 import { loadRecipeFile } from "../../core/recipe.ts";
 import { openModel } from "../../adapters/index.ts";
@@ -102,7 +102,7 @@ function artifactFlags(directions: readonly string[]): Artifacts {
   for (const flag of directions) {
     const eq = flag.indexOf("=");
     if (eq <= 0 || eq === flag.length - 1) throw new CliError(`--direction must be <name>=<file.json>, got "${flag}"`);
-    artifacts.register(flag.slice(0, eq), direction, { path: flag.slice(eq + 1) });
+    artifacts.register(flag.slice(0, eq), directionArtifact, { path: flag.slice(eq + 1) });
   }
   return artifacts;
 }
