@@ -42,18 +42,32 @@ const tokensFor = (wide: boolean) => (args.tokens ? Number(args.tokens) : wide ?
 const ROUNDS = Number(args.rounds);
 const THREADS = args.threads ? Number(args.threads) : undefined;
 
-function hooks(points: HookPoint[], dModel: number, mode: "affine" | "js"): ResidualHooks {
+/**
+ * Hand-built hooks: "affine" adds c in-graph at every point (optionally only at rows from position
+ * `from`: the row-mask input), "js" adds it in a JS hook (a graph cut per point), "read" only
+ * reads (extra outputs) at `points` beside one in-graph edit at `edited`.
+ */
+function hooks(points: HookPoint[], dModel: number, mode: "affine" | "js" | "read", options: { from?: number; edited?: HookPoint } = {}): ResidualHooks {
   const c = Float32Array.from({ length: dModel }, (_, i) => Math.sin(i) * 0.5);
   const affine = new Map<string, AffineEdit>();
-  if (mode === "affine") for (const p of points) affine.set(pointName(p), { point: p, rank: 0, U: null, V: null, c });
+  const positions = options.from === undefined ? null : { from: options.from, to: Infinity };
+  if (mode === "affine") for (const p of points) affine.set(pointName(p), { point: p, rank: 0, U: null, V: null, c, positions });
+  const edited = options.edited;
+  if (mode === "read" && edited) affine.set(pointName(edited), { point: edited, rank: 0, U: null, V: null, c, positions: null });
+  const all = mode === "read" && edited ? [...points.filter((p) => pointName(p) !== pointName(edited)), edited] : points;
+  let sink = 0; // what the readers sum, kept so the reads are real work
   return {
-    points,
+    points: all,
     affine,
     writes: true,
-    readOnly: new Set(),
+    readOnly: new Set(mode === "read" ? points.map(pointName).filter((n) => n !== (edited && pointName(edited))) : []),
     error: null,
     run(_p, x) {
       const d = x.data;
+      if (mode === "read") {
+        for (let i = 0; i < d.length; i++) sink += d[i]!; // what a logger reads: every value once
+        return x;
+      }
       for (let off = 0; off < d.length; off += dModel) for (let i = 0; i < dModel; i++) d[off + i] = d[off + i]! + c[i]!;
       return x;
     },
@@ -122,6 +136,14 @@ async function benchModel(label: string, dir: string, file: string, tokens: numb
     [
       `additive at every layer, in-graph (${nLayers} sites)`,
       () => steerkitLoop(model, hooks(Array.from({ length: nLayers }, (_, l) => ({ site: "resid_post", layer: l })), dModel, "affine"), prompt, tokens),
+    ],
+    [
+      `additive at generated rows only, in-graph with a row mask (resid_post.${mid})`,
+      () => steerkitLoop(model, hooks([{ site: "resid_post", layer: mid }], dModel, "affine", { from: prompt.length }), prompt, tokens),
+    ],
+    [
+      `read-only hooks at every layer beside an in-graph edit (extra outputs)`,
+      () => steerkitLoop(model, hooks(Array.from({ length: nLayers }, (_, l) => ({ site: "resid_post", layer: l })), dModel, "read", { edited: { site: "resid_post", layer: mid } }), prompt, tokens),
     ],
     [
       `JS hook at every layer, split (${nLayers} cuts)`,
