@@ -92,7 +92,7 @@ function notAnSae(dir: string): string {
   } catch {
     // unreadable: fall through to the generic message
   }
-  if (subs.length > 0) return `holds one SAE per hookpoint; choose one: ${subs.slice(0, 20).join(", ")}${subs.length > 20 ? ", ..." : ""}`;
+  if (subs.length > 0) return `holds no SAE itself but SAEs in subdirectories (one per hookpoint in a sparsify run); choose one: ${subs.slice(0, 20).join(", ")}${subs.length > 20 ? ", ..." : ""}`;
   return `not an SAE directory: expected ${SAELENS_CONFIG} + ${SAELENS_WEIGHTS} (SAELens), ${SPARSIFY_CONFIG} + ${SPARSIFY_WEIGHTS} (sparsify), or ${GEMMA_NPZ} / ${GEMMA_SAFETENSORS} (Gemma Scope)`;
 }
 

@@ -75,7 +75,7 @@ describe("loadSae details", () => {
   });
 
   test("a sparsify run directory names its hookpoints", () => {
-    expect(() => loadSae(join(FIXTURES, "sparsify-bf16"))).toThrow("holds one SAE per hookpoint; choose one: layers.3");
+    expect(() => loadSae(join(FIXTURES, "sparsify-bf16"))).toThrow("SAEs in subdirectories (one per hookpoint in a sparsify run); choose one: layers.3");
   });
 
   test("a weights file path loads its directory", () => {
