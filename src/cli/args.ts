@@ -13,6 +13,8 @@ export class CliError extends SteerkitError {
 export interface Command {
   readonly summary: string;
   readonly help: string;
+  /** The command answers `--help` itself (a dispatcher whose subcommands have their own help). */
+  readonly handlesHelp?: boolean;
   run(argv: readonly string[]): Promise<void>;
 }
 

@@ -8,12 +8,14 @@ import { convertCommand } from "./commands/convert.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { pluginsCommand } from "./commands/plugins.ts";
+import { saeCommand } from "./commands/sae/index.ts";
 
 const commands: Record<string, Command> = {
   generate: generateCommand,
   inspect: inspectCommand,
   convert: convertCommand,
   plugins: pluginsCommand,
+  sae: saeCommand,
 };
 
 const usage = `steerkit — steer language models at inference time
@@ -38,7 +40,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.error(`steerkit: unknown command "${name}"; expected one of ${Object.keys(commands).join(", ")}`);
     return 2;
   }
-  if (rest.includes("--help") || rest.includes("-h")) {
+  if (!command.handlesHelp && (rest.includes("--help") || rest.includes("-h"))) {
     console.log(command.help);
     return 0;
   }

@@ -1,9 +1,11 @@
 /**
  * The `sae` artifact kind: an SAE registered by name, so recipes (`sae-clamp`, `sae-latents`)
- * name it and never give a path. From code, register an SAE already in memory (`{ value: sae }`);
- * its weights are checked here once, so every plugin can trust the shape.
+ * name it and never give a path. Register an SAE directory (`{ path }`: any family `loadSae` reads)
+ * or an SAE already in memory (`{ value: sae }`, e.g. `loadSae(dir, { point })` when the files name
+ * no point); its weights are checked here once, so every plugin can trust the shape.
  */
 import { ArtifactError, defineArtifactKind } from "../core/artifacts.ts";
+import { loadSae } from "./load.ts";
 import type { Sae } from "./sae.ts";
 
 const ARCHITECTURES = ["relu", "jumprelu", "topk", "gated"];
@@ -46,6 +48,7 @@ export const saeArtifact = defineArtifactKind<Sae>({
   description: "a sparse autoencoder",
   load(source, name) {
     if ("value" in source) return checkSae(source.value, name);
-    throw new ArtifactError("INVALID_ARTIFACT", `SAE "${name}": loading SAE files is not supported yet; register an SAE in memory ({ value })`);
+    // Errors name the artifact, not its path (they may reach a request).
+    return loadSae(source.path, { label: `SAE "${name}"` });
   },
 });

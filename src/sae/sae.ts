@@ -13,7 +13,7 @@
  *   x₁ = normalize(x)                       (see SaeNormalization)
  *   x₂ = applyBDecToInput ? x₁ − b_dec : x₁
  *   pre = encoder·x₂ + b_enc
- *   f = activation(pre)                     (relu | jumprelu: pre·[pre > θ] | topk: relu of the k largest | gated)
+ *   f = activation(pre)                     (relu | jumprelu: relu(pre)·[pre > θ] | topk: relu of the k largest | gated)
  *   x̂ = denormalize(decoderᵀ·f + b_dec)
  *
  * The functions here are the dense reference: simple loops and float64 sums, for loading checks,
@@ -33,7 +33,9 @@ export type SaeFamily = "saelens" | "sparsify" | "gemma-scope";
  * - `scale`: multiply the input by `factor` and divide the reconstruction by it (SAELens's
  *   `expected_average_only_in` with its stored scaling factor, folded or not);
  * - `constant_norm_rescale`: scale each input to norm √dIn, undo on the reconstruction;
- * - `layer_norm`: subtract the row mean, divide by its std (eps 1e-5), undo on the reconstruction.
+ * - `layer_norm`: SAELens's `run_time_activation_ln_in/out` (`sae_lens/saes/sae.py`): subtract the
+ *   row mean μ, divide by (σ + eps) where σ is the *unbiased* std of the centred row (torch's
+ *   `x.std()`, n − 1) and eps 1e-5; the reconstruction is undone with σ·x̂ + μ (no eps there).
  */
 export type SaeNormalization =
   | { readonly kind: "none" }
@@ -56,6 +58,11 @@ export interface SaeInfo {
   readonly dtype: "float32" | "float16" | "bfloat16";
   readonly applyBDecToInput: boolean;
   readonly normalization: SaeNormalization;
+  /**
+   * What a loader could not settle from the files and the user should know (e.g. SAELens's
+   * `expected_average_only_in` without its scaling factor); empty or absent when there is nothing.
+   */
+  readonly warnings?: readonly string[];
 }
 
 /** The weights of a gated SAE (Rajamanoharan et al. 2024; SAELens's `gated`). */
@@ -86,7 +93,8 @@ export interface Sae {
 /**
  * How one row was normalized, so its reconstruction (or a decoder row added to the residual) can
  * be put back in residual units: residual = scale · normalized + shift (shift is a scalar added to
- * every component: the layer-norm mean).
+ * every component: the layer-norm mean). This is the *undo* side; for `layer_norm` the input side
+ * divides by σ + eps while the undo multiplies by σ, exactly as SAELens does.
  */
 export interface RowScale {
   scale: number;
@@ -117,11 +125,13 @@ export function encoderInput(sae: Sae, x: ArrayLike<number>, out: Float32Array, 
     mean /= dIn;
     let v = 0;
     for (let i = 0; i < dIn; i++) v += (x[i]! - mean) ** 2;
-    scale = Math.sqrt(v / dIn + norm.eps);
+    // torch's x.std() is unbiased (n - 1); SAELens divides by std + eps and undoes with std alone.
+    scale = dIn > 1 ? Math.sqrt(v / (dIn - 1)) : 0;
     shift = mean;
   }
   const b = sae.decoderBias;
-  for (let i = 0; i < dIn; i++) out[i] = (x[i]! - shift) / scale - (applyBDecToInput ? b[i]! : 0);
+  const divisor = norm.kind === "layer_norm" ? scale + norm.eps : scale;
+  for (let i = 0; i < dIn; i++) out[i] = (x[i]! - shift) / divisor - (applyBDecToInput ? b[i]! : 0);
   row.scale = scale;
   row.shift = shift;
 }
@@ -153,7 +163,9 @@ export function latentActivation(sae: Sae, input: Float32Array, i: number): numb
     return mag > 0 ? mag : 0;
   }
   const pre = preActivation(sae, input, i);
-  if (architecture === "jumprelu") return pre > sae.threshold![i]! ? pre : 0;
+  // SAELens (`jumprelu_sae.py`): relu(pre) · [pre > relu(θ)]; Gemma Scope: relu(pre) · [pre > θ]. Both are
+  // pre where pre > max(θ, 0), else 0 (a negative θ must not let a negative pre through).
+  if (architecture === "jumprelu") return pre > sae.threshold![i]! && pre > 0 ? pre : 0;
   return pre > 0 ? pre : 0;
 }
 
