@@ -8,14 +8,14 @@
 import { createArtifacts, type Artifacts } from "./artifacts.ts";
 import type { AffineEdit, Capability, Model, ModelInfo, PositionRange, ResidualHooks } from "./backend.ts";
 import { compose } from "./compose.ts";
-import { CapabilityError, OptionsError, PluginError, SteerkitError } from "./errors.ts";
+import { CapabilityError, PluginError, SteerkitError } from "./errors.ts";
 import type {
   AffineForm,
   ConfiguredPlugin,
   LogitsContext,
   Middleware,
   PluginHooks,
-  PrepareContext,
+  PrepareInput,
   PreparedPlugin,
   RequestContext,
   ResidualContext,
@@ -63,7 +63,7 @@ export type ChainPlugin = ConfiguredPlugin | PreparedPlugin;
 
 const EMPTY_ARTIFACTS = createArtifacts();
 
-function prepareContext(plugin: string, model: ChainModel, artifacts: Artifacts | undefined): PrepareContext {
+function prepareInput(model: ChainModel, artifacts: Artifacts | undefined): PrepareInput {
   return {
     model: model.info,
     artifacts: artifacts ?? EMPTY_ARTIFACTS,
@@ -72,9 +72,6 @@ function prepareContext(plugin: string, model: ChainModel, artifacts: Artifacts 
       return model.tokenize(text, o);
     },
     detokenize: (t) => model.detokenize(t),
-    invalid: (path, message) => {
-      throw new OptionsError(`plugin "${plugin}"`, [{ path, message }]);
-    },
   };
 }
 
@@ -94,7 +91,7 @@ export async function preparePlugins(
   options: { readonly artifacts?: Artifacts } = {},
 ): Promise<PreparedPlugin[]> {
   checkCapabilities(plugins, { name: model.info.backend, capabilities: model.capabilities });
-  return Promise.all(plugins.map((p) => (isPrepared(p) ? checkPreparedFor(p, model.info) : p.prepare(prepareContext(p.name, model, options.artifacts)))));
+  return Promise.all(plugins.map((p) => (isPrepared(p) ? checkPreparedFor(p, model.info) : p.prepare(prepareInput(model, options.artifacts)))));
 }
 
 /** `preparePlugins` without waiting: null when some plugin's preparation is async and not cached yet. */
@@ -102,7 +99,7 @@ export function preparePluginsSync(model: ChainModel, plugins: readonly ChainPlu
   checkCapabilities(plugins, { name: model.info.backend, capabilities: model.capabilities });
   const out: PreparedPlugin[] = [];
   for (const p of plugins) {
-    const prepared = isPrepared(p) ? checkPreparedFor(p, model.info) : p.prepareSync(prepareContext(p.name, model, options.artifacts));
+    const prepared = isPrepared(p) ? checkPreparedFor(p, model.info) : p.prepareSync(prepareInput(model, options.artifacts));
     if (!prepared) return null;
     out.push(prepared);
   }
@@ -165,7 +162,7 @@ interface MutableContext {
 export function compileChain(configured: readonly ChainPlugin[], model: ChainModel, options: ChainOptions = {}): Chain {
   const preparedPlugins = preparePluginsSync(model, configured, options);
   if (!preparedPlugins) {
-    const pending = configured.filter((p) => !isPrepared(p) && !p.prepareSync(prepareContext(p.name, model, options.artifacts))).map((p) => p.name);
+    const pending = configured.filter((p) => !isPrepared(p) && !p.prepareSync(prepareInput(model, options.artifacts))).map((p) => p.name);
     throw new PluginError(pending[0] ?? "?", "prepare", new Error("prepares asynchronously: await preparePlugins(model, plugins) before compiling a chain"));
   }
   const nLayers = model.info.nLayers;

@@ -172,6 +172,9 @@ export interface PluginDefinition<S extends StandardSchemaV1, P = undefined> {
   create(options: Options<S>, ctx: CreateContext<P>): PluginHooks;
 }
 
+/** What a chain hands a configured plugin to prepare it (the plugin adds `invalid`, which names it). */
+export type PrepareInput = Omit<PrepareContext, "invalid">;
+
 /** A plugin with validated options, ready to be prepared for a model and put into a chain. */
 export interface ConfiguredPlugin {
   readonly name: string;
@@ -179,9 +182,9 @@ export interface ConfiguredPlugin {
   readonly options: unknown;
   readonly needs: readonly Capability[];
   /** Prepare for a model (cached: the same options on the same model and artifacts prepare once). */
-  prepare(ctx: PrepareContext): Promise<PreparedPlugin>;
+  prepare(ctx: PrepareInput): Promise<PreparedPlugin>;
   /** `prepare`, when it can finish synchronously (no async `prepare`, or already cached); otherwise null. */
-  prepareSync(ctx: PrepareContext): PreparedPlugin | null;
+  prepareSync(ctx: PrepareInput): PreparedPlugin | null;
 }
 
 /** A plugin prepared for one model: `create` makes a request's hooks. */
@@ -271,7 +274,7 @@ export function definePlugin<S extends StandardSchemaV1, P = undefined>(definiti
       });
 
     /** Start preparing (or find the cached result); the sync value when it is already there. */
-    const start = (ctx: PrepareContext): { value?: PreparedPlugin; promise: Promise<PreparedPlugin> } => {
+    const start = (ctx: PrepareInput): { value?: PreparedPlugin; promise: Promise<PreparedPlugin> } => {
       if (!definition.prepare) {
         const value = prepared(ctx.model, undefined as P);
         return { value, promise: Promise.resolve(value) };
@@ -292,14 +295,14 @@ export function definePlugin<S extends StandardSchemaV1, P = undefined>(definiti
     };
     return Object.freeze({
       ...base,
-      prepare: (ctx: PrepareContext) => {
+      prepare: (ctx: PrepareInput) => {
         try {
           return start(ctx).promise;
         } catch (e) {
           return Promise.reject(e);
         }
       },
-      prepareSync: (ctx: PrepareContext) => start(ctx).value ?? null,
+      prepareSync: (ctx: PrepareInput) => start(ctx).value ?? null,
     });
   };
   return Object.assign(factory, { pluginName: name, description: definition.description, schema: definition.options, trustedOptions });
