@@ -2,17 +2,14 @@
  * What `sae-clamp` and `sae-latents` share: the `sae` / `point` / `overridePoint` / `topk` options,
  * and resolving them in `prepare` (load the registered SAE, check it against the model, pick the
  * point). One place, so both plugins refuse the same mistakes with the same words.
- *
- * The point: an SAE was trained on one point's residuals; reading it elsewhere gives meaningless
- * activations. When the SAE's file names its point, `point` may be left out, and a different
- * `point` is refused unless `overridePoint: true` says it is meant (e.g. an SAE transferred to a
- * neighbouring layer). When the file names none, `point` is required.
+ * The point rules (default, override, required) are sae/point.ts's.
  */
 import * as v from "valibot";
 import type { PrepareContext } from "../core/plugin.ts";
-import { PointPattern, resolvePoints } from "../core/points.ts";
-import { canonicalPoint, pointName, type HookPoint } from "../core/sites.ts";
+import { PointPattern } from "../core/points.ts";
+import type { HookPoint } from "../core/sites.ts";
 import { saeArtifact } from "../sae/artifact.ts";
+import { pickSaePoint } from "../sae/point.ts";
 import type { TopKMode } from "../sae/latents.ts";
 import type { Sae } from "../sae/sae.ts";
 
@@ -51,24 +48,9 @@ export async function resolveSae(o: SaeOptions, ctx: PrepareContext): Promise<Re
   const label = `SAE "${o.sae}"`;
   if (info.dIn !== model.dModel) ctx.invalid("sae", `${label} reads vectors of ${info.dIn} values (d_in); the model's residual has ${model.dModel}`);
   if (o.topk !== undefined && info.architecture !== "topk") ctx.invalid("topk", `applies to TopK SAEs; ${label} is ${info.architecture}`);
-  const own = info.point ? canonicalPoint(info.point, model.nLayers) : null;
-  let point: HookPoint;
-  if (o.point === undefined) {
-    if (!own) return ctx.invalid("point", `${label} names no point${info.hookName ? ` (its hook "${info.hookName}" maps to none)` : ""}: give one, e.g. "resid_post.${Math.floor(model.nLayers / 2)}"`);
-    point = own;
-  } else {
-    let points: HookPoint[];
-    try {
-      points = resolvePoints([o.point], model.nLayers);
-    } catch (e) {
-      return ctx.invalid("point", (e as Error).message);
-    }
-    if (points.length !== 1) return ctx.invalid("point", `"${o.point}" is ${points.length} points; an SAE reads one`);
-    point = points[0]!;
-    if (own && (own.site !== point.site || own.layer !== point.layer) && !o.overridePoint) {
-      ctx.invalid("point", `${label} was trained at ${pointName(own)}${info.hookName ? ` (${info.hookName})` : ""}, not ${pointName(point)}; set overridePoint: true to use it there anyway`);
-    }
-  }
+  const picked = pickSaePoint(info, label, o.point, o.overridePoint, model.nLayers);
+  if ("error" in picked) return ctx.invalid("point", picked.error);
+  const { point } = picked;
   return { sae, point, topk: o.topk ?? "exact" };
 }
 
