@@ -22,3 +22,4 @@ run("same-model.ts", "--rounds", quick ? "1" : "3"); // converts the random GGUF
 run("onnx.ts", "--rounds", quick ? "3" : "7", "--wide", "--converted");
 run("reference-llama.ts");
 run("half.ts", "--rounds", quick ? "3" : "9");
+run("sae.ts", "--rounds", quick ? "2" : "5");

@@ -97,12 +97,46 @@ export interface Sae {
  * divides by σ + eps while the undo multiplies by σ, exactly as SAELens does.
  */
 export interface RowScale {
+  /** Residual units per normalized unit: how a reconstruction (or a decoder row) is put back. */
   scale: number;
+  /** Added to every component when putting back (the layer-norm mean). */
   shift: number;
+  /** What the centred input was divided by (`scale`, except layer_norm: std + eps, as SAELens does). */
+  divisor: number;
 }
 
 export function newRowScale(): RowScale {
-  return { scale: 1, shift: 0 };
+  return { scale: 1, shift: 0, divisor: 1 };
+}
+
+/**
+ * How residual row `x[off .. off + dIn)` is normalized: fills `row` (normalized = (x − shift) /
+ * divisor; residual = scale · normalized + shift). The one implementation the dense reference and
+ * the sparse latent reader share.
+ */
+export function normalizeRow(sae: Sae, x: ArrayLike<number>, off: number, row: RowScale): void {
+  const { dIn, normalization: norm } = sae.info;
+  let scale = 1;
+  let shift = 0;
+  if (norm.kind === "scale") scale = 1 / norm.factor;
+  else if (norm.kind === "constant_norm_rescale") {
+    let ss = 0;
+    for (let i = 0; i < dIn; i++) ss += x[off + i]! * x[off + i]!;
+    const n = Math.sqrt(ss);
+    scale = n > 0 ? n / Math.sqrt(dIn) : 1;
+  } else if (norm.kind === "layer_norm") {
+    let mean = 0;
+    for (let i = 0; i < dIn; i++) mean += x[off + i]!;
+    mean /= dIn;
+    let v = 0;
+    for (let i = 0; i < dIn; i++) v += (x[off + i]! - mean) ** 2;
+    // torch's x.std() is unbiased (n - 1); SAELens divides by std + eps and undoes with std alone.
+    scale = dIn > 1 ? Math.sqrt(v / (dIn - 1)) : 0;
+    shift = mean;
+  }
+  row.scale = scale;
+  row.shift = shift;
+  row.divisor = norm.kind === "layer_norm" ? scale + norm.eps : scale;
 }
 
 /**
@@ -110,30 +144,11 @@ export function newRowScale(): RowScale {
  * subtracted when the SAE says so. Fills `row` with how to undo the normalization.
  */
 export function encoderInput(sae: Sae, x: ArrayLike<number>, out: Float32Array, row: RowScale): void {
-  const { dIn, normalization: norm, applyBDecToInput } = sae.info;
-  let scale = 1;
-  let shift = 0;
-  if (norm.kind === "scale") scale = 1 / norm.factor;
-  else if (norm.kind === "constant_norm_rescale") {
-    let ss = 0;
-    for (let i = 0; i < dIn; i++) ss += x[i]! * x[i]!;
-    const n = Math.sqrt(ss);
-    scale = n > 0 ? n / Math.sqrt(dIn) : 1;
-  } else if (norm.kind === "layer_norm") {
-    let mean = 0;
-    for (let i = 0; i < dIn; i++) mean += x[i]!;
-    mean /= dIn;
-    let v = 0;
-    for (let i = 0; i < dIn; i++) v += (x[i]! - mean) ** 2;
-    // torch's x.std() is unbiased (n - 1); SAELens divides by std + eps and undoes with std alone.
-    scale = dIn > 1 ? Math.sqrt(v / (dIn - 1)) : 0;
-    shift = mean;
-  }
+  const { dIn, applyBDecToInput } = sae.info;
+  normalizeRow(sae, x, 0, row);
+  const { shift, divisor } = row;
   const b = sae.decoderBias;
-  const divisor = norm.kind === "layer_norm" ? scale + norm.eps : scale;
   for (let i = 0; i < dIn; i++) out[i] = (x[i]! - shift) / divisor - (applyBDecToInput ? b[i]! : 0);
-  row.scale = scale;
-  row.shift = shift;
 }
 
 /** The pre-activation of latent `i` for an encoder input (from {@link encoderInput}). */

@@ -1,14 +1,16 @@
 /**
- * `steerkit sae <subcommand>`: SAE files from a shell. Each subcommand is its own module; this one only
+ * `steerkit sae <subcommand>`: SAEs from a shell. Each subcommand is its own module; this one only
  * dispatches (and answers `--help` for itself and for each subcommand).
  */
 import { CliError, type Command } from "../../args.ts";
 import { saeEncodeCommand } from "./encode.ts";
+import { featuresCommand } from "./features.ts";
 import { saeInfoCommand } from "./info.ts";
 
 const subcommands: Record<string, Command> = {
   info: saeInfoCommand,
   encode: saeEncodeCommand,
+  features: featuresCommand,
 };
 
 const help = `steerkit sae — sparse autoencoder files (SAELens, EleutherAI sparsify, Gemma Scope)
@@ -24,7 +26,7 @@ Run "steerkit sae <subcommand> --help" for its options.
 `;
 
 export const saeCommand: Command = {
-  summary: "describe an SAE, or encode and decode vectors with it",
+  summary: "SAE tools: describe, encode and decode, find features",
   help,
   handlesHelp: true,
   async run(argv) {
