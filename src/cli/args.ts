@@ -13,6 +13,8 @@ export class CliError extends SteerkitError {
 export interface Command {
   readonly summary: string;
   readonly help: string;
+  /** Help for these arguments, when a command dispatches to subcommands (`sae train --help`). */
+  helpFor?(argv: readonly string[]): string;
   run(argv: readonly string[]): Promise<void>;
 }
 

@@ -8,12 +8,14 @@ import { convertCommand } from "./commands/convert.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { pluginsCommand } from "./commands/plugins.ts";
+import { saeCommand } from "./commands/sae/index.ts";
 
 const commands: Record<string, Command> = {
   generate: generateCommand,
   inspect: inspectCommand,
   convert: convertCommand,
   plugins: pluginsCommand,
+  sae: saeCommand,
 };
 
 const usage = `steerkit — steer language models at inference time
@@ -39,7 +41,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(command.help);
+    console.log(command.helpFor?.(rest) ?? command.help);
     return 0;
   }
   try {
