@@ -12,7 +12,7 @@ import { saeArtifact } from "../../../sae/artifact.ts";
 import { activeLatents, contrastLatents, topContexts } from "../../../sae/discover.ts";
 import type { Sae } from "../../../sae/sae.ts";
 import { CliError, numberFlag, parse, type Command } from "../../args.ts";
-import { progressBar } from "./progress.ts";
+import { progressBar } from "../../progress.ts";
 
 export const featuresHelp = `steerkit sae features — find SAE latents: per token, by contrast, or by top contexts
 

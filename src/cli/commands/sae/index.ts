@@ -6,11 +6,13 @@ import { CliError, type Command } from "../../args.ts";
 import { saeEncodeCommand } from "./encode.ts";
 import { featuresCommand } from "./features.ts";
 import { saeInfoCommand } from "./info.ts";
+import { saeTrainCommand } from "./train.ts";
 
 const subcommands: Record<string, Command> = {
   info: saeInfoCommand,
   encode: saeEncodeCommand,
   features: featuresCommand,
+  train: saeTrainCommand,
 };
 
 const help = `steerkit sae — sparse autoencoder files (SAELens, EleutherAI sparsify, Gemma Scope)
@@ -26,7 +28,7 @@ Run "steerkit sae <subcommand> --help" for its options.
 `;
 
 export const saeCommand: Command = {
-  summary: "SAE tools: describe, encode and decode, find features",
+  summary: "SAE tools: describe, encode and decode, find features, train (SAELens format)",
   help,
   handlesHelp: true,
   async run(argv) {
