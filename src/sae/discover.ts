@@ -65,7 +65,7 @@ export interface ContrastResult {
   readonly latents: LatentContrast[];
 }
 
-export interface TokenContext {
+export interface ActivatingContext {
   /** Index of the text in the input. */
   readonly text: number;
   readonly position: number;
@@ -84,7 +84,7 @@ export interface TopContextsResult {
   /** Tokens where the latent was active (> 0). */
   readonly active: number;
   /** Strongest first; ties by text index, then position. */
-  readonly contexts: TokenContext[];
+  readonly contexts: ActivatingContext[];
 }
 
 export interface TokenLatents {
