@@ -11,7 +11,8 @@
  * No npm package fits: the GGUF readers on npm parse metadata only, skip the tensor-table checks,
  * or read the whole file into memory.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
+import { openRegularFile } from "./files.ts";
 import { dequantize, GGML_TYPES, ggmlTypeName } from "./ggml-types.ts";
 import { SteerkitError } from "../core/errors.ts";
 
@@ -146,17 +147,9 @@ export function readGgufHeader(path: string): GgufFile {
   const fail = (reason: string): never => {
     throw new GgufError(path, reason);
   };
-  let fd: number;
+  const { fd, size } = openRegularFile(path, fail, "a .gguf file");
   try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new GgufError(path, code === "ENOENT" ? "file does not exist" : `cannot open (${code ?? String(e)})`);
-  }
-  try {
-    const stat = fstatSync(fd);
-    if (stat.isDirectory()) fail("is a directory, expected a .gguf file");
-    return parse(path, new Cursor(fd, stat.size, fail), fail);
+    return parse(path, new Cursor(fd, size, fail), fail);
   } finally {
     closeSync(fd);
   }
@@ -316,7 +309,9 @@ export function findTensor(file: GgufFile, name: string): GgufTensorInfo {
 /** The raw bytes of one tensor (one positioned read). */
 export function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo): Uint8Array {
   const out = new Uint8Array(tensor.byteLength);
-  const fd = openSync(file.path, "r");
+  const { fd } = openRegularFile(file.path, (reason) => {
+    throw new GgufError(file.path, reason);
+  });
   try {
     const n = readSync(fd, out, 0, out.length, tensor.offset);
     if (n !== out.length) throw new GgufError(file.path, `tensor "${tensor.name}" read ${n} of ${out.length} bytes: file changed or truncated`);

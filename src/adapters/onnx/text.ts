@@ -4,10 +4,36 @@
  * libraries transformers.js uses, so text behaves as in the Hugging Face stack.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { readFileSync } from "node:fs";
 import type { ChatMessage, TokenizeOptions } from "../../core/backend.ts";
 import { renderChat } from "../../core/chat-template.ts";
-import type { ExportConfig } from "./export-dir.ts";
+import { readRegularText } from "../../formats/files.ts";
+import { OnnxExportError, type ExportConfig } from "./export-dir.ts";
+
+/** tokenizer.json files of 250k-token vocabularies are ~20 MB; anything far larger is not one. */
+const MAX_TOKENIZER_JSON_BYTES = 512 * 1024 * 1024;
+
+type TokenizerJson = { model?: unknown; added_tokens?: { special?: boolean }[] };
+
+/** Read and shape-check tokenizer.json; every failure names the file (a broken one used to surface as a bare SyntaxError). */
+export function readTokenizerJson(file: string): TokenizerJson {
+  const fail = (reason: string): never => {
+    throw new OnnxExportError(`${file}: ${reason}`);
+  };
+  const text = readRegularText(file, fail, { expected: "a tokenizer.json file", maxBytes: MAX_TOKENIZER_JSON_BYTES });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    return fail(`not valid JSON (${(e as Error).message})`);
+  }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) return fail("top level is not a JSON object");
+  const t = json as TokenizerJson;
+  if (t.model === null || typeof t.model !== "object" || Array.isArray(t.model)) fail(`has no "model" object: not a tokenizers tokenizer.json`);
+  if (t.added_tokens !== undefined && (!Array.isArray(t.added_tokens) || t.added_tokens.some((a) => a === null || typeof a !== "object"))) {
+    fail(`"added_tokens" must be an array of objects`);
+  }
+  return t;
+}
 
 export interface TextCodec {
   readonly bosToken: number | null;
@@ -35,8 +61,13 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
         : null;
   if (cfg.tokenizerFile === null) return noTokenizer(cfg, chatTemplate);
 
-  const json = JSON.parse(readFileSync(cfg.tokenizerFile, "utf8")) as { added_tokens?: { special?: boolean }[] };
-  const tokenizer = new Tokenizer(json, tc);
+  const json = readTokenizerJson(cfg.tokenizerFile);
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(json, tc);
+  } catch (e) {
+    throw new OnnxExportError(`${cfg.tokenizerFile}: not a tokenizer the tokenizers library can build (${(e as Error)?.message ?? String(e)})`);
+  }
   // tokenizers.js always turns special-token text (`<|im_start|>`) into the special token. For
   // `special: false` (user text must not inject control tokens; llama.cpp's default too) a second
   // instance is built without the special added tokens, on first use.
