@@ -40,7 +40,18 @@ export interface GgufFile {
   readonly tensors: readonly GgufTensorInfo[];
   /** Absolute offset of the data section. */
   readonly dataOffset: number;
+  /**
+   * The GGUF type id of each metadata value (0 u8 ... 12 f64; 9 array), and of each array's elements
+   * under `elements`: llama.cpp refuses or misreads a key by its stored type, which the JS value loses.
+   */
+  readonly metadataTypes?: ReadonlyMap<string, { readonly type: number; readonly elements?: number }>;
 }
+
+/** GGUF metadata value type ids (gguf.h `enum gguf_type`). */
+export const GGUF_TYPE = {
+  UINT8: 0, INT8: 1, UINT16: 2, INT16: 3, UINT32: 4, INT32: 5, FLOAT32: 6, BOOL: 7,
+  STRING: 8, ARRAY: 9, UINT64: 10, INT64: 11, FLOAT64: 12,
+} as const;
 
 export class GgufError extends SteerkitError {
   constructor(
@@ -174,12 +185,21 @@ function parse(path: string, c: Cursor, fail: (reason: string) => never): GgufFi
   if (nKv * 12 > c.remaining) fail(`header claims ${nKv} metadata entries, more than the file can hold`);
 
   const metadata = new Map<string, GgufValue>();
+  const metadataTypes = new Map<string, { type: number; elements?: number }>();
   for (let i = 0; i < nKv; i++) {
     const key = c.string(`metadata key #${i}`);
     if (key.length === 0) fail(`metadata key #${i} is empty`);
     if (metadata.has(key)) fail(`metadata key "${key}" appears twice`);
     const type = c.u32(`type of "${key}"`);
+    const at = c.pos;
     metadata.set(key, readValue(c, type, `metadata "${key}"`, fail));
+    // An array's element type is the u32 right after its type (read again from the window, no I/O).
+    if (type === T.ARRAY) {
+      const end = c.pos;
+      c.pos = at;
+      metadataTypes.set(key, { type, elements: c.u32("array element type") });
+      c.pos = end;
+    } else metadataTypes.set(key, { type });
   }
 
   let alignment = DEFAULT_ALIGNMENT;
@@ -231,7 +251,7 @@ function parse(path: string, c: Cursor, fail: (reason: string) => never): GgufFi
     expected += pad(t.byteLength, alignment);
     tensors.push({ name: t.name, type: t.type, dims: t.dims, elementCount: t.elementCount, offset: dataOffset + t.rel, byteLength: t.byteLength });
   }
-  return { path, version, fileSize: c.size, alignment, metadata, tensors, dataOffset };
+  return { path, version, fileSize: c.size, alignment, metadata, tensors, dataOffset, metadataTypes };
 }
 
 function readValue(c: Cursor, type: number, what: string, fail: (reason: string) => never): GgufValue {
