@@ -62,12 +62,19 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
   if (cfg.tokenizerFile === null) return noTokenizer(cfg, chatTemplate);
 
   const json = readTokenizerJson(cfg.tokenizerFile);
-  let tokenizer: Tokenizer;
-  try {
-    tokenizer = new Tokenizer(json, tc);
-  } catch (e) {
-    throw new OnnxExportError(`${cfg.tokenizerFile}: not a tokenizer the tokenizers library can build (${(e as Error)?.message ?? String(e)})`);
-  }
+  const file = cfg.tokenizerFile;
+  // @huggingface/tokenizers trusts the JSON's shape and fails on a damaged one with a bare TypeError,
+  // at construction or at the first encode: both are tried here, so the error names the file.
+  const build = (j: TokenizerJson): Tokenizer => {
+    try {
+      const t = new Tokenizer(j, tc);
+      t.encode("a \u00e9\u2603", { add_special_tokens: true });
+      return t;
+    } catch (e) {
+      throw new OnnxExportError(`${file}: not a tokenizer the tokenizers library can use (${(e as Error)?.message ?? String(e)})`);
+    }
+  };
+  const tokenizer = build(json);
   // tokenizers.js always turns special-token text (`<|im_start|>`) into the special token. For
   // `special: false` (user text must not inject control tokens; llama.cpp's default too) a second
   // instance is built without the special added tokens, on first use.
@@ -75,7 +82,7 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
   const plainTokenizer = (): Tokenizer => {
     if (plain) return plain;
     const added = json.added_tokens ?? [];
-    plain = added.some((t) => t.special) ? new Tokenizer({ ...json, added_tokens: added.filter((t) => !t.special) }, tc) : tokenizer;
+    plain = added.some((t) => t.special) ? build({ ...json, added_tokens: added.filter((t) => !t.special) }) : tokenizer;
     return plain;
   };
   const bosText = tokenText(tc.bos_token);
