@@ -2,7 +2,7 @@
  * Choosing and opening a backend by name or by path. Adapters are imported on demand so that using
  * one never loads another's native library.
  */
-import { existsSync, statSync } from "node:fs";
+import { pathKind } from "../formats/files.ts";
 import type { BackendAdapter, LoadOptions, Model } from "../core/backend.ts";
 import { checkCapabilities } from "../core/chain.ts";
 import { SteerkitError } from "../core/errors.ts";
@@ -24,8 +24,11 @@ export async function loadAdapter(name: BackendName): Promise<BackendAdapter> {
 
 /** `.gguf` file -> llama.cpp; a directory (ONNX export) or `.onnx` file -> ONNX Runtime. */
 export function inferBackend(path: string): BackendName {
-  if (!existsSync(path)) throw new SteerkitError("INVALID_REQUEST", `${path}: no such file or directory`);
-  if (statSync(path).isDirectory() || path.toLowerCase().endsWith(".onnx")) return "onnx";
+  // A FIFO, device, socket or link loop fails here, by its kind, before any adapter opens it.
+  const kind = pathKind(path, (reason) => {
+    throw new SteerkitError("INVALID_MODEL_FILE", `${path}: ${reason}`);
+  }, "a model file or an ONNX export directory");
+  if (kind === "directory" || path.toLowerCase().endsWith(".onnx")) return "onnx";
   if (path.toLowerCase().endsWith(".gguf")) return "llama-cpp";
   throw new SteerkitError(
     "INVALID_REQUEST",

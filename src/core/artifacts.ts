@@ -11,7 +11,7 @@
  * here, the SAE and control-vector kinds live with their formats. Loader errors name the artifact,
  * not its path: they may reach a request, which must not learn the server's file layout.
  */
-import { readFileSync } from "node:fs";
+import { readRegularText } from "../formats/files.ts";
 import { SteerkitError } from "./errors.ts";
 import { parsePoint, pointName } from "./sites.ts";
 
@@ -149,6 +149,9 @@ export interface Direction {
   readonly width: number;
 }
 
+/** A direction file larger than this is refused before it is read (one vector per point of a wide model fits). */
+export const MAX_DIRECTION_FILE_BYTES = 256 * 1024 * 1024;
+
 /**
  * The `direction` kind. A JSON file (or an in-memory value) holding either an array of numbers
  * (one direction for every point) or an object of point name -> array of numbers. Every vector
@@ -162,12 +165,13 @@ export const directionArtifact = defineArtifactKind<Direction>({
     // Named, not by path: the message may reach a request, which must not learn the server's files.
     const where = `direction "${name}"`;
     if ("path" in source) {
-      let text: string;
-      try {
-        text = readFileSync(source.path, "utf8");
-      } catch (e) {
-        throw new ArtifactError("INVALID_ARTIFACT", `${where}: cannot read its file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-      }
+      const text = readRegularText(
+        source.path,
+        (reason) => {
+          throw new ArtifactError("INVALID_ARTIFACT", `${where}: cannot read its file (${reason})`);
+        },
+        { expected: "a direction JSON file", maxBytes: MAX_DIRECTION_FILE_BYTES },
+      );
       try {
         value = JSON.parse(text);
       } catch (e) {

@@ -9,7 +9,7 @@
  * An untrusted recipe cannot import packages, cannot set a plugin's trusted-only options (a file
  * to write, a callback) and is bounded in length; artifacts it can only name, never give a path.
  */
-import { readFileSync } from "node:fs";
+import { readRegularText } from "../formats/files.ts";
 import { OptionsError, SteerkitError, UntrustedOptionError } from "./errors.ts";
 import type { ConfiguredPlugin, PluginFactory } from "./plugin.ts";
 
@@ -51,15 +51,18 @@ export function parseRecipe(value: unknown, source = "recipe"): Recipe {
   });
 }
 
-/** Read and check a recipe JSON file. */
+/** A recipe file larger than this is refused before it is read (inline vectors of a wide model fit easily). */
+export const MAX_RECIPE_FILE_BYTES = 64 * 1024 * 1024;
+
+/** Read and check a recipe JSON file (a FIFO, device or directory fails at once, naming what it is). */
 export function loadRecipeFile(path: string): Recipe {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new RecipeError(`${path}: cannot read recipe (${code === "ENOENT" ? "file does not exist" : code ?? String(e)})`);
-  }
+  const text = readRegularText(
+    path,
+    (reason) => {
+      throw new RecipeError(`${path}: cannot read recipe (${reason})`);
+    },
+    { expected: "a recipe JSON file", maxBytes: MAX_RECIPE_FILE_BYTES },
+  );
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -11,7 +11,8 @@
  * No npm package fits: the GGUF readers on npm parse metadata only, skip the tensor-table checks,
  * or read the whole file into memory.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
+import { openRegularFile } from "./files.ts";
 import { dequantize, GGML_TYPES, ggmlTypeName } from "./ggml-types.ts";
 import { SteerkitError } from "../core/errors.ts";
 
@@ -39,7 +40,18 @@ export interface GgufFile {
   readonly tensors: readonly GgufTensorInfo[];
   /** Absolute offset of the data section. */
   readonly dataOffset: number;
+  /**
+   * The GGUF type id of each metadata value (0 u8 ... 12 f64; 9 array), and of each array's elements
+   * under `elements`: llama.cpp refuses or misreads a key by its stored type, which the JS value loses.
+   */
+  readonly metadataTypes?: ReadonlyMap<string, { readonly type: number; readonly elements?: number }>;
 }
+
+/** GGUF metadata value type ids (gguf.h `enum gguf_type`). */
+export const GGUF_TYPE = {
+  UINT8: 0, INT8: 1, UINT16: 2, INT16: 3, UINT32: 4, INT32: 5, FLOAT32: 6, BOOL: 7,
+  STRING: 8, ARRAY: 9, UINT64: 10, INT64: 11, FLOAT64: 12,
+} as const;
 
 export class GgufError extends SteerkitError {
   constructor(
@@ -146,17 +158,9 @@ export function readGgufHeader(path: string): GgufFile {
   const fail = (reason: string): never => {
     throw new GgufError(path, reason);
   };
-  let fd: number;
+  const { fd, size } = openRegularFile(path, fail, "a .gguf file");
   try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new GgufError(path, code === "ENOENT" ? "file does not exist" : `cannot open (${code ?? String(e)})`);
-  }
-  try {
-    const stat = fstatSync(fd);
-    if (stat.isDirectory()) fail("is a directory, expected a .gguf file");
-    return parse(path, new Cursor(fd, stat.size, fail), fail);
+    return parse(path, new Cursor(fd, size, fail), fail);
   } finally {
     closeSync(fd);
   }
@@ -181,12 +185,21 @@ function parse(path: string, c: Cursor, fail: (reason: string) => never): GgufFi
   if (nKv * 12 > c.remaining) fail(`header claims ${nKv} metadata entries, more than the file can hold`);
 
   const metadata = new Map<string, GgufValue>();
+  const metadataTypes = new Map<string, { type: number; elements?: number }>();
   for (let i = 0; i < nKv; i++) {
     const key = c.string(`metadata key #${i}`);
     if (key.length === 0) fail(`metadata key #${i} is empty`);
     if (metadata.has(key)) fail(`metadata key "${key}" appears twice`);
     const type = c.u32(`type of "${key}"`);
+    const at = c.pos;
     metadata.set(key, readValue(c, type, `metadata "${key}"`, fail));
+    // An array's element type is the u32 right after its type (read again from the window, no I/O).
+    if (type === T.ARRAY) {
+      const end = c.pos;
+      c.pos = at;
+      metadataTypes.set(key, { type, elements: c.u32("array element type") });
+      c.pos = end;
+    } else metadataTypes.set(key, { type });
   }
 
   let alignment = DEFAULT_ALIGNMENT;
@@ -238,7 +251,7 @@ function parse(path: string, c: Cursor, fail: (reason: string) => never): GgufFi
     expected += pad(t.byteLength, alignment);
     tensors.push({ name: t.name, type: t.type, dims: t.dims, elementCount: t.elementCount, offset: dataOffset + t.rel, byteLength: t.byteLength });
   }
-  return { path, version, fileSize: c.size, alignment, metadata, tensors, dataOffset };
+  return { path, version, fileSize: c.size, alignment, metadata, tensors, dataOffset, metadataTypes };
 }
 
 function readValue(c: Cursor, type: number, what: string, fail: (reason: string) => never): GgufValue {
@@ -316,7 +329,9 @@ export function findTensor(file: GgufFile, name: string): GgufTensorInfo {
 /** The raw bytes of one tensor (one positioned read). */
 export function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo): Uint8Array {
   const out = new Uint8Array(tensor.byteLength);
-  const fd = openSync(file.path, "r");
+  const { fd } = openRegularFile(file.path, (reason) => {
+    throw new GgufError(file.path, reason);
+  });
   try {
     const n = readSync(fd, out, 0, out.length, tensor.offset);
     if (n !== out.length) throw new GgufError(file.path, `tensor "${tensor.name}" read ${n} of ${out.length} bytes: file changed or truncated`);

@@ -15,7 +15,8 @@
  * Every size read from the file is checked against the file size before anything is allocated from it.
  * Errors are {@link NpzError}s (INVALID_MODEL_FILE) naming the file as the caller labels it, and the array.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, readSync } from "node:fs";
+import { openRegularFile } from "./files.ts";
 import { inflateRawSync } from "node:zlib";
 import { SteerkitError } from "../core/errors.ts";
 import { halfBitsToFloat32 } from "./half.ts";
@@ -68,14 +69,8 @@ export function openNpz(path: string, options: { label?: string } = {}): NpzFile
   const fail = (reason: string): never => {
     throw new NpzError(label, reason);
   };
-  let fd: number;
+  const { fd, size: fileSize } = openRegularFile(path, fail);
   try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    return fail(`cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  try {
-    const fileSize = fstatSync(fd).size;
     if (fileSize < 22) fail(`not an npz (zip) file: ${fileSize} bytes, too short for a zip directory`);
     // The end record is in the last 22 + 65535 (comment) bytes; find its signature from the end.
     const tailLength = Math.min(fileSize, 22 + 65535);
@@ -172,12 +167,7 @@ export function readNpyArray(file: NpzFile, name: string, shape?: readonly numbe
   const m = file.members.get(name);
   if (!m) return fail(`has no array "${name}" (it has ${file.names.map((n) => `"${n}"`).join(", ") || "none"})`);
   const at = `array "${name}"`;
-  let fd: number;
-  try {
-    fd = openSync(file.path, "r");
-  } catch (e) {
-    return fail(`cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  const { fd } = openRegularFile(file.path, fail);
   let raw: Uint8Array;
   try {
     const size = fstatSync(fd).size;

@@ -5,7 +5,8 @@
  * Errors carry a `label` the caller chose (the directory for the CLI, `SAE "name"` for a registered
  * artifact) and file names relative to the SAE directory, so a server never leaks its file layout.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
+import { openRegularFile } from "../formats/files.ts";
 import { ArtifactError } from "../core/artifacts.ts";
 import { SteerkitError } from "../core/errors.ts";
 import { openNpz, readNpyArray, type NpzFile } from "../formats/npz.ts";
@@ -36,14 +37,8 @@ export function withLabel<T>(label: string, fn: () => T): T {
 /** Read a JSON object from `path` (named `file` in errors). */
 export function readJsonObject(path: string, file: string, label: string): Record<string, unknown> {
   let text: string;
-  let fd: number;
+  const { fd, size } = openRegularFile(path, (reason) => saeFail(label, `cannot read ${file} (${reason})`), "a JSON file");
   try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    return saeFail(label, `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  try {
-    const size = fstatSync(fd).size;
     if (size > MAX_CONFIG_BYTES) saeFail(label, `${file} is ${size} bytes, too large for an SAE config`);
     const buf = new Uint8Array(size);
     let done = 0;

@@ -15,7 +15,8 @@
  * safetensors/npz file, INVALID_ARTIFACT for anything else, each prefixed with `label` (the path by
  * default; the artifact store passes the artifact's name) and naming files relative to the SAE.
  */
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
+import { pathKind } from "../formats/files.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import type { ModelInfo } from "../core/backend.ts";
 import { SteerkitError } from "../core/errors.ts";
@@ -59,8 +60,8 @@ export function loadSae(path: string, options: LoadSaeOptions = {}): Sae {
   const label = options.label ?? path;
   return withLabel(label, () => {
     let dir = resolve(path);
-    if (!existsSync(dir)) saeFail(label, "no such file or directory");
-    if (!statSync(dir).isDirectory()) {
+    // pathKind tells a link loop, FIFO or device from a missing path, at once (no open, no hang).
+    if (pathKind(dir, (reason) => saeFail(label, reason), "an SAE directory") !== "directory") {
       if (![SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, GEMMA_NPZ, GEMMA_SAFETENSORS, SAELENS_CONFIG].includes(basename(dir))) {
         saeFail(label, "expected an SAE directory (or its cfg.json / weights file)");
       }

@@ -89,7 +89,7 @@ describe("steerkit CLI", () => {
       [["generate", "--prompt", "x", "--bogus"], /bogus/, 2],
       [["generate", "--prompt", "x", "--model", "missing.gguf"], /missing.gguf: no such file or directory/, 1],
       [["generate", "--prompt", "x", "--backend", "tensorflow"], /unknown backend "tensorflow"/, 1],
-      [["generate", "--prompt", "x", "--recipe", "nope.json"], /nope.json: cannot read recipe \(file does not exist\)/, 1],
+      [["generate", "--prompt", "x", "--recipe", "nope.json"], /nope.json: cannot read recipe \(no such file or directory\)/, 1],
       [["inspect"], /expected one model path, got 0/, 2],
       [["convert", "a.gguf"], /expected <model.gguf> <out-dir>/, 2],
     ];

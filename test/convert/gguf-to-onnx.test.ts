@@ -273,7 +273,7 @@ describe("convertGgufToOnnx refuses bad input by file and reason", () => {
   test("a file that does not exist", async () => {
     const e = await rejection(join(dir, "nope.gguf"));
     expect(e.message).toContain("nope.gguf");
-    expect(e.message).toContain("does not exist");
+    expect(e.message).toContain("no such file or directory");
   });
 
   test("an unsupported architecture", async () => {

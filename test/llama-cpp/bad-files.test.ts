@@ -59,7 +59,7 @@ describe("bad model files give errors naming the file and the problem", () => {
 
   test("missing file", async () => {
     const e = await loadError(join(dir, "nope.gguf"));
-    expect(e.message).toMatch(/does not exist/);
+    expect(e.message).toMatch(/no such file or directory/);
   });
 
   test("an architecture the adapter has not verified is refused before llama.cpp sees it", async () => {
@@ -76,6 +76,27 @@ describe("bad model files give errors naming the file and the problem", () => {
     expect(e).toBeInstanceOf(UnsupportedModelError);
     expect(e.message).toContain(p);
     expect(e.message).toContain(`architecture "bloom" is not supported`);
+  });
+
+  test("two tokens sharing a text (issue 8's one-byte repro) is a clear error, not an abort", async () => {
+    const bytes = original.slice();
+    bytes[1363] = "8".charCodeAt(0);
+    const p = write("dup.gguf", bytes);
+    const e = await loadError(p);
+    expect(e).toBeInstanceOf(GgufError);
+    expect(e.message).toContain(p);
+    expect(e.message).toContain(`tokens 91 and 92 have the same text "<0x58>"`);
+  });
+
+  test("hyperparameters llama.cpp asserts on are refused naming the key", async () => {
+    const bytes = original.slice();
+    const key = new TextEncoder().encode("llama.block_count");
+    const at = Buffer.from(bytes).indexOf(Buffer.from(key));
+    expect(at).toBeGreaterThan(0);
+    new DataView(bytes.buffer).setUint32(at + key.length + 4, 0, true); // after the u32 type id
+    const e = await loadError(write("layers0.gguf", bytes));
+    expect(e).toBeInstanceOf(GgufError);
+    expect(e.message).toContain(`metadata "llama.block_count" is 0, expected 1..512`);
   });
 
   test("the process survives and still loads a good model afterwards", async () => {

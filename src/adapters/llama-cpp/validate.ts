@@ -6,6 +6,7 @@
  */
 import { architecture, GgufError, readGgufHeader, type GgufFile } from "../../formats/gguf.ts";
 import { SteerkitError } from "../../core/errors.ts";
+import { checkLlamaLoad } from "./load-checks.ts";
 
 /**
  * Architectures whose llama.cpp graph names the residual stream as the hooks expect: the token
@@ -39,5 +40,7 @@ export function validateModelFile(path: string): GgufFile {
     );
   }
   if (file.tensors.length === 0) throw new GgufError(path, "has no tensors (a vocabulary-only file?)");
+  // What llama.cpp asserts (aborting the process) while loading the vocabulary, hyperparameters and tensors.
+  checkLlamaLoad(file, arch);
   return file;
 }

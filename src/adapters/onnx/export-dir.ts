@@ -3,7 +3,8 @@
  * Layouts handled: onnxruntime-genai (`genai_config.json` naming the decoder file), Optimum /
  * transformers.js (`config.json` with `model.onnx` or `onnx/model.onnx`), or a bare `.onnx` path.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { pathExists, pathKind, readRegularText } from "../../formats/files.ts";
 import { basename, dirname, join } from "node:path";
 import { SteerkitError } from "../../core/errors.ts";
 
@@ -35,10 +36,16 @@ export interface ExportConfig {
 
 type Json = Record<string, unknown>;
 
+/** Config JSON files (config.json, genai_config.json, tokenizer_config.json) are small; a larger one is refused unread. */
+const MAX_CONFIG_JSON_BYTES = 64 * 1024 * 1024;
+
 function readJson(file: string): Json | null {
-  if (!existsSync(file)) return null;
+  if (!pathExists(file)) return null;
+  const text = readRegularText(file, (reason) => {
+    throw new OnnxExportError(`${file}: ${reason}`);
+  }, { expected: "a JSON file", maxBytes: MAX_CONFIG_JSON_BYTES });
   try {
-    const v = JSON.parse(readFileSync(file, "utf8"));
+    const v = JSON.parse(text);
     if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error("top level is not an object");
     return v as Json;
   } catch (e) {
@@ -67,8 +74,9 @@ export function looksLikeOnnxExport(path: string): boolean {
 }
 
 export function readExportDir(path: string): ExportConfig {
-  if (!existsSync(path)) throw new OnnxExportError(`${path}: no such file or directory`);
-  const isFile = statSync(path).isFile();
+  const isFile = pathKind(path, (reason) => {
+    throw new OnnxExportError(`${path}: ${reason}`);
+  }, "an .onnx file or an ONNX export directory") === "file";
   const dir = isFile ? dirname(path) : path;
   // transformers.js keeps configs at the root and the graph under onnx/.
   const root = basename(dir) === "onnx" && !existsSync(join(dir, "config.json")) ? dirname(dir) : dir;
@@ -107,7 +115,7 @@ export function readExportDir(path: string): ExportConfig {
   const hiddenSize = first(config?.hidden_size, config?.n_embd, config?.d_model, gd.hidden_size);
   const nHeads = first(config?.num_attention_heads, config?.n_head, gd.num_attention_heads);
   const headDim = first(config?.head_dim, gd.head_size) ?? (hiddenSize && nHeads ? hiddenSize / nHeads : undefined);
-  const tokenizerFile = existsSync(join(root, "tokenizer.json")) ? join(root, "tokenizer.json") : null;
+  const tokenizerFile = pathExists(join(root, "tokenizer.json")) ? join(root, "tokenizer.json") : null;
   return {
     dir: root,
     modelFile,

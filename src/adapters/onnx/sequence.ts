@@ -8,6 +8,7 @@
 import type { AffineEdit, ResidualHooks, Sequence } from "../../core/backend.ts";
 import { checkAffineEdit, checkPrefill } from "../../core/backend-kit.ts";
 import { inPositions } from "../../core/points.ts";
+import { SteerkitError } from "../../core/errors.ts";
 import { tensor as makeTensor, type Tensor } from "../../core/tensor.ts";
 import { DataType } from "../../formats/onnx/index.ts";
 import { float32ToHalfBits, halfBitsToFloat32 } from "../../formats/half.ts";
@@ -78,7 +79,14 @@ export class OnnxSequence implements Sequence {
       for (const seg of plan.segments) {
         const segFeeds: Record<string, OrtTensor> = {};
         for (const name of seg.inputs) segFeeds[name] = feeds[name]!;
-        const out = await seg.session.run(segFeeds);
+        let out: Record<string, OrtTensor>;
+        try {
+          out = await seg.session.run(segFeeds);
+        } catch (e) {
+          // onnxruntime's own errors (a damaged graph's bad axis, shape or type at run time) reach the
+          // caller as a SteerkitError, like every other backend failure.
+          throw new SteerkitError("BACKEND_FAILED", `onnxruntime failed running the model: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+        }
         Object.assign(results, out);
         if (seg.cut && hooks) {
           const x = toResidual(out[seg.cut.tensor]!, n, info.dModel);

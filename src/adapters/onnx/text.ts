@@ -4,10 +4,36 @@
  * libraries transformers.js uses, so text behaves as in the Hugging Face stack.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { readFileSync } from "node:fs";
 import type { ChatMessage, TokenizeOptions } from "../../core/backend.ts";
 import { renderChat } from "../../core/chat-template.ts";
-import type { ExportConfig } from "./export-dir.ts";
+import { readRegularText } from "../../formats/files.ts";
+import { OnnxExportError, type ExportConfig } from "./export-dir.ts";
+
+/** tokenizer.json files of 250k-token vocabularies are ~20 MB; anything far larger is not one. */
+const MAX_TOKENIZER_JSON_BYTES = 512 * 1024 * 1024;
+
+type TokenizerJson = { model?: unknown; added_tokens?: { special?: boolean }[] };
+
+/** Read and shape-check tokenizer.json; every failure names the file (a broken one used to surface as a bare SyntaxError). */
+export function readTokenizerJson(file: string): TokenizerJson {
+  const fail = (reason: string): never => {
+    throw new OnnxExportError(`${file}: ${reason}`);
+  };
+  const text = readRegularText(file, fail, { expected: "a tokenizer.json file", maxBytes: MAX_TOKENIZER_JSON_BYTES });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    return fail(`not valid JSON (${(e as Error).message})`);
+  }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) return fail("top level is not a JSON object");
+  const t = json as TokenizerJson;
+  if (t.model === null || typeof t.model !== "object" || Array.isArray(t.model)) fail(`has no "model" object: not a tokenizers tokenizer.json`);
+  if (t.added_tokens !== undefined && (!Array.isArray(t.added_tokens) || t.added_tokens.some((a) => a === null || typeof a !== "object"))) {
+    fail(`"added_tokens" must be an array of objects`);
+  }
+  return t;
+}
 
 export interface TextCodec {
   readonly bosToken: number | null;
@@ -35,8 +61,20 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
         : null;
   if (cfg.tokenizerFile === null) return noTokenizer(cfg, chatTemplate);
 
-  const json = JSON.parse(readFileSync(cfg.tokenizerFile, "utf8")) as { added_tokens?: { special?: boolean }[] };
-  const tokenizer = new Tokenizer(json, tc);
+  const json = readTokenizerJson(cfg.tokenizerFile);
+  const file = cfg.tokenizerFile;
+  // @huggingface/tokenizers trusts the JSON's shape and fails on a damaged one with a bare TypeError,
+  // at construction or at the first encode: both are tried here, so the error names the file.
+  const build = (j: TokenizerJson): Tokenizer => {
+    try {
+      const t = new Tokenizer(j, tc);
+      t.encode("a \u00e9\u2603", { add_special_tokens: true });
+      return t;
+    } catch (e) {
+      throw new OnnxExportError(`${file}: not a tokenizer the tokenizers library can use (${(e as Error)?.message ?? String(e)})`);
+    }
+  };
+  const tokenizer = build(json);
   // tokenizers.js always turns special-token text (`<|im_start|>`) into the special token. For
   // `special: false` (user text must not inject control tokens; llama.cpp's default too) a second
   // instance is built without the special added tokens, on first use.
@@ -44,7 +82,7 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
   const plainTokenizer = (): Tokenizer => {
     if (plain) return plain;
     const added = json.added_tokens ?? [];
-    plain = added.some((t) => t.special) ? new Tokenizer({ ...json, added_tokens: added.filter((t) => !t.special) }, tc) : tokenizer;
+    plain = added.some((t) => t.special) ? build({ ...json, added_tokens: added.filter((t) => !t.special) }) : tokenizer;
     return plain;
   };
   const bosText = tokenText(tc.bos_token);

@@ -2,7 +2,8 @@
  * ONNX files on disk: the model proto plus its external data files (`model.onnx.data`), which
  * exports over 2 GiB (the protobuf limit) and most large ones use.
  */
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, writeFileSync } from "node:fs";
+import { openRegularFile, readRegularFile } from "../files.ts";
 import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { decodeModel, OnnxDecodeError } from "./decode.ts";
 import { encodeModel } from "./encode.ts";
@@ -59,8 +60,13 @@ export interface OnnxFile {
  * and the reason: not a protobuf / no graph, an external file missing or too short.
  */
 export function readOnnxFile(path: string): OnnxFile {
-  if (!existsSync(path)) throw new OnnxFileError(path, "no such file");
-  const bytes = new Uint8Array(readFileSync(path));
+  const bytes = readRegularFile(
+    path,
+    (reason) => {
+      throw new OnnxFileError(path, reason);
+    },
+    { expected: "an .onnx file" },
+  );
   let model: OnnxModel;
   try {
     model = decodeModel(bytes);
@@ -76,10 +82,13 @@ export function readOnnxFile(path: string): OnnxFile {
     let data = externalFiles.get(ref.location);
     if (data === undefined) {
       const file = resolveLocation(path, dir, ref.location);
-      if (!existsSync(file)) {
-        throw new OnnxFileError(path, `external data file "${ref.location}" (for initializer "${t.name}") not found at ${file}`);
-      }
-      data = statSync(file).size === 0 ? new Uint8Array(0) : Bun.mmap(file, { shared: false });
+      // Opened and checked before mapping: a FIFO or a device named as external data must not hang the load.
+      const { fd, size } = openRegularFile(file, (reason) => {
+        const what = reason === "no such file or directory" ? "not found" : reason;
+        throw new OnnxFileError(path, `external data file "${ref.location}" (for initializer "${t.name}") at ${file}: ${what}`);
+      });
+      closeSync(fd);
+      data = size === 0 ? new Uint8Array(0) : Bun.mmap(file, { shared: false });
       externalFiles.set(ref.location, data);
     }
     const need = ref.offset + (ref.length ?? 0);

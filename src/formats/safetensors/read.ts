@@ -16,7 +16,8 @@
  * Written here rather than taken from npm: the packages there either read the whole file into
  * memory or stop at the header, and none converts BF16.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, readSync } from "node:fs";
+import { openRegularFile } from "../files.ts";
 import { SteerkitError } from "../../core/errors.ts";
 import { bf16BitsToFloat32, halfBitsToFloat32 } from "../half.ts";
 
@@ -78,14 +79,8 @@ export function openSafetensors(path: string, options: { label?: string } = {}):
   const fail = (reason: string): never => {
     throw new SafetensorsError(label, reason);
   };
-  let fd: number;
+  const { fd, size: fileSize } = openRegularFile(path, fail);
   try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    return fail(`cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  try {
-    const fileSize = fstatSync(fd).size;
     if (fileSize < 8) fail(`not a safetensors file: ${fileSize} bytes, shorter than the 8-byte header length`);
     const head = readExactly(fd, 0, 8, label);
     const n = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
@@ -166,12 +161,7 @@ export function readTensor(file: SafetensorsFile, name: string, shape?: readonly
     fail(`tensor "${name}" has shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]`);
   }
   if (!READABLE.includes(t.dtype)) fail(`tensor "${name}" is ${t.dtype}; only ${READABLE.join(", ")} are supported`);
-  let fd: number;
-  try {
-    fd = openSync(file.path, "r");
-  } catch (e) {
-    return fail(`cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  const { fd } = openRegularFile(file.path, fail);
   try {
     // The file may have changed since its header was read: check again before reading.
     const size = fstatSync(fd).size;
