@@ -1,6 +1,7 @@
 /** Argument parsing for the CLI: node's `util.parseArgs`, with errors that name the flag. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { SteerkitError } from "../core/errors.ts";
+import { readRegularText } from "../formats/files.ts";
 
 /** A usage error: printed without a stack, exit code 2. */
 export class CliError extends SteerkitError {
@@ -35,4 +36,14 @@ export function numberFlag(name: string, value: string | undefined, check: { int
     throw new CliError(`--${name} must be ${want}, got "${value}"`);
   }
   return n;
+}
+
+/**
+ * The text of a file a flag names (`--input`, `--corpus`, ...), through the shared reader: a FIFO or
+ * device fails at once rather than blocking the command; errors name the flag and the file.
+ */
+export function readFlagFile(flag: string, path: string): string {
+  return readRegularText(path, (reason) => {
+    throw new CliError(`--${flag}: cannot read ${path} (${reason})`);
+  });
 }

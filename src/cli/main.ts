@@ -5,6 +5,7 @@
  */
 import { CliError, type Command } from "./args.ts";
 import { convertCommand } from "./commands/convert.ts";
+import { directionsCommand } from "./commands/directions/index.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { pluginsCommand } from "./commands/plugins.ts";
@@ -16,6 +17,7 @@ const commands: Record<string, Command> = {
   convert: convertCommand,
   plugins: pluginsCommand,
   sae: saeCommand,
+  directions: directionsCommand,
 };
 
 const usage = `steerkit — steer language models at inference time

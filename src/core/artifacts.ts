@@ -14,6 +14,8 @@
 import { readRegularText } from "../formats/files.ts";
 import { SteerkitError } from "./errors.ts";
 import { parsePoint, pointName } from "./sites.ts";
+import { controlVectorPoints, readControlVector } from "../directions/control-vector.ts";
+import { readDirectionFile } from "../directions/file.ts";
 
 /** Where an artifact comes from: a file or directory (trusted configuration only), or a value in memory. */
 export type ArtifactSource = { readonly path: string } | { readonly value: unknown };
@@ -147,24 +149,45 @@ export interface Direction {
   /** Per-point vectors by canonical point name. */
   readonly byPoint: ReadonlyMap<string, Float32Array>;
   readonly width: number;
+  /**
+   * Mean L2 norm of the residual rows each direction was extracted from, by canonical point name
+   * (direction files written by `steerkit directions extract`); `add-vector`'s norm-relative scale
+   * needs it.
+   */
+  readonly meanNorms?: ReadonlyMap<string, number>;
+  /** The file's header strings (safetensors `__metadata__`), when it has any. */
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
 /** A direction file larger than this is refused before it is read (one vector per point of a wide model fits). */
 export const MAX_DIRECTION_FILE_BYTES = 256 * 1024 * 1024;
 
 /**
- * The `direction` kind. A JSON file (or an in-memory value) holding either an array of numbers
- * (one direction for every point) or an object of point name -> array of numbers. Every vector
- * has the same width and only finite values.
+ * The `direction` kind, read by file extension:
+ * - `.safetensors`: a Steerkit direction file (`src/directions/file.ts`: one F32 tensor per point,
+ *   named by the point, or one named `direction` for every point; provenance and mean residual
+ *   norms in the header);
+ * - `.gguf`: a llama.cpp / repeng control vector (`direction.N` -> `resid_post.N`, strength 1; sum
+ *   several with strengths through `sumControlVectors` and register the result as a value);
+ * - anything else: JSON, an array of numbers (one direction for every point) or an object of point
+ *   name -> array of numbers.
+ * An in-memory value takes the JSON shapes (arrays may be Float32Arrays). Every vector has the same
+ * width, only finite values and a non-zero norm.
  */
 export const directionArtifact = defineArtifactKind<Direction>({
   name: "direction",
-  description: "a residual direction: one vector, or one per point (JSON)",
+  description: "a residual direction: one vector, or one per point (JSON, Steerkit .safetensors, or a control-vector .gguf)",
   load(source, name) {
     let value: unknown;
     // Named, not by path: the message may reach a request, which must not learn the server's files.
     const where = `direction "${name}"`;
     if ("path" in source) {
+      const ext = source.path.toLowerCase().slice(source.path.lastIndexOf("."));
+      if (ext === ".safetensors") return readDirectionFile(source.path, where);
+      if (ext === ".gguf") {
+        const cv = readControlVector(source.path, { where });
+        return { vector: null, byPoint: controlVectorPoints(cv), width: cv.width, metadata: cv.modelHint === null ? {} : { model_hint: cv.modelHint } };
+      }
       const text = readRegularText(
         source.path,
         (reason) => {
@@ -204,7 +227,8 @@ function parseDirection(value: unknown, where: string): Direction {
   if (typeof value !== "object" || value === null) return bad(`expected an array of numbers or an object of point name -> array, got ${value === null ? "null" : typeof value}`);
   const byPoint = new Map<string, Float32Array>();
   let width = -1;
-  for (const [key, v] of Object.entries(value)) {
+  const entries = value instanceof Map ? [...(value as Map<string, unknown>)] : Object.entries(value);
+  for (const [key, v] of entries) {
     let name: string;
     try {
       const p = parsePoint(key);

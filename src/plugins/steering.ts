@@ -33,35 +33,46 @@ interface PreparedVectors {
 
 /**
  * Resolve the vector option for every chosen point, checked against the model's width and
- * transformed (scaled, normalized) by `shape`. Inline vectors resolve synchronously.
+ * transformed (scaled, normalized) by `shape`, which also gets the point's name. Without `points`,
+ * a per-point direction runs at the points it has (a control vector, an extracted direction file);
+ * inline vectors and single shared vectors need `points`. Inline vectors resolve synchronously.
  */
 function prepareVectors(
   option: "vector" | "direction",
   value: readonly number[] | string,
-  points: PointsSpec,
+  points: PointsSpec | undefined,
   ctx: PrepareContext,
-  shape: (vec: ArrayLike<number>, at: string) => Float32Array,
+  shape: (vec: Float32Array, at: string, point: string, dir: Direction) => Float32Array,
+  /** `shape` depends only on the vector (not the point): a shared vector is shaped once and shared. */
+  pointFree: boolean,
 ): PreparedVectors | Promise<PreparedVectors> {
   const { model } = ctx;
-  let chosen: HookPoint[];
-  try {
-    chosen = resolvePoints(points, model.nLayers);
-  } catch (e) {
-    return ctx.invalid("points", (e as Error).message);
-  }
+  const resolve = (spec: PointsSpec): HookPoint[] => {
+    try {
+      return resolvePoints(spec, model.nLayers);
+    } catch (e) {
+      return ctx.invalid("points", (e as Error).message);
+    }
+  };
+  const given = points === undefined ? null : resolve(points);
   const build = (dir: Direction, label: string): PreparedVectors => {
     if (dir.width !== model.dModel) ctx.invalid(option, `${label} has ${dir.width} values; the model's residual has ${model.dModel}`);
+    if (given === null && dir.vector) ctx.invalid("points", `${label} is one vector for every point: say where to apply it with points`);
+    const chosen = given ?? resolve([...dir.byPoint.keys()]);
     const byIndex: (Float32Array | null)[] = new Array(2 * model.nLayers + 1).fill(null);
-    const shared = dir.vector ? shape(dir.vector, label) : null;
+    const shared = dir.vector && pointFree ? shape(dir.vector, label, "", dir) : null;
     for (const p of chosen) {
       const name = pointName(p);
       const own = dir.byPoint.get(name);
-      if (!own && !shared) ctx.invalid(option, `${label} has no vector for ${name} (it has ${[...dir.byPoint.keys()].join(", ")})`);
-      byIndex[pointIndex(p, model.nLayers)] = own ? shape(own, `${label} at ${name}`) : shared;
+      if (!own && !dir.vector) ctx.invalid(option, `${label} has no vector for ${name} (it has ${[...dir.byPoint.keys()].join(", ")})`);
+      byIndex[pointIndex(p, model.nLayers)] = own ? shape(own, `${label} at ${name}`, name, dir) : (shared ?? shape(dir.vector!, label, name, dir));
     }
     return { points: chosen, byIndex };
   };
-  if (typeof value !== "string") return build({ vector: Float32Array.from(value), byPoint: new Map(), width: value.length }, option);
+  if (typeof value !== "string") {
+    if (given === null) return ctx.invalid("points", `an inline ${option} needs points`);
+    return build({ vector: Float32Array.from(value), byPoint: new Map(), width: value.length }, option);
+  }
   return ctx.artifacts.load(directionArtifact, value).then((dir) => build(dir, `direction "${value}"`));
 }
 
@@ -73,21 +84,42 @@ export const addVector = definePlugin({
   name: "add-vector",
   description: "Activation addition: add scale * vector to the residual stream at the given points and positions.",
   options: v.object({
-    points: PointsOption(),
+    /** Where to add; optional when `vector` names a per-point direction (then: the points it has). */
+    points: v.optional(PointsOption()),
     vector: VectorOrArtifact,
     scale: v.optional(v.pipe(v.number(), v.finite()), 1),
+    /**
+     * "mean-norm": `scale` is a multiple of the mean residual norm at each point, recorded in the
+     * direction file at extraction, and the vector is used as a unit vector:
+     * `x += scale * meanNorm(point) * v/|v|`. Absent: `x += scale * v`.
+     */
+    relativeTo: v.optional(v.literal("mean-norm")),
     /** Rows to add to: "all" (default), "prompt", "generated", or { from, to? } absolute positions. */
     positions: PositionsOption(),
   }),
   needs: ["residual:write"],
-  prepare: (o, ctx) =>
-    prepareVectors("vector", o.vector, o.points, ctx, (vec, at) => {
-      const c = Float32Array.from(vec, (x) => x * o.scale);
+  prepare: (o, ctx) => {
+    if (o.relativeTo !== undefined && typeof o.vector !== "string") {
+      return ctx.invalid("relativeTo", `"${o.relativeTo}" needs a registered direction whose file records mean residual norms, not an inline vector`);
+    }
+    return prepareVectors("vector", o.vector, o.points, ctx, (vec, at, point, dir) => {
+      let factor = o.scale;
+      if (o.relativeTo === "mean-norm") {
+        const mean = dir.meanNorms?.get(point);
+        if (mean === undefined) {
+          ctx.invalid("relativeTo", `${at} has no mean residual norm for ${point} (its file records ${dir.meanNorms ? [...dir.meanNorms.keys()].join(", ") || "none" : "none"}; extract it with steerkit directions extract)`);
+        }
+        let ss = 0;
+        for (let i = 0; i < vec.length; i++) ss += vec[i]! * vec[i]!;
+        factor = (o.scale * mean!) / Math.sqrt(ss);
+      }
+      const c = Float32Array.from(vec, (x) => x * factor);
       // A finite vector times a finite scale can still overflow float32: that is bad input, not NaN logits later.
       const bad = c.findIndex((x) => !Number.isFinite(x));
       if (bad >= 0) ctx.invalid("scale", `${at}[${bad}] times scale ${o.scale} overflows float32`);
       return c;
-    }),
+    }, o.relativeTo === undefined);
+  },
   create(o, { model, prepared, promptTokens }) {
     const d = model.dModel;
     const range = resolvePositions(o.positions, promptTokens.length);
@@ -131,7 +163,7 @@ export const ablateDirection = definePlugin({
       const n = Math.sqrt(ss);
       if (!(n > 0) || !Number.isFinite(n)) ctx.invalid("direction", `${at} has norm ${n}; a direction needs a finite, non-zero norm`);
       return Float32Array.from(vec, (x) => x / n);
-    }),
+    }, true),
   create(o, { model, prepared, promptTokens }) {
     const d = model.dModel;
     const range = resolvePositions(o.positions, promptTokens.length);

@@ -50,7 +50,7 @@ describe("steerkit CLI", () => {
     expect(a.tokens).toEqual(b.tokens);
     const bad = cli(...args, "--recipe", named, "--direction", "concept");
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain('--direction must be <name>=<file.json>, got "concept"');
+    expect(bad.stderr).toContain('--direction must be <name>=<file>, got "concept"');
     const missing = cli(...args, "--recipe", named);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('no direction named "concept" is registered');

@@ -99,8 +99,9 @@ describe("prepare inference", () => {
 describe("the built-ins' options", () => {
   test("points and positions are the shared option types", () => {
     type AddInput = Parameters<typeof addVector>[0];
-    expectTypeOf<AddInput["points"]>().toEqualTypeOf<"all" | "every" | string[]>();
-    expectTypeOf<AddInput["points"]>().toMatchTypeOf<PointsSpec>();
+    // Optional: a per-point direction artifact brings its own points.
+    expectTypeOf<AddInput["points"]>().toEqualTypeOf<"all" | "every" | string[] | undefined>();
+    expectTypeOf<NonNullable<AddInput["points"]>>().toMatchTypeOf<PointsSpec>();
     expectTypeOf<NonNullable<AddInput["positions"]>>().toMatchTypeOf<PositionsSpec>();
     expectTypeOf<AddInput["vector"]>().toEqualTypeOf<number[] | string>();
     type LoggerInput = Parameters<typeof logger>[0];

@@ -131,6 +131,23 @@ describe("special files are refused at once, by kind", () => {
     expect(p.stderr.toString()).toContain(`${fifo}: is a FIFO`);
   });
 
+  test("files named by CLI flags (prompt sets, corpora, input vectors) refuse a FIFO at once", () => {
+    const fifo = join(dir, "inputs.fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const main = join(import.meta.dir, "../../src/cli/main.ts");
+    const sae = join(import.meta.dir, "../../models/sae/stories260K-resid_post.2-topk");
+    for (const args of [
+      ["sae", "encode", sae, "--input", fifo],
+      ["sae", "features", sae, "--latent", "1", "--texts", fifo],
+      ["directions", "extract", "--a", fifo, "--b", fifo, "--out", join(dir, "never.safetensors")],
+    ]) {
+      const p = Bun.spawnSync(["bun", main, ...args], { env: { ...process.env, NO_COLOR: "1" }, timeout: 30_000 });
+      expect(p.signalCode ?? null).toBeNull();
+      expect(p.exitCode).not.toBe(0);
+      expect(p.stderr.toString()).toContain("FIFO");
+    }
+  });
+
   test("a broken tokenizer.json names the file", async () => {
     const exp = join(dir, "broken-tokenizer");
     mkdirSync(exp);

@@ -16,9 +16,10 @@ Usage: steerkit generate --prompt <text> [options]
   --chat                  treat the prompt as a user message and apply the model's chat template
   --recipe <file.json>    steering recipe: [{ "plugin": "<name>", "options": {...} }] (trusted: may write
                           files and import steerkit-plugin-* packages)
-  --direction <name>=<file.json>
-                          register a direction the recipe can name (repeatable): a JSON array of
-                          numbers, or an object of point name -> array
+  --direction <name>=<file>
+                          register a direction the recipe can name (repeatable): a direction file
+                          (.safetensors), a llama.cpp control vector (.gguf), or JSON (an array of
+                          numbers, or an object of point name -> array)
   --max-tokens <n>        tokens to generate (default 128)
   --seed <n>              sampling seed, 0..4294967295 (default: random, printed with --json)
   --temperature <t>       0 = greedy (default 0.8)
@@ -101,7 +102,7 @@ function artifactFlags(directions: readonly string[]): Artifacts {
   const artifacts = createArtifacts();
   for (const flag of directions) {
     const eq = flag.indexOf("=");
-    if (eq <= 0 || eq === flag.length - 1) throw new CliError(`--direction must be <name>=<file.json>, got "${flag}"`);
+    if (eq <= 0 || eq === flag.length - 1) throw new CliError(`--direction must be <name>=<file>, got "${flag}"`);
     artifacts.register(flag.slice(0, eq), directionArtifact, { path: flag.slice(eq + 1) });
   }
   return artifacts;

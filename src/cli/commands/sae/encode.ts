@@ -1,6 +1,5 @@
-import { readFileSync } from "node:fs";
 import { decode, encode, newRowScale, type Sae } from "../../../sae/sae.ts";
-import { CliError, parse, type Command } from "../../args.ts";
+import { CliError, parse, type Command, readFlagFile } from "../../args.ts";
 import { openSae, saeFlags, saeFlagsHelp } from "./options.ts";
 
 const help = `steerkit sae encode — encode vectors with an SAE and decode them back (dense, no model needed)
@@ -52,12 +51,7 @@ export const saeEncodeCommand: Command = {
     const { values, positionals } = parse(argv, { ...saeFlags, input: { type: "string" } }, true);
     if (positionals.length !== 1) throw new CliError(`expected one SAE directory, got ${positionals.length}`);
     if (values.input === undefined) throw new CliError("--input <vectors.json> is required");
-    let text: string;
-    try {
-      text = readFileSync(values.input, "utf8");
-    } catch (e) {
-      throw new CliError(`--input: cannot read ${values.input} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
+    const text = readFlagFile("input", values.input);
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);

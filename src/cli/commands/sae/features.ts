@@ -4,14 +4,13 @@
  * prompt files (contrast); top-activating contexts of one latent over a text file. `--json` prints
  * one object; a progress bar with an ETA goes to stderr on a terminal.
  */
-import { readFileSync } from "node:fs";
 import { openModel } from "../../../adapters/index.ts";
 import { createArtifacts } from "../../../core/artifacts.ts";
 import { DEFAULT_MODEL_PATH } from "../../../default-model.ts";
 import { saeArtifact } from "../../../sae/artifact.ts";
 import { activeLatents, contrastLatents, topContexts } from "../../../sae/discover.ts";
 import type { Sae } from "../../../sae/sae.ts";
-import { CliError, numberFlag, parse, type Command } from "../../args.ts";
+import { CliError, numberFlag, parse, type Command, readFlagFile } from "../../args.ts";
 import { progressBar } from "../../progress.ts";
 
 export const featuresHelp = `steerkit sae features — find SAE latents: per token, by contrast, or by top contexts
@@ -49,12 +48,7 @@ const defaultIo: FeaturesIo = {
 };
 
 function lines(file: string, flag: string): string[] {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new CliError(`--${flag}: cannot read ${file}: ${(e as Error).message}`);
-  }
+  const text = readFlagFile(flag, file);
   const out = text.split("\n").map((l) => l.trim()).filter((l) => l.length > 0);
   if (out.length === 0) throw new CliError(`--${flag}: ${file} has no non-empty lines`);
   return out;

@@ -3,7 +3,6 @@
  * Every step is seeded, so the printed command reproduces the weights byte for byte on the same
  * backend. Progress goes to stderr (on a terminal); `--json` prints one summary object on stdout.
  */
-import { readFileSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { openModel } from "../../../adapters/index.ts";
 import { pointName, parsePoint } from "../../../core/sites.ts";
@@ -11,7 +10,7 @@ import { DEFAULT_MODEL_PATH } from "../../../default-model.ts";
 import { collectResiduals, generateCorpus } from "../../../sae/collect.ts";
 import { saveSaelens } from "../../../sae/save-saelens.ts";
 import { trainSae, type TrainArchitecture } from "../../../sae/train.ts";
-import { CliError, numberFlag, parse, type Command } from "../../args.ts";
+import { CliError, numberFlag, parse, type Command, readFlagFile } from "../../args.ts";
 import { progressBar } from "../../progress.ts";
 
 const help = `steerkit sae train — train a sparse autoencoder on a model's residual stream, write SAELens format
@@ -180,12 +179,7 @@ export const saeTrainCommand: Command = {
 
 /** Texts from a .txt file (separated by blank lines) or a .jsonl file (strings, or objects with "text"). */
 export function readCorpus(path: string): string[] {
-  let raw: string;
-  try {
-    raw = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new CliError(`--corpus: cannot read ${path}: ${(e as Error).message}`);
-  }
+  const raw = readFlagFile("corpus", path);
   let texts: string[];
   if (path.toLowerCase().endsWith(".jsonl")) {
     texts = raw.split("\n").flatMap((line, i) => {

@@ -1,0 +1,11 @@
+/**
+ * `steerkit/directions`: extract residual directions from two prompt sets, save them as direction
+ * files, and read and write llama.cpp / repeng control vectors. The `direction` artifact kind (in
+ * core) loads every one of these formats by extension.
+ */
+export { extractDirections, saveExtraction, EXTRACT_METHODS, EXTRACT_POSITIONS } from "./extract.ts";
+export type { ExtractMethod, ExtractOptions, ExtractPositions, Extraction, PointSummary } from "./extract.ts";
+export { readDirectionFile, writeDirectionFile, DIRECTION_FORMAT, type DirectionFileContents } from "./file.ts";
+export { readControlVector, sumControlVectors, controlVectorPoints, encodeControlVector, writeControlVector, CONTROL_VECTOR_ARCH, type ControlVector } from "./control-vector.ts";
+export { readPromptSet, hashPromptSet, preparePrompt, type PromptFormat, type PreparedPrompt } from "./prompts.ts";
+export { differenceOfMeans, pcaOfDifferences, separation, cosine, type PcaResult, type Separation } from "./math.ts";
