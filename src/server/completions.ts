@@ -25,9 +25,12 @@ export interface CompletionInput {
   readonly prompt?: string;
 }
 
+/** What a completion streams: the generation's events, or how it failed (always last). */
+export type CompletionEvent = GenerationEvent | { readonly type: "error"; readonly error: unknown };
+
 export interface RunningCompletion {
-  /** The generation's events; cancelling stops it, and its slot is released once its sequence is freed. */
-  readonly events: ReadableStream<GenerationEvent>;
+  /** The generation's events, a failure as the last; cancelling stops it, and its slot is released once its sequence is freed. */
+  readonly events: ReadableStream<CompletionEvent>;
   readonly promptTokens: number;
 }
 
@@ -68,7 +71,9 @@ export async function startCompletion(state: ServerState, input: CompletionInput
   const deadline = AbortSignal.timeout(limits.requestTimeoutMs);
   const generation = new AbortController();
   const signal = AbortSignal.any([clientSignal, deadline, state.closing, generation.signal]);
-  const slot = await state.slots.acquire(signal);
+  const slot = await state.slots.acquire(signal).catch((e) => {
+    throw timeoutAware(e, signal);
+  });
   let finished = false;
   const release = () => {
     finished = true;
@@ -120,8 +125,10 @@ async function resolveSteering(state: ServerState, steering: string | unknown[] 
 }
 
 /**
- * Pass the events through, recording metrics, and release the slot when the generation has
- * really ended (its sequence freed): on the result, on an error, or after a cancel has drained.
+ * Read the generation's events eagerly into a stream of our own, recording metrics, and release
+ * the slot when the generation has really ended (its sequence freed). Eagerly, and with a failure
+ * delivered as an `error` event rather than by erroring the stream: an errored stream drops the
+ * tokens still queued in it, and the client must see every token that was generated before it.
  */
 function observe(
   state: ServerState,
@@ -131,54 +138,50 @@ function observe(
   signal: AbortSignal,
   release: () => void,
   abort: (reason: unknown) => void,
-): ReadableStream<GenerationEvent> {
-  const reader = events.getReader();
-  let first = true;
-  let ended = false;
-  const end = (result: GenerationResult | null) => {
-    if (ended) return;
-    ended = true;
-    release();
-    if (result) state.metrics.generation(prompt, result.tokens.length, (result.timings.prefillMs + result.timings.decodeMs) / 1000, result.timings.tokensPerSecond);
-    else if (signal.aborted) state.metrics.cancelled++;
-  };
-  return new ReadableStream<GenerationEvent>({
-    async pull(controller) {
-      try {
+): ReadableStream<CompletionEvent> {
+  let out!: ReadableStreamDefaultController<CompletionEvent>;
+  let open = true;
+  const push = (ev: CompletionEvent) => open && out.enqueue(ev);
+  void (async () => {
+    const reader = events.getReader();
+    let result: GenerationResult | null = null;
+    let first = true;
+    try {
+      for (;;) {
         const { value, done } = await reader.read();
-        if (done) {
-          end(null);
-          controller.close();
-          return;
-        }
+        if (done) break;
         if (first && value.type === "token") {
           first = false;
           state.metrics.firstToken((performance.now() - started) / 1000);
         }
-        controller.enqueue(value);
-        if (value.type === "done") end(value.result);
-      } catch (e) {
-        end(null);
-        controller.error(timeoutAware(e, signal));
+        if (value.type === "done") result = value.result;
+        push(value);
       }
+    } catch (e) {
+      push({ type: "error", error: timeoutAware(e, signal) });
+    }
+    release();
+    if (result) state.metrics.generation(prompt, result.tokens.length, (result.timings.prefillMs + result.timings.decodeMs) / 1000, result.timings.tokensPerSecond);
+    else if (signal.aborted) state.metrics.cancelled++;
+    if (open) out.close();
+  })();
+  return new ReadableStream<CompletionEvent>({
+    start(controller) {
+      out = controller;
     },
     cancel(reason) {
-      // Abort through the signal, not reader.cancel: the stream then errors once the generation
-      // has stopped and freed its sequence, and only then is the slot given back.
+      // Stop the generation; the pump above sees it end (sequence freed) and gives the slot back.
+      open = false;
       abort(reason ?? new DOMException("the client went away", "AbortError"));
-      void (async () => {
-        try {
-          while (!(await reader.read()).done);
-        } catch {}
-        end(null);
-      })();
     },
   });
 }
 
+/** An abort as what it means to the client: its deadline passed, or it was cancelled (it left, or the server is closing). */
 function timeoutAware(e: unknown, signal: AbortSignal): unknown {
-  if (signal.aborted && signal.reason instanceof DOMException && signal.reason.name === "TimeoutError") {
+  if (!signal.aborted) return e;
+  if (signal.reason instanceof DOMException && signal.reason.name === "TimeoutError") {
     return new ApiError(504, "timeout_error", "TIMEOUT", "the request took longer than this server allows and was stopped");
   }
-  return e;
+  return new ApiError(503, "server_error", "CANCELLED", "the request was cancelled: the client left or the server is shutting down");
 }

@@ -6,7 +6,7 @@
  */
 import { vValidator } from "@hono/valibot-validator";
 import { Hono } from "hono";
-import type { FinishReason, GenerationEvent, GenerationResult } from "../core/generate.ts";
+import type { FinishReason, GenerationResult } from "../core/generate.ts";
 import { startCompletion, type CompletionInput } from "./completions.ts";
 import { respondError, toOpenAIError, validationError } from "./errors.ts";
 import { describePlugin } from "./plugin-schemas.ts";
@@ -80,6 +80,7 @@ async function complete(c: Parameters<typeof respondError>[0], state: ServerStat
   if (!body.stream) {
     try {
       for await (const ev of run.events) {
+        if (ev.type === "error") throw ev.error;
         if (ev.type === "done") return c.json({ ...head, choices: [choice(kind, ev.result.text, ev.result)], usage: usage(ev.result), steerkit: extra(ev.result) });
       }
       throw new Error("the generation ended without a result");
@@ -94,34 +95,38 @@ async function complete(c: Parameters<typeof respondError>[0], state: ServerStat
   const line = (data: unknown) => encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
   const delta = (text: string, finish: string | null, first = false) =>
     kind === "chat"
-      ? { ...chunkHead, choices: [{ index: 0, delta: first ? { role: "assistant", content: text } : finish ? {} : { content: text }, logprobs: null, finish_reason: finish }] }
+      ? { ...chunkHead, choices: [{ index: 0, delta: first ? { role: "assistant", content: "" } : finish ? {} : { content: text }, logprobs: null, finish_reason: finish }] }
       : { ...chunkHead, choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] };
   const reader = run.events.getReader();
-  let first = true;
   const sse = new ReadableStream<Uint8Array>({
+    // Something at once, so the status and headers go out before the first token (Bun sends
+    // them with the first chunk): the role chunk OpenAI also sends first, or an SSE comment.
+    start(controller) {
+      controller.enqueue(kind === "chat" ? line(delta("", null, true)) : encoder.encode(": steerkit\n\n"));
+    },
+    // Each pull must enqueue or close (a pull that enqueues nothing is not called again), so
+    // events without text (a token that only starts a character) are skipped in a loop.
     async pull(controller) {
-      let ev: Awaited<ReturnType<typeof reader.read>>;
-      try {
-        ev = await reader.read();
-      } catch (e) {
-        // Mid-stream failure (a plugin, a timeout): OpenAI's clients read `data: {"error": ...}`.
-        controller.enqueue(line(toOpenAIError(e).body));
+      for (;;) {
+        const ev = await reader.read();
+        if (ev.done) return controller.close();
+        const e = ev.value;
+        if (e.type === "error") {
+          // Mid-stream failure (a plugin, a timeout): OpenAI's clients read `data: {"error": ...}`.
+          controller.enqueue(line(toOpenAIError(e.error).body));
+          controller.enqueue(line("[DONE]"));
+          return controller.close();
+        }
+        if (e.type !== "done") {
+          if (e.text.length === 0) continue;
+          controller.enqueue(line(delta(e.text, null)));
+          return;
+        }
+        controller.enqueue(line({ ...delta("", FINISH_REASONS[e.result.finishReason]), steerkit: extra(e.result) }));
+        if (includeUsage) controller.enqueue(line({ ...chunkHead, choices: [], usage: usage(e.result) }));
         controller.enqueue(line("[DONE]"));
-        controller.close();
-        return;
+        return controller.close();
       }
-      if (ev.done) return controller.close();
-      const e = ev.value;
-      if (e.type !== "done") {
-        if (e.text.length > 0 || first) controller.enqueue(line(delta(e.text, null, first)));
-        first = false;
-        return;
-      }
-      if (first && kind === "chat") controller.enqueue(line(delta("", null, true)));
-      controller.enqueue(line({ ...delta("", FINISH_REASONS[e.result.finishReason]), steerkit: extra(e.result) }));
-      if (includeUsage) controller.enqueue(line({ ...chunkHead, choices: [], usage: usage(e.result) }));
-      controller.enqueue(line("[DONE]"));
-      controller.close();
     },
     cancel(reason) {
       return reader.cancel(reason); // the client left: stops the generation, frees its sequence

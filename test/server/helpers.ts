@@ -42,7 +42,8 @@ export const vec = (model: Model, x: number) => Array.from({ length: model.info.
 
 /** Parse an OpenAI SSE body: the JSON chunks, and whether it ended with [DONE]. */
 export function sseChunks(text: string): { chunks: any[]; done: boolean } {
-  const datas = text.trim().split("\n\n").map((c) => /^data: (.*)$/s.exec(c)![1]!);
+  const events = text.trim().split("\n\n").filter((c) => !c.startsWith(":")); // SSE comments
+  const datas = events.map((c) => /^data: (.*)$/s.exec(c)![1]!);
   const done = datas.at(-1) === "[DONE]";
   return { chunks: (done ? datas.slice(0, -1) : datas).map((d) => JSON.parse(d)), done };
 }
