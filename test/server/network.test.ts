@@ -119,6 +119,21 @@ describe("the server over HTTP on loopback", () => {
     await server.whenIdle();
   });
 
+  test("close() stops running generations, refuses new requests with 503, and resolves once all have ended", async () => {
+    const g = gate();
+    const { server, post } = await listen({ registry: registry(g.plugin), parallel: 1 });
+    const running = await post("/v1/completions", { prompt: "Once", max_tokens: 8, stream: true, steering: [{ plugin: "gate", options: { from: 2 } }] });
+    const closed = server.close();
+    g.state.open();
+    await closed;
+    const { chunks, done } = sseChunks(await running.text());
+    expect(done).toBe(true);
+    expect(chunks.at(-1).error.code).toBe("CANCELLED");
+    const after = await post("/v1/completions", { prompt: "Once", max_tokens: 1 });
+    expect(after.status).toBe(503);
+    expect((await json(after)).error.code).toBe("SHUTTING_DOWN");
+  });
+
   test("the official openai client streams a chat completion with a steering field", async () => {
     const { url } = await listen({ apiKey: "test-key" });
     const client = new OpenAI({ baseURL: url + "/v1", apiKey: "test-key" });
