@@ -41,8 +41,8 @@ describe("examples/chat.ts", () => {
     expect(out).toContain("llama (llama-cpp, 5 layers)");
     expect(url).toStartWith("http://127.0.0.1:");
     expect(await (await fetch(url + "/health")).json()).toMatchObject({ status: "ok" });
-    expect((await (await fetch(url + "/v1/presets")).json()).data).toEqual([{ name: "concept", description: "the concept, added", plugins: ["add-vector"] }]);
-    expect((await (await fetch(url + "/v1/plugins")).json()).artifacts).toEqual([
+    expect(((await (await fetch(url + "/v1/presets")).json()) as any).data).toEqual([{ name: "concept", description: "the concept, added", plugins: ["add-vector"] }]);
+    expect(((await (await fetch(url + "/v1/plugins")).json()) as any).artifacts).toEqual([
       { name: "concept", kind: "direction", source: "file" },
       { name: "features", kind: "sae", source: "file" },
     ]);
