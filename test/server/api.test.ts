@@ -59,6 +59,15 @@ describe("OpenAI-compatible answers on the embedded model", () => {
     expect(chunks.at(-1)).toMatchObject({ choices: [], usage: whole.usage });
   });
 
+  test("content given as text parts is the same as the joined string; the model field is accepted and answered by this model", async () => {
+    const ask = (content: unknown) => post("/v1/chat/completions", { model: "gpt-4o", messages: [{ role: "user", content }], max_tokens: 8, temperature: 0 }).then(json);
+    const parts = await ask([{ type: "text", text: "Tell me " }, { type: "text", text: "a story" }]);
+    const whole = await ask("Tell me a story");
+    expect(parts.choices[0].message.content).toBe(whole.choices[0].message.content);
+    expect(parts.model).toBe("llama");
+    expect(await errorOf(await post("/v1/chat/completions", { messages: [{ role: "user", content: [{ type: "image_url", image_url: "x" }] }] }))).toMatchObject({ param: "messages.0.content", message: expect.stringContaining("content must be a string or an array of text parts") });
+  });
+
   test("without include_usage there is no usage chunk; a text completion streams text chunks", async () => {
     const { chunks, done } = sseChunks(await (await complete({ stream: true })).text());
     expect(done).toBe(true);
