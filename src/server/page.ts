@@ -63,7 +63,9 @@ async function run(i, body) {
       const { value, done } = await reader.read(); if (done) break;
       buf += value; let k;
       while ((k = buf.indexOf("\\n\\n")) >= 0) {
-        const data = buf.slice(6, k); buf = buf.slice(k + 2);
+        const event = buf.slice(0, k); buf = buf.slice(k + 2);
+        if (!event.startsWith("data: ")) continue; // SSE comments
+        const data = event.slice(6);
         if (data === "[DONE]") continue;
         const chunk = JSON.parse(data);
         if (chunk.error) { stats.append(Object.assign(document.createElement("span"), { className: "error", textContent: chunk.error.message })); continue; }
