@@ -60,7 +60,7 @@ describe("OpenAI-compatible answers on the embedded model", () => {
   });
 
   test("content given as text parts is the same as the joined string; the model field is accepted and answered by this model", async () => {
-    const ask = (content: unknown) => post("/v1/chat/completions", { model: "gpt-4o", messages: [{ role: "user", content }], max_tokens: 8, temperature: 0 }).then(json);
+    const ask = async (content: unknown) => json(await post("/v1/chat/completions", { model: "gpt-4o", messages: [{ role: "user", content }], max_tokens: 8, temperature: 0 }));
     const parts = await ask([{ type: "text", text: "Tell me " }, { type: "text", text: "a story" }]);
     const whole = await ask("Tell me a story");
     expect(parts.choices[0].message.content).toBe(whole.choices[0].message.content);
