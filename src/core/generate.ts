@@ -6,6 +6,7 @@
 import * as v from "valibot";
 import type { Artifacts } from "./artifacts.ts";
 import type { ChatMessage, Model } from "./backend.ts";
+import { chatPromptTokens } from "./chat-tokens.ts";
 import { compileChain, preparePlugins, preparePluginsSync, type Chain, type ChainPlugin } from "./chain.ts";
 import { SteerkitError } from "./errors.ts";
 import type { RequestContext, TokenContext } from "./plugin.ts";
@@ -145,9 +146,9 @@ export function promptTokens(model: Model, input: Pick<GenerateOptions, "prompt"
     return [...input.tokens];
   }
   if (input.messages) {
-    // The template gets an empty bos_token: BOS is added by tokenisation, never twice.
-    const text = model.applyChatTemplate(input.messages, { addGenerationPrompt: true });
-    return model.tokenize(text, { addBos, special: true });
+    // The template gets an empty bos_token: BOS is added by tokenisation, never twice. Message
+    // contents are tokenized as text: a message saying "</s>" never becomes the EOS token.
+    return chatPromptTokens(model, input.messages, addBos);
   }
   return model.tokenize(input.prompt!, { addBos });
 }

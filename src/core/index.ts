@@ -37,4 +37,5 @@ export {
   type SamplingInput,
 } from "./generate.ts";
 export * from "./recipe.ts";
+export { chatPromptTokens } from "./chat-tokens.ts";
 export { renderChat, ChatTemplateError, type RenderChatOptions } from "./chat-template.ts";

@@ -1,38 +1,13 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_MODEL_PATH, loadModel } from "../../src/adapters/llama-cpp/index.ts";
+import { withChatTemplate } from "../helpers/chat-template-gguf.ts";
 
 const TEMPLATE =
   "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{{ eos_token }}\n{% endfor %}" +
   "{% if add_generation_prompt %}<|assistant|>{% endif %}";
-
-/**
- * stories260K with a `tokenizer.chat_template` added. The new key/value goes right after the
- * header counts, padded (inside a Jinja comment) to a multiple of the 32-byte alignment, so the
- * data section moves by exactly that much and every tensor offset (relative to it) stays valid.
- */
-function withChatTemplate(template: string): Uint8Array {
-  const src = Buffer.from(readFileSync(DEFAULT_MODEL_PATH));
-  const kv = (value: string) => {
-    const key = Buffer.from("tokenizer.chat_template");
-    const val = Buffer.from(value);
-    const b = Buffer.alloc(8 + key.length + 4 + 8 + val.length);
-    let o = b.writeBigUInt64LE(BigInt(key.length), 0);
-    o += key.copy(b, o);
-    o = b.writeUInt32LE(8, o); // GGUF string
-    o = b.writeBigUInt64LE(BigInt(val.length), o);
-    val.copy(b, o);
-    return b;
-  };
-  let padded = template + "{##}";
-  while (kv(padded).length % 32 !== 0) padded = padded.slice(0, -2) + " #}";
-  const inserted = kv(padded);
-  const out = Buffer.concat([src.subarray(0, 24), inserted, src.subarray(24)]);
-  out.writeBigUInt64LE(src.readBigUInt64LE(16) + 1n, 16); // kv_count
-  return out;
-}
 
 describe("a GGUF with its own chat template", () => {
   const dir = mkdtempSync(join(tmpdir(), "steerkit-llama-chat-"));
