@@ -21,7 +21,7 @@
 import { openSafetensors, readTensor } from "../formats/safetensors/read.ts";
 import { writeSafetensors, type TensorToWrite } from "../formats/safetensors/write.ts";
 import { SteerkitError } from "../core/errors.ts";
-import type { Direction } from "../core/artifacts.ts";
+import type { Direction } from "./artifact.ts";
 import { canonicalName } from "./points.ts";
 
 export const DIRECTION_FORMAT = "steerkit-directions";

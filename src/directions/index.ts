@@ -1,8 +1,9 @@
 /**
  * `steerkit/directions`: extract residual directions from two prompt sets, save them as direction
- * files, and read and write llama.cpp / repeng control vectors. The `direction` artifact kind (in
- * core) loads every one of these formats by extension.
+ * files, and read and write llama.cpp / repeng control vectors. The `direction` artifact kind
+ * (`directionArtifact`) loads every one of these formats by extension.
  */
+export { directionArtifact, MAX_DIRECTION_FILE_BYTES, type Direction } from "./artifact.ts";
 export { extractDirections, saveExtraction, EXTRACT_METHODS, EXTRACT_POSITIONS } from "./extract.ts";
 export type { ExtractMethod, ExtractOptions, ExtractPositions, Extraction, PointSummary } from "./extract.ts";
 export { readDirectionFile, writeDirectionFile, DIRECTION_FORMAT, type DirectionFileContents } from "./file.ts";

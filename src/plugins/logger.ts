@@ -24,7 +24,7 @@
  */
 import * as v from "valibot";
 import { appendFileSync } from "node:fs";
-import { directionArtifact } from "../core/artifacts.ts";
+import { directionArtifact } from "../directions/artifact.ts";
 import type { Capability } from "../core/backend.ts";
 import { definePlugin } from "../core/plugin.ts";
 import { PointsOption, resolvePoints } from "../core/points.ts";

@@ -12,7 +12,7 @@
  * resolves the request's positions.
  */
 import * as v from "valibot";
-import { directionArtifact, type Direction } from "../core/artifacts.ts";
+import { directionArtifact, type Direction } from "../directions/artifact.ts";
 import type { ModelInfo } from "../core/backend.ts";
 import type { AffineForm, PrepareContext } from "../core/plugin.ts";
 import { definePlugin } from "../core/plugin.ts";

@@ -9,7 +9,8 @@
 // which the campaign counts separately: not a crash, but not the clear error either.
 import { createInterface } from "node:readline";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
-import { createArtifacts, directionArtifact } from "../../src/core/artifacts.ts";
+import { createArtifacts } from "../../src/core/artifacts.ts";
+import { directionArtifact } from "../../src/directions/artifact.ts";
 import { SteerkitError } from "../../src/core/errors.ts";
 import { loadSae } from "../../src/sae/load.ts";
 import { encoderInput, newRowScale, preActivation } from "../../src/sae/sae.ts";

@@ -5,7 +5,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
-import { createArtifacts, directionArtifact } from "../../src/core/artifacts.ts";
+import { createArtifacts } from "../../src/core/artifacts.ts";
+import { directionArtifact } from "../../src/directions/artifact.ts";
 import type { Model } from "../../src/core/backend.ts";
 import { DEFAULT_MODEL_PATH } from "../../src/default-model.ts";
 import { createChatServer, type ChatServerOptions } from "../../src/server/index.ts";

@@ -1,4 +1,5 @@
-import { createArtifacts, directionArtifact, type Artifacts } from "../../core/artifacts.ts";
+import { createArtifacts, type Artifacts } from "../../core/artifacts.ts";
+import { directionArtifact } from "../../directions/artifact.ts";
 import { generate, stream, type GenerateOptions, type GenerationResult } from "../../core/generate.ts";
 import { loadRecipeFile } from "../../core/recipe.ts";
 import { openModel } from "../../adapters/index.ts";

@@ -4,7 +4,8 @@
  * `add-vector`'s (`--scale`, `--relative-to mean-norm`), so an exported control vector at strength
  * 1 adds exactly what the recipe would.
  */
-import { createArtifacts, directionArtifact, type Direction } from "../../../core/artifacts.ts";
+import { createArtifacts } from "../../../core/artifacts.ts";
+import { directionArtifact, type Direction } from "../../../directions/artifact.ts";
 import { canonicalPoint, parsePoint, pointName } from "../../../core/sites.ts";
 import { resolvePoints } from "../../../core/points.ts";
 import { writeControlVector } from "../../../directions/control-vector.ts";

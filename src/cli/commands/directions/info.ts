@@ -1,5 +1,6 @@
 /** `steerkit directions info`: what a direction file holds (points, width, norms, provenance). */
-import { createArtifacts, directionArtifact } from "../../../core/artifacts.ts";
+import { createArtifacts } from "../../../core/artifacts.ts";
+import { directionArtifact } from "../../../directions/artifact.ts";
 import { norm } from "../../../directions/math.ts";
 import { CliError, parse, type Command } from "../../args.ts";
 
