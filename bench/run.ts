@@ -23,3 +23,4 @@ run("onnx.ts", "--rounds", quick ? "3" : "7", "--wide", "--converted");
 run("reference-llama.ts");
 run("half.ts", "--rounds", quick ? "3" : "9");
 run("sae.ts", "--rounds", quick ? "2" : "5");
+run("directions.ts", "--rounds", quick ? "2" : "5");
