@@ -1,14 +1,17 @@
 /**
  * Weight orthogonalization: the abliterated stories260K, unsteered, computes what the original
  * computes with `ablate-direction` at every point (same greedy tokens; logits within 2e-4 on the
- * reference backend, 2e-2 on llama.cpp with its F16 KV cache); the writers are edited in ggml's orientation (checked on the
- * stored bytes: columns of attn_output/ffn_down, rows of token_embd) and nothing else changes.
+ * reference backend and on ONNX after conversion, 2e-2 on llama.cpp with its F16 KV cache); the
+ * writers are edited in ggml's orientation (checked on the stored bytes: columns of
+ * attn_output/ffn_down, rows of token_embd) and nothing else changes.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
+import { onnx } from "../../src/adapters/onnx/index.ts";
+import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import type { Model } from "../../src/core/backend.ts";
 import { createArtifacts, directionArtifact, type Direction } from "../../src/core/artifacts.ts";
 import { generate } from "../../src/core/generate.ts";
@@ -128,6 +131,18 @@ describe("abliterated model = original with ablate-direction at every point (sto
       expect(c.plain).not.toEqual(c.unsteered);
     });
   }
+});
+
+describe("on ONNX after steerkit convert", () => {
+  test("the converted abliterated model = the converted original with ablate-direction at every point", async () => {
+    await convertGgufToOnnx(DEFAULT_MODEL_PATH, join(dir, "orig-onnx"));
+    await convertGgufToOnnx(out, join(dir, "abl-onnx"));
+    const c = await compare(onnx, join(dir, "orig-onnx"), join(dir, "abl-onnx"), r);
+    expect(c.logitDiff).toBeLessThan(2e-4);
+    expect(c.effect).toBeGreaterThan(0.05);
+    expect(c.plain).toEqual(c.ablated);
+    expect(c.nativePlain).toEqual(c.nativeAblated);
+  });
 });
 
 describe("abliterate: quantized inputs, tied embeddings, bad input", () => {
