@@ -24,3 +24,4 @@ run("server.ts", "--model", join(here, "models", "random-d1024-l16-f16.gguf"), "
 run("reference-llama.ts");
 run("half.ts", "--rounds", quick ? "3" : "9");
 run("sae.ts", "--rounds", quick ? "2" : "5");
+run("directions.ts", "--rounds", quick ? "2" : "5");

@@ -4,6 +4,7 @@
  * Commands live in ./commands/*, one small module each; this file only dispatches.
  */
 import { CliError, type Command } from "./args.ts";
+import { abliterateCommand } from "./commands/abliterate.ts";
 import { convertCommand } from "./commands/convert.ts";
 import { directionsCommand } from "./commands/directions/index.ts";
 import { generateCommand } from "./commands/generate.ts";
@@ -18,6 +19,7 @@ const commands: Record<string, Command> = {
   plugins: pluginsCommand,
   sae: saeCommand,
   directions: directionsCommand,
+  abliterate: abliterateCommand,
 };
 
 const usage = `steerkit — steer language models at inference time

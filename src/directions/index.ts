@@ -10,3 +10,5 @@ export { readDirectionFile, writeDirectionFile, DIRECTION_FORMAT, type Direction
 export { readControlVector, sumControlVectors, controlVectorPoints, encodeControlVector, writeControlVector, CONTROL_VECTOR_ARCH, type ControlVector } from "./control-vector.ts";
 export { readPromptSet, hashPromptSet, preparePrompt, type PromptFormat, type PreparedPrompt } from "./prompts.ts";
 export { differenceOfMeans, pcaOfDifferences, separation, cosine, type PcaResult, type Separation } from "./math.ts";
+export { abliterate, chooseDirection, ABLITERATE_TYPES, ABLITERATE_ARCHITECTURES, type AbliterateOptions, type AbliterateReport, type AbliterateType, type EditedTensor } from "./abliterate.ts";
+export { selectDirections, selectionMarkdown, selectRunCount, logProbMass, klDivergence, type SelectOptions, type SelectRow, type SelectScore, type Selection } from "./select.ts";

@@ -45,6 +45,11 @@ export interface GgufFile {
    * under `elements`: llama.cpp refuses or misreads a key by its stored type, which the JS value loses.
    */
   readonly metadataTypes?: ReadonlyMap<string, { readonly type: number; readonly elements?: number }>;
+  /**
+   * Where each metadata value's encoded `type + value` lies in the file, [start, end): a rewriter
+   * (abliterate) copies these bytes so every key it keeps stays byte-identical.
+   */
+  readonly metadataSpans?: ReadonlyMap<string, readonly [number, number]>;
 }
 
 /** GGUF metadata value type ids (gguf.h `enum gguf_type`). */
@@ -186,13 +191,16 @@ function parse(path: string, c: Cursor, fail: (reason: string) => never): GgufFi
 
   const metadata = new Map<string, GgufValue>();
   const metadataTypes = new Map<string, { type: number; elements?: number }>();
+  const metadataSpans = new Map<string, readonly [number, number]>();
   for (let i = 0; i < nKv; i++) {
     const key = c.string(`metadata key #${i}`);
     if (key.length === 0) fail(`metadata key #${i} is empty`);
     if (metadata.has(key)) fail(`metadata key "${key}" appears twice`);
+    const typeAt = c.pos;
     const type = c.u32(`type of "${key}"`);
     const at = c.pos;
     metadata.set(key, readValue(c, type, `metadata "${key}"`, fail));
+    metadataSpans.set(key, [typeAt, c.pos]);
     // An array's element type is the u32 right after its type (read again from the window, no I/O).
     if (type === T.ARRAY) {
       const end = c.pos;
@@ -251,7 +259,7 @@ function parse(path: string, c: Cursor, fail: (reason: string) => never): GgufFi
     expected += pad(t.byteLength, alignment);
     tensors.push({ name: t.name, type: t.type, dims: t.dims, elementCount: t.elementCount, offset: dataOffset + t.rel, byteLength: t.byteLength });
   }
-  return { path, version, fileSize: c.size, alignment, metadata, tensors, dataOffset, metadataTypes };
+  return { path, version, fileSize: c.size, alignment, metadata, tensors, dataOffset, metadataTypes, metadataSpans };
 }
 
 function readValue(c: Cursor, type: number, what: string, fail: (reason: string) => never): GgufValue {

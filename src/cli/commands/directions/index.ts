@@ -6,11 +6,13 @@ import { CliError, type Command } from "../../args.ts";
 import { directionsExportCommand } from "./export.ts";
 import { directionsExtractCommand } from "./extract.ts";
 import { directionsInfoCommand } from "./info.ts";
+import { directionsSelectCommand } from "./select.ts";
 
 const subcommands: Record<string, Command> = {
   extract: directionsExtractCommand,
   export: directionsExportCommand,
   info: directionsInfoCommand,
+  select: directionsSelectCommand,
 };
 
 const help = `steerkit directions — extract, describe and convert residual directions
