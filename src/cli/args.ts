@@ -47,3 +47,42 @@ export function readFlagFile(flag: string, path: string): string {
     throw new CliError(`--${flag}: cannot read ${path} (${reason})`);
   });
 }
+
+/**
+ * A command that dispatches to subcommands (`steerkit sae <sub>`, `steerkit directions <sub>`),
+ * answering `--help` for itself and for each subcommand.
+ */
+export function subcommands(name: string, title: string, summary: string, subs: Record<string, Command>): Command {
+  const help = `steerkit ${name} — ${title}
+
+Usage: steerkit ${name} <subcommand> [options]
+
+Subcommands:
+${Object.entries(subs)
+  .map(([sub, c]) => `  ${sub.padEnd(8)} ${c.summary}`)
+  .join("\n")}
+
+Run "steerkit ${name} <subcommand> --help" for its options.
+`;
+  const names = Object.keys(subs).join(", ");
+  return {
+    summary,
+    help,
+    handlesHelp: true,
+    async run(argv) {
+      const [sub, ...rest] = argv;
+      if (sub === "--help" || sub === "-h" || sub === "help") {
+        console.log(help);
+        return;
+      }
+      if (sub === undefined) throw new CliError(`expected a subcommand: ${names}`);
+      const command = subs[sub];
+      if (!command) throw new CliError(`unknown subcommand "${sub}"; expected one of ${names}`);
+      if (rest.includes("--help") || rest.includes("-h")) {
+        console.log(command.help);
+        return;
+      }
+      await command.run(rest);
+    },
+  };
+}
