@@ -12,6 +12,7 @@ import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { createArtifacts } from "../../src/core/artifacts.ts";
 import { directionArtifact } from "../../src/directions/artifact.ts";
 import { SteerkitError } from "../../src/core/errors.ts";
+import type { Model } from "../../src/core/backend.ts";
 import { loadSae } from "../../src/sae/load.ts";
 import { encoderInput, newRowScale, preActivation } from "../../src/sae/sae.ts";
 
@@ -22,40 +23,31 @@ export const RESULT_MARK = "@@steerkit-fuzz ";
 
 const PROMPT = "Once upon a time, \u00e9\u2603 <s></s>\n\t{}";
 
+/** Tokenize, detokenize and run one forward pass on a loaded model, then free everything. */
+async function exercise(m: Model): Promise<void> {
+  try {
+    const tokens = m.tokenize(PROMPT).slice(0, 16);
+    m.detokenize(tokens);
+    const seq = m.createSequence();
+    try {
+      await seq.prefill(tokens.length > 0 ? tokens : [0]);
+    } finally {
+      seq.free();
+    }
+  } finally {
+    m.dispose();
+  }
+}
+
 async function load(format: FuzzFormat, path: string): Promise<void> {
   switch (format) {
     case "gguf": {
       // Load, tokenize and run one forward pass: graph-build assertions happen at the first decode.
-      const m = await llamaCpp.load(path, { contextLength: 32, threads: 1 });
-      try {
-        const tokens = m.tokenize(PROMPT).slice(0, 16);
-        m.detokenize(tokens);
-        const seq = m.createSequence();
-        try {
-          await seq.prefill(tokens.length > 0 ? tokens : [0]);
-        } finally {
-          seq.free();
-        }
-      } finally {
-        m.dispose();
-      }
-      return;
+      return exercise(await llamaCpp.load(path, { contextLength: 32, threads: 1 }));
     }
     case "onnx": {
       const { onnx } = await import("../../src/adapters/onnx/index.ts");
-      const m = await onnx.load(path, { contextLength: 32, threads: 1 });
-      try {
-        const tokens = m.tokenize(PROMPT).slice(0, 16);
-        const seq = m.createSequence();
-        try {
-          await seq.prefill(tokens.length > 0 ? tokens : [0]);
-        } finally {
-          seq.free();
-        }
-      } finally {
-        m.dispose();
-      }
-      return;
+      return exercise(await onnx.load(path, { contextLength: 32, threads: 1 }));
     }
     case "sae": {
       const sae = loadSae(path);
