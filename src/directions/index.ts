@@ -4,8 +4,8 @@
  * (`directionArtifact`) loads every one of these formats by extension.
  */
 export { directionArtifact, MAX_DIRECTION_FILE_BYTES, type Direction } from "./artifact.ts";
-export { extractDirections, saveExtraction, EXTRACT_METHODS, EXTRACT_POSITIONS } from "./extract.ts";
-export type { ExtractMethod, ExtractOptions, ExtractPositions, Extraction, PointSummary } from "./extract.ts";
+export { extractDirections, extractPerPosition, extractionDirection, isExtractPositions, saveExtraction, EXTRACT_METHODS, EXTRACT_POSITIONS } from "./extract.ts";
+export type { ExtractMethod, ExtractOptions, ExtractPositions, Extraction, PointSummary, PositionedExtraction, TokenFromEnd } from "./extract.ts";
 export { readDirectionFile, writeDirectionFile, DIRECTION_FORMAT, type DirectionFileContents } from "./file.ts";
 export { readControlVector, sumControlVectors, controlVectorPoints, encodeControlVector, writeControlVector, CONTROL_VECTOR_ARCH, type ControlVector } from "./control-vector.ts";
 export { readPromptSet, hashPromptSet, preparePrompt, type PromptFormat, type PreparedPrompt } from "./prompts.ts";

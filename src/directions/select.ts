@@ -7,6 +7,9 @@
  *   (`add-vector`, every position, the raw vector): higher is better;
  * - kl: the mean KL(original || ablated) of B's next-token distributions: the ablation should
  *   leave harmless prompts alone.
+ * Candidates are (position, point) pairs: pass one direction file per token position (as
+ * `extractPerPosition` writes them, Arditi et al.'s post-instruction positions i = -1, -2, ...) and
+ * every point of every file competes; a row names its position from the file's `positions` header.
  * Candidates in the last 20% of layers are skipped (their layer >= 0.8 n_layers), as in the paper;
  * the rest are kept when induce > baseline and kl < `maxKl` (paper: 0.1), and ranked by bypass,
  * then by point order so the ranking is deterministic. Filtered candidates follow, with the reason.
@@ -50,6 +53,8 @@ export interface SelectOptions {
 
 export interface SelectRow {
   readonly point: string;
+  /** The candidate's token position (its file's `positions` header, e.g. "-2"), or null when unknown. */
+  readonly position: string | null;
   readonly layer: number;
   /** 1-based among kept candidates; null when filtered or skipped. */
   readonly rank: number | null;
@@ -116,21 +121,55 @@ const logitsTap = definePlugin({
 });
 
 /** How many prefills `selectDirections` runs (for a progress bar). */
-export function selectRunCount(direction: Direction, nA: number, nB: number, nLayers: number, skipFrom = 0.8): number {
-  const kept = [...direction.byPoint.keys()].filter((name) => parsePoint(name).layer < skipFrom * nLayers).length;
+export function selectRunCount(directions: Direction | readonly Direction[], nA: number, nB: number, nLayers: number, skipFrom = 0.8): number {
+  const list: readonly Direction[] = Array.isArray(directions) ? directions : [directions as Direction];
+  const kept = list.reduce((sum, d) => sum + [...d.byPoint.keys()].filter((name) => parsePoint(name).layer < skipFrom * nLayers).length, 0);
   return nA + nB + kept * (nA + 2 * nB);
 }
 
-/** Score every candidate of `direction` (one per point) on `model`; see the header for the method. */
-export async function selectDirections(model: Model, direction: Direction, options: SelectOptions): Promise<Selection> {
+interface Candidate {
+  readonly name: string;
+  readonly position: string | null;
+  readonly vec: Float32Array;
+  readonly layer: number;
+}
+
+/** Every (position, point) candidate; positions from the files' headers, made unique when two files share one. */
+function candidatesOf(list: readonly Direction[]): Candidate[] {
+  const seen = new Map<string, number>();
+  return list.flatMap((d, i) => {
+    let position = d.metadata?.positions ?? (list.length > 1 ? `file ${i + 1}` : null);
+    if (position !== null) {
+      const count = (seen.get(position) ?? 0) + 1;
+      seen.set(position, count);
+      if (count > 1) position = `${position} (file ${i + 1})`;
+    }
+    return [...d.byPoint].map(([name, vec]) => ({ name, position, vec, layer: parsePoint(name).layer }));
+  });
+}
+
+/**
+ * Score every candidate of `directions` (one per point of each) on `model`; see the header for the method.
+ *
+ * @example
+ * const candidates = await extractPerPosition(model, harmful, harmless, { points: "all", format: "chat" });
+ * const table = await selectDirections(model, candidates.map((c) => extractionDirection(c.extraction)), { setA: harmful, setB: harmless, tokenIds: [refusalToken], format: "chat" });
+ * console.log(selectionMarkdown(table));
+ */
+export async function selectDirections(model: Model, directions: Direction | readonly Direction[], options: SelectOptions): Promise<Selection> {
   const fail = (msg: string): never => {
     throw new SteerkitError("INVALID_REQUEST", `select directions: ${msg}`);
   };
   const { nLayers, dModel } = model.info;
   const { setA, setB } = options;
   if (setA.length === 0 || setB.length === 0) fail(`both prompt sets need at least one prompt (A has ${setA.length}, B has ${setB.length})`);
-  if (direction.width !== dModel) fail(`the direction has ${direction.width} values; the model's residual has ${dModel}`);
-  if (direction.byPoint.size === 0) fail("the direction has no per-point vectors to choose among (one vector for every point leaves nothing to select)");
+  const list: readonly Direction[] = Array.isArray(directions) ? directions : [directions as Direction];
+  if (list.length === 0) fail("give at least one direction to select from");
+  list.forEach((direction, i) => {
+    const which = list.length > 1 ? `direction ${i + 1}` : "the direction";
+    if (direction.width !== dModel) fail(`${which} has ${direction.width} values; the model's residual has ${dModel}`);
+    if (direction.byPoint.size === 0) fail(`${which} has no per-point vectors to choose among (one vector for every point leaves nothing to select)`);
+  });
   const maxKl = options.maxKl ?? 0.1;
   const skipFrom = options.skipFrom ?? 0.8;
   for (const id of options.tokenIds ?? []) if (!Number.isInteger(id) || id < 0 || id >= model.info.vocabSize) fail(`token id ${id} is outside the vocabulary (${model.info.vocabSize} tokens)`);
@@ -140,9 +179,9 @@ export async function selectDirections(model: Model, direction: Direction, optio
   const tokensA = prompts(setA, "A");
   const tokensB = prompts(setB, "B");
 
-  const candidates = [...direction.byPoint].map(([name, vec]) => ({ name, vec, layer: parsePoint(name).layer }));
+  const candidates = candidatesOf(list);
   const kept = candidates.filter((c) => c.layer < skipFrom * nLayers);
-  const total = selectRunCount(direction, tokensA.length, tokensB.length, nLayers, skipFrom);
+  const total = selectRunCount(list, tokensA.length, tokensB.length, nLayers, skipFrom);
   let done = 0;
   const run = async (tokens: readonly number[], plugins: ChainPlugin[]): Promise<Float32Array> => {
     options.signal?.throwIfAborted();
@@ -172,15 +211,15 @@ export async function selectDirections(model: Model, direction: Direction, optio
       induce.push(score(await run(tokensB[k]!, [add])));
       kl.push(klDivergence(baseLogitsB[k]!, await run(tokensB[k]!, [ablate])));
     }
-    const row = { point: c.name, layer: c.layer, bypass: mean(bypass), induce: mean(induce), kl: mean(kl) };
+    const row = { point: c.name, position: c.position, layer: c.layer, bypass: mean(bypass), induce: mean(induce), kl: mean(kl) };
     const filtered = !(row.induce > baseline.b) ? "induce <= baseline" : !(row.kl < maxKl) ? `kl >= ${maxKl}` : null;
     scored.push({ ...row, rank: null, filtered });
   }
-  const ranked = scored.filter((r) => r.filtered === null).sort((x, y) => x.bypass! - y.bypass! || order(x.point, y.point));
+  const ranked = scored.filter((r) => r.filtered === null).sort((x, y) => x.bypass! - y.bypass! || order(x.point, y.point) || (x.position ?? "").localeCompare(y.position ?? ""));
   const rows: SelectRow[] = [
     ...ranked.map((r, i) => ({ ...r, rank: i + 1 })),
     ...scored.filter((r) => r.filtered !== null),
-    ...candidates.filter((c) => !kept.includes(c)).map((c) => ({ point: c.name, layer: c.layer, rank: null, bypass: null, induce: null, kl: null, filtered: `last ${Math.round((1 - skipFrom) * 100)}% of layers` })),
+    ...candidates.filter((c) => !kept.includes(c)).map((c) => ({ point: c.name, position: c.position, layer: c.layer, rank: null, bypass: null, induce: null, kl: null, filtered: `last ${Math.round((1 - skipFrom) * 100)}% of layers` })),
   ];
   return { baseline, rows };
 }
@@ -197,12 +236,15 @@ function order(a: string, b: string): number {
 /** The table as Markdown (numbers to 4 significant digits). */
 export function selectionMarkdown(s: Selection): string {
   const f = (x: number | null) => (x === null ? "" : Number(x.toPrecision(4)).toString());
+  // The position column only when candidates come from more than one position.
+  const positioned = new Set(s.rows.map((r) => r.position)).size > 1;
+  const pos = (r: SelectRow) => (positioned ? ` ${r.position ?? ""} |` : "");
   const lines = [
     `Baseline score: A ${f(s.baseline.a)}, B ${f(s.baseline.b)}`,
     "",
-    "| rank | point | bypass (A, ablated) | induce (B, added) | KL (B, ablated) | filtered |",
-    "|---:|---|---:|---:|---:|---|",
-    ...s.rows.map((r) => `| ${r.rank ?? ""} | ${r.point} | ${f(r.bypass)} | ${f(r.induce)} | ${f(r.kl)} | ${r.filtered ?? ""} |`),
+    `| rank |${positioned ? " position |" : ""} point | bypass (A, ablated) | induce (B, added) | KL (B, ablated) | filtered |`,
+    `|---:|${positioned ? "---|" : ""}---|---:|---:|---:|---|`,
+    ...s.rows.map((r) => `| ${r.rank ?? ""} |${pos(r)} ${r.point} | ${f(r.bypass)} | ${f(r.induce)} | ${f(r.kl)} | ${r.filtered ?? ""} |`),
   ];
   return lines.join("\n") + "\n";
 }

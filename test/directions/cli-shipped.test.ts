@@ -39,6 +39,29 @@ describe("steerkit directions", () => {
     info.points.forEach((p: { norm: number }, i: number) => expect(p.norm).toBeCloseTo(norms[i]!, 6));
   });
 
+  test("extract --positions each-post-instruction writes one file per position; select ranks them together", () => {
+    const a = join(DOG_DIR, "dog.txt");
+    const b = join(DOG_DIR, "other.txt");
+    const ex = cli("extract", "--a", a, "--b", b, "--chat", "--positions", "each-post-instruction", "--points", "resid_post.1-2", "--out", "pp.safetensors", "--json");
+    expect(ex.err).toBe("");
+    const summary = JSON.parse(ex.out);
+    const files: { out: string; positions: string }[] = summary.files;
+    expect(files.length).toBeGreaterThan(1);
+    files.forEach((f, i) => expect(f).toMatchObject({ out: `pp.pos-${i + 1}.safetensors`, positions: `-${i + 1}` }));
+    const single = cli("extract", "--a", a, "--b", b, "--chat", "--positions=-2", "--points", "resid_post.1-2", "--out", "p2.safetensors");
+    expect(single.code).toBe(0);
+    expect(readFileSync(join(dir, "p2.safetensors")).equals(readFileSync(join(dir, "pp.pos-2.safetensors")))).toBe(true);
+    const three = files.slice(0, 3);
+    const sel = cli("select", ...three.map((f) => f.out), "--a", a, "--b", b, "--chat", "--tokens", "dog", "--max-kl", "1", "--json", "sel.json");
+    expect(sel.code).toBe(0);
+    const rows: { position: string; point: string }[] = JSON.parse(readFileSync(join(dir, "sel.json"), "utf8")).rows;
+    expect(rows).toHaveLength(2 * three.length);
+    expect(new Set(rows.map((r) => r.position))).toEqual(new Set(three.map((f) => f.positions)));
+    expect(sel.out).toContain("| rank | position | point |");
+    expect(cli("extract", "--a", a, "--b", b, "--positions", "each-post-instruction", "--out", "x.safetensors").err).toMatch(/each-post-instruction needs --chat/);
+    expect(cli("extract", "--a", a, "--b", b, "--positions", "first", "--out", "x.safetensors").err).toMatch(/--positions must be last, mean, post-instruction, each-post-instruction or -k/);
+  });
+
   test("usage errors exit 2 and name the flag; unexportable points say which", () => {
     const unequal = cli("extract", "--a", join(DOG_DIR, "dog.txt"), "--b", join(root, "test/fixtures/tokenizer/README.md"), "--out", "x.safetensors");
     expect(unequal.code).toBe(2);

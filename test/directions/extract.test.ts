@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { extractDirections, saveExtraction } from "../../src/directions/extract.ts";
+import { extractDirections, extractionDirection, extractPerPosition, saveExtraction } from "../../src/directions/extract.ts";
 import { readDirectionFile } from "../../src/directions/file.ts";
 import { hashPromptSet, preparePrompt, readPromptSet } from "../../src/directions/prompts.ts";
 import { collectResiduals } from "../../src/sae/collect.ts";
@@ -70,6 +70,37 @@ describe("extractDirections", () => {
     const ex = await extractDirections(model, A, B, { points: ["resid_post.1"], positions: "post-instruction", format: "chat" });
     expect(ex.metadata.prompt_format).toBe("chat");
     expect(ex.summary[0]!.norm).toBeGreaterThan(0);
+  });
+
+  test("per position: one extraction per post-instruction token; -1 is \"last\", -k the k-th token from the end", async () => {
+    const model = await loadTestModel();
+    const per = await extractPerPosition(model, A, B, { points: ["resid_post.1", "resid_post.2"], format: "chat" });
+    const suffix = Math.min(...[...A, ...B].map((p) => {
+      const q = preparePrompt(model, p, "chat", "x");
+      return q.tokens.length - q.postInstruction!;
+    }));
+    expect(suffix).toBeGreaterThan(1);
+    expect(per.map((c): string => c.position)).toEqual(Array.from({ length: suffix }, (_, i) => `-${i + 1}`));
+    const last = await extractDirections(model, A, B, { points: ["resid_post.1", "resid_post.2"], positions: "last", format: "chat" });
+    const second = await extractDirections(model, A, B, { points: ["resid_post.1", "resid_post.2"], positions: "-2", format: "chat" });
+    for (const point of ["resid_post.1", "resid_post.2"]) {
+      expect([...per[0]!.extraction.vectors.get(point)!]).toEqual([...last.vectors.get(point)!]);
+      expect([...per[1]!.extraction.vectors.get(point)!]).toEqual([...second.vectors.get(point)!]);
+    }
+    expect(per[1]!.extraction.metadata.positions).toBe("-2");
+    // The mean over the post-instruction tokens is the mean of the per-position summary rows: check through the directions.
+    const mean = await extractDirections(model, A, B, { points: ["resid_post.1"], positions: "post-instruction", format: "chat" });
+    if (A.concat(B).every((p) => { const q = preparePrompt(model, p, "chat", "x"); return q.tokens.length - q.postInstruction! === suffix; })) {
+      const avg = new Float64Array(64);
+      for (const c of per) c.extraction.vectors.get("resid_post.1")!.forEach((x, i) => (avg[i]! += x / per.length));
+      mean.vectors.get("resid_post.1")!.forEach((x, i) => expect(x).toBeCloseTo(avg[i]!, 5));
+    }
+    const dir = extractionDirection(per[1]!.extraction);
+    expect(dir.width).toBe(64);
+    expect(dir.metadata!.positions).toBe("-2");
+    await expect(extractPerPosition(model, A, B, { points: ["resid_post.1"] })).rejects.toThrow(/need the chat format/);
+    await expect(extractDirections(model, A, B, { points: ["resid_post.1"], positions: "-400" as "-1" })).rejects.toThrow(/has \d+ tokens: none at positions "-400"/);
+    await expect(extractDirections(model, A, B, { points: ["resid_post.1"], positions: "-0" as "-1" })).rejects.toThrow(/or "-k" \(the k-th token from the end\), got "-0"/);
   });
 
   test("saved as a direction file that reads back with provenance and norms", async () => {

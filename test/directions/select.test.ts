@@ -61,10 +61,23 @@ describe("selectDirections", () => {
     const s = await selectDirections(model, planted, { setA, setB, tokenIds: [DOG_TOKEN], maxKl: 1 });
     expect(s.rows[0]!.point).toBe("resid_post.2");
     expect(s.rows[0]!.rank).toBe(1);
-    expect(s.rows.find((r) => r.point === "resid_post.4")).toEqual({ point: "resid_post.4", layer: 4, rank: null, bypass: null, induce: null, kl: null, filtered: "last 20% of layers" });
+    expect(s.rows.find((r) => r.point === "resid_post.4")).toEqual({ point: "resid_post.4", position: null, layer: 4, rank: null, bypass: null, induce: null, kl: null, filtered: "last 20% of layers" });
     const strict = await selectDirections(model, planted, { setA, setB, tokenIds: [DOG_TOKEN], maxKl: 1e-9 });
     expect(strict.rows.every((r) => r.rank === null)).toBe(true);
     expect(strict.rows.filter((r) => r.filtered?.startsWith("kl >=") || r.filtered === "induce <= baseline")).toHaveLength(4);
+  });
+
+  test("candidates from several positions compete; rows and the Markdown name each one's position", async () => {
+    const real = dog.byPoint.get("resid_post.2")!;
+    const norm = Math.hypot(...real);
+    const at = (positions: string, vec: Float32Array): Direction => ({ vector: null, width: 64, byPoint: new Map([["resid_post.2", vec]]), metadata: { positions } });
+    const s = await selectDirections(model, [at("-2", random(7, norm)), at("-1", real), at("-1", random(8, norm))], { setA, setB, tokenIds: [DOG_TOKEN], maxKl: 1 });
+    expect(s.rows.map((r) => r.position).sort()).toEqual(["-1", "-1 (file 3)", "-2"]);
+    expect(s.rows[0]).toMatchObject({ rank: 1, position: "-1", point: "resid_post.2" });
+    const md = selectionMarkdown(s).trimEnd().split("\n");
+    expect(md[2]).toBe("| rank | position | point | bypass (A, ablated) | induce (B, added) | KL (B, ablated) | filtered |");
+    expect(md[4]!.startsWith("| 1 | -1 | resid_post.2 |")).toBe(true);
+    await expect(selectDirections(model, [], { setA, setB, tokenIds: [DOG_TOKEN] })).rejects.toThrow(/at least one direction/);
   });
 
   test("scores: log-probability mass and KL", () => {

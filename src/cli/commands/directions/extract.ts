@@ -7,7 +7,7 @@
 import { basename, extname } from "node:path";
 import { openModel } from "../../../adapters/index.ts";
 import { DEFAULT_MODEL_PATH } from "../../../default-model.ts";
-import { EXTRACT_METHODS, EXTRACT_POSITIONS, extractDirections, saveExtraction, type ExtractMethod, type ExtractPositions } from "../../../directions/extract.ts";
+import { EXTRACT_METHODS, extractDirections, extractPerPosition, isExtractPositions, saveExtraction, type ExtractMethod, type ExtractPositions, type Extraction } from "../../../directions/extract.ts";
 import { hashPromptSet, readPromptSet } from "../../../directions/prompts.ts";
 import { CliError, numberFlag, parse, type Command } from "../../args.ts";
 import { progressBar } from "../../progress.ts";
@@ -28,7 +28,11 @@ Usage: steerkit directions extract --a <file> --b <file> --out <file.safetensors
   --points <points>     all | resid_post.* | resid_post.1-3,resid_mid.2 ... (default resid_post.*)
   --positions <p>       last (default): the last prompt token; mean: mean over the prompt (BOS
                         left out); post-instruction: mean over the chat template's tokens after
-                        the user message (needs --chat)
+                        the user message (needs --chat); -k (written --positions=-k): the
+                        k-th token from the end (-1 = last); each-post-instruction: one file
+                        per post-instruction token (Arditi et al.'s candidates; needs --chat):
+                        <out>.pos-1.safetensors, <out>.pos-2.safetensors, ... for
+                        \`steerkit directions select\` to rank together
   --method <m>          mean-diff (default): mean(A) - mean(B); pca-diff: repeng's first principal
                         component of the paired differences A_i - B_i, unit length, signed so A
                         projects higher in most pairs
@@ -59,9 +63,10 @@ export const directionsExtractCommand: Command = {
     if (!values.out.endsWith(".safetensors")) throw new CliError(`--out must end in .safetensors, got "${values.out}"`);
     const method = (values.method ?? "mean-diff") as ExtractMethod;
     if (!EXTRACT_METHODS.includes(method)) throw new CliError(`--method must be one of ${EXTRACT_METHODS.join(", ")}, got "${values.method}"`);
-    const positions = (values.positions ?? "last") as ExtractPositions;
-    if (!EXTRACT_POSITIONS.includes(positions)) throw new CliError(`--positions must be one of ${EXTRACT_POSITIONS.join(", ")}, got "${values.positions}"`);
-    if (positions === "post-instruction" && !values.chat) throw new CliError("--positions post-instruction needs --chat");
+    const positions = values.positions ?? "last";
+    const each = positions === "each-post-instruction";
+    if (!each && !isExtractPositions(positions)) throw new CliError(`--positions must be last, mean, post-instruction, each-post-instruction or -k (as --positions=-k), got "${values.positions}"`);
+    if ((each || positions === "post-instruction") && !values.chat) throw new CliError(`--positions ${positions} needs --chat`);
     const points = pointsFlag(values.points) ?? ["resid_post.*"];
     const setA = readPromptSet(values.a, `--a ${values.a}`);
     const setB = readPromptSet(values.b, `--b ${values.b}`);
@@ -75,15 +80,16 @@ export const directionsExtractCommand: Command = {
     const model = await openModel(modelPath, { backend: values.backend, threads: numberFlag("threads", values.threads, { integer: true, min: 1 }) });
     try {
       const bar = progressBar(2 * setA.length, "prompts");
-      const extraction = await extractDirections(model, setA, setB, {
-        points, positions, method, format: values.chat ? "chat" : "text", modelName,
-        onProgress: (done) => bar.update(done),
-      });
+      const options = { points, method, format: values.chat ? ("chat" as const) : ("text" as const), modelName, onProgress: (done: number) => bar.update(done) };
+      // One file, or one per post-instruction position beside each other.
+      const files: { out: string; extraction: Extraction }[] = each
+        ? (await extractPerPosition(model, setA, setB, options)).map((c) => ({ out: values.out!.replace(/\.safetensors$/, `.pos${c.position}.safetensors`), extraction: c.extraction }))
+        : [{ out: values.out, extraction: await extractDirections(model, setA, setB, { ...options, positions: positions as ExtractPositions }) }];
       bar.done();
       const seconds = (performance.now() - started) / 1000;
-      saveExtraction(values.out, extraction);
+      for (const f of files) saveExtraction(f.out, f.extraction);
       const summary = {
-        out: values.out,
+        ...(each ? {} : { out: values.out }),
         model: modelName,
         backend: model.info.backend,
         method, positions, format: values.chat ? "chat" : "text",
@@ -91,18 +97,21 @@ export const directionsExtractCommand: Command = {
           a: { file: basename(values.a), size: setA.length, sha256: hashPromptSet(setA) },
           b: { file: basename(values.b), size: setB.length, sha256: hashPromptSet(setB) },
         },
-        points: extraction.summary,
+        ...(each ? { files: files.map((f) => ({ out: f.out, positions: f.extraction.metadata.positions, points: f.extraction.summary })) } : { points: files[0]!.extraction.summary }),
         seconds,
       };
       if (values.json) console.log(JSON.stringify(summary));
       else {
-        console.log(`wrote ${values.out}: ${extraction.vectors.size} directions (${method}, positions ${positions}) from ${setA.length} + ${setB.length} prompts in ${seconds.toFixed(1)} s`);
-        console.log("point            norm  mean |x|  cos prev  sep (d)  accuracy");
-        for (const p of extraction.summary) {
-          console.log(
-            `${p.point.padEnd(14)} ${p.norm.toFixed(3).padStart(6)} ${p.meanResidualNorm.toFixed(2).padStart(9)} ${(p.cosinePrevious === null ? "-" : p.cosinePrevious.toFixed(3)).padStart(9)} ${p.separation.d.toFixed(2).padStart(8)} ${p.separation.accuracy.toFixed(2).padStart(9)}`,
-          );
+        for (const { out, extraction } of files) {
+          console.log(`wrote ${out}: ${extraction.vectors.size} directions (${method}, positions ${extraction.metadata.positions}) from ${setA.length} + ${setB.length} prompts`);
+          console.log("point            norm  mean |x|  cos prev  sep (d)  accuracy");
+          for (const p of extraction.summary) {
+            console.log(
+              `${p.point.padEnd(14)} ${p.norm.toFixed(3).padStart(6)} ${p.meanResidualNorm.toFixed(2).padStart(9)} ${(p.cosinePrevious === null ? "-" : p.cosinePrevious.toFixed(3)).padStart(9)} ${p.separation.d.toFixed(2).padStart(8)} ${p.separation.accuracy.toFixed(2).padStart(9)}`,
+            );
+          }
         }
+        console.log(`${seconds.toFixed(1)} s`);
       }
     } finally {
       model.dispose();

@@ -16,7 +16,7 @@ import { progressBar } from "../../progress.ts";
 
 const help = `steerkit directions select — rank a direction file's points as Arditi et al. select
 
-Usage: steerkit directions select <direction file> --a <set A> --b <set B> (--tokens t,... | --token-ids n,...) [options]
+Usage: steerkit directions select <direction file>... --a <set A> --b <set B> (--tokens t,... | --token-ids n,...) [options]
 
   --a <file>            prompts where ablation should lower the score (refusal: harmful)
   --b <file>            prompts where addition should raise it and ablation move little (harmless)
@@ -27,6 +27,9 @@ Usage: steerkit directions select <direction file> --a <set A> --b <set B> (--to
   --model <path>        (default: the embedded stories260K.gguf)   --backend <name>   --threads <n>
   --json <file>         write the table as JSON     --md <file>   write it as Markdown
                         (the Markdown table is also printed)
+
+Several files (e.g. the per-position files of \`extract --positions each-post-instruction\`)
+compete together: a candidate is a (file's position, point) pair.
 
 Per candidate point (layers in the last 20% skipped): bypass = mean score on A with the direction
 ablated at every point; induce = mean score on B with it added at its point; KL on B under ablation.
@@ -54,7 +57,7 @@ export const directionsSelectCommand: Command = {
       json: { type: "string" },
       md: { type: "string" },
     }, true);
-    if (positionals.length !== 1) throw new CliError("give exactly one direction file");
+    if (positionals.length === 0) throw new CliError("give at least one direction file");
     if (values.a === undefined || values.b === undefined) throw new CliError("--a <file> and --b <file> are required");
     const ids = list(values["token-ids"]).map((x) => {
       const n = Number(x);
@@ -66,7 +69,8 @@ export const directionsSelectCommand: Command = {
     const maxKl = numberFlag("max-kl", values["max-kl"], { min: 0 });
     const setA = readPromptSet(values.a, `--a ${values.a}`);
     const setB = readPromptSet(values.b, `--b ${values.b}`);
-    const direction = await createArtifacts().register("candidates", directionArtifact, { path: positionals[0]! }).load(directionArtifact, "candidates");
+    const artifacts = createArtifacts();
+    const directions = await Promise.all(positionals.map((path, i) => artifacts.register(`candidates-${i + 1}`, directionArtifact, { path }).load(directionArtifact, `candidates-${i + 1}`)));
     const model = await openModel(values.model ?? DEFAULT_MODEL_PATH, { backend: values.backend, threads: numberFlag("threads", values.threads, { integer: true, min: 1 }) });
     try {
       for (const t of texts) {
@@ -77,8 +81,8 @@ export const directionsSelectCommand: Command = {
       }
       const bad = ids.find((id) => id >= model.info.vocabSize);
       if (bad !== undefined) throw new CliError(`--token-ids: ${bad} is outside the vocabulary (${model.info.vocabSize} tokens)`);
-      const bar = progressBar(selectRunCount(direction, setA.length, setB.length, model.info.nLayers), "runs");
-      const selection = await selectDirections(model, direction, {
+      const bar = progressBar(selectRunCount(directions, setA.length, setB.length, model.info.nLayers), "runs");
+      const selection = await selectDirections(model, directions, {
         setA, setB, tokenIds: [...new Set(ids)], format: values.chat ? "chat" : "text",
         ...(maxKl !== undefined ? { maxKl } : {}),
         onProgress: (done) => bar.update(done),
