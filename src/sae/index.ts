@@ -24,4 +24,5 @@ export {
   type TokenLatents,
 } from "./discover.ts";
 export { collectResiduals, generateCorpus, type CollectOptions, type Residuals, type CorpusOptions } from "./collect.ts";
-export { trainSae, evaluateSae, type TrainOptions, type TrainResult, type TrainStats, type TrainProgress, type SaeEvaluation } from "./train.ts";
+export { trainSae, type TrainOptions, type TrainResult, type TrainStats, type TrainProgress } from "./train.ts";
+export { evaluateSae, type SaeEvaluation } from "./evaluate.ts";

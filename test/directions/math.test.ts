@@ -1,16 +1,11 @@
 import { describe, expect, test } from "bun:test";
+import { createRng } from "../../src/core/sampling.ts";
 import { cosine, differenceOfMeans, pcaOfDifferences, separation, topComponent } from "../../src/directions/math.ts";
 
-/** A seeded uniform(-1, 1) stream (mulberry32), so the data is fixed. */
+/** A seeded uniform(-1, 1) stream (core's xoshiro128**), so the data is fixed. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const r = createRng(seed);
+  return () => r() * 2 - 1;
 }
 
 /** Pairs whose differences are t_i * axis + small noise; t_i > 0 for `positive` of the n pairs. */

@@ -5,7 +5,7 @@ import { loadTestModel } from "../../src/testing/index.ts";
 import { collectResiduals, generateCorpus } from "../../src/sae/collect.ts";
 import type { Sae } from "../../src/sae/sae.ts";
 import { loadSae } from "../../src/sae/load.ts";
-import { evaluateSae } from "../../src/sae/train.ts";
+import { evaluateSae } from "../../src/sae/evaluate.ts";
 
 const DIR = join(import.meta.dir, "../../models/sae/stories260K-resid_post.2-topk");
 

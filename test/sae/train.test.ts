@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { createRng } from "../../src/core/sampling.ts";
 import { decode, encode, newRowScale } from "../../src/sae/sae.ts";
-import { evaluateSae, geometricMedian, trainSae } from "../../src/sae/train.ts";
+import { evaluateSae } from "../../src/sae/evaluate.ts";
+import { geometricMedian } from "../../src/sae/train-init.ts";
+import { trainSae } from "../../src/sae/train.ts";
 
 /**
  * Rows that are sparse by construction: an offset plus 2 of 24 random unit directions in d = 16,
