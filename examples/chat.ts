@@ -13,6 +13,9 @@ import { DEFAULT_MODEL_PATH } from "../src/default-model.ts";
 import { saeArtifact } from "../src/sae/artifact.ts";
 import { createChatServer, loadPresetsDir } from "../src/server/index.ts";
 
+const SHIPPED_SAE = new URL("../models/sae/stories260K-resid_post.2-topk", import.meta.url).pathname;
+const SHIPPED_DOG = new URL("../models/directions/stories260K-dog/dog.safetensors", import.meta.url).pathname;
+
 const HELP = `bun examples/chat.ts [options]
 
   --model <path>          .gguf file or ONNX export directory   (env STEERKIT_MODEL; default: embedded stories260K)
@@ -28,6 +31,7 @@ const HELP = `bun examples/chat.ts [options]
                           env STEERKIT_PLUGINS, comma-separated); requests never import code
   --direction name=file   register a direction file requests may name (repeatable)
   --sae name=dir          register an SAE directory requests may name (repeatable)
+                          (on the embedded model, its shipped SAE "sae" and direction "dog" are registered)
   --api-key <key>         require "Authorization: Bearer <key>"  (env STEERKIT_API_KEY)
   --help
 
@@ -72,6 +76,11 @@ async function main() {
   for (const [name, source] of (flags.sae ?? []).map((f) => named("sae", f))) artifacts.register(name, saeArtifact, source);
 
   const modelPath = flags.model ?? process.env.STEERKIT_MODEL;
+  // On the embedded model, its shipped SAE and "dog" direction too, so the page can steer and shade with no other step.
+  if (!modelPath) {
+    if (!artifacts.has("sae")) artifacts.register("sae", saeArtifact, { path: SHIPPED_SAE });
+    if (!artifacts.has("dog")) artifacts.register("dog", directionArtifact, { path: SHIPPED_DOG });
+  }
   const model = await openModel(modelPath ?? DEFAULT_MODEL_PATH, {
     backend: flags.backend ?? (modelPath ? undefined : "llama-cpp"),
     contextLength: int("context", flags.context),
