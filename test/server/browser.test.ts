@@ -91,7 +91,7 @@ describe.skipIf(!executable)("the page in headless Chromium", () => {
 
   test("both columns stream from the same seed; the steered one differs, follows the panel, and tokens are shaded by the trace", async () => {
     await page.fill("#seed", "7");
-    await page.fill("#maxTokens", "48");
+    await page.fill("#maxTokens", "200");
     // Steer with the panel: a scale, and a second plugin from the package banning a word.
     await page.fill(".entry input[type=number][name=scale]", "1.2");
     await page.click("#addEntry");
@@ -108,13 +108,15 @@ describe.skipIf(!executable)("the page in headless Chromium", () => {
     await generate();
     const [plain, steered] = await columns();
     const seen: number[][] = await page.evaluate(() => (window as any).seen);
-    for (const counts of seen) expect(new Set(counts).size).toBeGreaterThanOrEqual(3); // tokens arrived in several steps
+    // Tokens arrived over several reads of the stream (one read appends all it holds at once: a
+    // page that waited for the whole answer would change once).
+    for (const counts of seen) expect(new Set(counts).size).toBeGreaterThanOrEqual(2);
     expect(plain!.stats).toContain("seed 7");
     expect(steered!.stats).toContain("seed 7");
     expect(plain!.text.length).toBeGreaterThan(20);
     expect(steered!.text).not.toBe(plain!.text);
     expect(steered!.text).not.toContain("Tim");
-    // Shading: every token but the last has a value (48 tokens: the last one is never read back).
+    // Shading: every token but the last has a value (the last one of a length-cut answer is never read back).
     for (const col of [plain!, steered!]) {
       expect(col.values.length).toBeGreaterThanOrEqual(col.tokens - 2);
       expect(col.shaded).toBe(col.values.length);
@@ -140,5 +142,17 @@ describe.skipIf(!executable)("the page in headless Chromium", () => {
     expect(plain!.values.length).toBeGreaterThanOrEqual(plain!.tokens - 2);
     expect(plain!.values.every((v) => v >= 0)).toBe(true); // a TopK latent's activation
     expect(await page.textContent("#legendText")).toContain('latent 88 of SAE "sae"');
+  });
+
+  test("chat mode sends the message as a chat completion; both columns answer it", async () => {
+    await page.check("input[name=mode][value=chat]");
+    await page.fill("#input", "Tell me a story about a cat.");
+    const requests: string[] = [];
+    page.on("request", (r) => void (r.method() === "POST" && requests.push(new URL(r.url()).pathname)));
+    await generate();
+    expect(requests).toEqual(["/v1/chat/completions", "/v1/chat/completions"]);
+    const [plain, steered] = await columns();
+    expect(plain!.text.length).toBeGreaterThan(10);
+    expect(steered!.text).toBe(plain!.text); // still no steering: the same seed gives the same answer
   });
 });
