@@ -407,7 +407,12 @@ async function start() {
   artifacts = pluginList.artifacts || [];
   $("artifactNames").replaceChildren(...artifacts.map((a) => h("option", { value: a.name, textContent: a.kind })));
 
+  // Built afresh each time (start runs again when an API key is entered).
+  entries.length = 0;
+  $("entries").replaceChildren();
+  $("stats1").replaceChildren();
   const source = $("source");
+  source.replaceChildren();
   source.append(h("option", { value: "plugins", textContent: "plugins (below)" }));
   for (const p of presetList.data) source.append(h("option", { value: "preset:" + p.name, textContent: "preset: " + p.name + (p.description ? " — " + p.description : "") }));
   source.append(h("option", { value: "json", textContent: "recipe JSON" }));
@@ -429,8 +434,7 @@ async function start() {
   $("shadeDirection").replaceChildren(...directions.map((a) => h("option", { value: a.name, textContent: a.name })));
   $("shadePoint").replaceChildren(...points.map((p) => h("option", { value: p, textContent: p })));
   $("shadePoint").value = "resid_post." + Math.floor(config.nLayers / 2);
-  if (!saes.length) $("shade").querySelector("option[value=sae]").remove();
-  if (!directions.length) $("shade").querySelector("option[value=direction]").remove();
+  for (const [kind, list] of [["sae", saes], ["direction", directions]]) $("shade").querySelector(`option[value=${kind}]`).hidden = !list.length;
   $("shade").value = directions.length ? "direction" : saes.length ? "sae" : "";
   $("shade").onchange = shadeControls;
   shadeControls();
@@ -438,6 +442,6 @@ async function start() {
   document.body.dataset.state = "ready";
 }
 
-start().catch((e) => {
-  showError($("stats1"), "could not load the plugin list: " + e.message);
-});
+const failed = (e) => showError($("stats1"), "could not load the plugin list: " + e.message + ($("key") ? " (enter the API key)" : ""));
+start().catch(failed);
+if ($("key")) $("key").addEventListener("change", () => start().catch(failed));
