@@ -97,7 +97,11 @@ function control(schema, name, required, initial) {
     case "array":
       return arrayControl(schema, name, required, initial);
     case "object":
-      if (schema.properties) return objectControl(schema, name, initial);
+      if (schema.properties) {
+        // An optional group (sae-clamp's `when`) folds away, and is left out while none of its fields is set.
+        const c = objectControl(schema, name, initial, !required);
+        return required ? c : { el: h("details", { className: "group", open: initial !== undefined }, h("summary", { className: "hint", textContent: "optional" }), c.el), get: c.get };
+      }
   }
   return jsonControl(name, initial ?? schema.default);
 }
@@ -170,7 +174,7 @@ function arrayControl(schema, name, required, initial) {
   return jsonControl(name, initial);
 }
 
-function objectControl(schema, name, initial) {
+function objectControl(schema, name, initial, omitEmpty = false) {
   const box = h("div", { className: "fields" });
   const fields = [];
   for (const [key, prop] of Object.entries(schema.properties)) {
@@ -178,7 +182,7 @@ function objectControl(schema, name, initial) {
     const required = (schema.required || []).includes(key);
     const c = control(prop, key, required, initial ? initial[key] : undefined);
     fields.push([key, c]);
-    box.append(h("label", { className: "field" }, h("span", { className: "key", textContent: key + (required ? "" : "") }), c.el));
+    box.append(h("label", { className: "field" }, h("span", { className: "key", textContent: key, title: required ? "required" : "optional" }), c.el));
   }
   return {
     el: box,
@@ -188,7 +192,7 @@ function objectControl(schema, name, initial) {
         const v = c.get();
         if (v !== undefined) out[key] = v;
       }
-      return out;
+      return omitEmpty && Object.keys(out).length === 0 ? undefined : out;
     },
   };
 }

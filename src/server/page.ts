@@ -45,9 +45,13 @@ export function page(info: ModelInfo, options: { apiKey: boolean }): string {
  .row { display: flex; gap: .75rem; flex-wrap: wrap; align-items: center; margin: .5rem 0 }
  .entry { border: 1px solid var(--line); border-radius: 8px; padding: .5rem .6rem; margin: .5rem 0; background: #fbfcfd }
  .entry-head { display: flex; gap: .5rem; align-items: center } .entry-head select { flex: 1; font-weight: 600 }
- .fields { display: grid; gap: .35rem } .field { display: grid; grid-template-columns: 6.5rem 1fr; gap: .4rem; align-items: center }
+ .fields { display: grid; gap: .35rem; min-width: 0; flex: 1 } .field { display: grid; grid-template-columns: 6.5rem minmax(0, 1fr); gap: .4rem; align-items: center }
+ .field input[type=text], .field select, .field textarea { width: 100%; max-width: 100% } .field .union select, .field .number input { width: auto }
+ .group summary { cursor: pointer }
  .field .key { font-family: ui-monospace, monospace; font-size: .8rem; color: #445 }
- .union, .number { display: flex; gap: .35rem; align-items: center; flex-wrap: wrap } .branch { flex: 1; display: flex }
+ .union, .number { display: flex; gap: .35rem; align-items: center; flex-wrap: wrap; min-width: 0 } .branch { flex: 1; display: flex; min-width: 0 }
+ .number { flex-wrap: nowrap } .number input[type=range] { min-width: 3rem } .number input[type=number] { width: 4.5rem }
+ .item .field { grid-template-columns: 3.6rem minmax(0, 1fr) }
  .item { display: flex; gap: .3rem; align-items: start; border-left: 3px solid var(--line); padding-left: .4rem; margin: .3rem 0 }
  .remove { padding: 0 .45rem; color: #a33 } pre { font-size: .75rem; max-height: 12rem; overflow: auto; background: #f3f5f7; padding: .4rem; margin: .3rem 0 }
  .cols { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; margin-top: .8rem }
