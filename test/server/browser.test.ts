@@ -144,6 +144,25 @@ describe.skipIf(!executable)("the page in headless Chromium", () => {
     expect(await page.textContent("#legendText")).toContain('latent 88 of SAE "sae"');
   });
 
+  test("a list of option objects (sae-clamp's latents) and an optional group left empty make the recipe the server accepts", async () => {
+    await page.click("#addEntry");
+    const entry = page.locator(".entry").last();
+    await entry.locator("select.plugin").selectOption("sae-clamp");
+    await entry.locator("input[name=sae]").fill("sae");
+    await entry.locator(".item input[name=index]").fill("88");
+    await entry.locator(".item select[name=mode]").selectOption("clamp");
+    await entry.locator(".item input[type=number][name=value]").fill("4");
+    expect(JSON.parse((await page.textContent("#recipeView"))!)).toEqual([{ plugin: "sae-clamp", options: { sae: "sae", latents: [{ index: 88, mode: "clamp", value: 4 }] } }]);
+    await generate();
+    const [plain, steered] = await columns();
+    expect(await page.textContent("#stats1")).not.toContain("steering:");
+    expect(steered!.text).not.toBe(plain!.text);
+    // Clamping latent 88 raises what the trace of latent 88 reads in the steered column.
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(steered!.values)).toBeGreaterThan(mean(plain!.values) + 1);
+    await entry.locator(".entry-head .remove").click();
+  });
+
   test("chat mode sends the message as a chat completion; both columns answer it", async () => {
     await page.check("input[name=mode][value=chat]");
     await page.fill("#input", "Tell me a story about a cat.");
