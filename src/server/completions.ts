@@ -53,7 +53,10 @@ export async function startCompletion(state: ServerState, input: CompletionInput
 
   const steering = await atField("steering", () => resolveSteering(state, s.steering));
   // Last in the chain: the trace reads the steered residual.
-  let onTrace: (r: TraceValue) => void = () => {};
+  // Values recorded before the event stream below exists (none with today's recorders: they record
+  // generated rows only) wait here rather than being lost.
+  const early: TraceValue[] = [];
+  let onTrace: (r: TraceValue) => void = (r) => void early.push(r);
   const traced = s.trace ? await atField("trace", () => preparePlugins(model, [tracePlugin(s.trace!, (r) => onTrace(r))], { artifacts: state.artifacts })) : [];
   const plugins = [...steering, ...traced];
 
@@ -109,6 +112,7 @@ export async function startCompletion(state: ServerState, input: CompletionInput
   }
   const observed = observe(state, events, tokens.length, started, signal, release, (reason) => generation.abort(reason));
   onTrace = (r) => observed.push({ type: "trace", ...r });
+  for (const r of early) onTrace(r);
   return { events: observed.events, promptTokens: tokens.length };
 }
 
