@@ -173,5 +173,6 @@ describe.skipIf(!executable)("the page in headless Chromium", () => {
     const [plain, steered] = await columns();
     expect(plain!.text.length).toBeGreaterThan(10);
     expect(steered!.text).toBe(plain!.text); // still no steering: the same seed gives the same answer
+    expect(plain!.values.length).toBeGreaterThanOrEqual(plain!.tokens - 2); // shaded in chat mode too
   });
 });
