@@ -33,8 +33,8 @@ beforeAll(async () => {
   }
   reader.releaseLock();
   url = /(http:\/\/\S+)/.exec(out)![1]!;
-  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-  browser = await chromium.launch({ executablePath: executable, args: ["--no-sandbox"] });
+  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start; /dev/shm may be small in a container.
+  browser = await chromium.launch({ executablePath: executable, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
   page = await browser.newPage({ viewport: { width: 1400, height: 950 } });
   page.on("pageerror", (e) => console.error("page error:", e.message));
   await page.goto(url);
