@@ -155,6 +155,37 @@ export function promptTokens(model: Model, input: Pick<GenerateOptions, "prompt"
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/**
+ * Settle with `work`, or reject with the signal's reason as soon as it aborts, whichever comes
+ * first. Plugin middleware is awaited through this: an async `onRequest`/`onToken` that never
+ * resolves must not keep a cancelled request (its sequence, its server slot) alive. The abandoned
+ * promise is left to settle on its own, its outcome ignored.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      work.catch(() => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
 type Execute = (emit: (ev: GenerationEvent) => void) => Promise<GenerationResult>;
 
 /**
@@ -207,7 +238,12 @@ function prepare(model: Model, options: GenerateOptions): Execute {
     };
 
     let ran = false;
+    // Set when the request has ended (returned, failed or was cancelled): a token middleware that
+    // was abandoned while hung and calls `next` later must find nothing to run.
+    let ended = false;
     const loop = async () => {
+      signal?.throwIfAborted(); // an onRequest abandoned while hung that calls next() late starts nothing
+
       ran = true;
       const sequence = model.createSequence({ hooks: chain.residual });
       try {
@@ -229,13 +265,15 @@ function prepare(model: Model, options: GenerateOptions): Execute {
           const shown = stops.push(detok.push(token));
           let accepted = false;
           const tokenCtx: TokenContext = { request, token, text: shown, step };
-          await chain.token(tokenCtx, async () => {
+          const onToken = chain.token(tokenCtx, async () => {
+            if (ended) return; // abandoned by a cancel while its middleware hung
             accepted = true;
             generated.push(token);
             history.push(token);
             text += shown;
             if (shown.length > 0 || !stops.stopped) emit({ type: "token", token, text: shown, step });
           });
+          await untilAborted(onToken, signal);
           if (!accepted) {
             finishReason = "plugin";
             break;
@@ -263,6 +301,7 @@ function prepare(model: Model, options: GenerateOptions): Execute {
           emit({ type: "text", text: tail });
         }
       } finally {
+        ended = true;
         sequence.free();
       }
     };
@@ -271,7 +310,11 @@ function prepare(model: Model, options: GenerateOptions): Execute {
       if (chain.residual.error) throw chain.residual.error;
     }
 
-    await chain.request(request, loop);
+    try {
+      await untilAborted(chain.request(request, loop), signal);
+    } finally {
+      ended = true;
+    }
     if (responded !== null) {
       text = responded;
       finishReason = "respond";

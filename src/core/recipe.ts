@@ -175,24 +175,59 @@ export class PluginRegistry {
     });
   }
 
+  /**
+   * Import a package the operator trusts (a server's `--plugin`, a CLI's configuration) and
+   * register every plugin factory it exports; resolves with their names. Never call this with a
+   * name a request gave: importing runs the package's code.
+   * @example
+   * ```ts
+   * const registry = createRegistry();
+   * await registry.registerPackage("steerkit-plugin-logit-bias"); // ["steerkit-plugin-logit-bias"]
+   * ```
+   */
+  async registerPackage(name: string): Promise<string[]> {
+    let mod: Record<string, unknown>;
+    try {
+      mod = await importFromProject(name);
+    } catch (e) {
+      throw new RecipeError(`plugin package "${name}": importing it failed: ${(e as Error).message.split("\n")[0]}`, { cause: e });
+    }
+    const factories = pluginFactories(mod);
+    if (factories.length === 0) throw new RecipeError(`plugin package "${name}" exports no plugin factory (made by definePlugin)`);
+    for (const f of factories) this.register(f);
+    return factories.map((f) => f.pluginName);
+  }
+
   private async importPackage(name: string): Promise<void> {
     let mod: Record<string, unknown>;
     try {
-      // Resolve from the user's project first: with isolated installs (bun, pnpm) steerkit itself
-      // cannot see the packages installed beside it.
-      let target = name;
-      try {
-        target = require.resolve(name, { paths: [process.cwd()] });
-      } catch {}
-      mod = await import(target);
+      mod = await importFromProject(name);
     } catch (e) {
       throw new UnknownPluginError(name, this.names, ` (not registered, and importing the package failed: ${(e as Error).message.split("\n")[0]})`);
     }
-    const candidates = [mod.default, mod.plugin, ...Object.values(mod)];
-    const factory = candidates.find(
-      (c): c is PluginFactory<any> => typeof c === "function" && (c as PluginFactory).pluginName === name,
-    );
+    const factory = pluginFactories(mod).find((f) => f.pluginName === name);
     if (!factory) throw new UnknownPluginError(name, this.names, ` (package "${name}" exports no plugin factory named "${name}")`);
     this.register(factory);
   }
+}
+
+/**
+ * Import a package resolved from the user's project first: with isolated installs (bun, pnpm)
+ * steerkit itself cannot see the packages installed beside it.
+ */
+async function importFromProject(name: string): Promise<Record<string, unknown>> {
+  let target = name;
+  try {
+    target = require.resolve(name, { paths: [process.cwd()] });
+  } catch {}
+  return await import(target);
+}
+
+/** The plugin factories a module exports (default, `plugin`, or any named export), each once. */
+function pluginFactories(mod: Record<string, unknown>): PluginFactory<any>[] {
+  const found = new Set<PluginFactory<any>>();
+  for (const c of [mod.default, mod.plugin, ...Object.values(mod)]) {
+    if (typeof c === "function" && typeof (c as PluginFactory).pluginName === "string" && Array.isArray((c as PluginFactory).trustedOptions)) found.add(c as PluginFactory<any>);
+  }
+  return [...found];
 }

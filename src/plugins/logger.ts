@@ -12,7 +12,8 @@
  *   token; a logits record of step n shows the choice of generated token n+1.
  * - `point`: canonical hook point (see sites.ts); `position`: the token position of the row.
  * - `norm`: L2 norm of the residual row; `projections[name]`: dot product with the unit vector of each
- *   given direction (the scalar Arditi et al. ablate, and SAE-style probes read).
+ *   given direction (the scalar Arditi et al. ablate, and SAE-style probes read); a registered
+ *   direction with one vector per point is read at each point with that point's vector.
  * - `top`: the k largest next-token logits, with the token decoded, and softmax probabilities over the full vocabulary.
  * By default only the last row of each residual is recorded (`rows: "last"`): that is the row that
  * produces the next token; `"all"` records every prompt row as well.
@@ -28,7 +29,7 @@ import { directionArtifact } from "../directions/artifact.ts";
 import type { Capability } from "../core/backend.ts";
 import { definePlugin } from "../core/plugin.ts";
 import { PointsOption, resolvePoints } from "../core/points.ts";
-import { pointName } from "../core/sites.ts";
+import { pointIndex, pointName } from "../core/sites.ts";
 
 export interface ResidualRecord {
   readonly type: "residual";
@@ -49,10 +50,16 @@ export interface LogitsRecord {
 
 export type LogRecord = ResidualRecord | LogitsRecord;
 
+/** A direction to project onto: its unit vector at each watched point, by canonical point index. */
+interface ProjectionDirection {
+  readonly name: string;
+  readonly at: readonly (Float32Array | null)[];
+}
+
 export const LoggerOptions = v.object({
   /** Points to watch (the shared points option): default every block output; [] = none. */
   points: v.optional(PointsOption({ minPoints: 0 }), ["resid_post.*"]),
-  /** Named directions to project each watched row onto: dModel numbers, or a registered direction's name. */
+  /** Named directions to project each watched row onto: dModel numbers, or a registered direction's name (one vector, or one per watched point). */
   directions: v.optional(
     v.record(
       v.pipe(v.string(), v.maxLength(128)),
@@ -91,24 +98,38 @@ export const logger = definePlugin({
     } catch (e) {
       return ctx.invalid("points", (e as Error).message);
     }
-    const unit = (name: string, vec: ArrayLike<number>) => {
-      if (vec.length !== model.dModel) ctx.invalid(`directions.${name}`, `has ${vec.length} values; the model's residual has ${model.dModel}`);
+    const unit = (name: string, vec: ArrayLike<number>, label = "has") => {
+      if (vec.length !== model.dModel) ctx.invalid(`directions.${name}`, `${label} ${vec.length} values; the model's residual has ${model.dModel}`);
       let ss = 0;
       for (let i = 0; i < vec.length; i++) ss += vec[i]! * vec[i]!;
-      if (!(ss > 0) || !Number.isFinite(ss)) ctx.invalid(`directions.${name}`, `has norm ${Math.sqrt(ss)}; it needs a finite, non-zero norm`);
-      return { name, unit: Float32Array.from(vec, (x) => x / Math.sqrt(ss)) };
+      if (!(ss > 0) || !Number.isFinite(ss)) ctx.invalid(`directions.${name}`, `${label} norm ${Math.sqrt(ss)}; it needs a finite, non-zero norm`);
+      return Float32Array.from(vec, (x) => x / Math.sqrt(ss));
+    };
+    // Per direction, its unit vector at each watched point (by canonical point index): one shared
+    // vector everywhere, or a per-point direction's own vector at each point.
+    const everywhere = (name: string, vec: ArrayLike<number>): ProjectionDirection => {
+      const u = unit(name, vec);
+      const at: (Float32Array | null)[] = new Array(2 * model.nLayers + 1).fill(null);
+      for (const p of points) at[pointIndex(p, model.nLayers)] = u;
+      return { name, at };
     };
     const entries = Object.entries(o.directions);
     // Inline directions prepare synchronously (bad ones fail before a stream starts); named ones load.
     if (entries.every(([, value]) => typeof value !== "string")) {
-      return { points, directions: entries.map(([name, vec]) => unit(name, vec as number[])) };
+      return { points, directions: entries.map(([name, vec]) => everywhere(name, vec as number[])) };
     }
     return Promise.all(
-      entries.map(async ([name, value]) => {
-        if (typeof value !== "string") return unit(name, value);
+      entries.map(async ([name, value]): Promise<ProjectionDirection> => {
+        if (typeof value !== "string") return everywhere(name, value);
         const dir = await ctx.artifacts.load(directionArtifact, value);
-        if (!dir.vector) return ctx.invalid(`directions.${name}`, `direction "${value}" holds one vector per point; the logger needs one vector`);
-        return unit(name, dir.vector);
+        if (dir.vector) return everywhere(name, dir.vector);
+        const at: (Float32Array | null)[] = new Array(2 * model.nLayers + 1).fill(null);
+        for (const p of points) {
+          const own = dir.byPoint.get(pointName(p));
+          if (!own) ctx.invalid(`directions.${name}`, `direction "${value}" has no vector for ${pointName(p)} (it has ${[...dir.byPoint.keys()].join(", ")})`);
+          at[pointIndex(p, model.nLayers)] = unit(name, own!, `direction "${value}" at ${pointName(p)} has`);
+        }
+        return { name, at };
       }),
     ).then((directions) => ({ points, directions }));
   },
@@ -138,8 +159,9 @@ export const logger = definePlugin({
               for (let i = 0; i < d; i++) ss += row[i]! * row[i]!;
               const projections: Record<string, number> = {};
               for (const dir of directions) {
+                const u = dir.at[pointIndex(ctx.point, model.nLayers)]!;
                 let s = 0;
-                for (let i = 0; i < d; i++) s += row[i]! * dir.unit[i]!;
+                for (let i = 0; i < d; i++) s += row[i]! * u[i]!;
                 projections[dir.name] = s;
               }
               emit({ type: "residual", step: ctx.step, phase: ctx.phase, point: pointName(ctx.point), position: ctx.positions[r]!, norm: Math.sqrt(ss), projections });

@@ -28,6 +28,12 @@ export interface ChatServerOptions {
   readonly modelId?: string;
   /** Plugins requests and presets may name (default: the built-ins). Packages are never imported for a request. */
   readonly registry?: PluginRegistry;
+  /**
+   * Plugin packages to import and register at start-up (npm names or paths, resolved from the
+   * working directory): trusted, your configuration. Requests can then name their plugins; they
+   * never make the server import anything.
+   */
+  readonly pluginPackages?: readonly string[];
   /** Named artifacts (directions, SAEs) recipes may refer to. */
   readonly artifacts?: Artifacts;
   /** Named recipes requests choose with `"steering": "<name>"`: trusted (your configuration). */
@@ -84,6 +90,7 @@ export interface ChatServer {
 export async function createChatServer(options: ChatServerOptions): Promise<ChatServer> {
   const { model } = options;
   const registry = options.registry ?? createRegistry();
+  for (const name of options.pluginPackages ?? []) await registry.registerPackage(name);
   const artifacts = options.artifacts ?? createArtifacts();
   const maxTokens = options.maxTokens ?? model.info.contextLength;
   const closing = new AbortController();

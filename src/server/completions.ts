@@ -17,6 +17,7 @@ import type { ChatMessage } from "../core/backend.ts";
 import { ApiError, atField } from "./errors.ts";
 import type { SamplingFields } from "./schemas.ts";
 import type { ServerState } from "./state.ts";
+import { tracePlugin, type TraceValue } from "./trace.ts";
 
 export interface CompletionInput {
   readonly sampling: SamplingFields;
@@ -25,8 +26,8 @@ export interface CompletionInput {
   readonly prompt?: string;
 }
 
-/** What a completion streams: the generation's events, or how it failed (always last). */
-export type CompletionEvent = GenerationEvent | { readonly type: "error"; readonly error: unknown };
+/** What a completion streams: the generation's events, trace values when asked for, or how it failed (always last). */
+export type CompletionEvent = GenerationEvent | ({ readonly type: "trace" } & TraceValue) | { readonly type: "error"; readonly error: unknown };
 
 export interface RunningCompletion {
   /** The generation's events, a failure as the last; cancelling stops it, and its slot is released once its sequence is freed. */
@@ -50,7 +51,14 @@ export async function startCompletion(state: ServerState, input: CompletionInput
   const maxTokens = s.max_completion_tokens ?? s.max_tokens ?? limits.defaultMaxTokens;
   if (maxTokens > limits.maxTokens) throw new ApiError(400, "invalid_request_error", "INVALID_REQUEST", `${maxField} is ${maxTokens}; this server generates at most ${limits.maxTokens} tokens per request`, maxField);
 
-  const plugins = await atField("steering", () => resolveSteering(state, s.steering));
+  const steering = await atField("steering", () => resolveSteering(state, s.steering));
+  // Last in the chain: the trace reads the steered residual.
+  // Values recorded before the event stream below exists (none with today's recorders: they record
+  // generated rows only) wait here rather than being lost.
+  const early: TraceValue[] = [];
+  let onTrace: (r: TraceValue) => void = (r) => void early.push(r);
+  const traced = s.trace ? await atField("trace", () => preparePlugins(model, [tracePlugin(s.trace!, (r) => onTrace(r))], { artifacts: state.artifacts })) : [];
+  const plugins = [...steering, ...traced];
 
   const promptField = input.messages ? "messages" : "prompt";
   const tokens = await atField(promptField, () => {
@@ -102,10 +110,10 @@ export async function startCompletion(state: ServerState, input: CompletionInput
     release();
     throw e;
   }
-  return {
-    events: observe(state, events, tokens.length, started, signal, release, (reason) => generation.abort(reason)),
-    promptTokens: tokens.length,
-  };
+  const observed = observe(state, events, tokens.length, started, signal, release, (reason) => generation.abort(reason));
+  onTrace = (r) => observed.push({ type: "trace", ...r });
+  for (const r of early) onTrace(r);
+  return { events: observed.events, promptTokens: tokens.length };
 }
 
 /** A preset by name (trusted, resolved at startup) or the request's recipe (untrusted), prepared. */
@@ -138,7 +146,7 @@ function observe(
   signal: AbortSignal,
   release: () => void,
   abort: (reason: unknown) => void,
-): ReadableStream<CompletionEvent> {
+): { events: ReadableStream<CompletionEvent>; push: (ev: CompletionEvent) => void } {
   let out!: ReadableStreamDefaultController<CompletionEvent>;
   let open = true;
   const push = (ev: CompletionEvent) => open && out.enqueue(ev);
@@ -165,7 +173,7 @@ function observe(
     else if (signal.aborted) state.metrics.cancelled++;
     if (open) out.close();
   })();
-  return new ReadableStream<CompletionEvent>({
+  const stream = new ReadableStream<CompletionEvent>({
     start(controller) {
       out = controller;
     },
@@ -175,6 +183,7 @@ function observe(
       abort(reason ?? new DOMException("the client went away", "AbortError"));
     },
   });
+  return { events: stream, push };
 }
 
 /** An abort as what it means to the client: its deadline passed, or it was cancelled (it left, or the server is closing). */

@@ -1,6 +1,6 @@
 /**
  * Prometheus text for `GET /metrics`: what an operator watches on a steering server (requests by
- * status, tokens, decode speed, busy sequences, queue, time to first token). Counters only grow;
+ * status, tokens, decode speed, busy sequences, queue, time to first token, memory). Counters only grow;
  * tokens/s is the generated tokens counter over the generation seconds counter (use `rate()` on
  * both), plus the last request's decode speed as a gauge.
  */
@@ -64,6 +64,10 @@ export class Metrics {
     metric("steerkit_active_sequences", "gauge", "Sequences generating now.", [`steerkit_active_sequences ${slots.active}`]);
     metric("steerkit_max_sequences", "gauge", "Sequences that may generate at once.", [`steerkit_max_sequences ${slots.size}`]);
     metric("steerkit_queue_length", "gauge", "Requests waiting for a sequence.", [`steerkit_queue_length ${slots.queued}`]);
+    // Memory, so that a leak shows on the operator's dashboard (and the soak bench reads it here).
+    const memory = process.memoryUsage();
+    metric("process_resident_memory_bytes", "gauge", "Resident set size of the server process.", [`process_resident_memory_bytes ${memory.rss}`]);
+    metric("steerkit_js_heap_used_bytes", "gauge", "JavaScript heap in use (objects alive at the last collection and allocated since).", [`steerkit_js_heap_used_bytes ${memory.heapUsed}`]);
     metric("steerkit_time_to_first_token_seconds", "histogram", "From the request's arrival to its first generated token.", [
       ...TTFT_BUCKETS.map((b, i) => `steerkit_time_to_first_token_seconds_bucket{le="${b}"} ${this.#ttft[i]}`),
       `steerkit_time_to_first_token_seconds_bucket{le="+Inf"} ${this.#ttftCount}`,

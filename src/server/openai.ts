@@ -12,6 +12,7 @@ import { respondError, toOpenAIError, validationError } from "./errors.ts";
 import { describePlugin } from "./plugin-schemas.ts";
 import { ChatBody, CompletionBody, type SamplingFields } from "./schemas.ts";
 import type { ServerState } from "./state.ts";
+import type { TraceValue } from "./trace.ts";
 
 /**
  * Steerkit's finish reasons in OpenAI's words: "stop" when the model or a stop string ended the
@@ -77,11 +78,14 @@ async function complete(c: Parameters<typeof respondError>[0], state: ServerStat
   const created = Math.floor(Date.now() / 1000);
   const head = { id, object: kind === "chat" ? "chat.completion" : "text_completion", created, model: state.modelId };
 
+  const tracing = body.trace != null;
   if (!body.stream) {
+    const trace: TraceValue[] = [];
     try {
       for await (const ev of run.events) {
         if (ev.type === "error") throw ev.error;
-        if (ev.type === "done") return c.json({ ...head, choices: [choice(kind, ev.result.text, ev.result)], usage: usage(ev.result), steerkit: extra(ev.result) });
+        if (ev.type === "trace") trace.push({ position: ev.position, value: ev.value });
+        if (ev.type === "done") return c.json({ ...head, choices: [choice(kind, ev.result.text, ev.result)], usage: usage(ev.result), steerkit: { ...extra(ev.result), ...(tracing && { trace }) } });
       }
       throw new Error("the generation ended without a result");
     } catch (e) {
@@ -97,6 +101,9 @@ async function complete(c: Parameters<typeof respondError>[0], state: ServerStat
     kind === "chat"
       ? { ...chunkHead, choices: [{ index: 0, delta: first ? { role: "assistant", content: "" } : finish ? {} : { content: text }, logprobs: null, finish_reason: finish }] }
       : { ...chunkHead, choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] };
+  // With a trace, each text chunk says which token positions its text covers (a token that only
+  // starts a character adds its position to the next chunk), so a client can match trace values to text.
+  const positions: number[] = [];
   const reader = run.events.getReader();
   const sse = new ReadableStream<Uint8Array>({
     // Something at once, so the status and headers go out before the first token (Bun sends
@@ -117,9 +124,14 @@ async function complete(c: Parameters<typeof respondError>[0], state: ServerStat
           controller.enqueue(line("[DONE]"));
           return controller.close();
         }
+        if (e.type === "trace") {
+          controller.enqueue(line({ ...chunkHead, choices: [], steerkit: { trace: { position: e.position, value: e.value } } }));
+          return;
+        }
         if (e.type !== "done") {
+          if (tracing && e.type === "token") positions.push(run.promptTokens + e.step - 1);
           if (e.text.length === 0) continue;
-          controller.enqueue(line(delta(e.text, null)));
+          controller.enqueue(line(tracing ? { ...delta(e.text, null), steerkit: { positions: positions.splice(0) } } : delta(e.text, null)));
           return;
         }
         controller.enqueue(line({ ...delta("", FINISH_REASONS[e.result.finishReason]), steerkit: extra(e.result) }));

@@ -3,10 +3,11 @@
  * OpenAI defines are accepted with its names and ranges; fields Steerkit cannot honour (n > 1,
  * logprobs, presence/frequency penalties) are refused naming the field rather than ignored, so a
  * client never believes it got what it asked for. Extensions: `steering` (a preset name or a
- * recipe), `top_k`, `min_p`, `repetition_penalty`, `ignore_eos`. Unknown fields (`user`, ...) are
+ * recipe), `trace` (per-token values of an SAE latent or a direction, see trace.ts), `top_k`, `min_p`, `repetition_penalty`, `ignore_eos`. Unknown fields (`user`, ...) are
  * dropped, as OpenAI-compatible servers do.
  */
 import * as v from "valibot";
+import { Trace } from "./trace.ts";
 
 const Int = (min: number) => v.pipe(v.number(), v.integer(), v.minValue(min));
 const unsupported = (what: string) => v.optional(v.nullable(v.never(`${what} is not supported by this server`)));
@@ -36,6 +37,7 @@ const Sampling = {
   presence_penalty: v.optional(v.nullable(v.literal(0, "presence_penalty is not supported; use repetition_penalty"))),
   frequency_penalty: v.optional(v.nullable(v.literal(0, "frequency_penalty is not supported; use repetition_penalty"))),
   steering: v.optional(v.nullable(Steering)),
+  trace: v.optional(v.nullable(Trace)),
 };
 
 const TextPart = v.object({ type: v.literal("text", 'only content parts of type "text" are supported'), text: v.string() });

@@ -418,6 +418,59 @@ const abort = check("abort rejects with the signal's reason, frees the sequence,
   sameRuns("after aborted requests", await greedy(s, [], {}, t.model), baseline, s.tol.same, ["after", "before"]);
 });
 
+/** How long a cancelled request may take to end while its middleware hangs (generous for a busy CI machine). */
+const PROMPT_END_MS = 2000;
+
+const hungMiddleware = check("a hung async onToken or onRequest does not keep a cancelled request alive: it ends promptly and frees its sequence", async (s) => {
+  const t = tracked(s.model);
+  const baseline = await greedy(s, [], {}, t.model);
+  const never = new Promise<void>(() => {});
+  const cases: [string, PluginHooks][] = [
+    ["onToken", { onToken: (ctx, next) => (ctx.step === 2 ? never : next()) }],
+    ["onRequest before next", { onRequest: () => never }],
+    ["onRequest after next", { onRequest: async (_ctx, next) => { await next(); await never; } }],
+  ];
+  for (const [where, hooks] of cases) {
+    const controller = new AbortController();
+    const reason = new Error(`conformance cancel with a hung ${where}`);
+    const hung = plugin("steerkit-conformance-hung", [], () => hooks);
+    const run = greedy(s, [hung], { signal: controller.signal }, t.model).then(() => null, (e: unknown) => e);
+    setTimeout(() => controller.abort(reason), 50);
+    const started = performance.now();
+    const outcome = await Promise.race([run, new Promise((resolve) => setTimeout(() => resolve("still running"), PROMPT_END_MS + 50))]);
+    const ms = performance.now() - started;
+    if (outcome !== reason) throw new Error(`a hung ${where}, cancelled: expected a rejection with the signal's reason within ${PROMPT_END_MS} ms, got ${outcome === null ? "a result" : String(outcome)} after ${ms.toFixed(0)} ms`);
+    if (t.live.size > 0) throw new Error(`a hung ${where}, cancelled: ${t.live.size} sequence(s) still alive`);
+  }
+  // A cancelled stream ends the same way, and a middleware that calls next() after the cancel finds nothing to run.
+  let release!: () => void;
+  let entered!: () => void;
+  const late = new Promise<void>((resolve) => (release = resolve));
+  const waiting = new Promise<void>((resolve) => (entered = resolve));
+  let lateNext: Promise<unknown> | null = null;
+  const slow = plugin("steerkit-conformance-slow", [], () => ({
+    onToken: async (ctx, next) => {
+      if (ctx.step === 2) {
+        entered();
+        await late;
+        lateNext = next().then(() => "ok", (e: unknown) => e);
+      } else await next();
+    },
+  }));
+  const reader = stream(t.model, { tokens: s.prompt, maxTokens: STEPS, temperature: 0, ignoreEos: true, plugins: [slow] }).getReader();
+  void reader.read();
+  await waiting;
+  await reader.cancel();
+  const freed = await Promise.race([t.allFreed().then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), PROMPT_END_MS))]);
+  if (!freed) throw new Error(`a cancelled stream whose onToken hangs: ${t.live.size} sequence(s) still alive after ${PROMPT_END_MS} ms`);
+  release();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  if (lateNext === null) throw new Error("the slow middleware never got past its wait, so this check proves nothing");
+  const after = await (lateNext as Promise<unknown>);
+  if (after !== "ok") throw new Error(`next() called after the cancel: expected it to do nothing, it gave ${String(after)}`);
+  sameRuns("after cancelled requests with hung middleware", await greedy(s, [], {}, t.model), baseline, s.tol.same, ["after", "before"]);
+});
+
 const concurrent = check("two concurrent sequences with different chains do not leak into each other", async (s) => {
   const L = s.info.nLayers;
   const order: string[] = [];
@@ -576,7 +629,7 @@ const badEdits = check("malformed affine edits are refused with PLUGIN_FAILED be
 });
 
 /** Every check, in a useful order (the basic ones first). */
-export const conformanceChecks: readonly ConformanceCheck[] = [hookPoints, badInput, inPlaceVsReplacement, affineNativeVsJs, readOnly, abort, concurrent, seeded, hookErrors, badEdits];
+export const conformanceChecks: readonly ConformanceCheck[] = [hookPoints, badInput, inPlaceVsReplacement, affineNativeVsJs, readOnly, abort, hungMiddleware, concurrent, seeded, hookErrors, badEdits];
 
 /**
  * A further check for a backend that runs a model another backend also runs (a llama GGUF on the

@@ -28,7 +28,17 @@ describe("examples/chat.ts", () => {
   test("--help lists the flags", async () => {
     const help = Bun.spawnSync(["bun", "examples/chat.ts", "--help"], { cwd: ROOT });
     const text = help.stdout.toString();
-    for (const flag of ["--model", "--host", "--port", "--context", "--threads", "--parallel", "--presets", "--direction", "--sae", "--api-key"]) expect(text).toContain(flag);
+    for (const flag of ["--model", "--host", "--port", "--context", "--threads", "--parallel", "--presets", "--direction", "--sae", "--plugin", "--api-key"]) expect(text).toContain(flag);
+  });
+
+  test("bad start-up input is one line on stderr and exit 1: a plugin package that does not load, a bad number", () => {
+    const bad = Bun.spawnSync(["bun", "examples/chat.ts", "--plugin", "steerkit-plugin-does-not-exist", "--port", "0"], { cwd: ROOT });
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr.toString().trim()).toStartWith('steerkit chat: plugin package "steerkit-plugin-does-not-exist": importing it failed');
+    expect(bad.stderr.toString().trim().split("\n").length).toBe(1);
+    const port = Bun.spawnSync(["bun", "examples/chat.ts", "--port", "abc"], { cwd: ROOT });
+    expect(port.exitCode).toBe(1);
+    expect(port.stderr.toString().trim()).toBe('steerkit chat: --port must be a whole number, got "abc"');
   });
 
   test("starts on the embedded model on 127.0.0.1 and serves presets and artifacts from flags", async () => {
@@ -45,6 +55,9 @@ describe("examples/chat.ts", () => {
     expect(((await (await fetch(url + "/v1/plugins")).json()) as any).artifacts).toEqual([
       { name: "concept", kind: "direction", source: "file" },
       { name: "features", kind: "sae", source: "file" },
+      // On the embedded model its shipped SAE and direction are registered too.
+      { name: "sae", kind: "sae", source: "file" },
+      { name: "dog", kind: "direction", source: "file" },
     ]);
     const ask = (steering: unknown) =>
       fetch(url + "/v1/completions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 12, temperature: 0, steering }) }).then((r) => r.json() as Promise<any>);

@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { OptionsError } from "../../src/core/errors.ts";
 import { logger, type LogRecord } from "../../src/plugins/index.ts";
 import { runPlugin } from "../../src/testing/index.ts";
+import { createArtifacts } from "../../src/core/artifacts.ts";
+import { directionArtifact } from "../../src/directions/artifact.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-logger-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,6 +27,26 @@ describe("logger", () => {
       expect(r.norm).toBeCloseTo(Math.hypot(...row), 4);
       expect(r.projections.e3).toBeCloseTo(row[3]!, 5);
     }
+  });
+  test("a registered direction with one vector per point is projected with each point's own vector; a point it lacks is refused", async () => {
+    const artifacts = createArtifacts().register("dog", directionArtifact, { path: "models/directions/stories260K-dog/dog.safetensors" });
+    const dog = await artifacts.load(directionArtifact, "dog");
+    const records: LogRecord[] = [];
+    const run = await runPlugin(logger({ points: ["resid_post.1", "resid_post.3"], directions: { dog: "dog" }, topK: 0, onRecord: (r) => records.push(r) }), { maxTokens: 3, artifacts });
+    const residual = records.filter((r) => r.type === "residual");
+    expect(residual.length).toBe(6);
+    for (const r of residual) {
+      const seen = run.residuals.find((t) => t.step === r.step && t.point === r.point)!;
+      const row = seen.before.subarray(seen.before.length - 64);
+      const u = dog.byPoint.get(r.point)!;
+      const norm = Math.hypot(...u);
+      expect(r.projections.dog).toBeCloseTo(row.reduce((s, x, i) => s + x * u[i]!, 0) / norm, 4);
+    }
+    // The two points' vectors differ, so the projections do too: each point used its own.
+    expect(residual[0]!.projections.dog).not.toBeCloseTo(residual[1]!.projections.dog!, 2);
+    expect(runPlugin(logger({ points: ["resid_post.4"], directions: { d: "dog" }, topK: 0, onRecord: () => {} }), { artifacts })).rejects.toThrow(
+      'directions.d: direction "dog" has no vector for resid_post.4 (it has resid_post.1, resid_post.2, resid_post.3)',
+    );
   });
   test("top-k logits are the largest, in order, with decoded text and probabilities", async () => {
     const records: LogRecord[] = [];

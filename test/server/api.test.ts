@@ -116,7 +116,8 @@ describe("OpenAI-compatible answers on the embedded model", () => {
     const byName = Object.fromEntries(plugins.data.map((p: any) => [p.name, p]));
     expect(byName["add-vector"].schema.properties.scale).toEqual({ type: "number", default: 1 });
     expect(byName["add-vector"].schema.required).toEqual(["vector"]) // points are optional: a per-point direction brings its own;
-    expect(byName["steerkit-plugin-logit-bias"].schema).toBeNull(); // Effect's Standard Schema carries no JSON Schema
+    // Effect's Standard JSON Schema, as the example package declares it.
+    expect(byName["steerkit-plugin-logit-bias"].schema.properties.ban.anyOf[0]).toEqual({ type: "array", items: { type: "string", minLength: 1 } });
     expect(byName.logger.trustedOptions).toEqual(["file", "console", "onRecord"]);
     expect(byName.logger.schema.properties.file["x-steerkit-trusted-only"]).toBe(true);
     expect(plugins.artifacts).toEqual([{ name: "concept", kind: "direction", source: "memory" }]);
@@ -130,6 +131,24 @@ describe("OpenAI-compatible answers on the embedded model", () => {
     expect(metrics).toMatch(/^steerkit_active_sequences 0$/m);
     expect(metrics).toMatch(/^steerkit_max_sequences 4$/m);
     expect(metrics).toMatch(/^steerkit_queue_length 0$/m);
+  });
+
+  test("plugin packages named in the configuration are imported at start-up; requests can use them, never import one", async () => {
+    const withPackage = await createChatServer({ model, pluginPackages: ["steerkit-plugin-logit-bias"] });
+    const names = (await json(await call(withPackage, "/v1/plugins"))).data.map((p: any) => p.name);
+    expect(names).toContain("steerkit-plugin-logit-bias");
+    const ask = (steering?: unknown) => call(withPackage, "/v1/completions", { prompt: "Once upon a time", max_tokens: 12, temperature: 0, steering });
+    const plain = (await json(await ask())).choices[0].text;
+    expect(plain).toContain("there");
+    const banned = (await json(await ask([{ plugin: "steerkit-plugin-logit-bias", options: { ban: ["there"] } }]))).choices[0].text;
+    expect(banned).not.toContain("there");
+    // A server without it refuses the name and imports nothing for the request.
+    const plainServer = await createChatServer({ model });
+    const refused = await call(plainServer, "/v1/completions", { prompt: "Once upon a time", steering: [{ plugin: "steerkit-plugin-logit-bias" }] });
+    expect(refused.status).toBe(400);
+    expect((await errorOf(refused)).message).toContain("packages are imported only for trusted recipes");
+    await expect(createChatServer({ model, pluginPackages: ["steerkit-plugin-does-not-exist"] })).rejects.toThrow(/plugin package "steerkit-plugin-does-not-exist": importing it failed/);
+    await expect(createChatServer({ model, pluginPackages: ["valibot"] })).rejects.toThrow(/plugin package "valibot" exports no plugin factory/);
   });
 
   test("the page at / runs on the new API", async () => {

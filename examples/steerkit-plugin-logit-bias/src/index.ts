@@ -19,7 +19,9 @@ const Options = Schema.Struct({
 export const logitBias = definePlugin({
   name: "steerkit-plugin-logit-bias",
   description: "Bias tokens by id, or ban tokens containing a string.",
-  options: Schema.toStandardSchemaV1(Options),
+  // Validation (Standard Schema) and a JSON Schema of the options (Standard JSON Schema), which a
+  // server's GET /v1/plugins lists so that a UI can build a form for them.
+  options: Schema.toStandardSchemaV1(Schema.toStandardJSONSchemaV1(Options)),
   needs: ["logits:write"],
   // Once per model and options, shared by every request: decoding a whole vocabulary to find the
   // banned tokens costs milliseconds on large models.
