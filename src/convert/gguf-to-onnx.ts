@@ -128,6 +128,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
 /** HF `LlamaConfig` fields, so tools (and the ONNX adapter) read the model's shape from config.json. */
 function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Record<string, unknown> {
   const h = g.hparams;
+  const layer = g.layers[0]!;
   const config: Record<string, unknown> = {
     _name_or_path: h.name,
     architectures: [h.profile.hfClass],
@@ -141,23 +142,32 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
     head_dim: h.headDim,
     vocab_size: h.vocabSize,
     max_position_embeddings: maxPositions,
-    rms_norm_eps: h.rmsEps,
+    ...(h.profile.norm === "rms" ? { rms_norm_eps: h.normEps } : { layer_norm_epsilon: h.normEps }),
     rope_theta: h.ropeFreqBase,
     rope_scaling: h.ropeFreqScale !== 1 ? { type: "linear", factor: 1 / h.ropeFreqScale } : null,
-    hidden_act: "silu",
+    partial_rotary_factor: h.nRot / h.headDim,
+    hidden_act: h.profile.hfActivation,
     tie_word_embeddings: h.tiedEmbeddings,
-    attention_bias: g.layers[0]!.bq !== null,
-    mlp_bias: g.layers[0]!.bGate !== null,
+    attention_bias: (layer.bq ?? layer.bqkv) !== null,
+    mlp_bias: (layer.bUp ?? layer.bDown) !== null,
+    ...(h.attnSoftcap > 0 ? { attn_logit_softcapping: h.attnSoftcap } : {}),
+    ...(h.finalSoftcap > 0 ? { final_logit_softcapping: h.finalSoftcap } : {}),
+    ...(h.slidingWindow.some((w) => w > 0) ? { sliding_window: Math.max(...h.slidingWindow) } : {}),
     torch_dtype: dtype,
     use_cache: true,
     // Where this came from, and the one layout fact a reader of the weights must know.
     steerkit: {
       converted_from: "gguf",
       name: h.name,
-      rope_layout: h.profile.rope === "norm" ? "interleaved pairs (GGUF-permuted q/k weights)" : "halves (neox)",
+      rope_layout: { norm: "interleaved pairs (GGUF-permuted q/k weights)", neox: "halves (neox)", none: "no rope (learned positions)" }[h.profile.rope],
       no_rope_layers: h.ropeLayers.flatMap((r, i) => (r ? [] : [i])),
       rope_freq_factors: h.ropeFreqFactors !== null,
       rope_attn_factor: h.ropeAttnFactor,
+      // Per block: the attention window (0 = full) and rope base, as the graph computes them.
+      sliding_window_per_layer: h.slidingWindow,
+      rope_theta_per_layer: h.layerRope.map((r) => (r.rotate ? r.freqBase : null)),
+      query_scale: h.queryScale,
+      embedding_scale: h.embedScale,
     },
   };
   return config;

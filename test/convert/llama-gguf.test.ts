@@ -56,12 +56,12 @@ describe("openLlamaGguf", () => {
   });
 
   test("an unsupported architecture is refused by name", () => {
-    const p = join(dir, "gpt2.gguf");
-    writeFileSync(p, withMetadataString(readFileSync(MODEL), "general.architecture", "gpt2"));
+    const p = join(dir, "phi2.gguf");
+    writeFileSync(p, withMetadataString(readFileSync(MODEL), "general.architecture", "phi2"));
     const e = errorOf(() => openLlamaGguf(p));
     expect(e).toBeInstanceOf(ConvertError);
     expect(e.message).toContain(p);
-    expect(e.message).toContain('unsupported architecture "gpt2"');
+    expect(e.message).toContain('unsupported architecture "phi2"');
   });
 
   test("an unsupported quantisation is refused by type name", () => {
