@@ -218,7 +218,8 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   // ---- rope cos/sin [batch, seq, 1, half, 1] (NORM) or [batch, seq, 1, 1, half] (NEOX), per (base, scale) ----
   // inv_freq_j = freq_scale * base^(-2j/n_rot) / ff_j, in double then rounded once to float32.
   const posF = h.nRot > 0 ? b.op("Cast", ["position_ids"], "/model/rope/positions_f32", [attr.int("to", DataType.FLOAT)]) : "";
-  const pos3 = h.nRot > 0 ? b.op("Unsqueeze", [posF, b.i64("const_2_axes", [2])], "/model/rope/positions_col") : "";
+  const axis2 = b.i64("const_2_axes", [2]);
+  const pos3 = h.nRot > 0 ? b.op("Unsqueeze", [posF, axis2], "/model/rope/positions_col") : "";
   const ropeTables = new Map<string, { cos: string; sin: string }>();
   const ropeFor = (base: number, freqScale: number) => {
     const key = `${base}/${freqScale}`;
@@ -353,9 +354,9 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
     ]);
     const presentK = b.op("Concat", [pastK, kNew], `${p}/self_attn/Concat_k`, [attr.int("axis", 2)], `present.${L}.key`);
     const presentV = b.op("Concat", [pastV, vNew], `${p}/self_attn/Concat_v`, [attr.int("axis", 2)], `present.${L}.value`);
-    const k5 = b.op("Unsqueeze", [presentK, "const_2_axes"], `${p}/self_attn/Unsqueeze_k`); // [b, kv, 1, T, dh]
+    const k5 = b.op("Unsqueeze", [presentK, axis2], `${p}/self_attn/Unsqueeze_k`); // [b, kv, 1, T, dh]
     const kT = b.op("Transpose", [k5], `${p}/self_attn/Transpose_kT`, [attr.ints("perm", [0, 1, 2, 4, 3])]);
-    const v5 = b.op("Unsqueeze", [presentV, "const_2_axes"], `${p}/self_attn/Unsqueeze_v`);
+    const v5 = b.op("Unsqueeze", [presentV, axis2], `${p}/self_attn/Unsqueeze_v`);
     let scores = b.op("Mul", [b.op("MatMul", [q5, kT], `${p}/self_attn/MatMul_qk`), queryScale], `${p}/self_attn/Mul_scale`);
     if (h.attnSoftcap > 0) scores = softcap(scores, h.attnSoftcap, `${p}/self_attn/softcap`);
     const masked = b.op("Where", [allowedFor(h.slidingWindow[L]!), scores, lowest], `${p}/self_attn/Where_mask`);
