@@ -1,8 +1,8 @@
 /**
- * The ONNX decoder graph for a llama GGUF: the math written down in llama-gguf.ts, in standard ONNX
- * ops (opset 17) plus `SimplifiedLayerNormalization` (RMSNorm; an ONNX-domain op every
- * onnxruntime build registers, and what ORT's own transformer optimiser emits for llama), with the
- * Optimum KV-cache layout:
+ * The ONNX decoder graph for a GGUF of any architecture architectures.ts describes: the math written
+ * down in llama-gguf.ts, in standard ONNX ops (opset 17: LayerNormalization for gpt2) plus
+ * `SimplifiedLayerNormalization` (RMSNorm; an ONNX-domain op every onnxruntime build registers, and
+ * what ORT's own transformer optimiser emits for llama), with the Optimum KV-cache layout:
  *
  *   inputs   input_ids [batch, seq] int64, attention_mask [batch, total] int64,
  *            position_ids [batch, seq] int64, past_key_values.N.key|value [batch, kv_heads, past, head_dim]
@@ -26,6 +26,13 @@
  * - The mask is causal over cache positions (query i of this call sits at total - seq + i) AND the
  *   attention_mask, applied with `Where` (not by adding a large negative), so a row masked entirely
  *   (left padding) gives uniform weights instead of NaN.
+ * - Architecture departures are read from the hyper-parameters, never from the name: fused q/k/v and
+ *   fused gate/up are one Gemm then a Split (the GGUF tensor stays whole, so a quantizer sees the
+ *   tensor llama.cpp multiplies); partial rotary splits each head into rotated and passed lanes; a
+ *   sliding-window block gets its own mask (`attention_allowed_sliding_<w>`, keys with
+ *   query - key < w) and rope table; soft-caps are `cap * Tanh(x / cap)`; GELU is the tanh form in
+ *   primitive ops (ORT's optimiser fuses it); gemma's post-norms sit on the branch before its Add,
+ *   so each block still has exactly two residual Adds.
  * - fp16 models keep every float tensor (weights, KV cache, logits) in float16 except the rope
  *   angles, which need float32 precision at large positions and are cast after cos/sin. ORT runs
  *   ops without an fp16 CPU kernel through inserted casts; RMSNorm accumulates in float32 inside
