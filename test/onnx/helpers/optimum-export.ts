@@ -1,0 +1,321 @@
+/**
+ * Fixture generator: lay a GGUF model (llama or qwen2) out as Hugging Face Optimum's ONNX exporter
+ * does for `text-generation-with-past`, in the two layouts people download:
+ *
+ * - `optimum-merged`: `decoder_model_merged.onnx` at the root, as `optimum-cli export onnx` writes
+ *   it (and transformers.js v2 repositories ship it under `onnx/`): `optimum.onnx.merge_decoders`
+ *   wraps the decoder without past and the decoder with past in one `If(use_cache_branch)` node
+ *   (then = with past, else = without), weights deduplicated into the outer graph, scalars and small
+ *   int constants kept in each branch, outer inputs = both models' inputs + `use_cache_branch` [1].
+ * - `transformers.js`: `onnx/model.onnx`, a single with-past decoder (transformers.js v3 repositories),
+ *   with `config.json` and the tokenizer files at the root.
+ *
+ * The graph is what `torch.onnx.export` traces from transformers' eager Llama/Qwen2 modules at
+ * Optimum's default opset for them (14), written with the project's ONNX codec:
+ * - inputs `input_ids`, `attention_mask` [batch, past + seq], `position_ids`, and
+ *   `past_key_values.N.key|value` [batch, kv_heads, past, head_dim]; outputs `logits` and
+ *   `present.N.key|value` (the Concat of past and new rows, kv heads before repeat_kv);
+ * - linear layers as `MatMul` on transposed weight initializers named `onnx::MatMul_<n>` (what the
+ *   exporter names them), biases as a separate `Add`;
+ * - RMSNorm decomposed (Pow, ReduceMean, Add eps, Sqrt, Reciprocal, Mul, Mul weight);
+ * - rotary embedding on HF's layout (q/k rows un-permuted from GGUF's interleaved order for llama):
+ *   inv_freq x position_ids, Concat(freqs, freqs), Cos/Sin, `q*cos + rotate_half(q)*sin` with
+ *   rotate_half = Concat(Neg(Slice(second half)), Slice(first half));
+ * - repeat_kv as Unsqueeze, Expand, Reshape; attention as MatMul, Mul by 1/sqrt(head_dim), Add of a
+ *   4-D additive mask (0 or float32 min), Softmax, MatMul;
+ * - the residual stream as plain `Add` nodes named `/model/layers.N/Add` (attention) and
+ *   `/model/layers.N/Add_1` (MLP), as the exporter names them.
+ * It computes the GGUF's function (llama.cpp's graph), so the reference backend on the GGUF is its
+ * oracle. Run as a script to write a fixture directory:
+ *
+ *   bun test/onnx/helpers/optimum-export.ts <model.gguf> <out-dir> [--layout optimum-merged|transformers.js]
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type LlamaGguf, openLlamaGguf, readWeightF32 } from "../../../src/convert/llama-gguf.ts";
+import { ggufToHfTokenizer, readTokenizerSpec } from "../../../src/formats/gguf-tokenizer.ts";
+import type { GgufTensorInfo } from "../../../src/formats/gguf.ts";
+import {
+  attr,
+  DataType,
+  encodeModel,
+  graph,
+  model,
+  node,
+  type OnnxGraph,
+  type OnnxNode,
+  type OnnxTensor,
+  tensorFromFloat32,
+  tensorFromInt64,
+  valueInfo,
+} from "../../../src/formats/onnx/index.ts";
+
+export type OptimumLayout = "optimum-merged" | "transformers.js";
+export const OPTIMUM_OPSET = 14;
+
+/** Nodes and the small constants of one graph (a branch keeps its own, as merge_decoders does). */
+class GraphBuilder {
+  readonly nodes: OnnxNode[] = [];
+  readonly constants: OnnxTensor[] = [];
+  private readonly counts = new Map<string, number>();
+  private readonly constantNames = new Set<string>();
+
+  /** A node named as torch.onnx.export names them (`<scope>/<Op>`, then `_1`, `_2`...); returns its output. */
+  op(opType: string, inputs: readonly string[], scope: string, attributes = [] as ReturnType<typeof attr.int>[], out?: string): string {
+    const base = `${scope}/${opType}`;
+    const n = this.counts.get(base) ?? 0;
+    this.counts.set(base, n + 1);
+    const name = n === 0 ? base : `${base}_${n}`;
+    const output = out ?? `${name}_output_0`;
+    this.nodes.push(node(opType, inputs, [output], attributes, { name }));
+    return output;
+  }
+
+  i64(name: string, values: readonly number[], scalar = false): string {
+    if (!this.constantNames.has(name)) {
+      this.constantNames.add(name);
+      this.constants.push(tensorFromInt64(name, scalar ? [] : [values.length], values));
+    }
+    return name;
+  }
+
+  f32(name: string, values: readonly number[], dims: readonly number[] = []): string {
+    if (!this.constantNames.has(name)) {
+      this.constantNames.add(name);
+      this.constants.push(tensorFromFloat32(name, dims, Float32Array.from(values)));
+    }
+    return name;
+  }
+}
+
+interface Weights {
+  /** Outer-graph initializers (shared by both branches of a merged model). */
+  readonly tensors: OnnxTensor[];
+  /** GGUF tensor -> initializer name (MatMul weights transposed to [in, out]). */
+  matmul(t: GgufTensorInfo, permuteHeads?: number): string;
+  plain(t: GgufTensorInfo, name: string): string;
+}
+
+/**
+ * GGUF stores llama's q/k rows permuted so adjacent lanes rotate together (NORM rope); HF's layout
+ * rotates halves. GGUF row h*D + 2j + a holds HF row h*D + a*D/2 + j: undo it.
+ */
+function unpermuteRows(w: Float32Array, rows: number, cols: number, nHeads: number): Float32Array {
+  const d = rows / nHeads;
+  const out = new Float32Array(w.length);
+  for (let h = 0; h < nHeads; h++) {
+    for (let j = 0; j < d / 2; j++) {
+      for (let a = 0; a < 2; a++) {
+        const src = (h * d + 2 * j + a) * cols;
+        const dst = (h * d + a * (d / 2) + j) * cols;
+        out.set(w.subarray(src, src + cols), dst);
+      }
+    }
+  }
+  return out;
+}
+
+function makeWeights(g: LlamaGguf): Weights {
+  const tensors: OnnxTensor[] = [];
+  const names = new Map<string, string>();
+  let counter = 1000;
+  return {
+    tensors,
+    matmul(t, permuteHeads) {
+      const key = `${t.name}/T`;
+      const existing = names.get(key);
+      if (existing) return existing;
+      const [nIn, nOut] = [t.dims[0]!, t.dims[1]!];
+      let w = readWeightF32(g, t);
+      if (permuteHeads) w = unpermuteRows(w, nOut, nIn, permuteHeads);
+      const wt = new Float32Array(w.length);
+      for (let o = 0; o < nOut; o++) for (let i = 0; i < nIn; i++) wt[i * nOut + o] = w[o * nIn + i]!;
+      const name = `onnx::MatMul_${counter++}`;
+      tensors.push(tensorFromFloat32(name, [nIn, nOut], wt));
+      names.set(key, name);
+      return name;
+    },
+    plain(t, name) {
+      if (!names.has(t.name)) {
+        tensors.push(tensorFromFloat32(name, [...t.dims].reverse(), readWeightF32(g, t)));
+        names.set(t.name, name);
+      }
+      return names.get(t.name)!;
+    },
+  };
+}
+
+/** One decoder graph as the exporter traces it, with or without past inputs. */
+function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: OnnxGraph; inputs: ReturnType<typeof valueInfo>[] } {
+  const h = g.hparams;
+  const b = new GraphBuilder();
+  const D = h.headDim;
+  const H = h.nHead;
+  const KV = h.nHeadKv;
+  const unpermute = h.profile.rope === "norm";
+  const inputs = [
+    valueInfo("input_ids", DataType.INT64, ["batch_size", "sequence_length"]),
+    valueInfo("attention_mask", DataType.INT64, ["batch_size", "past_sequence_length + 1"]),
+    valueInfo("position_ids", DataType.INT64, ["batch_size", "sequence_length"]),
+  ];
+  const outputs = [valueInfo("logits", DataType.FLOAT, ["batch_size", "sequence_length", h.vocabSize])];
+
+  const rmsNorm = (x: string, weightT: GgufTensorInfo, weightName: string, scope: string) => {
+    const pow = b.op("Pow", [x, b.f32("/model/Constant_pow_2", [2])], scope);
+    const mean = b.op("ReduceMean", [pow], scope, [attr.ints("axes", [-1]), attr.int("keepdims", 1)]);
+    const eps = b.op("Add", [mean, b.f32("/model/Constant_eps", [h.normEps])], scope);
+    const inv = b.op("Reciprocal", [b.op("Sqrt", [eps], scope)], scope);
+    const normed = b.op("Mul", [x, inv], scope);
+    return b.op("Mul", [w.plain(weightT, weightName), normed], scope);
+  };
+  const linear = (x: string, t: GgufTensorInfo, bias: GgufTensorInfo | null, biasName: string, scope: string, permuteHeads?: number) => {
+    const y = b.op("MatMul", [x, w.matmul(t, permuteHeads)], scope);
+    return bias ? b.op("Add", [w.plain(bias, biasName), y], scope) : y;
+  };
+
+  // Shapes.
+  const idsShape = b.op("Shape", ["input_ids"], "/model");
+  const batch = b.op("Gather", [idsShape, b.i64("/model/Constant_0", [0], true)], "/model", [attr.int("axis", 0)]);
+  const seq = b.op("Gather", [idsShape, b.i64("/model/Constant_1", [1], true)], "/model", [attr.int("axis", 0)]);
+  const maskShape = b.op("Shape", ["attention_mask"], "/model");
+  const total = b.op("Gather", [maskShape, "/model/Constant_1"], "/model", [attr.int("axis", 0)]);
+  const past = b.op("Sub", [total, seq], "/model");
+  const unsq0 = b.i64("/model/Constant_axes_0", [0]);
+  const dims = (...parts: string[]) => b.op("Concat", parts.map((p) => (p.startsWith("/model/Constant") ? p : b.op("Unsqueeze", [p, unsq0], "/model"))), "/model", [attr.int("axis", 0)]);
+
+  // The 4-D additive causal mask [batch, 1, seq, total]: 0 where a query may attend, float32 min elsewhere.
+  const one = b.i64("/model/Constant_step", [1], true);
+  const cols = b.op("Range", [b.i64("/model/Constant_start", [0], true), total, one], "/model");
+  const rows = b.op("Unsqueeze", [b.op("Range", [past, total, one], "/model"), b.i64("/model/Constant_axes_1", [1])], "/model");
+  const causal = b.op("LessOrEqual", [cols, rows], "/model");
+  const padded = b.op("Unsqueeze", [b.op("Cast", ["attention_mask"], "/model", [attr.int("to", DataType.BOOL)]), b.i64("/model/Constant_axes_12", [1, 2])], "/model");
+  const allowed = b.op("And", [causal, padded], "/model");
+  const mask4d = b.op("Where", [allowed, b.f32("/model/Constant_zero", [0]), b.f32("/model/Constant_min", [-3.4028234663852886e38])], "/model");
+
+  // Rotary: freqs = inv_freq x positions, emb = [freqs, freqs], cos/sin [batch, 1, seq, D].
+  const invFreq = Array.from({ length: D / 2 }, (_, j) => (h.ropeFreqScale * Math.pow(h.ropeFreqBase, (-2 * j) / h.nRot)) / (h.ropeFreqFactors?.[j] ?? 1));
+  const pos = b.op("Cast", [b.op("Unsqueeze", ["position_ids", b.i64("/model/rotary_emb/Constant_axes", [1])], "/model/rotary_emb")], "/model/rotary_emb", [attr.int("to", DataType.FLOAT)]);
+  const freqs = b.op("Transpose", [b.op("MatMul", [b.f32("/model/rotary_emb/inv_freq", invFreq, [D / 2, 1]), pos], "/model/rotary_emb")], "/model/rotary_emb", [attr.ints("perm", [0, 2, 1])]);
+  const emb = b.op("Concat", [freqs, freqs], "/model/rotary_emb", [attr.int("axis", -1)]);
+  const cos = b.op("Unsqueeze", [b.op("Cos", [emb], "/model/rotary_emb"), b.i64("/model/Constant_axes_1", [1])], "/model/rotary_emb");
+  const sin = b.op("Unsqueeze", [b.op("Sin", [emb], "/model/rotary_emb"), "/model/Constant_axes_1"], "/model/rotary_emb");
+  const rotateHalf = (x: string, scope: string) => {
+    const x1 = b.op("Slice", [x, b.i64("/model/Constant_s0", [0]), b.i64("/model/Constant_half", [D / 2]), b.i64("/model/Constant_last", [-1])], scope);
+    const x2 = b.op("Slice", [x, "/model/Constant_half", b.i64("/model/Constant_big", [Number.MAX_SAFE_INTEGER]), "/model/Constant_last"], scope);
+    return b.op("Concat", [b.op("Neg", [x2], scope), x1], scope, [attr.int("axis", -1)]);
+  };
+  const applyRope = (x: string, scope: string) => b.op("Add", [b.op("Mul", [x, cos], scope), b.op("Mul", [rotateHalf(x, scope), sin], scope)], scope);
+
+  let x = b.op("Gather", [w.plain(g.tokenEmbd, "model.embed_tokens.weight"), "input_ids"], "/model/embed_tokens");
+  const heads = (t: string, n: number, scope: string) =>
+    b.op("Transpose", [b.op("Reshape", [t, dims(batch, seq, b.i64(`/model/Constant_heads_${n}`, [n]), b.i64("/model/Constant_head_dim", [D]))], scope)], scope, [attr.ints("perm", [0, 2, 1, 3])]);
+  for (let L = 0; L < h.nLayers; L++) {
+    const l = g.layers[L]!;
+    const s = `/model/layers.${L}`;
+    const p = `model.layers.${L}`;
+    const a = rmsNorm(x, l.attnNorm, `${p}.input_layernorm.weight`, `${s}/input_layernorm`);
+    const q = heads(linear(a, l.wq!, l.bq, `${p}.self_attn.q_proj.bias`, `${s}/self_attn/q_proj`, unpermute ? H : undefined), H, `${s}/self_attn`);
+    const k = heads(linear(a, l.wk!, l.bk, `${p}.self_attn.k_proj.bias`, `${s}/self_attn/k_proj`, unpermute ? KV : undefined), KV, `${s}/self_attn`);
+    const v = heads(linear(a, l.wv!, l.bv, `${p}.self_attn.v_proj.bias`, `${s}/self_attn/v_proj`), KV, `${s}/self_attn`);
+    const qr = applyRope(q, `${s}/self_attn`);
+    const kr = applyRope(k, `${s}/self_attn`);
+    if (withPast) {
+      inputs.push(valueInfo(`past_key_values.${L}.key`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length", D]));
+      inputs.push(valueInfo(`past_key_values.${L}.value`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length", D]));
+    }
+    outputs.push(valueInfo(`present.${L}.key`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length + 1", D]));
+    outputs.push(valueInfo(`present.${L}.value`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length + 1", D]));
+    const kAll = withPast
+      ? b.op("Concat", [`past_key_values.${L}.key`, kr], `${s}/self_attn`, [attr.int("axis", -2)], `present.${L}.key`)
+      : b.op("Identity", [kr], `${s}/self_attn`, [], `present.${L}.key`);
+    const vAll = withPast
+      ? b.op("Concat", [`past_key_values.${L}.value`, v], `${s}/self_attn`, [attr.int("axis", -2)], `present.${L}.value`)
+      : b.op("Identity", [v], `${s}/self_attn`, [], `present.${L}.value`);
+    // repeat_kv: [b, kv, T, D] -> [b, kv, group, T, D] -> [b, H, T, D]
+    const repeat = (t: string) => {
+      if (H === KV) return t;
+      const tShape = b.op("Shape", [t], `${s}/self_attn`);
+      const len = b.op("Gather", [tShape, b.i64("/model/Constant_2", [2], true)], `${s}/self_attn`, [attr.int("axis", 0)]);
+      const kvC = b.i64(`/model/Constant_kv`, [KV]);
+      const grpC = b.i64(`/model/Constant_group`, [H / KV]);
+      const expanded = b.op("Expand", [b.op("Unsqueeze", [t, b.i64("/model/Constant_axes_2", [2])], `${s}/self_attn`), dims(batch, kvC, grpC, len, "/model/Constant_head_dim")], `${s}/self_attn`);
+      return b.op("Reshape", [expanded, dims(batch, b.i64("/model/Constant_heads_all", [H]), len, "/model/Constant_head_dim")], `${s}/self_attn`);
+    };
+    const kRep = repeat(kAll);
+    const vRep = repeat(vAll);
+    const scores = b.op("Mul", [b.op("MatMul", [qr, b.op("Transpose", [kRep], `${s}/self_attn`, [attr.ints("perm", [0, 1, 3, 2])])], `${s}/self_attn`), b.f32("/model/Constant_scale", [1 / Math.sqrt(D)])], `${s}/self_attn`);
+    const probs = b.op("Softmax", [b.op("Add", [scores, mask4d], `${s}/self_attn`)], `${s}/self_attn`, [attr.int("axis", -1)]);
+    const ctx = b.op("Transpose", [b.op("MatMul", [probs, vRep], `${s}/self_attn`)], `${s}/self_attn`, [attr.ints("perm", [0, 2, 1, 3])]);
+    const flat = b.op("Reshape", [ctx, dims(batch, seq, b.i64("/model/Constant_q_dim", [H * D]))], `${s}/self_attn`);
+    const o = linear(flat, l.wo, l.bo, `${p}.self_attn.o_proj.bias`, `${s}/self_attn/o_proj`);
+    const mid = b.op("Add", [x, o], s);
+    const f = rmsNorm(mid, l.ffnNorm, `${p}.post_attention_layernorm.weight`, `${s}/post_attention_layernorm`);
+    const gate = linear(f, l.wGate!, l.bGate, `${p}.mlp.gate_proj.bias`, `${s}/mlp/gate_proj`);
+    const act = b.op("Mul", [gate, b.op("Sigmoid", [gate], `${s}/mlp/act_fn`)], `${s}/mlp/act_fn`);
+    const up = linear(f, l.wUp, l.bUp, `${p}.mlp.up_proj.bias`, `${s}/mlp/up_proj`);
+    const down = linear(b.op("Mul", [act, up], `${s}/mlp`), l.wDown, l.bDown, `${p}.mlp.down_proj.bias`, `${s}/mlp/down_proj`);
+    x = b.op("Add", [mid, down], s);
+  }
+  const normed = rmsNorm(x, g.outputNorm, "model.norm.weight", "/model/norm");
+  const logits = b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head", [], "logits");
+  const head = g.outputBias ? b.op("Add", [logits, w.plain(g.outputBias, "lm_head.bias")], "/lm_head") : logits;
+  if (head !== "logits") throw new Error("an output bias is not laid out by this generator");
+  return { graph: graph({ name: withPast ? "with_past" : "no_past", nodes: b.nodes, initializers: b.constants, inputs: [], outputs }), inputs };
+}
+
+/** The export's files; returns the path of the ONNX graph written. */
+export function writeOptimumExport(ggufPath: string, outDir: string, layout: OptimumLayout): string {
+  const g = openLlamaGguf(ggufPath);
+  const h = g.hparams;
+  if (h.architecture !== "llama" && h.architecture !== "qwen2") throw new Error(`${ggufPath}: this generator lays out llama and qwen2, not ${h.architecture}`);
+  if (g.layers.some((l) => l.wqkv)) throw new Error(`${ggufPath}: fused q/k/v is not laid out by this generator`);
+  const w = makeWeights(g);
+  const withPast = decoderGraph(g, w, true);
+  let decoder: OnnxGraph;
+  if (layout === "transformers.js") {
+    decoder = { ...withPast.graph, name: "main_graph", inputs: withPast.inputs, initializers: [...w.tensors, ...withPast.graph.initializers] };
+  } else {
+    const noPast = decoderGraph(g, w, false);
+    const useCache = valueInfo("use_cache_branch", DataType.BOOL, [1]);
+    const ifNode = node("If", ["use_cache_branch"], noPast.graph.outputs.map((o) => o.name!), [attr.graph("then_branch", withPast.graph), attr.graph("else_branch", noPast.graph)], { name: "optimum::if" });
+    decoder = graph({ name: "merged", nodes: [ifNode], initializers: w.tensors, inputs: [...withPast.inputs, useCache], outputs: noPast.graph.outputs });
+  }
+  const onnxDir = layout === "transformers.js" ? join(outDir, "onnx") : outDir;
+  mkdirSync(onnxDir, { recursive: true });
+  const file = join(onnxDir, layout === "transformers.js" ? "model.onnx" : "decoder_model_merged.onnx");
+  writeFileSync(file, encodeModel(model({ graph: decoder, opsets: { "": OPTIMUM_OPSET }, producerName: layout === "transformers.js" ? "pytorch" : "optimum-onnx", irVersion: 8 })));
+
+  const spec = readTokenizerSpec(g.file);
+  const tokenizer = ggufToHfTokenizer(spec);
+  const config = {
+    _name_or_path: h.name,
+    architectures: [h.profile.hfClass],
+    model_type: h.architecture,
+    hidden_size: h.nEmbd,
+    intermediate_size: h.nFf,
+    num_hidden_layers: h.nLayers,
+    num_attention_heads: h.nHead,
+    num_key_value_heads: h.nHeadKv,
+    vocab_size: h.vocabSize,
+    max_position_embeddings: h.contextLength,
+    rms_norm_eps: h.normEps,
+    rope_theta: h.ropeFreqBase,
+    tie_word_embeddings: h.tiedEmbeddings,
+    bos_token_id: spec.bosId,
+    eos_token_id: spec.eosId,
+    use_cache: true,
+  };
+  writeFileSync(join(outDir, "config.json"), JSON.stringify(config, null, 2));
+  writeFileSync(join(outDir, "tokenizer.json"), JSON.stringify(tokenizer.tokenizerJson));
+  writeFileSync(join(outDir, "tokenizer_config.json"), JSON.stringify(tokenizer.tokenizerConfig, null, 2));
+  return file;
+}
+
+if (import.meta.main) {
+  const [gguf, out, flag, value] = process.argv.slice(2);
+  if (!gguf || !out || (flag !== undefined && (flag !== "--layout" || (value !== "optimum-merged" && value !== "transformers.js")))) {
+    console.error("usage: bun test/onnx/helpers/optimum-export.ts <model.gguf> <out-dir> [--layout optimum-merged|transformers.js]");
+    process.exit(2);
+  }
+  console.log(writeOptimumExport(gguf, out, (value as OptimumLayout | undefined) ?? "optimum-merged"));
+}
