@@ -19,7 +19,10 @@
  *   q/k/v usually fused in `attn_qkv`, gate and up fused in `ffn_up` ([n_embd, 2 n_ff]:
  *   silu(first half) * second half, ggml_swiglu), q scaled by 1/sqrt(head_dim) before attention.
  *   Phi-3's sliding window is disabled by llama.cpp ("Phi SWA is currently disabled"), so full
- *   attention everywhere; longrope factor tensors are refused by name.
+ *   attention everywhere. Longrope (Phi-3 128k, Phi-3.5, Phi-4-mini): `rope_factors_long.weight` /
+ *   `rope_factors_short.weight` divide the rope frequencies, long when the context per sequence
+ *   exceeds `rope.scaling.original_context_length`, else short (llama.cpp's get_rope_factors: chosen
+ *   once per context, not per position as HF does), with `rope.scaling.attn_factor` on cos and sin.
  * - `gemma2`: the embedding is scaled by sqrt(n_embd); RMSNorm (GGUF norm weights already hold
  *   HF's 1 + w: llama.cpp's converter adds the 1); post-attention and post-FFN RMSNorms
  *   (`attn_post_norm`, `ffn_post_norm`) applied to each branch before its residual add; GELU-tanh
@@ -75,6 +78,8 @@ export interface ArchProfile {
   readonly noRopeLayerStep: number;
   /** Whether llama.cpp applies `rope_freqs.weight` for this architecture. */
   readonly ropeFreqs: boolean;
+  /** Whether llama.cpp applies `rope_factors_long/short.weight` (phi3's longrope) for this architecture. */
+  readonly longrope: boolean;
   readonly ffn: FfnKind;
   /** Gate and up stored as one `ffn_up` of 2 n_ff rows, gate first (phi3). */
   readonly fusedGateUp: boolean;
@@ -106,6 +111,7 @@ const LLAMA: ArchProfile = {
   qkNorm: false,
   noRopeLayerStep: 0,
   ropeFreqs: true,
+  longrope: false,
   ffn: "swiglu",
   fusedGateUp: false,
   postNorms: false,
@@ -144,7 +150,7 @@ export const ARCHITECTURES: Readonly<Record<string, ArchProfile>> = {
   smollm3: { ...LLAMA, noRopeLayerStep: 4, ropeFreqs: false, hfClass: "SmolLM3ForCausalLM" },
   qwen2: { ...LLAMA, rope: "neox", partialRotary: true, ropeFreqs: false, hfClass: "Qwen2ForCausalLM" },
   qwen3: { ...LLAMA, rope: "neox", partialRotary: true, qkNorm: true, ropeFreqs: false, hfClass: "Qwen3ForCausalLM" },
-  phi3: { ...LLAMA, rope: "neox", partialRotary: true, ropeFreqs: false, fusedGateUp: true, hfClass: "Phi3ForCausalLM" },
+  phi3: { ...LLAMA, rope: "neox", partialRotary: true, ropeFreqs: false, longrope: true, fusedGateUp: true, hfClass: "Phi3ForCausalLM" },
   gemma2: GEMMA2,
   gemma3: {
     ...GEMMA2,

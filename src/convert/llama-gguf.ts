@@ -86,6 +86,14 @@ export interface LayerRope {
   readonly freqScale: number;
 }
 
+/** Phi-3's longrope: frequency divisors for long and short contexts (either may be absent). */
+export interface Longrope {
+  readonly long: Float32Array | null;
+  readonly short: Float32Array | null;
+  /** `rope.scaling.original_context_length`: contexts above it use `long`. */
+  readonly originalContext: number;
+}
+
 export interface LlamaHParams {
   readonly architecture: string;
   readonly profile: ArchProfile;
@@ -115,6 +123,8 @@ export interface LlamaHParams {
   readonly ropeAttnFactor: number;
   /** `rope_freqs.weight` (length nRot/2), or null. */
   readonly ropeFreqFactors: Float32Array | null;
+  /** phi3's longrope factors (see architectures.ts), or null; pick with {@link ropeFactors}. */
+  readonly longrope: Longrope | null;
   /** Multiplies q·k before the soft-cap, mask and softmax. */
   readonly queryScale: number;
   /** Attention logit soft-cap (cap * tanh(s / cap)), 0 = none. */
@@ -297,7 +307,7 @@ export function openLlamaGguf(path: string): LlamaGguf {
     const t = file.tensors.find((x) => pattern.test(x.name));
     if (t) fail(`tensor "${t.name}": ${what} is not supported`);
   };
-  refuse(/^rope_factors_(long|short)\.weight$/, "longrope frequency factors (Phi-3 128k / Phi-3.5 context extension)");
+  if (!profile.longrope) refuse(/^rope_factors_(long|short)\.weight$/, `longrope frequency factors for ${arch}`);
   refuse(/^dense_[23]\.weight$/, "the dense output projections of embedding models");
   if (profile.alwaysTied) refuse(/^output\.weight$/, `a separate output head for ${arch} (llama.cpp ties it to token_embd)`);
 
@@ -366,6 +376,16 @@ export function openLlamaGguf(path: string): LlamaGguf {
     ropeFreqFactors = readTensorF32(file, ropeFreqsTensor).slice(0, nRot / 2);
   }
 
+  const factorTensor = (name: string): Float32Array | null => {
+    const t = profile.longrope ? optional(name) : null;
+    if (!t) return null;
+    if (t.elementCount !== nRot / 2) fail(`tensor "${name}" has ${t.elementCount} values, expected ${nRot / 2} (n_rot / 2)`);
+    return readTensorF32(file, t);
+  };
+  const long = factorTensor("rope_factors_long.weight");
+  const short = factorTensor("rope_factors_short.weight");
+  const longrope = long || short ? { long, short, originalContext: num("rope.scaling.original_context_length", contextLength) } : null;
+
   const tokenId = (k: string): number | null => {
     const v = metaNumber(file, k, null);
     return v === null || v < 0 || v >= vocabSize ? null : v;
@@ -394,6 +414,7 @@ export function openLlamaGguf(path: string): LlamaGguf {
       ropeFreqScale,
       ropeAttnFactor,
       ropeFreqFactors,
+      longrope,
       queryScale,
       attnSoftcap,
       finalSoftcap,
@@ -410,6 +431,31 @@ export function openLlamaGguf(path: string): LlamaGguf {
     outputBias,
     layers,
   };
+}
+
+/**
+ * The rope frequency divisors llama.cpp uses at a context of `contextLength` tokens per sequence
+ * (its get_rope_factors): `rope_freqs.weight`, else phi3's long factors above the original context
+ * and short ones up to it, else none.
+ * @example
+ * const ff = ropeFactors(openLlamaGguf("phi-3.5-mini.gguf").hparams, 4096); // the short factors
+ */
+export function ropeFactors(h: LlamaHParams, contextLength: number): Float32Array | null {
+  if (h.ropeFreqFactors) return h.ropeFreqFactors;
+  if (!h.longrope) return null;
+  return contextLength > h.longrope.originalContext ? h.longrope.long : h.longrope.short;
+}
+
+/**
+ * Per rotated pair j < n_rot/2 of a block: freq_scale * base^(-2j/n_rot) / ff_j, in double (the
+ * angle at position p is p times this).
+ * @example
+ * const invFreq = ropeInverseFrequencies(h, h.layerRope[0]!, ropeFactors(h, 4096));
+ */
+export function ropeInverseFrequencies(h: LlamaHParams, rope: LayerRope, factors: Float32Array | null): Float64Array {
+  const out = new Float64Array(h.nRot / 2);
+  for (let j = 0; j < out.length; j++) out[j] = (rope.freqScale * Math.pow(rope.freqBase, (-2 * j) / h.nRot)) / (factors ? factors[j]! : 1);
+  return out;
 }
 
 /** A metadata number that may also be a per-layer array; the converter needs it equal in every layer. */

@@ -39,7 +39,7 @@
  *   SimplifiedLayerNormalization, which avoids overflow of x² in half precision.
  */
 import { float32ToHalfBits } from "../formats/half.ts";
-import { type LlamaGguf, readWeightF16Bits, readWeightF32 } from "./llama-gguf.ts";
+import { type LayerRope, type LlamaGguf, readWeightF16Bits, readWeightF32, ropeFactors, ropeInverseFrequencies } from "./llama-gguf.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import {
   attr,
@@ -134,6 +134,8 @@ class Builder {
 
 export interface GraphOptions {
   readonly dtype: WeightDtype;
+  /** Context the export is for: phi3's longrope factors are chosen by it, as llama.cpp chooses them by n_ctx. */
+  readonly contextLength: number;
 }
 
 export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaOnnxGraph {
@@ -223,21 +225,17 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   const lowest = scalar("/model/masked_score", dtype === "float32" ? -3.4028234663852886e38 : -65504);
 
   // ---- rope cos/sin [batch, seq, 1, half, 1] (NORM) or [batch, seq, 1, 1, half] (NEOX), per (base, scale) ----
-  // inv_freq_j = freq_scale * base^(-2j/n_rot) / ff_j, in double then rounded once to float32.
   const posF = h.nRot > 0 ? b.op("Cast", ["position_ids"], "/model/rope/positions_f32", [attr.int("to", DataType.FLOAT)]) : "";
   const axis2 = b.i64("const_2_axes", [2]);
   const pos3 = h.nRot > 0 ? b.op("Unsqueeze", [posF, axis2], "/model/rope/positions_col") : "";
   const ropeTables = new Map<string, { cos: string; sin: string }>();
-  const ropeFor = (base: number, freqScale: number) => {
-    const key = `${base}/${freqScale}`;
+  const factors = ropeFactors(h, options.contextLength);
+  const ropeFor = (r: LayerRope) => {
+    const key = `${r.freqBase}/${r.freqScale}`;
     const existing = ropeTables.get(key);
     if (existing) return existing;
     const p = ropeTables.size === 0 ? "/model/rope" : `/model/rope_${ropeTables.size}`;
-    const invFreq = new Float32Array(half);
-    for (let j = 0; j < half; j++) {
-      const ff = h.ropeFreqFactors ? h.ropeFreqFactors[j]! : 1;
-      invFreq[j] = (freqScale * Math.pow(base, (-2 * j) / h.nRot)) / ff;
-    }
+    const invFreq = Float32Array.from(ropeInverseFrequencies(h, r, factors)); // rounded once to float32
     const angles = b.op("Mul", [pos3, b.f32(`${p}/inv_freq`, invFreq, [half])], `${p}/angles`);
     const trig = (fn: "Cos" | "Sin") => {
       const f = fn.toLowerCase();
@@ -347,7 +345,7 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
     }
     // Blocks without rope (smollm3's NoPE blocks, gpt2) skip the rotation.
     const r = h.layerRope[L]!;
-    const table = r.rotate ? ropeFor(r.freqBase, r.freqScale) : null;
+    const table = r.rotate ? ropeFor(r) : null;
     const qRot = table ? rope(qHeads, h.nHead, table, `${p}/self_attn/rope_q`) : qHeads;
     const kRot = table ? rope(kHeads, h.nHeadKv, table, `${p}/self_attn/rope_k`) : kHeads;
     const q5 = b.op("Transpose", [b.op("Reshape", [qRot, q5Shape], `${p}/self_attn/Reshape_q_grouped`)], `${p}/self_attn/Transpose_q`, [

@@ -38,7 +38,7 @@ import { renderChat } from "../core/chat-template.ts";
 import { applyAffine } from "../core/chain.ts";
 import { canonicalPoint, type HookPoint, pointIndex, pointName } from "../core/sites.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { type LlamaGguf, type LlamaHParams, openLlamaGguf, readWeightF32 } from "../convert/llama-gguf.ts";
+import { type LayerRope, type LlamaGguf, type LlamaHParams, openLlamaGguf, readWeightF32, ropeFactors, ropeInverseFrequencies } from "../convert/llama-gguf.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import { GgufTokenizer } from "../formats/gguf-tokenizer.ts";
 import { defaultContextLength } from "../default-model.ts";
@@ -84,7 +84,8 @@ interface Weights {
   readonly layers: readonly LayerWeights[];
 }
 
-function loadWeights(g: LlamaGguf): Weights {
+/** The weights as float32, and each block's rope table for a context of `contextLength` tokens (phi3 picks its longrope factors by it). */
+function loadWeights(g: LlamaGguf, contextLength: number): Weights {
   const r = (t: GgufTensorInfo) => readWeightF32(g, t);
   const opt = (t: GgufTensorInfo | null) => (t ? r(t) : null);
   const h = g.hparams;
@@ -93,18 +94,12 @@ function loadWeights(g: LlamaGguf): Weights {
   const qDim = h.nHead * h.headDim;
   const kvDim = h.nHeadKv * h.headDim;
   // One table per distinct (base, scale): sliding-window blocks of gemma3 have their own.
+  const factors = ropeFactors(h, contextLength);
   const ropeTables = new Map<string, Float64Array>();
-  const ropeTable = (base: number, scale: number): Float64Array => {
-    const k = `${base}/${scale}`;
+  const ropeTable = (rope: LayerRope): Float64Array => {
+    const k = `${rope.freqBase}/${rope.freqScale}`;
     let t = ropeTables.get(k);
-    if (!t) {
-      t = new Float64Array(h.nRot / 2);
-      for (let j = 0; j < t.length; j++) {
-        const ff = h.ropeFreqFactors ? h.ropeFreqFactors[j]! : 1;
-        t[j] = (scale * Math.pow(base, (-2 * j) / h.nRot)) / ff;
-      }
-      ropeTables.set(k, t);
-    }
+    if (!t) ropeTables.set(k, (t = ropeInverseFrequencies(h, rope, factors)));
     return t;
   };
   return {
@@ -145,7 +140,7 @@ function loadWeights(g: LlamaGguf): Weights {
         postFfnNorm: opt(l.postFfnNorm),
         qNorm: opt(l.qNorm),
         kNorm: opt(l.kNorm),
-        ropeInvFreq: rope.rotate ? ropeTable(rope.freqBase, rope.freqScale) : null,
+        ropeInvFreq: rope.rotate ? ropeTable(rope) : null,
       };
     }),
   };
@@ -639,7 +634,7 @@ export function loadReferenceLlama(path: string, options: ReferenceLoadOptions =
     throw new RangeError(`reference backend: contextLength must be a positive integer, got ${requested}`);
   }
   const contextLength = Math.min(requested ?? trained, trained);
-  return new ReferenceModel(loadWeights(g), g, tokenizer, contextLength);
+  return new ReferenceModel(loadWeights(g, contextLength), g, tokenizer, contextLength);
 }
 
 /** The reference backend as an adapter (name "reference"; every capability). */

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConvertError, openLlamaGguf } from "../../src/convert/llama-gguf.ts";
+import { ConvertError, openLlamaGguf, ropeFactors } from "../../src/convert/llama-gguf.ts";
 import { GgufError } from "../../src/formats/gguf.ts";
 import { argmax } from "../../src/core/tensor.ts";
 import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
@@ -123,8 +123,15 @@ describe("openLlamaGguf on the other architectures", () => {
     expect(phi3.slidingWindow).toEqual([0, 0, 0]); // llama.cpp disables Phi-3's window
   });
 
-  test("Phi-3 longrope factors are refused by name", () => {
-    refused("longrope.gguf", rewriteGguf(encodeRandomGguf({ arch: "phi3" }), { append: [f32("rope_factors_long.weight", 8)] }), 'tensor "rope_factors_long.weight": longrope');
+  test("longrope factors are read for phi3 (long above the original context) and refused elsewhere by name", () => {
+    const p = join(dir, "phi3-longrope.gguf");
+    const factors = (name: string, v: number): TensorEntry => ({ name, type: 0, dims: [8], data: new Uint8Array(new Float32Array(8).fill(v).buffer) });
+    const meta = { "phi3.rope.scaling.original_context_length": { type: "u32" as const, value: 64 } };
+    writeFileSync(p, rewriteGguf(encodeRandomGguf({ arch: "phi3" }), { metadata: meta, append: [factors("rope_factors_long.weight", 4), factors("rope_factors_short.weight", 2)] }));
+    const h = openLlamaGguf(p).hparams;
+    expect(ropeFactors(h, 65)![0]).toBe(4);
+    expect(ropeFactors(h, 64)![0]).toBe(2);
+    refused("longrope.gguf", rewriteGguf(encodeRandomGguf({ arch: "qwen2" }), { append: [f32("rope_factors_long.weight", 8)] }), 'tensor "rope_factors_long.weight": longrope frequency factors for qwen2');
   });
 
   test("a separate output head on gemma2 is refused (llama.cpp would not load it)", () => {

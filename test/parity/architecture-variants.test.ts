@@ -2,7 +2,8 @@
  * The architecture features the default random models exercise only weakly, turned up until they
  * decide the output: strong attention and final soft-caps (gemma2), a 3-token sliding window
  * (gemma2, gemma3) with gemma3's own rope base for sliding blocks, linear rope scaling on gemma3's
- * global blocks only, gemma3's optional final soft-cap, partial rotary (phi3), and fp16 exports.
+ * global blocks only, gemma3's optional final soft-cap, partial rotary and longrope (phi3: long and
+ * short factors chosen by the context, as llama.cpp chooses them), and fp16 exports.
  * Each variant must change llama.cpp's greedy tokens (so the feature matters) and the reference
  * backend and the converted ONNX model must follow: same 32 greedy tokens, logits within a measured
  * tolerance. Where the llama.cpp adapter does not open the architecture, the reference backend is
@@ -20,7 +21,7 @@ import { SUPPORTED_ARCHITECTURES as LLAMA_CPP_ARCHITECTURES } from "../../src/ad
 import { onnx } from "../../src/adapters/onnx/index.ts";
 import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
 import { encodeRandomGguf, type RandomGgufOptions } from "../../src/testing/random-gguf.ts";
-import { type MetaEdit, rewriteGguf } from "../convert/gguf-edit.ts";
+import { type MetaEdit, rewriteGguf, type TensorEntry } from "../convert/gguf-edit.ts";
 import { maxAbsDiff } from "../onnx/helpers/hooks.ts";
 
 const STEPS = 32;
@@ -31,6 +32,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 interface Variant {
   readonly model: RandomGgufOptions;
   readonly metadata?: Record<string, MetaEdit>;
+  readonly append?: TensorEntry[];
   readonly convert?: ConvertOptions;
   /** Max |logit difference| against llama.cpp (measured value in the comment). */
   readonly tolerance: number;
@@ -45,6 +47,12 @@ interface Variant {
 
 const f32 = (value: number): MetaEdit => ({ type: "f32", value });
 const u32 = (value: number): MetaEdit => ({ type: "u32", value });
+const factors = (name: string, values: number[]): TensorEntry => ({ name, type: 0, dims: [values.length], data: new Uint8Array(new Float32Array(values).buffer) });
+/** Phi-3 longrope as its converter writes it: both factor tensors, the attention factor and the original context. */
+const longrope = (originalContext: number): Pick<Variant, "metadata" | "append"> => ({
+  metadata: { "phi3.rope.scaling.attn_factor": f32(1.19), "phi3.rope.scaling.original_context_length": u32(originalContext) },
+  append: [factors("rope_factors_long.weight", [1, 2, 4, 8, 16, 32, 48, 64]), factors("rope_factors_short.weight", [1, 1.1, 1.3, 1.6, 2, 2.5, 3, 4])],
+});
 const VARIANTS: Record<string, Variant> = {
   // Measured 0.0057: attention scores squashed into (-1, 1) before the softmax.
   "gemma2, attention soft-cap 1": { model: { arch: "gemma2" }, metadata: { "gemma2.attn_logit_softcapping": f32(1) }, tolerance: 0.015, shows: "tokens" },
@@ -65,6 +73,10 @@ const VARIANTS: Record<string, Variant> = {
   "gemma3, final soft-cap 2": { model: { arch: "gemma3" }, metadata: { "gemma3.final_logit_softcapping": f32(2) }, tolerance: 0.015, shows: "logits" },
   // Measured 0.024: 8 of each head's 16 lanes rotate (NEOX halves of the first 8), 8 pass through.
   "phi3, partial rotary 8 of 16": { model: { arch: "phi3" }, metadata: { "phi3.rope.dimension_count": u32(8) }, tolerance: 0.05, shows: "tokens" },
+  // Measured 0.022: a 128-token context above the original 16 takes the long factors (and the 1.19 attention factor).
+  "phi3, longrope (long factors)": { model: { arch: "phi3" }, ...longrope(16), convert: { maxPositionEmbeddings: 128 }, tolerance: 0.05, shows: "tokens" },
+  // Measured 0.027: up to the original context the short factors.
+  "phi3, longrope (short factors)": { model: { arch: "phi3" }, ...longrope(4096), convert: { maxPositionEmbeddings: 128 }, tolerance: 0.05, shows: "tokens" },
   // Measured 0.011 (ONNX vs reference 0.0075): weights, activations and KV cache in float16; LayerNorm in float32 inside the op.
   "gpt2, exported as float16": { model: { arch: "gpt2" }, convert: { dtype: "float16" }, tolerance: 0.03, onnxTolerance: 0.03, shows: "none" },
   // Measured 0.013 (ONNX vs reference 0.012).
@@ -95,10 +107,11 @@ describe("architecture features that decide the output, on llama.cpp, the refere
       const gguf = join(dir, `${slug}.gguf`);
       const base = join(dir, `${slug}-base.gguf`);
       const bytes = encodeRandomGguf(variant.model);
-      writeFileSync(gguf, variant.metadata ? rewriteGguf(bytes, { metadata: variant.metadata }) : bytes);
+      const edited = variant.metadata || variant.append;
+      writeFileSync(gguf, edited ? rewriteGguf(bytes, { metadata: variant.metadata, append: variant.append }) : bytes);
       // The feature is measured against the same model without it: the unedited file for a metadata
       // edit, else the default model of the architecture.
-      writeFileSync(base, variant.metadata ? bytes : encodeRandomGguf({ arch: variant.model.arch }));
+      writeFileSync(base, edited ? bytes : encodeRandomGguf({ arch: variant.model.arch }));
       await convertGgufToOnnx(gguf, join(dir, slug), variant.convert);
       const withLlamaCpp = LLAMA_CPP_ARCHITECTURES.includes(variant.model.arch);
       const open = (path: string) => (withLlamaCpp ? llamaCpp.load(path, { contextLength: 128, threads: 1 }) : Promise.resolve(loadReferenceLlama(path, { contextLength: 128 })));
@@ -118,6 +131,7 @@ describe("architecture features that decide the output, on llama.cpp, the refere
         expect(maxDiff(r.logits, want.logits)).toBeLessThan(withLlamaCpp ? variant.tolerance : 1e-9);
         expect(maxDiff(o.logits, want.logits)).toBeLessThan(withLlamaCpp ? variant.tolerance : (variant.onnxTolerance ?? 1e-4));
         expect(maxDiff(o.logits, r.logits)).toBeLessThan(variant.onnxTolerance ?? 1e-4);
+        if (process.env.STEERKIT_MEASURE) console.log(name, maxDiff(r.logits, want.logits), maxDiff(o.logits, want.logits), maxDiff(o.logits, r.logits));
       } finally {
         for (const m of [oracle, plain, reference, converted]) m.dispose();
       }

@@ -32,7 +32,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type LlamaGguf, openLlamaGguf, readWeightF32 } from "../../../src/convert/llama-gguf.ts";
+import { type LlamaGguf, openLlamaGguf, readWeightF32, ropeFactors, ropeInverseFrequencies } from "../../../src/convert/llama-gguf.ts";
 import { ggufToHfTokenizer, readTokenizerSpec } from "../../../src/formats/gguf-tokenizer.ts";
 import type { GgufTensorInfo } from "../../../src/formats/gguf.ts";
 import {
@@ -193,7 +193,7 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   const mask4d = b.op("Where", [allowed, b.f32("/model/Constant_zero", [0]), b.f32("/model/Constant_min", [-3.4028234663852886e38])], "/model");
 
   // Rotary: freqs = inv_freq x positions, emb = [freqs, freqs], cos/sin [batch, 1, seq, D].
-  const invFreq = Array.from({ length: D / 2 }, (_, j) => (h.ropeFreqScale * Math.pow(h.ropeFreqBase, (-2 * j) / h.nRot)) / (h.ropeFreqFactors?.[j] ?? 1));
+  const invFreq = [...ropeInverseFrequencies(h, h.layerRope[0]!, ropeFactors(h, h.contextLength))];
   const pos = b.op("Cast", [b.op("Unsqueeze", ["position_ids", b.i64("/model/rotary_emb/Constant_axes", [1])], "/model/rotary_emb")], "/model/rotary_emb", [attr.int("to", DataType.FLOAT)]);
   const freqs = b.op("Transpose", [b.op("MatMul", [b.f32("/model/rotary_emb/inv_freq", invFreq, [D / 2, 1]), pos], "/model/rotary_emb")], "/model/rotary_emb", [attr.ints("perm", [0, 2, 1])]);
   const emb = b.op("Concat", [freqs, freqs], "/model/rotary_emb", [attr.int("axis", -1)]);
