@@ -9,6 +9,7 @@ import { MODEL_PARAMS } from "./abi.ts";
 import { renderChat } from "../../core/chat-template.ts";
 import { asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { LlamaSequence, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
+import { architectureGraph } from "./architectures.ts";
 import { SteerkitError } from "../../core/errors.ts";
 
 export const LLAMA_CPP_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
@@ -88,10 +89,24 @@ export class LlamaModel implements Model {
     for (let t = 0; t < vocabSize; t++) if (llama.llama_vocab_is_eog(this.#vocab, t)) eos.add(t);
 
     const name = this.meta("general.name") ?? basename(path);
+    const architecture = this.meta("general.architecture") ?? "unknown";
+    const graph = architectureGraph(architecture);
+    if (!graph) {
+      this.#freeWeights();
+      throw new LlamaModelError(`${path}: architecture "${architecture}" has no known residual tensors in llama.cpp's graph`);
+    }
+    // GPT-2 looks positions up in a table of the trained context's rows: a longer context would make
+    // ggml_get_rows read past it (an assertion that aborts the process).
+    if (graph.learnedPositions && contextLength > trained) {
+      this.#freeWeights();
+      throw new RangeError(
+        `contextLength ${contextLength} is longer than ${path}'s trained context ${trained}: ${architecture} has learned positions for ${trained} tokens only`,
+      );
+    }
     const chatTemplate = this.meta("tokenizer.chat_template");
     this.info = {
       backend: "llama-cpp",
-      architecture: this.meta("general.architecture") ?? "unknown",
+      architecture,
       name,
       nLayers,
       dModel,
@@ -113,6 +128,7 @@ export class LlamaModel implements Model {
       batchSize,
       threads,
       modelName: name,
+      graph,
       release: (seq) => {
         this.#sequences.delete(seq);
         if (this.#disposing && this.#sequences.size === 0) this.#freeWeights();

@@ -15,7 +15,8 @@ import { SteerkitError } from "../../core/errors.ts";
 import { allPoints, pointName, type HookPoint } from "../../core/sites.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import { BATCH, CONTEXT_PARAMS, GGML_TYPE_F32, SHIM_HOOKS, SHIM_POINT, TENSOR } from "./abi.ts";
-import { addressOf, asPointer, type LlamaLibrary } from "./ffi.ts";
+import type { ArchitectureGraph } from "./architectures.ts";
+import { addressOf, asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { planPoints, type PointMode } from "./plan.ts";
 
 export type { PointMode };
@@ -40,6 +41,8 @@ export interface SequenceHost {
   readonly batchSize: number;
   readonly threads: number;
   readonly modelName: string;
+  /** Where the residual points are in this architecture's graph. */
+  readonly graph: ArchitectureGraph;
   release(seq: LlamaSequence): void;
 }
 
@@ -186,6 +189,12 @@ export class LlamaSequence implements Sequence {
       this.#hooksBlock.setBigInt64(SHIM_HOOKS.n_points, BigInt(nPoints), true);
       // Positions of the rows the shim edits: the batch's own pos array, n_tokens set per pass.
       setPtr(this.#hooksBlock, SHIM_HOOKS.pos, ptr(this.#pos));
+      // The architecture's tensor names (NUL-terminated, kept alive with the sequence).
+      const preName = cString(host.graph.pre);
+      const midPrefix = host.graph.mid === null ? null : cString(`${host.graph.mid}-`);
+      this.#keepAlive.push(preName, midPrefix);
+      setPtr(this.#hooksBlock, SHIM_HOOKS.pre_name, ptr(preName));
+      setPtr(this.#hooksBlock, SHIM_HOOKS.mid_prefix, midPrefix ? ptr(midPrefix) : null);
       if (plan.js.length) {
         this.#jsCallback = new JSCallback((t: Pointer, idx: number) => this.#runJsHook(t, idx), {
           args: [FFIType.ptr, FFIType.i32],

@@ -1,0 +1,88 @@
+/**
+ * The per-architecture cases that test/llama-cpp/architectures.test.ts checks and
+ * test/fixtures/architectures/make-golden.ts records from llama.cpp's own tool: one tiny seeded
+ * random model per architecture (src/testing/random-gguf.ts), a prompt, and a control vector whose
+ * `direction.N` is added at `resid_post.N`.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { encodeControlVector } from "../../src/directions/control-vector.ts";
+import { RANDOM_GGUF_ARCHITECTURES, writeRandomGguf, type RandomGgufArchitecture } from "../../src/testing/random-gguf.ts";
+import { randomVector } from "./hooks-helpers.ts";
+
+export const ARCHS: readonly RandomGgufArchitecture[] = RANDOM_GGUF_ARCHITECTURES;
+export const SEED = 1;
+export const PROMPT = "Once upon a time";
+export const N_PREDICT = 32;
+
+/** Layers the control vector steers (llama.cpp refuses direction.0): the second block and the last. */
+export function steeredLayers(nLayers: number): number[] {
+  return [...new Set([1, nLayers - 1])];
+}
+
+/** The steering vector at a layer: deterministic, entries in [-0.6, 0.6] (norm ~2.8 at d 64, like a block's output). */
+export function steeringVector(d: number, layer: number): Float32Array {
+  return randomVector(d, 1000 + layer, 0.6);
+}
+
+export interface CaseFiles {
+  readonly gguf: string;
+  readonly controlVector: string;
+  readonly nLayers: number;
+  readonly dModel: number;
+}
+
+/** Write the case's model and control vector into `dir`. */
+export function writeCase(dir: string, arch: RandomGgufArchitecture): CaseFiles {
+  const gguf = join(dir, `${arch}.gguf`);
+  const m = writeRandomGguf(gguf, { arch, seed: SEED });
+  const { nLayers, nEmbd } = m.config;
+  const vectors = new Map(steeredLayers(nLayers).map((l) => [`resid_post.${l}`, steeringVector(nEmbd, l)] as const));
+  const controlVector = join(dir, `${arch}.cv.gguf`);
+  writeFileSync(controlVector, encodeControlVector(vectors, { modelHint: arch, nLayers }));
+  return { gguf, controlVector, nLayers, dModel: nEmbd };
+}
+
+export interface ToolRun {
+  /** stdout: the prompt's and the generated tokens' pieces, then "\n\n". */
+  readonly stdout: Uint8Array;
+  /** The prompt's token ids as llama-completion logs them (-v); empty when the log lost the line. */
+  readonly promptTokens: number[];
+}
+
+/**
+ * llama-completion, greedy, EOS ignored, one thread; with the control vector when given.
+ *
+ * Its text goes to stdout through common/log.cpp's logging thread, which on a busy machine sometimes
+ * exits before flushing the tail (seen here: the same run printing 37 bytes once and 70 bytes three
+ * times). A complete run ends with the "\n\n" the tool prints last; runs repeat until two complete
+ * ones agree.
+ */
+export function runLlamaCompletion(binary: string, gguf: string, controlVector?: string): ToolRun {
+  let previous: ToolRun | null = null;
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    const run = runOnce(binary, gguf, controlVector);
+    const n = run.stdout.length;
+    if (run.promptTokens.length === 0) continue; // the log line was lost too
+    if (!(n >= 2 && run.stdout[n - 1] === 10 && run.stdout[n - 2] === 10)) continue;
+    // Two complete runs that agree: a truncated tail cannot pass for the whole output.
+    if (previous && Buffer.from(previous.stdout).equals(Buffer.from(run.stdout))) return run;
+    previous = run;
+  }
+  throw new Error(`llama-completion on ${gguf} did not print the same complete output twice in 10 runs`);
+}
+
+function runOnce(binary: string, gguf: string, controlVector?: string): ToolRun {
+  // -fa off: the adapter's prebuilt CPU libraries (@node-llama-cpp/linux-x64) compute attention
+  // without flash attention whatever the setting, while a local build resolves "auto" to its
+  // flash-attention kernel, whose f16 accumulation moves logits by ~1e-4: enough to flip a near-tie
+  // (seen on the llama case, a 7e-4 gap at step 12). Same kernels, same tokens.
+  const args = [binary, "-m", gguf, "-p", PROMPT, "-n", String(N_PREDICT), "--temp", "0", "--ignore-eos", "-fa", "off", "-t", "1", "--no-warmup", "-no-cnv", "-v"];
+  if (controlVector) args.push("--control-vector", controlVector);
+  const p = Bun.spawnSync(args, { stdin: "ignore" });
+  const err = p.stderr.toString();
+  if (p.exitCode !== 0) throw new Error(`${args.join(" ")} exited ${p.exitCode}: ${err.slice(-800)}`);
+  const line = /tokens: \[(.*)\]/.exec(err);
+  const promptTokens = line ? [...line[1]!.matchAll(/':(\d+)/g)].map((m) => Number(m[1])) : [];
+  return { stdout: new Uint8Array(p.stdout), promptTokens };
+}
