@@ -6,8 +6,7 @@
  * short factors chosen by the context, as llama.cpp chooses them), and fp16 exports.
  * Each variant must change llama.cpp's greedy tokens (so the feature matters) and the reference
  * backend and the converted ONNX model must follow: same 32 greedy tokens, logits within a measured
- * tolerance. Where the llama.cpp adapter does not open the architecture, the reference backend is
- * the oracle for the ONNX model and the variant must change its tokens instead.
+ * tolerance.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -17,7 +16,6 @@ import type { Model } from "../../src/core/backend.ts";
 import { argmax } from "../../src/core/tensor.ts";
 import { convertGgufToOnnx, type ConvertOptions } from "../../src/convert/gguf-to-onnx.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
-import { SUPPORTED_ARCHITECTURES as LLAMA_CPP_ARCHITECTURES } from "../../src/adapters/llama-cpp/validate.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
 import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
 import { encodeRandomGguf, type RandomGgufOptions } from "../../src/testing/random-gguf.ts";
@@ -113,10 +111,8 @@ describe("architecture features that decide the output, on llama.cpp, the refere
       // edit, else the default model of the architecture.
       writeFileSync(base, edited ? bytes : encodeRandomGguf({ arch: variant.model.arch }));
       await convertGgufToOnnx(gguf, join(dir, slug), variant.convert);
-      const withLlamaCpp = LLAMA_CPP_ARCHITECTURES.includes(variant.model.arch);
-      const open = (path: string) => (withLlamaCpp ? llamaCpp.load(path, { contextLength: 128, threads: 1 }) : Promise.resolve(loadReferenceLlama(path, { contextLength: 128 })));
-      const oracle = await open(gguf);
-      const plain = await open(base);
+      const oracle = await llamaCpp.load(gguf, { contextLength: 128, threads: 1 });
+      const plain = await llamaCpp.load(base, { contextLength: 128, threads: 1 });
       const reference = loadReferenceLlama(gguf, { contextLength: 128 });
       const converted = await onnx.load(join(dir, slug), { contextLength: 128, threads: 1 });
       try {
@@ -128,8 +124,8 @@ describe("architecture features that decide the output, on llama.cpp, the refere
         const o = await greedy(converted);
         expect(r.tokens).toEqual(want.tokens);
         expect(o.tokens).toEqual(want.tokens);
-        expect(maxDiff(r.logits, want.logits)).toBeLessThan(withLlamaCpp ? variant.tolerance : 1e-9);
-        expect(maxDiff(o.logits, want.logits)).toBeLessThan(withLlamaCpp ? variant.tolerance : (variant.onnxTolerance ?? 1e-4));
+        expect(maxDiff(r.logits, want.logits)).toBeLessThan(variant.tolerance);
+        expect(maxDiff(o.logits, want.logits)).toBeLessThan(variant.tolerance);
         expect(maxDiff(o.logits, r.logits)).toBeLessThan(variant.onnxTolerance ?? 1e-4);
         if (process.env.STEERKIT_MEASURE) console.log(name, maxDiff(r.logits, want.logits), maxDiff(o.logits, want.logits), maxDiff(o.logits, r.logits));
       } finally {
