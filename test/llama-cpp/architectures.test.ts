@@ -31,7 +31,7 @@ import { allPoints, pointName, toLlamaCppTensor, type HookPoint } from "../../sr
 import { argmax } from "../../src/core/tensor.ts";
 import { directionArtifact } from "../../src/directions/artifact.ts";
 import { readGgufHeader } from "../../src/formats/gguf.ts";
-import { encodeGguf } from "../../src/formats/gguf-write.ts";
+import { encodeGguf, type GgufTyped } from "../../src/formats/gguf-write.ts";
 import { addVector } from "../../src/plugins/index.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import * as v from "valibot";
@@ -241,7 +241,7 @@ for (const arch of ARCHS) {
 }
 
 describe("load checks cover each architecture's own tensors and keys", () => {
-  const damaged = (arch: RandomGgufArchitecture, name: string, change: { drop?: string; dims?: [string, number[]]; dropKey?: string }) => {
+  const damaged = (arch: RandomGgufArchitecture, name: string, change: { drop?: string; dims?: [string, number[]]; dropKey?: string; setKey?: [string, GgufTyped] }) => {
     const m = randomGguf({ arch });
     const tensors = m.tensors
       .filter((t) => t.name !== change.drop)
@@ -251,7 +251,7 @@ describe("load checks cover each architecture's own tensors and keys", () => {
         const bytes = t.bytes();
         return { name: t.name, type: t.type, dims, data: bytes.subarray(0, Math.min(bytes.length, n * 4)) };
       });
-    const metadata = m.metadata.filter(([k]) => k !== change.dropKey);
+    const metadata = m.metadata.filter(([k]) => k !== change.dropKey).map(([k, v]) => (change.setKey && k === change.setKey[0] ? change.setKey : [k, v] as const));
     const path = join(dir, `damaged-${arch}-${name}.gguf`);
     writeFileSync(path, encodeGguf({ metadata, tensors }));
     return path;
@@ -266,6 +266,8 @@ describe("load checks cover each architecture's own tensors and keys", () => {
     ["gpt2", "no-qkv-bias", { drop: "blk.1.attn_qkv.bias" }, /tensor "blk\.1\.attn_qkv\.bias" is missing/],
     ["gpt2", "no-ln-eps", { dropKey: "gpt2.attention.layer_norm_epsilon" }, /"gpt2\.attention\.layer_norm_epsilon" is missing/],
     ["qwen2", "short-bias", { dims: ["blk.0.attn_k.bias", [16]] }, /"blk\.0\.attn_k\.bias" has shape \[16\], expected \[32\]/],
+    ["gemma2", "zero-softcap", { setKey: ["gemma2.final_logit_softcapping", { type: "f32", value: 0 }] }, /"gemma2\.final_logit_softcapping" is 0, expected a positive cap/],
+    ["gemma3", "zero-window", { setKey: ["gemma3.attention.sliding_window", { type: "u32", value: 0 }] }, /"gemma3\.attention\.sliding_window" is 0: every sliding-window layer would attend to nothing/],
     ["qwen3", "no-q-norm", { drop: "blk.2.attn_q_norm.weight" }, /tensor "blk\.2\.attn_q_norm\.weight" is missing \(a qwen3 model/],
   ];
   for (const [arch, name, change, message] of cases) {

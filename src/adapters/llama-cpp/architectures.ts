@@ -22,9 +22,14 @@ export interface ArchitectureGraph {
   readonly mid: string | null;
   /** The builder adds learned position embeddings (GPT-2): a context past the trained one would read past the table. */
   readonly learnedPositions: boolean;
+  /**
+   * The builder adds llama.cpp's control vector at `l_out-L` (`build_cvec` right before `cb(cur, "l_out", il)`),
+   * so an additive edit there may be served as a control vector. True for every builder listed here.
+   */
+  readonly controlVector: boolean;
 }
 
-const graph = (arch: string, learnedPositions = false): ArchitectureGraph => ({ ...llamaCppResidualNames(arch), learnedPositions });
+const graph = (arch: string, learnedPositions = false): ArchitectureGraph => ({ ...llamaCppResidualNames(arch), learnedPositions, controlVector: true });
 
 /**
  * Every architecture the adapter hooks (names from core's LLAMA_CPP_RESIDUAL_NAMES). llama (Llama 2/3,
