@@ -43,6 +43,9 @@ export function writeCase(dir: string, arch: RandomGgufArchitecture): CaseFiles 
   return { gguf, controlVector, nLayers, dModel: nEmbd };
 }
 
+/** Runs of a tool before giving up on a complete output (about half of llama-eval-callback's runs on a busy machine lose the tail). */
+const ATTEMPTS = 40;
+
 export interface ToolRun {
   /** stdout: the prompt's and the generated tokens' pieces, then "\n\n". */
   readonly stdout: Uint8Array;
@@ -60,7 +63,7 @@ export interface ToolRun {
  */
 export function runLlamaCompletion(binary: string, gguf: string, controlVector?: string): ToolRun {
   let previous: ToolRun | null = null;
-  for (let attempt = 1; attempt <= 10; attempt++) {
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const run = runOnce(binary, gguf, controlVector);
     const n = run.stdout.length;
     if (run.promptTokens.length === 0) continue; // the log line was lost too
@@ -69,7 +72,7 @@ export function runLlamaCompletion(binary: string, gguf: string, controlVector?:
     if (previous && Buffer.from(previous.stdout).equals(Buffer.from(run.stdout))) return run;
     previous = run;
   }
-  throw new Error(`llama-completion on ${gguf} did not print the same complete output twice in 10 runs`);
+  throw new Error(`llama-completion on ${gguf} did not print the same complete output twice in ${ATTEMPTS} runs`);
 }
 
 function runOnce(binary: string, gguf: string, controlVector?: string): ToolRun {
@@ -85,4 +88,42 @@ function runOnce(binary: string, gguf: string, controlVector?: string): ToolRun 
   const line = /tokens: \[(.*)\]/.exec(err);
   const promptTokens = line ? [...line[1]!.matchAll(/':(\d+)/g)].map((m) => Number(m[1])) : [];
   return { stdout: new Uint8Array(p.stdout), promptTokens };
+}
+
+/** One tensor as llama-eval-callback prints it: per row the first and last three values, and the sum. */
+export interface DumpedTensor {
+  readonly rows: { readonly head: number[]; readonly tail: number[] }[];
+  readonly sum: number;
+}
+
+/**
+ * llama-eval-callback over the prompt (one forward pass, -fa off as above): every named f32 tensor of
+ * the graph by name (the first of a repeated name). Retried until the dump reaches `lastName`
+ * (the tool's log thread may drop the tail, see runLlamaCompletion).
+ */
+export function runEvalCallback(binary: string, gguf: string, lastName: string): Map<string, DumpedTensor> {
+  const args = [binary, "-m", gguf, "-p", PROMPT, "-n", "1", "-t", "1", "-fa", "off"];
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    const p = Bun.spawnSync(args, { stdin: "ignore" });
+    const text = p.stdout.toString() + p.stderr.toString();
+    const out = new Map<string, DumpedTensor>();
+    let current: { name: string; rows: { head: number[]; tail: number[] }[] } | null = null;
+    for (const line of text.split("\n")) {
+      const head = /common_debug_cb_eval:\s+(.+?) = \(f32\)/.exec(line);
+      if (head) {
+        current = { name: head[1]!, rows: [] };
+        continue;
+      }
+      if (!current) continue;
+      const row = /^\s*\[\s*(-?[\d.e+-]+),\s*(-?[\d.e+-]+),\s*(-?[\d.e+-]+),\s*\.\.\.,\s*(-?[\d.e+-]+),\s*(-?[\d.e+-]+),\s*(-?[\d.e+-]+)\s*\],?\s*$/.exec(line);
+      if (row) current.rows.push({ head: [1, 2, 3].map((i) => Number(row[i])), tail: [4, 5, 6].map((i) => Number(row[i])) });
+      const sum = /^\s*sum = (\S+)/.exec(line);
+      if (sum) {
+        if (!out.has(current.name)) out.set(current.name, { rows: current.rows, sum: Number(sum[1]) });
+        current = null;
+      }
+    }
+    if (out.has(lastName)) return out;
+  }
+  throw new Error(`llama-eval-callback on ${gguf} never dumped ${lastName} in ${ATTEMPTS} runs`);
 }

@@ -7,6 +7,8 @@
  *     tools), and live when STEERKIT_LLAMA_COMPLETION names a llama-completion of the verified release;
  * (b) add-vector at resid_post.L (a control-vector direction, on the control-vector fast path and on
  *     the JS path) is llama.cpp loading the same file with --control-vector;
+ *     (live too, with STEERKIT_LLAMA_EVAL_CALLBACK: every named point's values are llama-eval-callback's
+ *     dump of the tensor toLlamaCppTensor names);
  * (c) every point is reached at every layer with the rows llama.cpp computes there, and the points
  *     mean the same on every architecture: resid_pre.0 is what enters block 0 (Gemma's embeddings
  *     times sqrt(d), GPT-2's embeddings plus positions) and resid_post.L = resid_mid.L + the block's
@@ -25,20 +27,21 @@ import { loadModel, validateModelFile, type LlamaSequenceOptions } from "../../s
 import type { AffineEdit } from "../../src/core/backend.ts";
 import { createArtifacts } from "../../src/core/artifacts.ts";
 import { generate } from "../../src/core/generate.ts";
-import { allPoints, pointName, type HookPoint } from "../../src/core/sites.ts";
+import { allPoints, pointName, toLlamaCppTensor, type HookPoint } from "../../src/core/sites.ts";
 import { argmax } from "../../src/core/tensor.ts";
 import { directionArtifact } from "../../src/directions/artifact.ts";
 import { readGgufHeader } from "../../src/formats/gguf.ts";
-import { encodeGguf } from "../../src/formats/gguf-write.ts";
+import { encodeGguf, type GgufTyped } from "../../src/formats/gguf-write.ts";
 import { addVector } from "../../src/plugins/index.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import * as v from "valibot";
 import { randomGguf, type RandomGgufArchitecture } from "../../src/testing/random-gguf.ts";
 import { tokenBytes } from "../helpers/token-bytes.ts";
-import { ARCHS, N_PREDICT, PROMPT, runLlamaCompletion, writeCase } from "./architecture-cases.ts";
+import { ARCHS, N_PREDICT, PROMPT, runEvalCallback, runLlamaCompletion, writeCase } from "./architecture-cases.ts";
 import { applyAffineJs, makeHooks, maxAbsDiff, randomVector } from "./hooks-helpers.ts";
 
 const binary = process.env.STEERKIT_LLAMA_COMPLETION;
+const evalCallback = process.env.STEERKIT_LLAMA_EVAL_CALLBACK;
 const golden = JSON.parse(readFileSync(join(import.meta.dir, "..", "fixtures", "architectures", "llama-cpp-golden.json"), "utf8")) as {
   prompt: string;
   nPredict: number;
@@ -130,6 +133,38 @@ for (const arch of ARCHS) {
       expect(seen).toEqual(expected);
     });
 
+    test.skipIf(!evalCallback)("(c) live: each named point equals llama-eval-callback's dump of its tensor (STEERKIT_LLAMA_EVAL_CALLBACK)", async () => {
+      const got = new Map<string, Float32Array>();
+      const hooks = makeHooks(allPoints(nLayers), (p, x) => void got.set(pointName(p), Float32Array.from(x.data)));
+      const seq = model.createSequence({ hooks });
+      await seq.prefill(promptTokens);
+      seq.free();
+      const dump = runEvalCallback(evalCallback!, files.gguf, `l_out-${nLayers - 1}`);
+      let compared = 0;
+      for (const p of allPoints(nLayers)) {
+        const tensor = toLlamaCppTensor(p, nLayers, arch);
+        if (tensor.startsWith("(")) continue; // phi3's unnamed mid-block sum: checked through the MLP above
+        const theirs = dump.get(tensor);
+        if (!theirs) throw new Error(`llama-eval-callback printed no ${tensor} for ${arch}`);
+        const ours = got.get(pointName(p))!;
+        const n = ours.length / D;
+        // The dump shows the first and last three rows of a longer tensor.
+        const rows = n > 6 ? [0, 1, 2, n - 3, n - 2, n - 1] : Array.from({ length: n }, (_, r) => r);
+        expect(theirs.rows.length).toBe(rows.length);
+        // Tolerance: the tool is a local build, the adapter runs the prebuilt libraries; their kernels
+        // round differently, and a last-bit change can cross an f16 step in the KV cache (~1e-3 relative).
+        const scale = Math.max(1, ...Array.from(ours, Math.abs));
+        theirs.rows.forEach((row, k) => {
+          const mine = ours.subarray(rows[k]! * D, (rows[k]! + 1) * D);
+          [...row.head, ...row.tail].forEach((x, i) => expect(Math.abs(x - mine[i < 3 ? i : D - 6 + i]!)).toBeLessThan(2e-3 * scale));
+        });
+        const sum = ours.reduce((a, b) => a + b, 0);
+        expect(Math.abs(sum - theirs.sum)).toBeLessThan(2e-3 * ours.reduce((a, b) => a + Math.abs(b), 0));
+        compared++;
+      }
+      expect(compared).toBe(arch === "phi3" ? nLayers + 1 : 2 * nLayers + 1);
+    }, 60_000);
+
     test("(c) resid_pre.0 is what enters block 0; resid_post.L = resid_mid.L + block L's MLP, from the weights", async () => {
       const weights = modelWeights(arch);
       const got = new Map<string, Float32Array>();
@@ -206,7 +241,7 @@ for (const arch of ARCHS) {
 }
 
 describe("load checks cover each architecture's own tensors and keys", () => {
-  const damaged = (arch: RandomGgufArchitecture, name: string, change: { drop?: string; dims?: [string, number[]]; dropKey?: string }) => {
+  const damaged = (arch: RandomGgufArchitecture, name: string, change: { drop?: string; dims?: [string, number[]]; dropKey?: string; setKey?: [string, GgufTyped] }) => {
     const m = randomGguf({ arch });
     const tensors = m.tensors
       .filter((t) => t.name !== change.drop)
@@ -216,7 +251,7 @@ describe("load checks cover each architecture's own tensors and keys", () => {
         const bytes = t.bytes();
         return { name: t.name, type: t.type, dims, data: bytes.subarray(0, Math.min(bytes.length, n * 4)) };
       });
-    const metadata = m.metadata.filter(([k]) => k !== change.dropKey);
+    const metadata = m.metadata.filter(([k]) => k !== change.dropKey).map(([k, v]) => (change.setKey && k === change.setKey[0] ? change.setKey : [k, v] as const));
     const path = join(dir, `damaged-${arch}-${name}.gguf`);
     writeFileSync(path, encodeGguf({ metadata, tensors }));
     return path;
@@ -231,6 +266,8 @@ describe("load checks cover each architecture's own tensors and keys", () => {
     ["gpt2", "no-qkv-bias", { drop: "blk.1.attn_qkv.bias" }, /tensor "blk\.1\.attn_qkv\.bias" is missing/],
     ["gpt2", "no-ln-eps", { dropKey: "gpt2.attention.layer_norm_epsilon" }, /"gpt2\.attention\.layer_norm_epsilon" is missing/],
     ["qwen2", "short-bias", { dims: ["blk.0.attn_k.bias", [16]] }, /"blk\.0\.attn_k\.bias" has shape \[16\], expected \[32\]/],
+    ["gemma2", "zero-softcap", { setKey: ["gemma2.final_logit_softcapping", { type: "f32", value: 0 }] }, /"gemma2\.final_logit_softcapping" is 0, expected a positive cap/],
+    ["gemma3", "zero-window", { setKey: ["gemma3.attention.sliding_window", { type: "u32", value: 0 }] }, /"gemma3\.attention\.sliding_window" is 0: every sliding-window layer would attend to nothing/],
     ["qwen3", "no-q-norm", { drop: "blk.2.attn_q_norm.weight" }, /tensor "blk\.2\.attn_q_norm\.weight" is missing \(a qwen3 model/],
   ];
   for (const [arch, name, change, message] of cases) {

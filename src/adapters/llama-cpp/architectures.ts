@@ -13,6 +13,8 @@
  * shim finds it by its inputs instead (the ADD whose second input is the block's input).
  */
 
+import { llamaCppResidualNames } from "../../core/sites.ts";
+
 export interface ArchitectureGraph {
   /** The graph tensor that is resid_pre.0. */
   readonly pre: string;
@@ -20,25 +22,31 @@ export interface ArchitectureGraph {
   readonly mid: string | null;
   /** The builder adds learned position embeddings (GPT-2): a context past the trained one would read past the table. */
   readonly learnedPositions: boolean;
+  /**
+   * The builder adds llama.cpp's control vector at `l_out-L` (`build_cvec` right before `cb(cur, "l_out", il)`),
+   * so an additive edit there may be served as a control vector. True for every builder listed here.
+   */
+  readonly controlVector: boolean;
 }
 
-const LLAMA_LIKE: ArchitectureGraph = { pre: "embd", mid: "ffn_inp", learnedPositions: false };
+const graph = (arch: string, learnedPositions = false): ArchitectureGraph => ({ ...llamaCppResidualNames(arch), learnedPositions, controlVector: true });
 
 /**
- * Every architecture the adapter hooks. llama (Llama 2/3, Mistral), phi3, gemma2, gemma3, gpt2,
- * qwen2 and qwen3 are verified against llama.cpp's own tools on random-weight models
- * (test/llama-cpp/architectures.test.ts); mistral3 and smollm3 were checked in the builders' source only.
+ * Every architecture the adapter hooks (names from core's LLAMA_CPP_RESIDUAL_NAMES). llama (Llama 2/3,
+ * Mistral), phi3, gemma2, gemma3, gpt2, qwen2 and qwen3 are verified against llama.cpp's own tools on
+ * random-weight models (test/llama-cpp/architectures.test.ts); mistral3 and smollm3 were checked in
+ * the builders' source only.
  */
 export const ARCHITECTURE_GRAPHS: Readonly<Record<string, ArchitectureGraph>> = {
-  llama: LLAMA_LIKE,
-  mistral3: LLAMA_LIKE,
-  smollm3: LLAMA_LIKE,
-  qwen2: LLAMA_LIKE,
-  qwen3: LLAMA_LIKE,
-  phi3: { pre: "embd", mid: null, learnedPositions: false },
-  gemma2: { pre: "inp_scaled", mid: "sa_out", learnedPositions: false },
-  gemma3: { pre: "inp_scaled", mid: "sa_out", learnedPositions: false },
-  gpt2: { pre: "inpL", mid: "ffn_inp", learnedPositions: true },
+  llama: graph("llama"),
+  mistral3: graph("mistral3"),
+  smollm3: graph("smollm3"),
+  qwen2: graph("qwen2"),
+  qwen3: graph("qwen3"),
+  phi3: graph("phi3"),
+  gemma2: graph("gemma2"),
+  gemma3: graph("gemma3"),
+  gpt2: graph("gpt2", true),
 };
 
 /**
@@ -48,17 +56,4 @@ export const ARCHITECTURE_GRAPHS: Readonly<Record<string, ArchitectureGraph>> = 
  */
 export function architectureGraph(arch: string): ArchitectureGraph | undefined {
   return Object.hasOwn(ARCHITECTURE_GRAPHS, arch) ? ARCHITECTURE_GRAPHS[arch] : undefined;
-}
-
-/**
- * The llama.cpp tensor that is a hook point on `arch` (for docs, `steerkit inspect` and tests).
- * @example
- * llamaCppTensorOf("phi3", "resid_mid", 2);   // "(unnamed ADD: attn_out + l_out-1)"
- */
-export function llamaCppTensorOf(arch: string, site: "resid_pre" | "resid_mid" | "resid_post", layer: number): string {
-  const g = architectureGraph(arch) ?? LLAMA_LIKE;
-  if (site === "resid_post") return `l_out-${layer}`;
-  if (site === "resid_pre") return layer === 0 ? g.pre : `l_out-${layer - 1}`;
-  if (g.mid !== null) return `${g.mid}-${layer}`;
-  return `(unnamed ADD: attn_out + ${layer === 0 ? g.pre : `l_out-${layer - 1}`})`;
 }

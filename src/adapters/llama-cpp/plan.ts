@@ -24,6 +24,11 @@ export interface PlanOptions {
   readonly dModel: number;
   /** "auto" (default): control vectors where they apply. "callback": never control vectors. */
   readonly fastPath?: "auto" | "callback";
+  /**
+   * The architecture's graph adds a control vector to `l_out-L` (its builder calls `build_cvec` right
+   * before naming `l_out`). Default true; false never plans `cvec` (architectures.ts says per architecture).
+   */
+  readonly controlVectors?: boolean;
   /** Names the model in error messages. */
   readonly modelName?: string;
 }
@@ -110,7 +115,8 @@ export function planPoints(hooks: ResidualHooks | undefined, options: PlanOption
         continue;
       }
       const everyRow = posFrom === 0 && posTo === POS_END;
-      if (edit.rank === 0 && everyRow && options.fastPath !== "callback" && p.site === "resid_post" && p.layer >= 1) {
+      const cvecApplies = options.fastPath !== "callback" && options.controlVectors !== false;
+      if (edit.rank === 0 && everyRow && cvecApplies && p.site === "resid_post" && p.layer >= 1) {
         cvecLayers.push({ layer: p.layer, c: c! });
         modes.set(name, "cvec");
         continue;

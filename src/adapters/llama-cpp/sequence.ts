@@ -146,7 +146,9 @@ export class LlamaSequence implements Sequence {
     this.#views = this.#points.map(() => null);
     this.#readOnly = new Uint8Array(this.#points.length);
 
-    const plan = planPoints(options.hooks, { nLayers, dModel, fastPath: options.fastPath, modelName: host.modelName });
+    const plan = planPoints(options.hooks, {
+      nLayers, dModel, fastPath: options.fastPath, modelName: host.modelName, controlVectors: host.graph.controlVector,
+    });
     this.pointModes = plan.modes;
     for (const j of plan.js) this.#readOnly[j.index] = j.readOnly ? 1 : 0;
 
