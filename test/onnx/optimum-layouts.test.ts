@@ -3,10 +3,12 @@
  * (`decoder_model_merged.onnx`: an `If` on `use_cache_branch` around the no-past and with-past
  * decoders) and transformers.js v3's `onnx/model.onnx` with the configs at the root. The fixtures are
  * written by test/onnx/helpers/optimum-export.ts from seeded random GGUFs (llama: q/k un-permuted to
- * HF's layout with rotate_half; qwen2: biases), so the reference backend on the same GGUF is the
- * oracle: every residual point is found at the Adds the exporter names (`/model/layers.N/Add`,
- * `Add_1`), reads the reference's values there, and greedy generation, unsteered and steered,
- * equals the reference's.
+ * HF's layout with rotate_half; qwen2: biases; gpt2: learned positions, decomposed LayerNorm, Conv1D
+ * c_attn split into q/k/v, gelu_new), so the reference backend on the same GGUF is the oracle: every
+ * residual point is found at the Adds the exporter names (`/model/layers.N/Add` and `Add_1`,
+ * `/transformer/h.N/...` for GPT-2), reads the reference's values there, and greedy generation,
+ * unsteered and steered, equals the reference's. With STEERKIT_ONNX_PYTHON naming a Python that has the
+ * `onnx` package (Debian: python3-onnx), each fixture must also pass `onnx.checker.check_model(full_check=True)`.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -60,7 +62,10 @@ const LAYOUTS: [OptimumLayout, string][] = [
   ["transformers.js", "onnx/model.onnx (transformers.js v3)"],
 ];
 
-for (const arch of ["llama", "qwen2"] as const) {
+/** Where the exporter's residual Adds are: the scope of block L. */
+const BLOCK_SCOPE = { llama: "/model/layers.", qwen2: "/model/layers.", gpt2: "/transformer/h." } as const;
+
+for (const arch of ["llama", "qwen2", "gpt2"] as const) {
   for (const [layout, what] of LAYOUTS) {
     describe(`${arch} laid out as ${what}`, () => {
       const gguf = join(dir, `${arch}.gguf`);
@@ -79,6 +84,15 @@ for (const arch of ["llama", "qwen2"] as const) {
         exported?.dispose();
       });
 
+      const python = process.env.STEERKIT_ONNX_PYTHON;
+      test.skipIf(!python)("the fixture is valid ONNX to the onnx package's full checker (STEERKIT_ONNX_PYTHON)", async () => {
+        await open();
+        const file = join(out, layout === "transformers.js" ? "onnx/model.onnx" : "decoder_model_merged.onnx");
+        const p = Bun.spawnSync([python!, "-c", "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)", file]);
+        expect(p.stderr.toString()).toBe("");
+        expect(p.exitCode).toBe(0);
+      });
+
       test("the export is found from its directory, with its config and tokenizer", async () => {
         await open();
         expect(exported.info).toMatchObject({ architecture: arch, nLayers: reference.info.nLayers, dModel: reference.info.dModel, vocabSize: reference.info.vocabSize });
@@ -91,8 +105,8 @@ for (const arch of ["llama", "qwen2"] as const) {
         const names = allPoints(n).map(pointName);
         expect([...exported.sites.keys()].sort()).toEqual([...names].sort());
         for (let L = 0; L < n; L++) {
-          expect(exported.sites.get(`resid_mid.${L}`)).toBe(`/model/layers.${L}/Add_output_0`);
-          expect(exported.sites.get(`resid_post.${L}`)).toBe(`/model/layers.${L}/Add_1_output_0`);
+          expect(exported.sites.get(`resid_mid.${L}`)).toBe(`${BLOCK_SCOPE[arch]}${L}/Add_output_0`);
+          expect(exported.sites.get(`resid_post.${L}`)).toBe(`${BLOCK_SCOPE[arch]}${L}/Add_1_output_0`);
         }
         const read = async (m: Model) => {
           const hooks = makeHooks({ points: names, writes: false });

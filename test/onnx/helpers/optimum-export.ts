@@ -1,6 +1,6 @@
 /**
- * Fixture generator: lay a GGUF model (llama or qwen2) out as Hugging Face Optimum's ONNX exporter
- * does for `text-generation-with-past`, in the two layouts people download:
+ * Fixture generator: lay a GGUF model (llama, qwen2 or gpt2) out as Hugging Face Optimum's ONNX
+ * exporter does for `text-generation-with-past`, in the two layouts people download:
  *
  * - `optimum-merged`: `decoder_model_merged.onnx` at the root, as `optimum-cli export onnx` writes
  *   it (and transformers.js v2 repositories ship it under `onnx/`): `optimum.onnx.merge_decoders`
@@ -10,7 +10,7 @@
  * - `transformers.js`: `onnx/model.onnx`, a single with-past decoder (transformers.js v3 repositories),
  *   with `config.json` and the tokenizer files at the root.
  *
- * The graph is what `torch.onnx.export` traces from transformers' eager Llama/Qwen2 modules at
+ * The graph is what `torch.onnx.export` traces from transformers' eager Llama/Qwen2/GPT-2 modules at
  * Optimum's default opset for them (14), written with the project's ONNX codec:
  * - inputs `input_ids`, `attention_mask` [batch, past + seq], `position_ids`, and
  *   `past_key_values.N.key|value` [batch, kv_heads, past, head_dim]; outputs `logits` and
@@ -24,7 +24,12 @@
  * - repeat_kv as Unsqueeze, Expand, Reshape; attention as MatMul, Mul by 1/sqrt(head_dim), Add of a
  *   4-D additive mask (0 or float32 min), Softmax, MatMul;
  * - the residual stream as plain `Add` nodes named `/model/layers.N/Add` (attention) and
- *   `/model/layers.N/Add_1` (MLP), as the exporter names them.
+ *   `/model/layers.N/Add_1` (MLP), as the exporter names them;
+ * - GPT-2 (`/transformer/...`): token + position embeddings (`/transformer/Add`), LayerNorm decomposed
+ *   (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul, Add), Conv1D `c_attn` as MatMul + bias
+ *   then Split into q/k/v, scores divided by sqrt(head_dim) and masked with Where before the additive
+ *   padding mask, gelu_new decomposed (Pow 3, Tanh), residual Adds `/transformer/h.N/Add` and `Add_1`,
+ *   the tied head as a MatMul on a transposed copy of `wte`.
  * It computes the GGUF's function (llama.cpp's graph), so the reference backend on the GGUF is its
  * oracle. Run as a script to write a fixture directory:
  *
@@ -149,6 +154,8 @@ function makeWeights(g: LlamaGguf): Weights {
 function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: OnnxGraph; inputs: ReturnType<typeof valueInfo>[] } {
   const h = g.hparams;
   const b = new GraphBuilder();
+  const gpt2 = h.architecture === "gpt2";
+  const top = gpt2 ? "/transformer" : "/model";
   const D = h.headDim;
   const H = h.nHead;
   const KV = h.nHeadKv;
@@ -167,6 +174,22 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
     const inv = b.op("Reciprocal", [b.op("Sqrt", [eps], scope)], scope);
     const normed = b.op("Mul", [x, inv], scope);
     return b.op("Mul", [w.plain(weightT, weightName), normed], scope);
+  };
+  const layerNorm = (x: string, weightT: GgufTensorInfo, biasT: GgufTensorInfo, name: string, scope: string) => {
+    const mean = b.op("ReduceMean", [x], scope, [attr.ints("axes", [-1]), attr.int("keepdims", 1)]);
+    const centered = b.op("Sub", [x, mean], scope);
+    const variance = b.op("ReduceMean", [b.op("Pow", [centered, b.f32("/model/Constant_pow_2", [2])], scope)], scope, [attr.ints("axes", [-1]), attr.int("keepdims", 1)]);
+    const std = b.op("Sqrt", [b.op("Add", [variance, b.f32("/model/Constant_eps", [h.normEps])], scope)], scope);
+    const normed = b.op("Div", [centered, std], scope);
+    return b.op("Add", [b.op("Mul", [normed, w.plain(weightT, `${name}.weight`)], scope), w.plain(biasT, `${name}.bias`)], scope);
+  };
+  const norm = (x: string, weightT: GgufTensorInfo, biasT: GgufTensorInfo | null, name: string, scope: string) =>
+    biasT ? layerNorm(x, weightT, biasT, name, scope) : rmsNorm(x, weightT, `${name}.weight`, scope);
+  /** gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+  const geluNew = (x: string, scope: string) => {
+    const cubed = b.op("Mul", [b.op("Pow", [x, b.f32("/model/Constant_pow_3", [3])], scope), b.f32("/model/Constant_gelu_coef", [0.044715])], scope);
+    const t = b.op("Tanh", [b.op("Mul", [b.op("Add", [x, cubed], scope), b.f32("/model/Constant_gelu_sqrt", [Math.sqrt(2 / Math.PI)])], scope)], scope);
+    return b.op("Mul", [b.op("Mul", [x, b.f32("/model/Constant_half", [0.5])], scope), b.op("Add", [t, b.f32("/model/Constant_one", [1])], scope)], scope);
   };
   const linear = (x: string, t: GgufTensorInfo, bias: GgufTensorInfo | null, biasName: string, scope: string, permuteHeads?: number) => {
     const y = b.op("MatMul", [x, w.matmul(t, permuteHeads)], scope);
@@ -191,34 +214,51 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   const padded = b.op("Unsqueeze", [b.op("Cast", ["attention_mask"], "/model", [attr.int("to", DataType.BOOL)]), b.i64("/model/Constant_axes_12", [1, 2])], "/model");
   const allowed = b.op("And", [causal, padded], "/model");
   const mask4d = b.op("Where", [allowed, b.f32("/model/Constant_zero", [0]), b.f32("/model/Constant_min", [-3.4028234663852886e38])], "/model");
+  // GPT-2's padding mask alone, additive: (1 - mask) * float32 min.
+  const padAdditive = b.op("Where", [padded, "/model/Constant_zero", "/model/Constant_min"], "/model");
 
-  // Rotary: freqs = inv_freq x positions, emb = [freqs, freqs], cos/sin [batch, 1, seq, D].
-  const invFreq = [...ropeInverseFrequencies(h, h.layerRope[0]!, ropeFactors(h, h.contextLength))];
-  const pos = b.op("Cast", [b.op("Unsqueeze", ["position_ids", b.i64("/model/rotary_emb/Constant_axes", [1])], "/model/rotary_emb")], "/model/rotary_emb", [attr.int("to", DataType.FLOAT)]);
-  const freqs = b.op("Transpose", [b.op("MatMul", [b.f32("/model/rotary_emb/inv_freq", invFreq, [D / 2, 1]), pos], "/model/rotary_emb")], "/model/rotary_emb", [attr.ints("perm", [0, 2, 1])]);
-  const emb = b.op("Concat", [freqs, freqs], "/model/rotary_emb", [attr.int("axis", -1)]);
-  const cos = b.op("Unsqueeze", [b.op("Cos", [emb], "/model/rotary_emb"), b.i64("/model/Constant_axes_1", [1])], "/model/rotary_emb");
-  const sin = b.op("Unsqueeze", [b.op("Sin", [emb], "/model/rotary_emb"), "/model/Constant_axes_1"], "/model/rotary_emb");
-  const rotateHalf = (x: string, scope: string) => {
-    const x1 = b.op("Slice", [x, b.i64("/model/Constant_s0", [0]), b.i64("/model/Constant_half", [D / 2]), b.i64("/model/Constant_last", [-1])], scope);
-    const x2 = b.op("Slice", [x, "/model/Constant_half", b.i64("/model/Constant_big", [Number.MAX_SAFE_INTEGER]), "/model/Constant_last"], scope);
-    return b.op("Concat", [b.op("Neg", [x2], scope), x1], scope, [attr.int("axis", -1)]);
-  };
-  const applyRope = (x: string, scope: string) => b.op("Add", [b.op("Mul", [x, cos], scope), b.op("Mul", [rotateHalf(x, scope), sin], scope)], scope);
+  // Rotary (not gpt2): freqs = inv_freq x positions, emb = [freqs, freqs], cos/sin [batch, 1, seq, D].
+  const applyRope = gpt2
+    ? (x: string) => x
+    : (() => {
+        const invFreq = [...ropeInverseFrequencies(h, h.layerRope[0]!, ropeFactors(h, h.contextLength))];
+        const pos = b.op("Cast", [b.op("Unsqueeze", ["position_ids", b.i64("/model/rotary_emb/Constant_axes", [1])], "/model/rotary_emb")], "/model/rotary_emb", [attr.int("to", DataType.FLOAT)]);
+        const freqs = b.op("Transpose", [b.op("MatMul", [b.f32("/model/rotary_emb/inv_freq", invFreq, [D / 2, 1]), pos], "/model/rotary_emb")], "/model/rotary_emb", [attr.ints("perm", [0, 2, 1])]);
+        const emb = b.op("Concat", [freqs, freqs], "/model/rotary_emb", [attr.int("axis", -1)]);
+        const cos = b.op("Unsqueeze", [b.op("Cos", [emb], "/model/rotary_emb"), b.i64("/model/Constant_axes_1", [1])], "/model/rotary_emb");
+        const sin = b.op("Unsqueeze", [b.op("Sin", [emb], "/model/rotary_emb"), "/model/Constant_axes_1"], "/model/rotary_emb");
+        const rotateHalf = (x: string, scope: string) => {
+          const x1 = b.op("Slice", [x, b.i64("/model/Constant_s0", [0]), b.i64("/model/Constant_half", [D / 2]), b.i64("/model/Constant_last", [-1])], scope);
+          const x2 = b.op("Slice", [x, "/model/Constant_half", b.i64("/model/Constant_big", [Number.MAX_SAFE_INTEGER]), "/model/Constant_last"], scope);
+          return b.op("Concat", [b.op("Neg", [x2], scope), x1], scope, [attr.int("axis", -1)]);
+        };
+        return (x: string, scope: string) => b.op("Add", [b.op("Mul", [x, cos], scope), b.op("Mul", [rotateHalf(x, scope), sin], scope)], scope);
+      })();
 
-  let x = b.op("Gather", [w.plain(g.tokenEmbd, "model.embed_tokens.weight"), "input_ids"], "/model/embed_tokens");
+  let x = gpt2
+    ? b.op("Add", [b.op("Gather", [w.plain(g.tokenEmbd, "transformer.wte.weight"), "input_ids"], "/transformer/wte"), b.op("Gather", [w.plain(g.posEmbd!, "transformer.wpe.weight"), "position_ids"], "/transformer/wpe")], top)
+    : b.op("Gather", [w.plain(g.tokenEmbd, "model.embed_tokens.weight"), "input_ids"], "/model/embed_tokens");
   const heads = (t: string, n: number, scope: string) =>
     b.op("Transpose", [b.op("Reshape", [t, dims(batch, seq, b.i64(`/model/Constant_heads_${n}`, [n]), b.i64("/model/Constant_head_dim", [D]))], scope)], scope, [attr.ints("perm", [0, 2, 1, 3])]);
   for (let L = 0; L < h.nLayers; L++) {
     const l = g.layers[L]!;
-    const s = `/model/layers.${L}`;
-    const p = `model.layers.${L}`;
-    const a = rmsNorm(x, l.attnNorm, `${p}.input_layernorm.weight`, `${s}/input_layernorm`);
-    const q = heads(linear(a, l.wq!, l.bq, `${p}.self_attn.q_proj.bias`, `${s}/self_attn/q_proj`, unpermute ? H : undefined), H, `${s}/self_attn`);
-    const k = heads(linear(a, l.wk!, l.bk, `${p}.self_attn.k_proj.bias`, `${s}/self_attn/k_proj`, unpermute ? KV : undefined), KV, `${s}/self_attn`);
-    const v = heads(linear(a, l.wv!, l.bv, `${p}.self_attn.v_proj.bias`, `${s}/self_attn/v_proj`), KV, `${s}/self_attn`);
-    const qr = applyRope(q, `${s}/self_attn`);
-    const kr = applyRope(k, `${s}/self_attn`);
+    const s = gpt2 ? `/transformer/h.${L}` : `/model/layers.${L}`;
+    const p = gpt2 ? `transformer.h.${L}` : `model.layers.${L}`;
+    let q: string, k: string, v: string;
+    if (gpt2) {
+      const a = norm(x, l.attnNorm, l.attnNormB, `${p}.ln_1`, `${s}/ln_1`);
+      const qkv = linear(a, l.wqkv!, l.bqkv, `${p}.attn.c_attn.bias`, `${s}/attn/c_attn`);
+      const [q2, k2, v2] = [0, 1, 2].map((i) => `${s}/attn/Split_output_${i}`);
+      b.nodes.push(node("Split", [qkv, b.i64("/model/Constant_split_qkv", [H * D, KV * D, KV * D])], [q2!, k2!, v2!], [attr.int("axis", 2)], { name: `${s}/attn/Split` }));
+      [q, k, v] = [heads(q2!, H, `${s}/attn`), heads(k2!, KV, `${s}/attn`), heads(v2!, KV, `${s}/attn`)];
+    } else {
+      const a = rmsNorm(x, l.attnNorm, `${p}.input_layernorm.weight`, `${s}/input_layernorm`);
+      q = heads(linear(a, l.wq!, l.bq, `${p}.self_attn.q_proj.bias`, `${s}/self_attn/q_proj`, unpermute ? H : undefined), H, `${s}/self_attn`);
+      k = heads(linear(a, l.wk!, l.bk, `${p}.self_attn.k_proj.bias`, `${s}/self_attn/k_proj`, unpermute ? KV : undefined), KV, `${s}/self_attn`);
+      v = heads(linear(a, l.wv!, l.bv, `${p}.self_attn.v_proj.bias`, `${s}/self_attn/v_proj`), KV, `${s}/self_attn`);
+    }
+    const qr = gpt2 ? q : applyRope(q, `${s}/self_attn`);
+    const kr = gpt2 ? k : applyRope(k, `${s}/self_attn`);
     if (withPast) {
       inputs.push(valueInfo(`past_key_values.${L}.key`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length", D]));
       inputs.push(valueInfo(`past_key_values.${L}.value`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length", D]));
@@ -243,20 +283,31 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
     };
     const kRep = repeat(kAll);
     const vRep = repeat(vAll);
-    const scores = b.op("Mul", [b.op("MatMul", [qr, b.op("Transpose", [kRep], `${s}/self_attn`, [attr.ints("perm", [0, 1, 3, 2])])], `${s}/self_attn`), b.f32("/model/Constant_scale", [1 / Math.sqrt(D)])], `${s}/self_attn`);
-    const probs = b.op("Softmax", [b.op("Add", [scores, mask4d], `${s}/self_attn`)], `${s}/self_attn`, [attr.int("axis", -1)]);
+    const qk = b.op("MatMul", [qr, b.op("Transpose", [kRep], `${s}/self_attn`, [attr.ints("perm", [0, 1, 3, 2])])], `${s}/self_attn`);
+    // GPT-2 divides by sqrt(head_dim), masks causally with Where, then adds the padding mask; llama multiplies by the scale and adds one 4-D mask.
+    const scores = gpt2
+      ? b.op("Add", [b.op("Where", [causal, b.op("Div", [qk, b.f32("/model/Constant_sqrt_d", [Math.sqrt(D)])], `${s}/attn`), b.f32("/model/Constant_min", [-3.4028234663852886e38])], `${s}/attn`), padAdditive], `${s}/attn`)
+      : b.op("Add", [b.op("Mul", [qk, b.f32("/model/Constant_scale", [1 / Math.sqrt(D)])], `${s}/self_attn`), mask4d], `${s}/self_attn`);
+    const probs = b.op("Softmax", [scores], `${s}/self_attn`, [attr.int("axis", -1)]);
     const ctx = b.op("Transpose", [b.op("MatMul", [probs, vRep], `${s}/self_attn`)], `${s}/self_attn`, [attr.ints("perm", [0, 2, 1, 3])]);
     const flat = b.op("Reshape", [ctx, dims(batch, seq, b.i64("/model/Constant_q_dim", [H * D]))], `${s}/self_attn`);
-    const o = linear(flat, l.wo, l.bo, `${p}.self_attn.o_proj.bias`, `${s}/self_attn/o_proj`);
+    const o = gpt2 ? linear(flat, l.wo, l.bo, `${p}.attn.c_proj.bias`, `${s}/attn/c_proj`) : linear(flat, l.wo, l.bo, `${p}.self_attn.o_proj.bias`, `${s}/self_attn/o_proj`);
     const mid = b.op("Add", [x, o], s);
-    const f = rmsNorm(mid, l.ffnNorm, `${p}.post_attention_layernorm.weight`, `${s}/post_attention_layernorm`);
-    const gate = linear(f, l.wGate!, l.bGate, `${p}.mlp.gate_proj.bias`, `${s}/mlp/gate_proj`);
-    const act = b.op("Mul", [gate, b.op("Sigmoid", [gate], `${s}/mlp/act_fn`)], `${s}/mlp/act_fn`);
-    const up = linear(f, l.wUp, l.bUp, `${p}.mlp.up_proj.bias`, `${s}/mlp/up_proj`);
-    const down = linear(b.op("Mul", [act, up], `${s}/mlp`), l.wDown, l.bDown, `${p}.mlp.down_proj.bias`, `${s}/mlp/down_proj`);
+    let down: string;
+    if (gpt2) {
+      const f = norm(mid, l.ffnNorm, l.ffnNormB, `${p}.ln_2`, `${s}/ln_2`);
+      const hidden = geluNew(linear(f, l.wUp, l.bUp, `${p}.mlp.c_fc.bias`, `${s}/mlp/c_fc`), `${s}/mlp/act`);
+      down = linear(hidden, l.wDown, l.bDown, `${p}.mlp.c_proj.bias`, `${s}/mlp/c_proj`);
+    } else {
+      const f = rmsNorm(mid, l.ffnNorm, `${p}.post_attention_layernorm.weight`, `${s}/post_attention_layernorm`);
+      const gate = linear(f, l.wGate!, l.bGate, `${p}.mlp.gate_proj.bias`, `${s}/mlp/gate_proj`);
+      const act = b.op("Mul", [gate, b.op("Sigmoid", [gate], `${s}/mlp/act_fn`)], `${s}/mlp/act_fn`);
+      const up = linear(f, l.wUp, l.bUp, `${p}.mlp.up_proj.bias`, `${s}/mlp/up_proj`);
+      down = linear(b.op("Mul", [act, up], `${s}/mlp`), l.wDown, l.bDown, `${p}.mlp.down_proj.bias`, `${s}/mlp/down_proj`);
+    }
     x = b.op("Add", [mid, down], s);
   }
-  const normed = rmsNorm(x, g.outputNorm, "model.norm.weight", "/model/norm");
+  const normed = gpt2 ? norm(x, g.outputNorm, g.outputNormB, "transformer.ln_f", "/transformer/ln_f") : rmsNorm(x, g.outputNorm, "model.norm.weight", "/model/norm");
   const logits = b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head", [], "logits");
   const head = g.outputBias ? b.op("Add", [logits, w.plain(g.outputBias, "lm_head.bias")], "/lm_head") : logits;
   if (head !== "logits") throw new Error("an output bias is not laid out by this generator");
@@ -267,8 +318,8 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
 export function writeOptimumExport(ggufPath: string, outDir: string, layout: OptimumLayout): string {
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
-  if (h.architecture !== "llama" && h.architecture !== "qwen2") throw new Error(`${ggufPath}: this generator lays out llama and qwen2, not ${h.architecture}`);
-  if (g.layers.some((l) => l.wqkv)) throw new Error(`${ggufPath}: fused q/k/v is not laid out by this generator`);
+  if (!["llama", "qwen2", "gpt2"].includes(h.architecture)) throw new Error(`${ggufPath}: this generator lays out llama, qwen2 and gpt2, not ${h.architecture}`);
+  if (h.architecture !== "gpt2" && g.layers.some((l) => l.wqkv)) throw new Error(`${ggufPath}: fused q/k/v is laid out for gpt2 only`);
   const w = makeWeights(g);
   const withPast = decoderGraph(g, w, true);
   let decoder: OnnxGraph;
@@ -298,7 +349,7 @@ export function writeOptimumExport(ggufPath: string, outDir: string, layout: Opt
     num_key_value_heads: h.nHeadKv,
     vocab_size: h.vocabSize,
     max_position_embeddings: h.contextLength,
-    rms_norm_eps: h.normEps,
+    ...(h.profile.norm === "rms" ? { rms_norm_eps: h.normEps } : { layer_norm_epsilon: h.normEps, n_positions: h.contextLength }),
     rope_theta: h.ropeFreqBase,
     tie_word_embeddings: h.tiedEmbeddings,
     bos_token_id: spec.bosId,
