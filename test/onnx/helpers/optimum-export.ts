@@ -31,9 +31,13 @@
  *   padding mask, gelu_new decomposed (Pow 3, Tanh), residual Adds `/transformer/h.N/Add` and `Add_1`,
  *   the tied head as a MatMul on a transposed copy of `wte`.
  * It computes the GGUF's function (llama.cpp's graph), so the reference backend on the GGUF is its
- * oracle. Run as a script to write a fixture directory:
+ * oracle. `quantized: true` (transformers.js layout) writes `onnx/model_quantized.onnx` instead, as
+ * onnxruntime's `quantize_dynamic` (what transformers.js's conversion script runs) rewrites every
+ * MatMul on a weight: int8 weights with a per-tensor symmetric scale, `DynamicQuantizeLinear` on the
+ * activation, `MatMulInteger`, `Cast` to float, and the two scales multiplied in. Run as a script to
+ * write a fixture directory:
  *
- *   bun test/onnx/helpers/optimum-export.ts <model.gguf> <out-dir> [--layout optimum-merged|transformers.js]
+ *   bun test/onnx/helpers/optimum-export.ts <model.gguf> <out-dir> [--layout optimum-merged|transformers.js] [--quantized]
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -50,6 +54,7 @@ import {
   type OnnxGraph,
   type OnnxNode,
   type OnnxTensor,
+  tensorFromBytes,
   tensorFromFloat32,
   tensorFromInt64,
   valueInfo,
@@ -314,8 +319,46 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   return { graph: graph({ name: withPast ? "with_past" : "no_past", nodes: b.nodes, initializers: b.constants, inputs: [], outputs }), inputs };
 }
 
+/**
+ * onnxruntime's quantize_dynamic on `graph`: every MatMul whose B is a float initializer becomes
+ * DynamicQuantizeLinear(A) -> MatMulInteger(A_q, B_q, A_zp, B_zp) -> Cast -> Mul(A_scale * B_scale),
+ * B quantized to int8 with one symmetric scale (max |B| / 127) and zero point 0.
+ */
+export function quantizeDynamicInt8(graph: OnnxGraph): OnnxGraph {
+  const floats = new Map(graph.initializers.filter((t) => t.dataType === DataType.FLOAT && t.dims.length === 2).map((t) => [t.name!, t]));
+  const quantized = new Set<string>();
+  const initializers: OnnxTensor[] = [];
+  const nodes: OnnxNode[] = [];
+  for (const n of graph.nodes) {
+    const wName = n.inputs[1] ?? "";
+    const weight = n.opType === "MatMul" ? floats.get(wName) : undefined;
+    if (!weight) {
+      nodes.push(n);
+      continue;
+    }
+    if (!quantized.has(wName)) {
+      quantized.add(wName);
+      const raw = weight.rawData!;
+      const f = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+      const scale = f.reduce((m, x) => Math.max(m, Math.abs(x)), 0) / 127 || 1;
+      const q = Int8Array.from(f, (x) => Math.max(-127, Math.min(127, Math.round(x / scale))));
+      initializers.push(tensorFromBytes(`${wName}_quantized`, DataType.INT8, weight.dims, new Uint8Array(q.buffer)));
+      initializers.push(tensorFromFloat32(`${wName}_scale`, [], Float32Array.of(scale)));
+      initializers.push(tensorFromBytes(`${wName}_zero_point`, DataType.INT8, [], new Uint8Array(1)));
+    }
+    const base = n.name ?? n.outputs[0]!;
+    const [aq, as, azp] = ["_quantized", "_scale", "_zero_point"].map((x) => `${base}_input${x}`);
+    nodes.push(node("DynamicQuantizeLinear", [n.inputs[0]!], [aq!, as!, azp!], [], { name: `${base}_QuantizeLinear` }));
+    nodes.push(node("MatMulInteger", [aq!, `${wName}_quantized`, azp!, `${wName}_zero_point`], [`${base}_output_quantized`], [], { name: `${base}_quant` }));
+    nodes.push(node("Cast", [`${base}_output_quantized`], [`${base}_output_quantized_cast`], [attr.int("to", DataType.FLOAT)], { name: `${base}_output_quantized_cast` }));
+    nodes.push(node("Mul", [as!, `${wName}_scale`], [`${base}_scales_mul`], [], { name: `${base}_scales_mul` }));
+    nodes.push(node("Mul", [`${base}_output_quantized_cast`, `${base}_scales_mul`], [...n.outputs], [], { name: `${base}_output_scale_mul` }));
+  }
+  return { ...graph, nodes, initializers: [...graph.initializers.filter((t) => !quantized.has(t.name!)), ...initializers] };
+}
+
 /** The export's files; returns the path of the ONNX graph written. */
-export function writeOptimumExport(ggufPath: string, outDir: string, layout: OptimumLayout): string {
+export function writeOptimumExport(ggufPath: string, outDir: string, layout: OptimumLayout, options: { quantized?: boolean } = {}): string {
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
   if (!["llama", "qwen2", "gpt2"].includes(h.architecture)) throw new Error(`${ggufPath}: this generator lays out llama, qwen2 and gpt2, not ${h.architecture}`);
@@ -331,9 +374,13 @@ export function writeOptimumExport(ggufPath: string, outDir: string, layout: Opt
     const ifNode = node("If", ["use_cache_branch"], noPast.graph.outputs.map((o) => o.name!), [attr.graph("then_branch", withPast.graph), attr.graph("else_branch", noPast.graph)], { name: "optimum::if" });
     decoder = graph({ name: "merged", nodes: [ifNode], initializers: w.tensors, inputs: [...withPast.inputs, useCache], outputs: noPast.graph.outputs });
   }
+  if (options.quantized) {
+    if (layout !== "transformers.js") throw new Error("quantized fixtures are written in the transformers.js layout");
+    decoder = quantizeDynamicInt8(decoder);
+  }
   const onnxDir = layout === "transformers.js" ? join(outDir, "onnx") : outDir;
   mkdirSync(onnxDir, { recursive: true });
-  const file = join(onnxDir, layout === "transformers.js" ? "model.onnx" : "decoder_model_merged.onnx");
+  const file = join(onnxDir, layout === "transformers.js" ? (options.quantized ? "model_quantized.onnx" : "model.onnx") : "decoder_model_merged.onnx");
   writeFileSync(file, encodeModel(model({ graph: decoder, opsets: { "": OPTIMUM_OPSET }, producerName: layout === "transformers.js" ? "pytorch" : "optimum-onnx", irVersion: 8 })));
 
   const spec = readTokenizerSpec(g.file);
@@ -363,10 +410,12 @@ export function writeOptimumExport(ggufPath: string, outDir: string, layout: Opt
 }
 
 if (import.meta.main) {
-  const [gguf, out, flag, value] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const quantized = args.includes("--quantized");
+  const [gguf, out, flag, value] = args.filter((a) => a !== "--quantized");
   if (!gguf || !out || (flag !== undefined && (flag !== "--layout" || (value !== "optimum-merged" && value !== "transformers.js")))) {
-    console.error("usage: bun test/onnx/helpers/optimum-export.ts <model.gguf> <out-dir> [--layout optimum-merged|transformers.js]");
+    console.error("usage: bun test/onnx/helpers/optimum-export.ts <model.gguf> <out-dir> [--layout optimum-merged|transformers.js] [--quantized]");
     process.exit(2);
   }
-  console.log(writeOptimumExport(gguf, out, (value as OptimumLayout | undefined) ?? "optimum-merged"));
+  console.log(writeOptimumExport(gguf, out, (value as OptimumLayout | undefined) ?? "optimum-merged", { quantized }));
 }
