@@ -83,12 +83,17 @@ class Builder {
   readonly nodes: OnnxNode[] = [];
   readonly constants: OnnxTensor[] = [];
   private readonly counts = new Map<string, number>();
-  /** Constant names already added: a name always holds one value, so asking again reuses it. */
-  private readonly constantNames = new Set<string>();
+  /** Constants by name: a name always holds one value, so asking again reuses it (and a clash is a bug). */
+  private readonly constantsByName = new Map<string, OnnxTensor>();
 
   private addConstant(t: OnnxTensor): void {
-    if (this.constantNames.has(t.name!)) return;
-    this.constantNames.add(t.name!);
+    const existing = this.constantsByName.get(t.name!);
+    if (existing) {
+      const same = existing.rawData && t.rawData && existing.rawData.length === t.rawData.length && existing.rawData.every((x, i) => x === t.rawData![i]);
+      if (!same) throw new Error(`graph constant "${t.name}" was defined twice with different values`);
+      return;
+    }
+    this.constantsByName.set(t.name!, t);
     this.constants.push(t);
   }
 
