@@ -1,5 +1,5 @@
 /**
- * Fixture generator: lay a GGUF model (llama, qwen2 or gpt2) out as Hugging Face Optimum's ONNX
+ * Fixture generator: lay a GGUF model (llama, qwen2, gemma2 or gpt2) out as Hugging Face Optimum's ONNX
  * exporter does for `text-generation-with-past`, in the two layouts people download:
  *
  * - `optimum-merged`: `decoder_model_merged.onnx` at the root, as `optimum-cli export onnx` writes
@@ -25,6 +25,9 @@
  *   4-D additive mask (0 or float32 min), Softmax, MatMul;
  * - the residual stream as plain `Add` nodes named `/model/layers.N/Add` (attention) and
  *   `/model/layers.N/Add_1` (MLP), as the exporter names them;
+ * - Gemma 2: embeddings times the normalizer sqrt(hidden), scores times query_pre_attn_scalar^-0.5 then
+ *   soft-capped (Div, Tanh, Mul), a sliding-window mask on the sliding layers, post-attention and
+ *   post-feedforward RMSNorms, gelu_pytorch_tanh gated MLP, the final logit soft-cap;
  * - GPT-2 (`/transformer/...`): token + position embeddings (`/transformer/Add`), LayerNorm decomposed
  *   (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul, Add), Conv1D `c_attn` as MatMul + bias
  *   then Split into q/k/v, scores divided by sqrt(head_dim) and masked with Where before the additive
@@ -68,7 +71,7 @@ class GraphBuilder {
   readonly nodes: OnnxNode[] = [];
   readonly constants: OnnxTensor[] = [];
   private readonly counts = new Map<string, number>();
-  private readonly constantNames = new Set<string>();
+  private readonly constantsByName = new Map<string, OnnxTensor>();
 
   /** A node named as torch.onnx.export names them (`<scope>/<Op>`, then `_1`, `_2`...); returns its output. */
   op(opType: string, inputs: readonly string[], scope: string, attributes = [] as ReturnType<typeof attr.int>[], out?: string): string {
@@ -82,19 +85,23 @@ class GraphBuilder {
   }
 
   i64(name: string, values: readonly number[], scalar = false): string {
-    if (!this.constantNames.has(name)) {
-      this.constantNames.add(name);
-      this.constants.push(tensorFromInt64(name, scalar ? [] : [values.length], values));
-    }
-    return name;
+    return this.constant(tensorFromInt64(name, scalar ? [] : [values.length], values));
   }
 
   f32(name: string, values: readonly number[], dims: readonly number[] = []): string {
-    if (!this.constantNames.has(name)) {
-      this.constantNames.add(name);
-      this.constants.push(tensorFromFloat32(name, dims, Float32Array.from(values)));
+    return this.constant(tensorFromFloat32(name, dims, Float32Array.from(values)));
+  }
+
+  /** A name holds one value: asking again reuses it, a different value under the same name is a bug. */
+  private constant(t: OnnxTensor): string {
+    const existing = this.constantsByName.get(t.name!);
+    if (!existing) {
+      this.constantsByName.set(t.name!, t);
+      this.constants.push(t);
+    } else if (existing.dataType !== t.dataType || existing.rawData?.join() !== t.rawData?.join()) {
+      throw new Error(`constant "${t.name}" defined twice with different values`);
     }
-    return name;
+    return t.name!;
   }
 }
 
@@ -160,6 +167,7 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   const h = g.hparams;
   const b = new GraphBuilder();
   const gpt2 = h.architecture === "gpt2";
+  const gemma = h.architecture === "gemma2";
   const top = gpt2 ? "/transformer" : "/model";
   const D = h.headDim;
   const H = h.nHead;
@@ -194,7 +202,7 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   const geluNew = (x: string, scope: string) => {
     const cubed = b.op("Mul", [b.op("Pow", [x, b.f32("/model/Constant_pow_3", [3])], scope), b.f32("/model/Constant_gelu_coef", [0.044715])], scope);
     const t = b.op("Tanh", [b.op("Mul", [b.op("Add", [x, cubed], scope), b.f32("/model/Constant_gelu_sqrt", [Math.sqrt(2 / Math.PI)])], scope)], scope);
-    return b.op("Mul", [b.op("Mul", [x, b.f32("/model/Constant_half", [0.5])], scope), b.op("Add", [t, b.f32("/model/Constant_one", [1])], scope)], scope);
+    return b.op("Mul", [b.op("Mul", [x, b.f32("/model/Constant_gelu_half", [0.5])], scope), b.op("Add", [t, b.f32("/model/Constant_one", [1])], scope)], scope);
   };
   const linear = (x: string, t: GgufTensorInfo, bias: GgufTensorInfo | null, biasName: string, scope: string, permuteHeads?: number) => {
     const y = b.op("MatMul", [x, w.matmul(t, permuteHeads)], scope);
@@ -219,6 +227,22 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   const padded = b.op("Unsqueeze", [b.op("Cast", ["attention_mask"], "/model", [attr.int("to", DataType.BOOL)]), b.i64("/model/Constant_axes_12", [1, 2])], "/model");
   const allowed = b.op("And", [causal, padded], "/model");
   const mask4d = b.op("Where", [allowed, b.f32("/model/Constant_zero", [0]), b.f32("/model/Constant_min", [-3.4028234663852886e38])], "/model");
+  // Gemma 2's sliding-window layers: keys within the window only (query - key < window).
+  const windowOf = (L: number) => h.slidingWindow[L]!;
+  const slidingMask = (window: number) => {
+    const inWindow = b.op("Greater", [cols, b.op("Sub", [rows, b.i64(`/model/Constant_window_${window}`, [window], true)], "/model")], "/model");
+    return b.op("Where", [b.op("And", [allowed, inWindow], "/model"), "/model/Constant_zero", "/model/Constant_min"], "/model");
+  };
+  const masks = new Map<number, string>();
+  const maskFor = (L: number) => {
+    const window = windowOf(L);
+    if (window === 0) return mask4d;
+    if (!masks.has(window)) masks.set(window, slidingMask(window));
+    return masks.get(window)!;
+  };
+  /** Gemma 2's soft-cap: x / cap, Tanh, * cap. */
+  const softcap = (x: string, cap: number, scope: string) =>
+    b.op("Mul", [b.op("Tanh", [b.op("Div", [x, b.f32(`/model/Constant_cap_${cap}`, [cap])], scope)], scope), `/model/Constant_cap_${cap}`], scope);
   // GPT-2's padding mask alone, additive: (1 - mask) * float32 min.
   const padAdditive = b.op("Where", [padded, "/model/Constant_zero", "/model/Constant_min"], "/model");
 
@@ -243,6 +267,8 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   let x = gpt2
     ? b.op("Add", [b.op("Gather", [w.plain(g.tokenEmbd, "transformer.wte.weight"), "input_ids"], "/transformer/wte"), b.op("Gather", [w.plain(g.posEmbd!, "transformer.wpe.weight"), "position_ids"], "/transformer/wpe")], top)
     : b.op("Gather", [w.plain(g.tokenEmbd, "model.embed_tokens.weight"), "input_ids"], "/model/embed_tokens");
+  // Gemma: hidden_states = inputs_embeds * normalizer (sqrt(hidden_size)).
+  if (gemma) x = b.op("Mul", [x, b.f32("/model/Constant_normalizer", [h.embedScale])], "/model");
   const heads = (t: string, n: number, scope: string) =>
     b.op("Transpose", [b.op("Reshape", [t, dims(batch, seq, b.i64(`/model/Constant_heads_${n}`, [n]), b.i64("/model/Constant_head_dim", [D]))], scope)], scope, [attr.ints("perm", [0, 2, 1, 3])]);
   for (let L = 0; L < h.nLayers; L++) {
@@ -292,17 +318,27 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
     // GPT-2 divides by sqrt(head_dim), masks causally with Where, then adds the padding mask; llama multiplies by the scale and adds one 4-D mask.
     const scores = gpt2
       ? b.op("Add", [b.op("Where", [causal, b.op("Div", [qk, b.f32("/model/Constant_sqrt_d", [Math.sqrt(D)])], `${s}/attn`), b.f32("/model/Constant_min", [-3.4028234663852886e38])], `${s}/attn`), padAdditive], `${s}/attn`)
-      : b.op("Add", [b.op("Mul", [qk, b.f32("/model/Constant_scale", [1 / Math.sqrt(D)])], `${s}/self_attn`), mask4d], `${s}/self_attn`);
+      : gemma
+        ? b.op("Add", [softcap(b.op("Mul", [qk, b.f32("/model/Constant_scaling", [h.queryScale])], `${s}/self_attn`), h.attnSoftcap, `${s}/self_attn`), maskFor(L)], `${s}/self_attn`)
+        : b.op("Add", [b.op("Mul", [qk, b.f32("/model/Constant_scale", [1 / Math.sqrt(D)])], `${s}/self_attn`), mask4d], `${s}/self_attn`);
     const probs = b.op("Softmax", [scores], `${s}/self_attn`, [attr.int("axis", -1)]);
     const ctx = b.op("Transpose", [b.op("MatMul", [probs, vRep], `${s}/self_attn`)], `${s}/self_attn`, [attr.ints("perm", [0, 2, 1, 3])]);
     const flat = b.op("Reshape", [ctx, dims(batch, seq, b.i64("/model/Constant_q_dim", [H * D]))], `${s}/self_attn`);
-    const o = gpt2 ? linear(flat, l.wo, l.bo, `${p}.attn.c_proj.bias`, `${s}/attn/c_proj`) : linear(flat, l.wo, l.bo, `${p}.self_attn.o_proj.bias`, `${s}/self_attn/o_proj`);
+    let o = gpt2 ? linear(flat, l.wo, l.bo, `${p}.attn.c_proj.bias`, `${s}/attn/c_proj`) : linear(flat, l.wo, l.bo, `${p}.self_attn.o_proj.bias`, `${s}/self_attn/o_proj`);
+    // Gemma's norm weights are stored with the 1 already added (what `1 + weight` folds to in the export).
+    if (gemma) o = rmsNorm(o, l.postAttnNorm!, `${p}.post_attention_layernorm.weight`, `${s}/post_attention_layernorm`);
     const mid = b.op("Add", [x, o], s);
     let down: string;
     if (gpt2) {
       const f = norm(mid, l.ffnNorm, l.ffnNormB, `${p}.ln_2`, `${s}/ln_2`);
       const hidden = geluNew(linear(f, l.wUp, l.bUp, `${p}.mlp.c_fc.bias`, `${s}/mlp/c_fc`), `${s}/mlp/act`);
       down = linear(hidden, l.wDown, l.bDown, `${p}.mlp.c_proj.bias`, `${s}/mlp/c_proj`);
+    } else if (gemma) {
+      const f = rmsNorm(mid, l.ffnNorm, `${p}.pre_feedforward_layernorm.weight`, `${s}/pre_feedforward_layernorm`);
+      const gate = linear(f, l.wGate!, l.bGate, `${p}.mlp.gate_proj.bias`, `${s}/mlp/gate_proj`);
+      const up = linear(f, l.wUp, l.bUp, `${p}.mlp.up_proj.bias`, `${s}/mlp/up_proj`);
+      const mlp = linear(b.op("Mul", [geluNew(gate, `${s}/mlp/act_fn`), up], `${s}/mlp`), l.wDown, l.bDown, `${p}.mlp.down_proj.bias`, `${s}/mlp/down_proj`);
+      down = rmsNorm(mlp, l.postFfnNorm!, `${p}.post_feedforward_layernorm.weight`, `${s}/post_feedforward_layernorm`);
     } else {
       const f = rmsNorm(mid, l.ffnNorm, `${p}.post_attention_layernorm.weight`, `${s}/post_attention_layernorm`);
       const gate = linear(f, l.wGate!, l.bGate, `${p}.mlp.gate_proj.bias`, `${s}/mlp/gate_proj`);
@@ -313,9 +349,10 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
     x = b.op("Add", [mid, down], s);
   }
   const normed = gpt2 ? norm(x, g.outputNorm, g.outputNormB, "transformer.ln_f", "/transformer/ln_f") : rmsNorm(x, g.outputNorm, "model.norm.weight", "/model/norm");
-  const logits = b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head", [], "logits");
-  const head = g.outputBias ? b.op("Add", [logits, w.plain(g.outputBias, "lm_head.bias")], "/lm_head") : logits;
-  if (head !== "logits") throw new Error("an output bias is not laid out by this generator");
+  if (g.outputBias) throw new Error("an output bias is not laid out by this generator");
+  if (gemma) softcap(b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head"), h.finalSoftcap, "/model/final_softcap");
+  else b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head", [], "logits");
+  if (gemma) b.nodes.at(-1)!.outputs[0] = "logits";
   return { graph: graph({ name: withPast ? "with_past" : "no_past", nodes: b.nodes, initializers: b.constants, inputs: [], outputs }), inputs };
 }
 
@@ -361,7 +398,7 @@ export function quantizeDynamicInt8(graph: OnnxGraph): OnnxGraph {
 export function writeOptimumExport(ggufPath: string, outDir: string, layout: OptimumLayout, options: { quantized?: boolean } = {}): string {
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
-  if (!["llama", "qwen2", "gpt2"].includes(h.architecture)) throw new Error(`${ggufPath}: this generator lays out llama, qwen2 and gpt2, not ${h.architecture}`);
+  if (!["llama", "qwen2", "gpt2", "gemma2"].includes(h.architecture)) throw new Error(`${ggufPath}: this generator lays out llama, qwen2, gpt2 and gemma2, not ${h.architecture}`);
   if (h.architecture !== "gpt2" && g.layers.some((l) => l.wqkv)) throw new Error(`${ggufPath}: fused q/k/v is laid out for gpt2 only`);
   const w = makeWeights(g);
   const withPast = decoderGraph(g, w, true);
