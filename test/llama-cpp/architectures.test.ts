@@ -172,6 +172,26 @@ for (const arch of ARCHS) {
       expect(compared).toBe(2 * nLayers + 1);
     }, 60_000);
 
+    test.skipIf(arch === "phi3")("(c) the shim's rule for an unnamed mid-block sum (phi3's) finds this architecture's named one, bit for bit", async () => {
+      const record = async (m: ReturnType<typeof loadModel>) => {
+        const got: string[] = [];
+        const mids = allPoints(nLayers).filter((p) => p.site === "resid_mid");
+        const seq = m.createSequence({ hooks: makeHooks(mids, (p, x) => void got.push(`${pointName(p)}:${Array.from(x.data).join(",")}`)) });
+        const logits = await seq.prefill(promptTokens);
+        await seq.decode(argmax(logits));
+        seq.free();
+        return got;
+      };
+      const unnamed = loadModel(files.gguf, { threads: 1, residualTensors: { mid: null } });
+      try {
+        const viaRule = await record(unnamed);
+        expect(viaRule.length).toBe(2 * nLayers);
+        expect(viaRule).toEqual(await record(model));
+      } finally {
+        unnamed.dispose();
+      }
+    });
+
     test("(c) resid_pre.0 is what enters block 0; resid_post.L = resid_mid.L + block L's MLP, from the weights", async () => {
       const weights = modelWeights(arch);
       const got = new Map<string, Float32Array>();
@@ -247,6 +267,41 @@ for (const arch of ARCHS) {
     });
   });
 }
+
+describe("a hooked point the graph never produces is an error, not a hook that silently does not run", () => {
+  test("gemma2 told its mid-block sum is ffn_inp-L: the pass fails naming architecture, point and tensor, and is undone", async () => {
+    const { gguf } = writeCase(dir, "gemma2");
+    const wrong = loadModel(gguf, { threads: 1, residualTensors: { mid: "ffn_inp" } });
+    try {
+      const tokens = wrong.tokenize(PROMPT);
+      const seq = wrong.createSequence({ hooks: makeHooks([{ site: "resid_mid", layer: 1 }], () => {}) });
+      let e: unknown;
+      try {
+        await seq.prefill(tokens);
+      } catch (err) {
+        e = err;
+      }
+      expect(e).toBeInstanceOf(Error);
+      expect((e as { code?: string }).code).toBe("UNSUPPORTED_MODEL");
+      expect((e as Error).message).toMatch(/^gemma2 model random gemma2 .*: llama\.cpp's graph produced no tensor for resid_mid\.1 \(looked for ffn_inp-1\), so its hook could not run; the forward pass was undone$/);
+      expect(seq.length).toBe(0);
+      seq.free();
+      // Points the graph does produce still work on that model.
+      const ok = wrong.createSequence({ hooks: makeHooks([{ site: "resid_post", layer: 1 }], () => {}) });
+      await ok.prefill(tokens);
+      expect(ok.length).toBe(tokens.length);
+      ok.free();
+    } finally {
+      wrong.dispose();
+    }
+  });
+
+  test("residualTensors must be tensor names", () => {
+    const { gguf } = writeCase(dir, "qwen2");
+    expect(() => loadModel(gguf, { residualTensors: { pre: "" } })).toThrow(/residualTensors\.pre must be a tensor name/);
+    expect(() => loadModel(gguf, { residualTensors: { mid: "a b" } })).toThrow(/residualTensors\.mid must be a tensor name prefix/);
+  });
+});
 
 describe("load checks cover each architecture's own tensors and keys", () => {
   const damaged = (arch: RandomGgufArchitecture, name: string, change: { drop?: string; dims?: [string, number[]]; dropKey?: string; setKey?: [string, GgufTyped] }) => {
