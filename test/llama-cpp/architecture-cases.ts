@@ -76,10 +76,10 @@ export function runLlamaCompletion(binary: string, gguf: string, controlVector?:
 }
 
 function runOnce(binary: string, gguf: string, controlVector?: string): ToolRun {
-  // -fa off: the adapter's prebuilt CPU libraries (@node-llama-cpp/linux-x64) compute attention
-  // without flash attention whatever the setting, while a local build resolves "auto" to its
-  // flash-attention kernel, whose f16 accumulation moves logits by ~1e-4: enough to flip a near-tie
-  // (seen on the llama case, a 7e-4 gap at step 12). Same kernels, same tokens.
+  // -fa off: the adapter's prebuilt CPU libraries (@node-llama-cpp/linux-x64) give the same logits
+  // whatever flash_attn_type says, equal to a local build's with flash attention off; a local build
+  // resolves "auto" to its flash-attention kernel, whose f16 accumulation moves logits by ~1e-4:
+  // enough to flip a near-tie (seen on the llama case, a 7e-4 gap at step 12).
   const args = [binary, "-m", gguf, "-p", PROMPT, "-n", String(N_PREDICT), "--temp", "0", "--ignore-eos", "-fa", "off", "-t", "1", "--no-warmup", "-no-cnv", "-v"];
   if (controlVector) args.push("--control-vector", controlVector);
   const p = Bun.spawnSync(args, { stdin: "ignore" });
