@@ -165,12 +165,17 @@ export function fromLlamaCppTensor(name: string, architecture?: string): HookPoi
 }
 
 /**
+ * The llama.cpp tensor of a point, for an architecture (or explicit names: `{ pre, mid }`).
  * @example
  * toLlamaCppTensor({ site: "resid_pre", layer: 0 }, 4, "gpt2");   // "inpL" (embeddings + positions)
  */
-export function toLlamaCppTensor(p: HookPoint, nLayers: number, architecture?: string): string {
+export function toLlamaCppTensor(
+  p: HookPoint,
+  nLayers: number,
+  architecture?: string | { readonly pre: string; readonly mid: string | null },
+): string {
   const c = canonicalPoint(p, nLayers);
-  const names = llamaCppResidualNames(architecture);
+  const names = typeof architecture === "object" ? architecture : llamaCppResidualNames(architecture);
   if (c.site === "resid_pre") return names.pre;
   if (c.site === "resid_post") return `l_out-${c.layer}`;
   if (names.mid !== null) return `${names.mid}-${c.layer}`;

@@ -12,7 +12,10 @@
  *
  * Determinism: every tensor has its own generator seeded from (seed, tensor name), and values come
  * from integer xorshift draws combined with + and * only (Irwin-Hall sums, no Math.log/cos), so the
- * bytes are the same on every machine and in every order tensors are produced.
+ * bytes are the same on every machine and in every order tensors are produced. Tests compare against
+ * llama.cpp's output recorded for these exact bytes (test/fixtures/architectures/llama-cpp-golden.json
+ * holds each file's SHA-256): a change to what this module writes means re-recording with
+ * test/fixtures/architectures/make-golden.ts.
  *
  * Vocabularies: `"stories"` is stories260K's 512-token SentencePiece vocabulary (Llama 2 / Mistral /
  * Phi-3 / Gemma style); `"bpe"` is a GPT-2 byte-level BPE vocabulary derived from it (256 byte

@@ -76,10 +76,10 @@ export function runLlamaCompletion(binary: string, gguf: string, controlVector?:
 }
 
 function runOnce(binary: string, gguf: string, controlVector?: string): ToolRun {
-  // -fa off: the adapter's prebuilt CPU libraries (@node-llama-cpp/linux-x64) compute attention
-  // without flash attention whatever the setting, while a local build resolves "auto" to its
-  // flash-attention kernel, whose f16 accumulation moves logits by ~1e-4: enough to flip a near-tie
-  // (seen on the llama case, a 7e-4 gap at step 12). Same kernels, same tokens.
+  // -fa off: the adapter's prebuilt CPU libraries (@node-llama-cpp/linux-x64) give the same logits
+  // whatever flash_attn_type says, equal to a local build's with flash attention off; a local build
+  // resolves "auto" to its flash-attention kernel, whose f16 accumulation moves logits by ~1e-4:
+  // enough to flip a near-tie (seen on the llama case, a 7e-4 gap at step 12).
   const args = [binary, "-m", gguf, "-p", PROMPT, "-n", String(N_PREDICT), "--temp", "0", "--ignore-eos", "-fa", "off", "-t", "1", "--no-warmup", "-no-cnv", "-v"];
   if (controlVector) args.push("--control-vector", controlVector);
   const p = Bun.spawnSync(args, { stdin: "ignore" });
@@ -92,13 +92,16 @@ function runOnce(binary: string, gguf: string, controlVector?: string): ToolRun 
 
 /** One tensor as llama-eval-callback prints it: per row the first and last three values, and the sum. */
 export interface DumpedTensor {
+  /** The ggml op ("ADD", "GET_ROWS", ...) and its inputs' names, as the dump's header line gives them. */
+  readonly op: string;
+  readonly srcs: readonly string[];
   readonly rows: { readonly head: number[]; readonly tail: number[] }[];
   readonly sum: number;
 }
 
 /**
- * llama-eval-callback over the prompt (one forward pass, -fa off as above): every named f32 tensor of
- * the graph by name (the first of a repeated name). Retried until the dump reaches `lastName`
+ * llama-eval-callback over the prompt (one forward pass, -fa off as above): every f32 tensor of the
+ * graph by name (the first of a repeated name; unnamed ones as ggml's `node_N`). Retried until the dump reaches `lastName`
  * (the tool's log thread may drop the tail, see runLlamaCompletion).
  */
 export function runEvalCallback(binary: string, gguf: string, lastName: string): Map<string, DumpedTensor> {
@@ -107,11 +110,12 @@ export function runEvalCallback(binary: string, gguf: string, lastName: string):
     const p = Bun.spawnSync(args, { stdin: "ignore" });
     const text = p.stdout.toString() + p.stderr.toString();
     const out = new Map<string, DumpedTensor>();
-    let current: { name: string; rows: { head: number[]; tail: number[] }[] } | null = null;
+    let current: { name: string; op: string; srcs: string[]; rows: { head: number[]; tail: number[] }[] } | null = null;
     for (const line of text.split("\n")) {
-      const head = /common_debug_cb_eval:\s+(.+?) = \(f32\)/.exec(line);
+      const head = /common_debug_cb_eval:\s+(.+?) = \(f32\)\s+([A-Z_0-9]+)\((.*)\) = \{/.exec(line);
       if (head) {
-        current = { name: head[1]!, rows: [] };
+        const srcs = [...head[3]!.matchAll(/(?:^|, )([^{},]+)\{/g)].map((m) => m[1]!);
+        current = { name: head[1]!, op: head[2]!, srcs, rows: [] };
         continue;
       }
       if (!current) continue;
@@ -119,7 +123,7 @@ export function runEvalCallback(binary: string, gguf: string, lastName: string):
       if (row) current.rows.push({ head: [1, 2, 3].map((i) => Number(row[i])), tail: [4, 5, 6].map((i) => Number(row[i])) });
       const sum = /^\s*sum = (\S+)/.exec(line);
       if (sum) {
-        if (!out.has(current.name)) out.set(current.name, { rows: current.rows, sum: Number(sum[1]) });
+        if (!out.has(current.name)) out.set(current.name, { op: current.op, srcs: current.srcs, rows: current.rows, sum: Number(sum[1]) });
         current = null;
       }
     }

@@ -31,6 +31,14 @@ export function defaultThreads(fileBytes: number): number {
 export interface LlamaLoadOptions extends LoadOptions {
   /** Tokens per forward pass during prefill (default 512, capped by the context length). */
   readonly batchSize?: number;
+  /**
+   * Where to find resid_pre.0 and the mid-block sum in llama.cpp's graph, instead of what
+   * architectures.ts says for the model's architecture: for a llama.cpp build whose builder names them
+   * differently (`mid: null`: the unnamed sum of the block's input and its attention output). A hooked
+   * point the graph never produces fails the forward pass with UNSUPPORTED_MODEL, so a wrong name is
+   * an error, never a hook that silently does not run.
+   */
+  readonly residualTensors?: { readonly pre?: string; readonly mid?: string | null };
 }
 
 export class LlamaModelError extends SteerkitError {
@@ -58,6 +66,16 @@ export class LlamaModel implements Model {
       const value = options[key];
       if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
         throw new RangeError(`${key} must be a positive integer, got ${value}`);
+      }
+    }
+    const rt = options.residualTensors;
+    if (rt !== undefined) {
+      const bad = (what: string) => {
+        throw new RangeError(`residualTensors.${what}`);
+      };
+      if (rt.pre !== undefined && !(typeof rt.pre === "string" && /^[\w.-]{1,63}$/.test(rt.pre))) bad(`pre must be a tensor name (1-63 word characters), got ${JSON.stringify(rt.pre)}`);
+      if (rt.mid !== undefined && rt.mid !== null && !(typeof rt.mid === "string" && /^[\w.]{1,60}$/.test(rt.mid))) {
+        bad(`mid must be a tensor name prefix (1-60 word characters) or null, got ${JSON.stringify(rt.mid)}`);
       }
     }
     this.#lib = lib;
@@ -90,7 +108,11 @@ export class LlamaModel implements Model {
 
     const name = this.meta("general.name") ?? basename(path);
     const architecture = this.meta("general.architecture") ?? "unknown";
-    const graph = architectureGraph(architecture);
+    const known = architectureGraph(architecture);
+    const override = options.residualTensors;
+    const graph = known && override
+      ? { ...known, pre: override.pre ?? known.pre, mid: override.mid === undefined ? known.mid : override.mid }
+      : known;
     if (!graph) {
       this.#freeWeights();
       throw new LlamaModelError(`${path}: architecture "${architecture}" has no known residual tensors in llama.cpp's graph`);
@@ -129,6 +151,7 @@ export class LlamaModel implements Model {
       threads,
       modelName: name,
       graph,
+      architecture,
       release: (seq) => {
         this.#sequences.delete(seq);
         if (this.#disposing && this.#sequences.size === 0) this.#freeWeights();

@@ -115,6 +115,7 @@ typedef struct {
      "sa_out-"); a null prefix means the sum is unnamed (phi3) and is found by its inputs instead. */
   const char *pre_name;
   const char *mid_prefix;
+  int *hits;       /* per point: times sk_eval served it in this llama_decode (JS checks every hooked point was reached) */
 } sk_hooks;
 
 /* Layout of the two structs above, for abi.ts to check: sizes, then every field's offset. */
@@ -141,6 +142,7 @@ void sk_hooks_layout(int *out) {
   out[7] = SK_OFFSET(sk_hooks, pos);
   out[8] = SK_OFFSET(sk_hooks, pre_name);
   out[9] = SK_OFFSET(sk_hooks, mid_prefix);
+  out[10] = SK_OFFSET(sk_hooks, hits);
 }
 
 /* Parse "<prefix><int>" and return the int, or -1. */
@@ -238,6 +240,7 @@ _Bool sk_eval(void *t, _Bool ask, void *ud) {
   p = &hooks->points[idx];
   if (p->mode == 0) return 0;
   if (ask) return 1;
+  hooks->hits[idx]++;
   if (p->mode == 2) return hooks->js(t, idx);
   {
     long long *ne = (long long *)(tc + T_NE);
