@@ -57,6 +57,13 @@ async function greedy(model: Model, steered: { fastPath: boolean } | null) {
   return { tokens, logits };
 }
 
+const PYTHON = process.env.STEERKIT_ONNX_PYTHON;
+function checkWithOnnxPackage(file: string): void {
+  const p = Bun.spawnSync([PYTHON!, "-c", "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)", file]);
+  expect(p.stderr.toString()).toBe("");
+  expect(p.exitCode).toBe(0);
+}
+
 const LAYOUTS: [OptimumLayout, string][] = [
   ["optimum-merged", "decoder_model_merged.onnx (Optimum, transformers.js v2)"],
   ["transformers.js", "onnx/model.onnx (transformers.js v3)"],
@@ -84,13 +91,9 @@ for (const arch of ["llama", "qwen2", "gemma2", "gpt2"] as const) {
         exported?.dispose();
       });
 
-      const python = process.env.STEERKIT_ONNX_PYTHON;
-      test.skipIf(!python)("the fixture is valid ONNX to the onnx package's full checker (STEERKIT_ONNX_PYTHON)", async () => {
+      test.skipIf(!PYTHON)("the fixture is valid ONNX to the onnx package's full checker (STEERKIT_ONNX_PYTHON)", async () => {
         await open();
-        const file = join(out, layout === "transformers.js" ? "onnx/model.onnx" : "decoder_model_merged.onnx");
-        const p = Bun.spawnSync([python!, "-c", "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)", file]);
-        expect(p.stderr.toString()).toBe("");
-        expect(p.exitCode).toBe(0);
+        checkWithOnnxPackage(join(out, layout === "transformers.js" ? "onnx/model.onnx" : "decoder_model_merged.onnx"));
       });
 
       test("the export is found from its directory, with its config and tokenizer", async () => {
@@ -142,12 +145,13 @@ for (const arch of ["llama", "qwen2", "gemma2", "gpt2"] as const) {
 for (const arch of ["llama", "qwen2", "gemma2", "gpt2"] as const) {
   describe(`${arch} laid out as onnx/model_quantized.onnx (transformers.js, dynamic int8)`, () => {
     const gguf = join(dir, `${arch}-q.gguf`);
+    const file = join(dir, `${arch}-quantized`, "onnx", "model_quantized.onnx");
     let reference: Model;
     let quantized: OnnxRuntimeModel;
     const open = async () => {
       if (quantized) return;
       writeRandomGguf(gguf, { arch });
-      const file = writeOptimumExport(gguf, join(dir, `${arch}-quantized`), "transformers.js", { quantized: true });
+      expect(writeOptimumExport(gguf, join(dir, `${arch}-quantized`), "transformers.js", { quantized: true })).toBe(file);
       reference = loadReferenceLlama(gguf, { contextLength: 128 });
       quantized = await onnx.load(file, { contextLength: 128, threads: 1 }); // the variant's file, as a user picks it
     };
@@ -164,6 +168,11 @@ for (const arch of ["llama", "qwen2", "gemma2", "gpt2"] as const) {
       }
       return Math.sqrt(num / den);
     };
+
+    test.skipIf(!PYTHON)("the fixture is valid ONNX to the onnx package's full checker (STEERKIT_ONNX_PYTHON)", async () => {
+      await open();
+      checkWithOnnxPackage(file);
+    });
 
     test("every point is found through the MatMulInteger rewrite and reads the reference's values up to int8 error", async () => {
       await open();
