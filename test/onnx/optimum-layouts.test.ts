@@ -11,7 +11,7 @@
  * `onnx` package (Debian: python3-onnx), each fixture must also pass `onnx.checker.check_model(full_check=True)`.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Model } from "../../src/core/backend.ts";
@@ -19,6 +19,7 @@ import { compileChain } from "../../src/core/chain.ts";
 import { allPoints, pointName } from "../../src/core/sites.ts";
 import { argmax } from "../../src/core/tensor.ts";
 import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
+import { readExportDir } from "../../src/adapters/onnx/export-dir.ts";
 import { addVector, ablateDirection } from "../../src/plugins/index.ts";
 import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
 import { writeRandomGguf } from "../../src/testing/random-gguf.ts";
@@ -207,3 +208,38 @@ for (const arch of ["llama", "qwen2", "gemma2", "gpt2"] as const) {
     });
   });
 }
+
+describe("which file of a Hugging Face ONNX directory is the decoder", () => {
+  const layout = (name: string, files: string[]) => {
+    const root = join(dir, name);
+    mkdirSync(join(root, "onnx"), { recursive: true });
+    writeFileSync(join(root, "config.json"), JSON.stringify({ model_type: "llama", hidden_size: 64 }));
+    for (const f of files) writeFileSync(join(root, f), "");
+    return root;
+  };
+
+  test("transformers.js v2 (onnx/ holds decoder_model, decoder_with_past_model, the merged decoder and their _quantized twins): the merged decoder", () => {
+    const names = ["decoder_model", "decoder_with_past_model", "decoder_model_merged"].flatMap((n) => [`onnx/${n}.onnx`, `onnx/${n}_quantized.onnx`]);
+    const root = layout("tjs-v2", names);
+    expect(readExportDir(root).modelFile).toBe(join(root, "onnx", "decoder_model_merged.onnx"));
+    expect(readExportDir(root).dir).toBe(root);
+  });
+
+  test("Optimum CLI output (decoder_model.onnx without past, decoder_with_past_model.onnx, decoder_model_merged.onnx at the root): the merged decoder", () => {
+    const root = layout("optimum-cli", ["decoder_model.onnx", "decoder_with_past_model.onnx", "decoder_model_merged.onnx"]);
+    expect(readExportDir(root).modelFile).toBe(join(root, "decoder_model_merged.onnx"));
+  });
+
+  test("without a merged decoder, the with-past one (the plain decoder_model.onnx has no KV cache)", () => {
+    const root = layout("optimum-unmerged", ["decoder_model.onnx", "decoder_with_past_model.onnx"]);
+    expect(readExportDir(root).modelFile).toBe(join(root, "decoder_with_past_model.onnx"));
+  });
+
+  test("transformers.js v3 (onnx/model.onnx, model_fp16.onnx, model_quantized.onnx, model_q4.onnx): model.onnx; a variant is chosen by its path", () => {
+    const root = layout("tjs-v3", ["onnx/model.onnx", "onnx/model_fp16.onnx", "onnx/model_quantized.onnx", "onnx/model_q4.onnx"]);
+    expect(readExportDir(root).modelFile).toBe(join(root, "onnx", "model.onnx"));
+    const q4 = readExportDir(join(root, "onnx", "model_q4.onnx"));
+    expect(q4.modelFile).toBe(join(root, "onnx", "model_q4.onnx"));
+    expect(q4.dir).toBe(root); // configs from the directory above onnx/
+  });
+});
