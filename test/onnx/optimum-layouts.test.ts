@@ -3,7 +3,8 @@
  * (`decoder_model_merged.onnx`: an `If` on `use_cache_branch` around the no-past and with-past
  * decoders) and transformers.js v3's `onnx/model.onnx` with the configs at the root. The fixtures are
  * written by test/onnx/helpers/optimum-export.ts from seeded random GGUFs (llama: q/k un-permuted to
- * HF's layout with rotate_half; qwen2: biases; gemma2: normalizer, soft-caps, sliding masks, post-norms; gpt2: learned positions, decomposed LayerNorm, Conv1D
+ * HF's layout with rotate_half; qwen2: biases; qwen3 / gemma3: q/k norms; gemma2/3: normalizer, soft-caps,
+ * sliding masks, post-norms, gemma3's local rotary; gpt2: learned positions, decomposed LayerNorm, Conv1D
  * c_attn split into q/k/v, gelu_new), so the reference backend on the same GGUF is the oracle: every
  * residual point is found at the Adds the exporter names (`/model/layers.N/Add` and `Add_1`,
  * `/transformer/h.N/...` for GPT-2), reads the reference's values there, and greedy generation,
@@ -71,9 +72,9 @@ const LAYOUTS: [OptimumLayout, string][] = [
 ];
 
 /** Where the exporter's residual Adds are: the scope of block L. */
-const BLOCK_SCOPE = { llama: "/model/layers.", qwen2: "/model/layers.", gemma2: "/model/layers.", gpt2: "/transformer/h." } as const;
+const BLOCK_SCOPE = { llama: "/model/layers.", qwen2: "/model/layers.", qwen3: "/model/layers.", gemma2: "/model/layers.", gemma3: "/model/layers.", gpt2: "/transformer/h." } as const;
 
-for (const arch of ["llama", "qwen2", "gemma2", "gpt2"] as const) {
+for (const arch of ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "gpt2"] as const) {
   for (const [layout, what] of LAYOUTS) {
     describe(`${arch} laid out as ${what}`, () => {
       const gguf = join(dir, `${arch}.gguf`);
@@ -142,8 +143,11 @@ for (const arch of ["llama", "qwen2", "gemma2", "gpt2"] as const) {
   }
 }
 
-/** transformers.js's `onnx/model_quantized.onnx`: onnxruntime's quantize_dynamic (int8 MatMulInteger). */
-for (const arch of ["llama", "qwen2", "gemma2", "gpt2"] as const) {
+/**
+ * transformers.js's `onnx/model_quantized.onnx`: onnxruntime's quantize_dynamic (int8 MatMulInteger),
+ * on one model of each family (the rewrite touches only MatMuls, the same way in every architecture).
+ */
+for (const arch of ["llama", "gemma3", "gpt2"] as const) {
   describe(`${arch} laid out as onnx/model_quantized.onnx (transformers.js, dynamic int8)`, () => {
     const gguf = join(dir, `${arch}-q.gguf`);
     const file = join(dir, `${arch}-quantized`, "onnx", "model_quantized.onnx");

@@ -1,5 +1,5 @@
 /**
- * Fixture generator: lay a GGUF model (llama, qwen2, gemma2 or gpt2) out as Hugging Face Optimum's ONNX
+ * Fixture generator: lay a GGUF model (llama, qwen2, qwen3, gemma2, gemma3 or gpt2) out as Hugging Face Optimum's ONNX
  * exporter does for `text-generation-with-past`, in the two layouts people download:
  *
  * - `optimum-merged`: `decoder_model_merged.onnx` at the root, as `optimum-cli export onnx` writes
@@ -25,9 +25,11 @@
  *   4-D additive mask (0 or float32 min), Softmax, MatMul;
  * - the residual stream as plain `Add` nodes named `/model/layers.N/Add` (attention) and
  *   `/model/layers.N/Add_1` (MLP), as the exporter names them;
- * - Gemma 2: embeddings times the normalizer sqrt(hidden), scores times query_pre_attn_scalar^-0.5 then
- *   soft-capped (Div, Tanh, Mul), a sliding-window mask on the sliding layers, post-attention and
- *   post-feedforward RMSNorms, gelu_pytorch_tanh gated MLP, the final logit soft-cap;
+ * - Gemma 2 / 3: embeddings times the normalizer sqrt(hidden), scores times query_pre_attn_scalar^-0.5
+ *   (Gemma 2: then soft-capped, Div, Tanh, Mul), a sliding-window mask on the sliding layers,
+ *   post-attention and post-feedforward RMSNorms, gelu_pytorch_tanh gated MLP, the final logit
+ *   soft-cap when the model has one; Gemma 3's per-head q/k norms and `rotary_emb_local` (its own
+ *   base) on the sliding layers; Qwen 3's q/k norms;
  * - GPT-2 (`/transformer/...`): token + position embeddings (`/transformer/Add`), LayerNorm decomposed
  *   (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul, Add), Conv1D `c_attn` as MatMul + bias
  *   then Split into q/k/v, scores divided by sqrt(head_dim) and masked with Where before the additive
@@ -167,7 +169,7 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   const h = g.hparams;
   const b = new GraphBuilder();
   const gpt2 = h.architecture === "gpt2";
-  const gemma = h.architecture === "gemma2";
+  const gemma = h.architecture === "gemma2" || h.architecture === "gemma3";
   const top = gpt2 ? "/transformer" : "/model";
   const D = h.headDim;
   const H = h.nHead;
@@ -247,22 +249,32 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   const padAdditive = b.op("Where", [padded, "/model/Constant_zero", "/model/Constant_min"], "/model");
 
   // Rotary (not gpt2): freqs = inv_freq x positions, emb = [freqs, freqs], cos/sin [batch, 1, seq, D].
-  const applyRope = gpt2
-    ? (x: string) => x
-    : (() => {
-        const invFreq = [...ropeInverseFrequencies(h, h.layerRope[0]!, ropeFactors(h, h.contextLength))];
-        const pos = b.op("Cast", [b.op("Unsqueeze", ["position_ids", b.i64("/model/rotary_emb/Constant_axes", [1])], "/model/rotary_emb")], "/model/rotary_emb", [attr.int("to", DataType.FLOAT)]);
-        const freqs = b.op("Transpose", [b.op("MatMul", [b.f32("/model/rotary_emb/inv_freq", invFreq, [D / 2, 1]), pos], "/model/rotary_emb")], "/model/rotary_emb", [attr.ints("perm", [0, 2, 1])]);
-        const emb = b.op("Concat", [freqs, freqs], "/model/rotary_emb", [attr.int("axis", -1)]);
-        const cos = b.op("Unsqueeze", [b.op("Cos", [emb], "/model/rotary_emb"), b.i64("/model/Constant_axes_1", [1])], "/model/rotary_emb");
-        const sin = b.op("Unsqueeze", [b.op("Sin", [emb], "/model/rotary_emb"), "/model/Constant_axes_1"], "/model/rotary_emb");
-        const rotateHalf = (x: string, scope: string) => {
-          const x1 = b.op("Slice", [x, b.i64("/model/Constant_s0", [0]), b.i64("/model/Constant_half", [D / 2]), b.i64("/model/Constant_last", [-1])], scope);
-          const x2 = b.op("Slice", [x, "/model/Constant_half", b.i64("/model/Constant_big", [Number.MAX_SAFE_INTEGER]), "/model/Constant_last"], scope);
-          return b.op("Concat", [b.op("Neg", [x2], scope), x1], scope, [attr.int("axis", -1)]);
-        };
-        return (x: string, scope: string) => b.op("Add", [b.op("Mul", [x, cos], scope), b.op("Mul", [rotateHalf(x, scope), sin], scope)], scope);
-      })();
+  /**
+   * The rotary embedding of block L (none for gpt2). Gemma 3 has two: `rotary_emb` (global blocks) and
+   * `rotary_emb_local` (sliding blocks, their own base); every other model one.
+   */
+  const rotaries = new Map<string, (x: string, scope: string) => string>();
+  const rotaryFor = (L: number) => {
+    const r = h.layerRope[L]!;
+    const key = `${r.freqBase}/${r.freqScale}`;
+    const existing = rotaries.get(key);
+    if (existing) return existing;
+    const re = rotaries.size === 0 ? "/model/rotary_emb" : "/model/rotary_emb_local";
+    const invFreq = [...ropeInverseFrequencies(h, r, ropeFactors(h, h.contextLength))];
+    const pos = b.op("Cast", [b.op("Unsqueeze", ["position_ids", b.i64("/model/rotary_emb/Constant_axes", [1])], re)], re, [attr.int("to", DataType.FLOAT)]);
+    const freqs = b.op("Transpose", [b.op("MatMul", [b.f32(`${re}/inv_freq`, invFreq, [D / 2, 1]), pos], re)], re, [attr.ints("perm", [0, 2, 1])]);
+    const emb = b.op("Concat", [freqs, freqs], re, [attr.int("axis", -1)]);
+    const cos = b.op("Unsqueeze", [b.op("Cos", [emb], re), b.i64("/model/Constant_axes_1", [1])], re);
+    const sin = b.op("Unsqueeze", [b.op("Sin", [emb], re), "/model/Constant_axes_1"], re);
+    const rotateHalf = (x: string, scope: string) => {
+      const x1 = b.op("Slice", [x, b.i64("/model/Constant_s0", [0]), b.i64("/model/Constant_half", [D / 2]), b.i64("/model/Constant_last", [-1])], scope);
+      const x2 = b.op("Slice", [x, "/model/Constant_half", b.i64("/model/Constant_big", [Number.MAX_SAFE_INTEGER]), "/model/Constant_last"], scope);
+      return b.op("Concat", [b.op("Neg", [x2], scope), x1], scope, [attr.int("axis", -1)]);
+    };
+    const apply = (x: string, scope: string) => b.op("Add", [b.op("Mul", [x, cos], scope), b.op("Mul", [rotateHalf(x, scope), sin], scope)], scope);
+    rotaries.set(key, apply);
+    return apply;
+  };
 
   let x = gpt2
     ? b.op("Add", [b.op("Gather", [w.plain(g.tokenEmbd, "transformer.wte.weight"), "input_ids"], "/transformer/wte"), b.op("Gather", [w.plain(g.posEmbd!, "transformer.wpe.weight"), "position_ids"], "/transformer/wpe")], top)
@@ -288,8 +300,13 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
       k = heads(linear(a, l.wk!, l.bk, `${p}.self_attn.k_proj.bias`, `${s}/self_attn/k_proj`, unpermute ? KV : undefined), KV, `${s}/self_attn`);
       v = heads(linear(a, l.wv!, l.bv, `${p}.self_attn.v_proj.bias`, `${s}/self_attn/v_proj`), KV, `${s}/self_attn`);
     }
-    const qr = gpt2 ? q : applyRope(q, `${s}/self_attn`);
-    const kr = gpt2 ? k : applyRope(k, `${s}/self_attn`);
+    // Gemma 3 / Qwen 3 style per-head q/k norms on [batch, heads, seq, head_dim], before rope.
+    if (l.qNorm && l.kNorm) {
+      q = rmsNorm(q, l.qNorm, `${p}.self_attn.q_norm.weight`, `${s}/self_attn/q_norm`);
+      k = rmsNorm(k, l.kNorm, `${p}.self_attn.k_norm.weight`, `${s}/self_attn/k_norm`);
+    }
+    const qr = gpt2 ? q : rotaryFor(L)(q, `${s}/self_attn`);
+    const kr = gpt2 ? k : rotaryFor(L)(k, `${s}/self_attn`);
     if (withPast) {
       inputs.push(valueInfo(`past_key_values.${L}.key`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length", D]));
       inputs.push(valueInfo(`past_key_values.${L}.value`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length", D]));
@@ -319,7 +336,10 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
     const scores = gpt2
       ? b.op("Add", [b.op("Where", [causal, b.op("Div", [qk, b.f32("/model/Constant_sqrt_d", [Math.sqrt(D)])], `${s}/attn`), b.f32("/model/Constant_min", [-3.4028234663852886e38])], `${s}/attn`), padAdditive], `${s}/attn`)
       : gemma
-        ? b.op("Add", [softcap(b.op("Mul", [qk, b.f32("/model/Constant_scaling", [h.queryScale])], `${s}/self_attn`), h.attnSoftcap, `${s}/self_attn`), maskFor(L)], `${s}/self_attn`)
+        ? (() => {
+            const scaled = b.op("Mul", [qk, b.f32("/model/Constant_scaling", [h.queryScale])], `${s}/self_attn`);
+            return b.op("Add", [h.attnSoftcap > 0 ? softcap(scaled, h.attnSoftcap, `${s}/self_attn`) : scaled, maskFor(L)], `${s}/self_attn`);
+          })()
         : b.op("Add", [b.op("Mul", [qk, b.f32("/model/Constant_scale", [1 / Math.sqrt(D)])], `${s}/self_attn`), mask4d], `${s}/self_attn`);
     const probs = b.op("Softmax", [scores], `${s}/self_attn`, [attr.int("axis", -1)]);
     const ctx = b.op("Transpose", [b.op("MatMul", [probs, vRep], `${s}/self_attn`)], `${s}/self_attn`, [attr.ints("perm", [0, 2, 1, 3])]);
@@ -350,9 +370,10 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   }
   const normed = gpt2 ? norm(x, g.outputNorm, g.outputNormB, "transformer.ln_f", "/transformer/ln_f") : rmsNorm(x, g.outputNorm, "model.norm.weight", "/model/norm");
   if (g.outputBias) throw new Error("an output bias is not laid out by this generator");
-  if (gemma) softcap(b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head"), h.finalSoftcap, "/model/final_softcap");
-  else b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head", [], "logits");
-  if (gemma) b.nodes.at(-1)!.outputs[0] = "logits";
+  if (h.finalSoftcap > 0) {
+    softcap(b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head"), h.finalSoftcap, "/model/final_softcap");
+    b.nodes.at(-1)!.outputs[0] = "logits";
+  } else b.op("MatMul", [normed, w.matmul(g.output)], "/lm_head", [], "logits");
   return { graph: graph({ name: withPast ? "with_past" : "no_past", nodes: b.nodes, initializers: b.constants, inputs: [], outputs }), inputs };
 }
 
@@ -398,7 +419,9 @@ export function quantizeDynamicInt8(graph: OnnxGraph): OnnxGraph {
 export function writeOptimumExport(ggufPath: string, outDir: string, layout: OptimumLayout, options: { quantized?: boolean } = {}): string {
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
-  if (!["llama", "qwen2", "gpt2", "gemma2"].includes(h.architecture)) throw new Error(`${ggufPath}: this generator lays out llama, qwen2, gpt2 and gemma2, not ${h.architecture}`);
+  if (!["llama", "qwen2", "qwen3", "gpt2", "gemma2", "gemma3"].includes(h.architecture)) {
+    throw new Error(`${ggufPath}: this generator lays out llama, qwen2, qwen3, gemma2, gemma3 and gpt2, not ${h.architecture}`);
+  }
   if (h.architecture !== "gpt2" && g.layers.some((l) => l.wqkv)) throw new Error(`${ggufPath}: fused q/k/v is laid out for gpt2 only`);
   const w = makeWeights(g);
   const withPast = decoderGraph(g, w, true);
