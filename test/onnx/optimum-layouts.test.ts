@@ -3,7 +3,7 @@
  * (`decoder_model_merged.onnx`: an `If` on `use_cache_branch` around the no-past and with-past
  * decoders) and transformers.js v3's `onnx/model.onnx` with the configs at the root. The fixtures are
  * written by test/onnx/helpers/optimum-export.ts from seeded random GGUFs (llama: q/k un-permuted to
- * HF's layout with rotate_half; qwen2: biases; qwen3 / gemma3: q/k norms; gemma2/3: normalizer, soft-caps,
+ * HF's layout with rotate_half; qwen2: biases; phi3: fused qkv/gate_up, partial rotary; qwen3 / gemma3: q/k norms; gemma2/3: normalizer, soft-caps,
  * sliding masks, post-norms, gemma3's local rotary; gpt2: learned positions, decomposed LayerNorm, Conv1D
  * c_attn split into q/k/v, gelu_new), so the reference backend on the same GGUF is the oracle: every
  * residual point is found at the Adds the exporter names (`/model/layers.N/Add` and `Add_1`,
@@ -23,7 +23,8 @@ import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { readExportDir } from "../../src/adapters/onnx/export-dir.ts";
 import { addVector, ablateDirection } from "../../src/plugins/index.ts";
 import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
-import { writeRandomGguf } from "../../src/testing/random-gguf.ts";
+import { encodeRandomGguf, writeRandomGguf } from "../../src/testing/random-gguf.ts";
+import { rewriteGguf } from "../convert/gguf-edit.ts";
 import { type OptimumLayout, writeOptimumExport } from "./helpers/optimum-export.ts";
 import { makeHooks, maxAbsDiff, wave } from "./helpers/hooks.ts";
 
@@ -72,9 +73,9 @@ const LAYOUTS: [OptimumLayout, string][] = [
 ];
 
 /** Where the exporter's residual Adds are: the scope of block L. */
-const BLOCK_SCOPE = { llama: "/model/layers.", qwen2: "/model/layers.", qwen3: "/model/layers.", gemma2: "/model/layers.", gemma3: "/model/layers.", gpt2: "/transformer/h." } as const;
+const BLOCK_SCOPE = { llama: "/model/layers.", qwen2: "/model/layers.", qwen3: "/model/layers.", phi3: "/model/layers.", gemma2: "/model/layers.", gemma3: "/model/layers.", gpt2: "/transformer/h." } as const;
 
-for (const arch of ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "gpt2"] as const) {
+for (const arch of ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2"] as const) {
   for (const [layout, what] of LAYOUTS) {
     describe(`${arch} laid out as ${what}`, () => {
       const gguf = join(dir, `${arch}.gguf`);
@@ -245,5 +246,28 @@ describe("which file of a Hugging Face ONNX directory is the decoder", () => {
     const q4 = readExportDir(join(root, "onnx", "model_q4.onnx"));
     expect(q4.modelFile).toBe(join(root, "onnx", "model_q4.onnx"));
     expect(q4.dir).toBe(root); // configs from the directory above onnx/
+  });
+});
+
+describe("phi3 with partial rotary (8 of 16 lanes, as Phi-4-mini) laid out as onnx/model.onnx", () => {
+  test("generation equals the reference backend's, unsteered and steered", async () => {
+    const gguf = join(dir, "phi3-partial.gguf");
+    writeFileSync(gguf, rewriteGguf(encodeRandomGguf({ arch: "phi3" }), { metadata: { "phi3.rope.dimension_count": { type: "u32", value: 8 } } }));
+    const out = join(dir, "phi3-partial");
+    writeOptimumExport(gguf, out, "transformers.js");
+    const reference = loadReferenceLlama(gguf, { contextLength: 128 });
+    const exported = await onnx.load(out, { contextLength: 128, threads: 1 });
+    try {
+      expect(reference.info.dModel).toBe(64);
+      for (const steered of [null, { fastPath: false }]) {
+        const a = await greedy(reference, steered);
+        const b = await greedy(exported, steered);
+        expect(b.tokens).toEqual(a.tokens);
+        a.logits.forEach((x, s) => expect(maxAbsDiff(x, b.logits[s]!)).toBeLessThan(TOLERANCE));
+      }
+    } finally {
+      reference.dispose();
+      exported.dispose();
+    }
   });
 });

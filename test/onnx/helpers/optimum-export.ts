@@ -1,5 +1,5 @@
 /**
- * Fixture generator: lay a GGUF model (llama, qwen2, qwen3, gemma2, gemma3 or gpt2) out as Hugging Face Optimum's ONNX
+ * Fixture generator: lay a GGUF model (llama, qwen2, qwen3, phi3, gemma2, gemma3 or gpt2) out as Hugging Face Optimum's ONNX
  * exporter does for `text-generation-with-past`, in the two layouts people download:
  *
  * - `optimum-merged`: `decoder_model_merged.onnx` at the root, as `optimum-cli export onnx` writes
@@ -29,7 +29,8 @@
  *   (Gemma 2: then soft-capped, Div, Tanh, Mul), a sliding-window mask on the sliding layers,
  *   post-attention and post-feedforward RMSNorms, gelu_pytorch_tanh gated MLP, the final logit
  *   soft-cap when the model has one; Gemma 3's per-head q/k norms and `rotary_emb_local` (its own
- *   base) on the sliding layers; Qwen 3's q/k norms;
+ *   base) on the sliding layers; Qwen 3's q/k norms; Phi-3's fused `qkv_proj` and `gate_up_proj` (Split),
+ *   its partial rotary (Slice, rotate, Concat);
  * - GPT-2 (`/transformer/...`): token + position embeddings (`/transformer/Add`), LayerNorm decomposed
  *   (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul, Add), Conv1D `c_attn` as MatMul + bias
  *   then Split into q/k/v, scores divided by sqrt(head_dim) and masked with Where before the additive
@@ -170,6 +171,7 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
   const b = new GraphBuilder();
   const gpt2 = h.architecture === "gpt2";
   const gemma = h.architecture === "gemma2" || h.architecture === "gemma3";
+  const phi3 = h.architecture === "phi3";
   const top = gpt2 ? "/transformer" : "/model";
   const D = h.headDim;
   const H = h.nHead;
@@ -262,16 +264,18 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
     const re = rotaries.size === 0 ? "/model/rotary_emb" : "/model/rotary_emb_local";
     const invFreq = [...ropeInverseFrequencies(h, r, ropeFactors(h, h.contextLength))];
     const pos = b.op("Cast", [b.op("Unsqueeze", ["position_ids", b.i64("/model/rotary_emb/Constant_axes", [1])], re)], re, [attr.int("to", DataType.FLOAT)]);
-    const freqs = b.op("Transpose", [b.op("MatMul", [b.f32(`${re}/inv_freq`, invFreq, [D / 2, 1]), pos], re)], re, [attr.ints("perm", [0, 2, 1])]);
+    const R = h.nRot; // rotated lanes per head (Phi-3's partial_rotary_factor < 1: R < D)
+    const freqs = b.op("Transpose", [b.op("MatMul", [b.f32(`${re}/inv_freq`, invFreq, [R / 2, 1]), pos], re)], re, [attr.ints("perm", [0, 2, 1])]);
     const emb = b.op("Concat", [freqs, freqs], re, [attr.int("axis", -1)]);
     const cos = b.op("Unsqueeze", [b.op("Cos", [emb], re), b.i64("/model/Constant_axes_1", [1])], re);
     const sin = b.op("Unsqueeze", [b.op("Sin", [emb], re), "/model/Constant_axes_1"], re);
-    const rotateHalf = (x: string, scope: string) => {
-      const x1 = b.op("Slice", [x, b.i64("/model/Constant_s0", [0]), b.i64("/model/Constant_half", [D / 2]), b.i64("/model/Constant_last", [-1])], scope);
-      const x2 = b.op("Slice", [x, "/model/Constant_half", b.i64("/model/Constant_big", [Number.MAX_SAFE_INTEGER]), "/model/Constant_last"], scope);
-      return b.op("Concat", [b.op("Neg", [x2], scope), x1], scope, [attr.int("axis", -1)]);
-    };
-    const apply = (x: string, scope: string) => b.op("Add", [b.op("Mul", [x, cos], scope), b.op("Mul", [rotateHalf(x, scope), sin], scope)], scope);
+    const lanes = (x: string, from: number, to: string | number, scope: string) =>
+      b.op("Slice", [x, b.i64(`/model/Constant_from_${from}`, [from]), typeof to === "string" ? to : b.i64(`/model/Constant_to_${to}`, [to]), b.i64("/model/Constant_last", [-1])], scope);
+    const big = b.i64("/model/Constant_big", [Number.MAX_SAFE_INTEGER]);
+    const rotateHalf = (x: string, scope: string) => b.op("Concat", [b.op("Neg", [lanes(x, R / 2, big, scope)], scope), lanes(x, 0, R / 2, scope)], scope, [attr.int("axis", -1)]);
+    const rotate = (x: string, scope: string) => b.op("Add", [b.op("Mul", [x, cos], scope), b.op("Mul", [rotateHalf(x, scope), sin], scope)], scope);
+    // Partial rotary (Phi-3 / Phi-4-mini): rotate the first R lanes, pass the rest, concatenate.
+    const apply = R === D ? rotate : (x: string, scope: string) => b.op("Concat", [rotate(lanes(x, 0, R, scope), scope), lanes(x, R, big, scope)], scope, [attr.int("axis", -1)]);
     rotaries.set(key, apply);
     return apply;
   };
@@ -288,7 +292,13 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
     const s = gpt2 ? `/transformer/h.${L}` : `/model/layers.${L}`;
     const p = gpt2 ? `transformer.h.${L}` : `model.layers.${L}`;
     let q: string, k: string, v: string;
-    if (gpt2) {
+    if (phi3) {
+      const a = rmsNorm(x, l.attnNorm, `${p}.input_layernorm.weight`, `${s}/input_layernorm`);
+      const qkv = linear(a, l.wqkv!, l.bqkv, `${p}.self_attn.qkv_proj.bias`, `${s}/self_attn/qkv_proj`);
+      const [q2, k2, v2] = [0, 1, 2].map((i) => `${s}/self_attn/Split_output_${i}`);
+      b.nodes.push(node("Split", [qkv, b.i64("/model/Constant_split_qkv", [H * D, KV * D, KV * D])], [q2!, k2!, v2!], [attr.int("axis", 2)], { name: `${s}/self_attn/Split` }));
+      [q, k, v] = [heads(q2!, H, `${s}/self_attn`), heads(k2!, KV, `${s}/self_attn`), heads(v2!, KV, `${s}/self_attn`)];
+    } else if (gpt2) {
       const a = norm(x, l.attnNorm, l.attnNormB, `${p}.ln_1`, `${s}/ln_1`);
       const qkv = linear(a, l.wqkv!, l.bqkv, `${p}.attn.c_attn.bias`, `${s}/attn/c_attn`);
       const [q2, k2, v2] = [0, 1, 2].map((i) => `${s}/attn/Split_output_${i}`);
@@ -353,6 +363,14 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
       const f = norm(mid, l.ffnNorm, l.ffnNormB, `${p}.ln_2`, `${s}/ln_2`);
       const hidden = geluNew(linear(f, l.wUp, l.bUp, `${p}.mlp.c_fc.bias`, `${s}/mlp/c_fc`), `${s}/mlp/act`);
       down = linear(hidden, l.wDown, l.bDown, `${p}.mlp.c_proj.bias`, `${s}/mlp/c_proj`);
+    } else if (phi3) {
+      // gate_up_proj, then chunk(2): gate first, as llama.cpp's fused ffn_up.
+      const f = rmsNorm(mid, l.ffnNorm, `${p}.post_attention_layernorm.weight`, `${s}/post_attention_layernorm`);
+      const gateUp = linear(f, l.wUp, l.bUp, `${p}.mlp.gate_up_proj.bias`, `${s}/mlp/gate_up_proj`);
+      const [gate, up] = [`${s}/mlp/Split_output_0`, `${s}/mlp/Split_output_1`];
+      b.nodes.push(node("Split", [gateUp, b.i64("/model/Constant_split_gate_up", [h.nFf, h.nFf])], [gate, up], [attr.int("axis", -1)], { name: `${s}/mlp/Split` }));
+      const act = b.op("Mul", [gate, b.op("Sigmoid", [gate], `${s}/mlp/activation_fn`)], `${s}/mlp/activation_fn`);
+      down = linear(b.op("Mul", [up, act], `${s}/mlp`), l.wDown, l.bDown, `${p}.mlp.down_proj.bias`, `${s}/mlp/down_proj`);
     } else if (gemma) {
       const f = rmsNorm(mid, l.ffnNorm, `${p}.pre_feedforward_layernorm.weight`, `${s}/pre_feedforward_layernorm`);
       const gate = linear(f, l.wGate!, l.bGate, `${p}.mlp.gate_proj.bias`, `${s}/mlp/gate_proj`);
@@ -419,10 +437,11 @@ export function quantizeDynamicInt8(graph: OnnxGraph): OnnxGraph {
 export function writeOptimumExport(ggufPath: string, outDir: string, layout: OptimumLayout, options: { quantized?: boolean } = {}): string {
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
-  if (!["llama", "qwen2", "qwen3", "gpt2", "gemma2", "gemma3"].includes(h.architecture)) {
-    throw new Error(`${ggufPath}: this generator lays out llama, qwen2, qwen3, gemma2, gemma3 and gpt2, not ${h.architecture}`);
+  if (!["llama", "qwen2", "qwen3", "phi3", "gpt2", "gemma2", "gemma3"].includes(h.architecture)) {
+    throw new Error(`${ggufPath}: this generator lays out llama, qwen2, qwen3, phi3, gemma2, gemma3 and gpt2, not ${h.architecture}`);
   }
-  if (h.architecture !== "gpt2" && g.layers.some((l) => l.wqkv)) throw new Error(`${ggufPath}: fused q/k/v is laid out for gpt2 only`);
+  const fused = h.architecture === "gpt2" || h.architecture === "phi3";
+  if (g.layers.some((l) => (l.wqkv !== null) !== fused)) throw new Error(`${ggufPath}: q/k/v are laid out fused for gpt2 and phi3 only, separate for the others`);
   const w = makeWeights(g);
   const withPast = decoderGraph(g, w, true);
   let decoder: OnnxGraph;
