@@ -97,6 +97,20 @@ async function greedy(model: Model, steering: Steering) {
   return { tokens, logits };
 }
 
+/**
+ * Greedy tokens equal llama.cpp's. On a mismatch the message gives llama.cpp's top-2 margin at the first
+ * differing step: a margin below the logit tolerance is a tie within the backends' numeric differences
+ * (F16 KV cache, GELU table), which another CPU's kernels could resolve either way.
+ */
+function expectSameTokens(got: { tokens: number[] }, oracle: { tokens: number[]; logits: Float32Array[] }, tolerance: number): void {
+  const step = got.tokens.findIndex((t, i) => t !== oracle.tokens[i]);
+  if (step < 0) return;
+  const sorted = [...oracle.logits[step]!].sort((x, y) => y - x);
+  throw new Error(
+    `greedy token ${step} is ${got.tokens[step]}, llama.cpp's is ${oracle.tokens[step]}; llama.cpp's top-2 margin there is ${(sorted[0]! - sorted[1]!).toExponential(2)} (logit tolerance ${tolerance})`,
+  );
+}
+
 function maxDiff(a: Float32Array[], b: Float32Array[]): number {
   let m = 0;
   for (let s = 0; s < a.length; s++) m = Math.max(m, maxAbsDiff(a[s]!, b[s]!));
@@ -176,7 +190,7 @@ for (const arch of RANDOM_GGUF_ARCHITECTURES) {
           const oracle = await greedy(llama, steering);
           for (const model of [reference, converted]) {
             const r = await greedy(model, steering);
-            expect(r.tokens).toEqual(oracle.tokens);
+            expectSameTokens(r, oracle, LLAMA_CPP_TOLERANCE[arch]);
             expect(maxDiff(r.logits, oracle.logits)).toBeLessThan(LLAMA_CPP_TOLERANCE[arch]);
           }
         });
