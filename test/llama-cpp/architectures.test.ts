@@ -28,6 +28,7 @@ import type { AffineEdit } from "../../src/core/backend.ts";
 import { createArtifacts } from "../../src/core/artifacts.ts";
 import { generate } from "../../src/core/generate.ts";
 import { allPoints, pointName, toLlamaCppTensor, type HookPoint } from "../../src/core/sites.ts";
+import { resolvePoints } from "../../src/core/points.ts";
 import { argmax } from "../../src/core/tensor.ts";
 import { directionArtifact } from "../../src/directions/artifact.ts";
 import { readGgufHeader } from "../../src/formats/gguf.ts";
@@ -272,23 +273,30 @@ for (const arch of ARCHS) {
 }
 
 describe("a point an architecture does not have is refused naming the architecture and the point", () => {
-  test("phi2 (parallel blocks) has no resid_mid: a hook there, or points \"all\", is refused before any token", async () => {
+  test("phi2 (parallel blocks) has no resid_mid: a plugin or hook naming it is refused before any token; \"all\" leaves it out", async () => {
     const { gguf } = writeCase(dir, "phi2");
     const phi2 = loadModel(gguf, { threads: 1 });
     try {
       const refused = /^phi2 model random phi2 .* has no resid_mid\.1: its blocks add attention and MLP to the stream together \(parallel residual\)/;
       expect(() => phi2.createSequence({ hooks: makeHooks([{ site: "resid_mid", layer: 1 }], () => {}) })).toThrow(refused);
+      expect(phi2.info.parallelBlocks).toBe(true);
       let e: unknown;
       try {
-        await generate(phi2, { prompt: PROMPT, maxTokens: 4, plugins: [addVector({ points: "all", vector: Array.from(randomVector(64, 3, 0.1)) })] });
+        await generate(phi2, { prompt: PROMPT, maxTokens: 4, plugins: [addVector({ points: ["resid_mid.*"], vector: Array.from(randomVector(64, 3, 0.1)) })] });
       } catch (err) {
         e = err;
       }
-      expect((e as { code?: string }).code).toBe("UNSUPPORTED_MODEL");
-      expect((e as Error).message).toMatch(/phi2 model .* has no resid_mid\.0: .*list the points instead/);
-      // The points it has work (the architecture tests above run them all).
-      const r = await generate(phi2, { prompt: PROMPT, maxTokens: 4, plugins: [addVector({ points: ["resid_pre.0", "resid_post.*"], vector: Array.from(randomVector(64, 3, 0.1)) })] });
+      expect((e as { code?: string }).code).toBe("INVALID_OPTIONS");
+      expect((e as Error).message).toContain('point "resid_mid.*": phi2 has no resid_mid (its blocks add attention and MLP to the stream together)');
+      // "all" is every point phi2 has: resid_pre.0 and each block's output.
+      const seen = new Set<string>();
+      const watch = definePlugin({
+        name: "watch", options: v.object({}), needs: ["residual:read"], prepare: (_o, { model }) => resolvePoints("all", model),
+        create: (_o, { prepared }) => ({ points: prepared, onResidual: (_x, ctx) => void seen.add(pointName(ctx.point)) }),
+      });
+      const r = await generate(phi2, { prompt: PROMPT, maxTokens: 4, plugins: [addVector({ points: "all", vector: Array.from(randomVector(64, 3, 0.1)) }), watch({})] });
       expect(r.tokens.length).toBe(4);
+      expect([...seen].sort()).toEqual(["resid_post.0", "resid_post.1", "resid_post.2", "resid_pre.0"]);
       expect(() => toLlamaCppTensor({ site: "resid_mid", layer: 0 }, 3, "phi2")).toThrow(/phi2 has no resid_mid\.0/);
     } finally {
       phi2.dispose();

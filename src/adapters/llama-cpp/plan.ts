@@ -109,8 +109,7 @@ export function planPoints(hooks: ResidualHooks | undefined, options: PlanOption
         throw new SteerkitError(
           "UNSUPPORTED_MODEL",
           `${options.parallelBlocks} model ${options.modelName ?? ""} has no ${name}: its blocks add attention and MLP to the stream ` +
-            `together (parallel residual), so no point lies between them; hook resid_pre.${p.layer} or resid_post.${p.layer} ` +
-            `(points "all" includes every resid_mid: list the points instead, e.g. ["resid_pre.0", "resid_post.*"])`,
+            `together (parallel residual), so no point lies between them; hook resid_pre.${p.layer} or resid_post.${p.layer}`,
         );
       }
       if (modes.has(name)) continue; // resid_pre L and resid_post L-1 are one place
