@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { progressBar, type ProgressBar } from "../src/cli/progress.ts";
 import { readGgufHeader } from "../src/formats/gguf.ts";
-import { RANDOM_GGUF_ARCHITECTURES, writeRandomGguf, type RandomGgufArchitecture, type RandomGgufOptions } from "../src/testing/random-gguf.ts";
+import { MORE_RANDOM_GGUF_ARCHITECTURES, RANDOM_GGUF_ARCHITECTURES, writeRandomGguf, type RandomGgufArchitecture, type RandomGgufOptions } from "../src/testing/random-gguf.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -38,8 +38,9 @@ const { values: args } = parseArgs({
 });
 
 const arch = args.arch as RandomGgufArchitecture;
-if (!RANDOM_GGUF_ARCHITECTURES.includes(arch)) {
-  console.error(`--arch ${args.arch}: unknown (one of ${RANDOM_GGUF_ARCHITECTURES.join(", ")})`);
+const known: readonly string[] = [...RANDOM_GGUF_ARCHITECTURES, ...MORE_RANDOM_GGUF_ARCHITECTURES];
+if (!known.includes(arch)) {
+  console.error(`--arch ${args.arch}: unknown (one of ${known.join(", ")})`);
   process.exit(2);
 }
 if (args.size !== "bench" && args.size !== "tiny") {
@@ -70,7 +71,7 @@ const options: RandomGgufOptions = {
   seed: num("seed", args.seed),
   nEmbd: num("d", args.d) ?? (bench ? 1024 : undefined),
   nLayers: num("layers", args.layers) ?? (bench ? 16 : undefined),
-  nFf: num("ff", args.ff) ?? (bench ? (arch === "gpt2" ? 4096 : 2816) : undefined),
+  nFf: num("ff", args.ff) ?? (bench ? (arch === "gpt2" || arch === "phi2" ? 4096 : 2816) : undefined),
   nHead: num("heads", args.heads) ?? (bench ? 16 : undefined),
   nHeadKv: num("kv-heads", args["kv-heads"]) ?? (bench ? 16 : undefined),
   headDim: num("head-dim", args["head-dim"]),

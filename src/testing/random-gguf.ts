@@ -35,9 +35,15 @@ import { readGgufHeader } from "../formats/gguf.ts";
 import { encodeGgufHeader, type GgufTyped } from "../formats/gguf-write.ts";
 import { float32ToHalfBits, halfBitsToFloat32 } from "../formats/half.ts";
 
-/** The architectures the generator writes (GGUF `general.architecture` values). */
+/** The architectures of issue 9, which every backend supports (GGUF `general.architecture` values). */
 export const RANDOM_GGUF_ARCHITECTURES = ["llama", "phi3", "gemma2", "gemma3", "gpt2", "qwen2", "qwen3"] as const;
-export type RandomGgufArchitecture = (typeof RANDOM_GGUF_ARCHITECTURES)[number];
+/**
+ * Architectures the generator also writes, supported by fewer backends: phi2 (Phi-2), whose blocks
+ * add attention and MLP to the stream together (parallel residual: there is no resid_mid).
+ */
+export const MORE_RANDOM_GGUF_ARCHITECTURES = ["phi2"] as const;
+export type RandomGgufArchitecture = (typeof RANDOM_GGUF_ARCHITECTURES)[number] | (typeof MORE_RANDOM_GGUF_ARCHITECTURES)[number];
+const KNOWN: readonly string[] = [...RANDOM_GGUF_ARCHITECTURES, ...MORE_RANDOM_GGUF_ARCHITECTURES];
 
 export interface RandomGgufOptions {
   readonly arch: RandomGgufArchitecture;
@@ -128,6 +134,8 @@ const TINY: Record<RandomGgufArchitecture, Partial<RandomGgufConfig>> = {
   qwen2: { nEmbd: 64, nLayers: 3, nHead: 4, nHeadKv: 2, nFf: 160 },
   // Qwen 3: head_dim * n_head (128) != n_embd (64), as in the real 0.6B.
   qwen3: { nEmbd: 64, nLayers: 3, nHead: 4, nHeadKv: 2, headDim: 32, nFf: 160 },
+  // Phi-2: parallel attention + MLP from one LayerNorm, partial rotary (rope.dimension_count 6 of 16), biases.
+  phi2: { nEmbd: 64, nLayers: 3, nHead: 4, nHeadKv: 4, nFf: 256 },
 };
 
 /**
@@ -137,23 +145,24 @@ const TINY: Record<RandomGgufArchitecture, Partial<RandomGgufConfig>> = {
  */
 export function randomGgufConfig(options: RandomGgufOptions): RandomGgufConfig {
   const arch = options.arch;
-  if (!RANDOM_GGUF_ARCHITECTURES.includes(arch)) {
-    throw new RangeError(`random GGUF: unknown architecture "${arch}" (known: ${RANDOM_GGUF_ARCHITECTURES.join(", ")})`);
+  if (!KNOWN.includes(arch)) {
+    throw new RangeError(`random GGUF: unknown architecture "${arch}" (known: ${KNOWN.join(", ")})`);
   }
   const t = TINY[arch];
   const nEmbd = options.nEmbd ?? t.nEmbd!;
   const nHead = options.nHead ?? t.nHead!;
   const explicitHeadDim = options.headDim ?? (options.nEmbd === undefined && options.nHead === undefined ? t.headDim : undefined);
   const headDim = explicitHeadDim ?? nEmbd / nHead;
-  const nHeadKv = arch === "gpt2" ? nHead : (options.nHeadKv ?? Math.min(t.nHeadKv!, nHead));
+  const nHeadKv = arch === "gpt2" || arch === "phi2" ? nHead : (options.nHeadKv ?? Math.min(t.nHeadKv!, nHead));
   const vocab = options.vocab ?? (arch === "phi3" || arch === "gemma2" || arch === "gemma3" ? "stories" : "bpe");
+  if (arch === "phi2" && vocab !== "bpe") throw new RangeError(`random GGUF (phi2): Phi-2's vocabulary is byte-level BPE, not "${vocab}"`);
   const nCtx = options.nCtx ?? 256;
   const config: RandomGgufConfig = {
     arch,
     seed: (options.seed ?? 1) >>> 0,
     nEmbd,
     nLayers: options.nLayers ?? t.nLayers!,
-    nFf: options.nFf ?? (options.nEmbd !== undefined ? (arch === "gpt2" ? 4 * nEmbd : Math.round((8 * nEmbd) / 3 / 32) * 32) : t.nFf!),
+    nFf: options.nFf ?? (options.nEmbd !== undefined ? (arch === "gpt2" || arch === "phi2" ? 4 * nEmbd : Math.round((8 * nEmbd) / 3 / 32) * 32) : t.nFf!),
     nHead,
     nHeadKv,
     headDim,
@@ -161,9 +170,9 @@ export function randomGgufConfig(options: RandomGgufOptions): RandomGgufConfig {
     vocab,
     vocabSize: options.vocabSize ?? 0,
     weightType: options.weightType ?? "f32",
-    tieEmbeddings: arch === "gemma2" ? true : (options.tieEmbeddings ?? (arch !== "llama" && arch !== "phi3")),
+    tieEmbeddings: arch === "gemma2" ? true : arch === "phi2" ? false : (options.tieEmbeddings ?? (arch !== "llama" && arch !== "phi3")),
     slidingWindow: options.slidingWindow ?? (arch === "phi3" ? nCtx : 8),
-    ropeTheta: options.ropeTheta ?? { llama: 500000, phi3: 10000, gemma2: 10000, gemma3: 1e6, gpt2: 0, qwen2: 1e6, qwen3: 1e6 }[arch],
+    ropeTheta: options.ropeTheta ?? { llama: 500000, phi3: 10000, gemma2: 10000, gemma3: 1e6, gpt2: 0, qwen2: 1e6, qwen3: 1e6, phi2: 10000 }[arch],
     ropeThetaSwa: options.ropeThetaSwa ?? 10000,
     name: options.name ?? "",
   };
@@ -175,7 +184,7 @@ export function randomGgufConfig(options: RandomGgufOptions): RandomGgufConfig {
   }
   if (nHead % nHeadKv !== 0) bad(`nHead ${nHead} is not a multiple of nHeadKv ${nHeadKv}`);
   if (headDim % 2 !== 0) bad(`headDim ${headDim} must be even (rope rotates pairs)`);
-  if ((arch === "llama" || arch === "phi3" || arch === "gpt2" || arch === "qwen2") && headDim * nHead !== nEmbd) {
+  if ((arch === "llama" || arch === "phi3" || arch === "phi2" || arch === "gpt2" || arch === "qwen2") && headDim * nHead !== nEmbd) {
     bad(`${arch} needs headDim * nHead = nEmbd (${headDim} * ${nHead} != ${nEmbd}); only gemma2, gemma3 and qwen3 store key_length`);
   }
   return { ...config, name: config.name || `random ${arch} d${nEmbd} l${config.nLayers} seed ${config.seed}` };
@@ -252,6 +261,7 @@ const BPE_SPECIALS: Record<string, { pre: string; specials: string[]; bos: numbe
   gpt2: { pre: "gpt-2", specials: ["<|endoftext|>"], bos: 0, eos: 0, addBos: false },
   llama: { pre: "llama-bpe", specials: ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"], bos: 0, eos: 1, addBos: true },
   qwen2: { pre: "qwen2", specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], bos: 0, eos: 0, addBos: false },
+  phi2: { pre: "phi-2", specials: ["<|endoftext|>"], bos: 0, eos: 0, addBos: false },
 };
 
 function bpeVocab(arch: RandomGgufArchitecture, vocabSize: number): Vocab {
@@ -372,15 +382,18 @@ export function randomGguf(options: RandomGgufOptions): RandomGguf {
     [a("feed_forward_length"), u32(ff)],
     [a("attention.head_count"), u32(nHead)],
   ];
+  const layerNorm = arch === "gpt2" || arch === "phi2"; // LayerNorm with biases, not RMSNorm
   if (arch !== "gpt2") meta.push([a("attention.head_count_kv"), u32(nHeadKv)]);
-  if (arch === "gpt2") meta.push([a("attention.layer_norm_epsilon"), f32(1e-5)]);
+  if (layerNorm) meta.push([a("attention.layer_norm_epsilon"), f32(1e-5)]);
   else meta.push([a("attention.layer_norm_rms_epsilon"), f32(arch.startsWith("gemma") ? 1e-6 : 1e-5)]);
-  if (arch !== "gpt2" && arch !== "gemma2") meta.push([a("rope.freq_base"), f32(c.ropeTheta)]);
+  if (arch !== "gpt2" && arch !== "gemma2" && arch !== "phi2") meta.push([a("rope.freq_base"), f32(c.ropeTheta)]);
   if (arch === "gemma3") meta.push([a("rope.freq_base_swa"), f32(c.ropeThetaSwa)]);
   if (arch === "gemma2" || arch === "gemma3" || arch === "qwen3") {
     meta.push([a("attention.key_length"), u32(headDim)], [a("attention.value_length"), u32(headDim)]);
   }
   if (arch === "llama" || arch === "phi3") meta.push([a("rope.dimension_count"), u32(headDim)]);
+  // Phi-2 rotates partial_rotary_factor 0.4 of each head: int(0.4 * n_embd) // n_head, as the converter computes it.
+  if (arch === "phi2") meta.push([a("rope.dimension_count"), u32(Math.floor(Math.floor(0.4 * d) / nHead))]);
   if (arch === "llama") meta.push([a("vocab_size"), u32(nVocab)]);
   if (arch === "phi3") meta.push([a("rope.scaling.original_context_length"), u32(c.nCtx)]);
   if (arch === "gemma2") meta.push([a("attn_logit_softcapping"), f32(50)], [a("final_logit_softcapping"), f32(30)]);
@@ -405,30 +418,30 @@ export function randomGguf(options: RandomGgufOptions): RandomGguf {
   for (let l = 0; l < nLayers; l++) {
     const b = `blk.${l}.`;
     add(`${b}attn_norm.weight`, [d], norm);
-    if (arch === "gpt2") add(`${b}attn_norm.bias`, [d], bias);
+    if (layerNorm) add(`${b}attn_norm.bias`, [d], bias);
     if (arch === "phi3" || arch === "gpt2") {
       add(`${b}attn_qkv.weight`, [d, qDim + 2 * kvDim], matrix(d));
       if (arch === "gpt2") add(`${b}attn_qkv.bias`, [qDim + 2 * kvDim], bias);
     } else {
       add(`${b}attn_q.weight`, [d, qDim], matrix(d));
-      if (arch === "qwen2") add(`${b}attn_q.bias`, [qDim], bias);
+      if (arch === "qwen2" || arch === "phi2") add(`${b}attn_q.bias`, [qDim], bias);
       add(`${b}attn_k.weight`, [d, kvDim], matrix(d));
-      if (arch === "qwen2") add(`${b}attn_k.bias`, [kvDim], bias);
+      if (arch === "qwen2" || arch === "phi2") add(`${b}attn_k.bias`, [kvDim], bias);
       add(`${b}attn_v.weight`, [d, kvDim], matrix(d));
-      if (arch === "qwen2") add(`${b}attn_v.bias`, [kvDim], bias);
+      if (arch === "qwen2" || arch === "phi2") add(`${b}attn_v.bias`, [kvDim], bias);
     }
     if (arch === "gemma3" || arch === "qwen3") {
       add(`${b}attn_q_norm.weight`, [headDim], norm);
       add(`${b}attn_k_norm.weight`, [headDim], norm);
     }
     add(`${b}attn_output.weight`, [qDim, d], matrix(qDim));
-    if (arch === "gpt2") add(`${b}attn_output.bias`, [d], bias);
+    if (layerNorm) add(`${b}attn_output.bias`, [d], bias);
     if (arch === "gemma2" || arch === "gemma3") add(`${b}post_attention_norm.weight`, [d], norm);
-    add(`${b}ffn_norm.weight`, [d], norm);
+    if (arch !== "phi2") add(`${b}ffn_norm.weight`, [d], norm); // phi2's MLP reads attn_norm's output
     if (arch === "gpt2") add(`${b}ffn_norm.bias`, [d], bias);
     if (arch === "phi3") {
       add(`${b}ffn_up.weight`, [d, 2 * ff], matrix(d)); // gate rows first, then up (HF gate_up_proj)
-    } else if (arch === "gpt2") {
+    } else if (layerNorm) {
       add(`${b}ffn_up.weight`, [d, ff], matrix(d));
       add(`${b}ffn_up.bias`, [ff], bias);
     } else {
@@ -436,15 +449,16 @@ export function randomGguf(options: RandomGgufOptions): RandomGguf {
       add(`${b}ffn_up.weight`, [d, ff], matrix(d));
     }
     add(`${b}ffn_down.weight`, [ff, d], matrix(ff));
-    if (arch === "gpt2") add(`${b}ffn_down.bias`, [d], bias);
+    if (layerNorm) add(`${b}ffn_down.bias`, [d], bias);
     if (arch === "gemma2" || arch === "gemma3") add(`${b}post_ffw_norm.weight`, [d], norm);
   }
   // Spread the logits (std ~1.6 through a tied matrix, ~3 through an untied one) so greedy choices are
   // clear well beyond float rounding: the final norm's gain is what reaches the logits alone.
   const outGain = c.tieEmbeddings ? 1.6 / (embdStd * Math.sqrt(d)) : 1;
   add("output_norm.weight", [d], { mean: outGain, std: 0.1 * outGain });
-  if (arch === "gpt2") add("output_norm.bias", [d], bias);
+  if (layerNorm) add("output_norm.bias", [d], bias);
   if (!c.tieEmbeddings) add("output.weight", [d, nVocab], { mean: 0, std: 3 / Math.sqrt(d) });
+  if (arch === "phi2") add("output.bias", [nVocab], bias);
 
   const tensors: RandomTensor[] = specs.map((s) => {
     const n = s.dims.reduce((x, y) => x * y, 1);

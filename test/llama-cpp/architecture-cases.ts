@@ -7,10 +7,10 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeControlVector } from "../../src/directions/control-vector.ts";
-import { RANDOM_GGUF_ARCHITECTURES, writeRandomGguf, type RandomGgufArchitecture } from "../../src/testing/random-gguf.ts";
+import { MORE_RANDOM_GGUF_ARCHITECTURES, RANDOM_GGUF_ARCHITECTURES, writeRandomGguf, type RandomGgufArchitecture } from "../../src/testing/random-gguf.ts";
 import { randomVector } from "./hooks-helpers.ts";
 
-export const ARCHS: readonly RandomGgufArchitecture[] = RANDOM_GGUF_ARCHITECTURES;
+export const ARCHS: readonly RandomGgufArchitecture[] = [...RANDOM_GGUF_ARCHITECTURES, ...MORE_RANDOM_GGUF_ARCHITECTURES];
 export const SEED = 1;
 export const PROMPT = "Once upon a time";
 export const N_PREDICT = 32;

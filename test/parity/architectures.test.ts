@@ -26,7 +26,7 @@ import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
-import { RANDOM_GGUF_ARCHITECTURES, type RandomGgufArchitecture, writeRandomGguf } from "../../src/testing/random-gguf.ts";
+import { RANDOM_GGUF_ARCHITECTURES, writeRandomGguf } from "../../src/testing/random-gguf.ts";
 import { makeHooks, maxAbsDiff } from "../onnx/helpers/hooks.ts";
 
 const STEPS = 32;
@@ -36,7 +36,7 @@ const PROMPT = [1, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140];
  * (2026-11-30, reference / ONNX alike; logits reach 6-12): llama 0.030, phi3 0.019, gemma2 0.006,
  * gemma3 0.0075, gpt2 0.0057, qwen2 0.010, qwen3 0.0095.
  */
-const LLAMA_CPP_TOLERANCE: Record<RandomGgufArchitecture, number> = {
+const LLAMA_CPP_TOLERANCE: Record<(typeof RANDOM_GGUF_ARCHITECTURES)[number], number> = {
   llama: 0.06,
   phi3: 0.04,
   gemma2: 0.015,

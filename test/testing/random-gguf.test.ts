@@ -9,14 +9,16 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readGgufHeader } from "../../src/formats/gguf.ts";
-import { encodeRandomGguf, RANDOM_GGUF_ARCHITECTURES, randomGguf, randomGgufConfig, writeRandomGguf } from "../../src/testing/random-gguf.ts";
+import { encodeRandomGguf, MORE_RANDOM_GGUF_ARCHITECTURES, RANDOM_GGUF_ARCHITECTURES, randomGguf, randomGgufConfig, writeRandomGguf } from "../../src/testing/random-gguf.ts";
+
+const ALL = [...RANDOM_GGUF_ARCHITECTURES, ...MORE_RANDOM_GGUF_ARCHITECTURES];
 
 const ggufPy = process.env.STEERKIT_GGUF_PY;
 const python = "/usr/bin/python3";
 
 describe("random GGUF generator", () => {
   test("same options => same bytes; another seed => other weights, same layout", () => {
-    for (const arch of RANDOM_GGUF_ARCHITECTURES) {
+    for (const arch of ALL) {
       const a = encodeRandomGguf({ arch, seed: 3 });
       expect(Bun.hash(encodeRandomGguf({ arch, seed: 3 }))).toBe(Bun.hash(a));
       const b = encodeRandomGguf({ arch, seed: 4 });
@@ -28,7 +30,7 @@ describe("random GGUF generator", () => {
   test("writeRandomGguf streams the same bytes encodeRandomGguf builds, and the validator reads them", () => {
     const dir = mkdtempSync(join(tmpdir(), "random-gguf-"));
     try {
-      for (const arch of RANDOM_GGUF_ARCHITECTURES) {
+      for (const arch of ALL) {
         for (const weightType of ["f32", "f16"] as const) {
           const path = join(dir, `${arch}-${weightType}.gguf`);
           const m = writeRandomGguf(path, { arch, weightType });
@@ -45,8 +47,8 @@ describe("random GGUF generator", () => {
   });
 
   test("each architecture's distinctive tensors and keys, as llama.cpp's converter writes them", () => {
-    const names = (arch: (typeof RANDOM_GGUF_ARCHITECTURES)[number]) => new Map(randomGguf({ arch }).tensors.map((t) => [t.name, t.dims]));
-    const keys = (arch: (typeof RANDOM_GGUF_ARCHITECTURES)[number]) => new Map(randomGguf({ arch }).metadata);
+    const names = (arch: (typeof ALL)[number]) => new Map(randomGguf({ arch }).tensors.map((t) => [t.name, t.dims]));
+    const keys = (arch: (typeof ALL)[number]) => new Map(randomGguf({ arch }).metadata);
     const phi3 = names("phi3");
     expect(phi3.get("blk.0.attn_qkv.weight")).toEqual([64, 192]);
     expect(phi3.get("blk.0.ffn_up.weight")).toEqual([64, 256]); // gate and up fused
@@ -65,6 +67,11 @@ describe("random GGUF generator", () => {
     expect(names("qwen2").get("blk.1.attn_k.bias")).toEqual([32]);
     expect(names("qwen3").get("blk.1.attn_k_norm.weight")).toEqual([32]);
     expect(names("llama").get("blk.0.attn_k.weight")).toEqual([64, 32]); // GQA 4:2
+    const phi2 = names("phi2");
+    expect(phi2.has("blk.0.ffn_norm.weight")).toBe(false); // parallel block: the MLP reads attn_norm
+    expect(phi2.get("output.bias")).toEqual([phi2.get("output.weight")![1]!]);
+    expect(phi2.get("blk.1.attn_q.bias")).toEqual([64]);
+    expect((keys("phi2").get("phi2.rope.dimension_count") as { value: number }).value).toBe(6); // int(0.4 * 64) // 4
   });
 
   test("bad options are refused naming the option", () => {
@@ -77,7 +84,7 @@ describe("random GGUF generator", () => {
   test.skipIf(!ggufPy)("gguf-py's GGUFWriter rewrites every architecture to the same bytes (STEERKIT_GGUF_PY)", () => {
     const dir = mkdtempSync(join(tmpdir(), "random-gguf-py-"));
     try {
-      for (const arch of RANDOM_GGUF_ARCHITECTURES) {
+      for (const arch of ALL) {
         for (const weightType of ["f32", "f16"] as const) {
           const src = join(dir, `${arch}.gguf`), dst = join(dir, `${arch}.py.gguf`);
           writeRandomGguf(src, { arch, weightType });

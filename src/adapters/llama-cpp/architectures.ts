@@ -20,6 +20,8 @@ export interface ArchitectureGraph {
   readonly pre: string;
   /** Prefix of the mid-block sum's name (`<mid>-L`); null when the builder leaves it unnamed. */
   readonly mid: string | null;
+  /** Parallel-residual blocks (phi2): there is no resid_mid; hooks there are refused. */
+  readonly parallel: boolean;
   /** The builder adds learned position embeddings (GPT-2): a context past the trained one would read past the table. */
   readonly learnedPositions: boolean;
   /**
@@ -29,11 +31,14 @@ export interface ArchitectureGraph {
   readonly controlVector: boolean;
 }
 
-const graph = (arch: string, learnedPositions = false): ArchitectureGraph => ({ ...llamaCppResidualNames(arch), learnedPositions, controlVector: true });
+const graph = (arch: string, learnedPositions = false): ArchitectureGraph => {
+  const names = llamaCppResidualNames(arch);
+  return { pre: names.pre, mid: names.mid, parallel: names.parallel ?? false, learnedPositions, controlVector: true };
+};
 
 /**
  * Every architecture the adapter hooks (names from core's LLAMA_CPP_RESIDUAL_NAMES). llama (Llama 2/3,
- * Mistral), phi3, gemma2, gemma3, gpt2, qwen2 and qwen3 are verified against llama.cpp's own tools on
+ * Mistral), phi3, gemma2, gemma3, gpt2, qwen2, qwen3 and phi2 (parallel blocks: no resid_mid) are verified against llama.cpp's own tools on
  * random-weight models (test/llama-cpp/architectures.test.ts); mistral3 and smollm3 were checked in
  * the builders' source only.
  */
@@ -47,6 +52,7 @@ export const ARCHITECTURE_GRAPHS: Readonly<Record<string, ArchitectureGraph>> = 
   gemma2: graph("gemma2"),
   gemma3: graph("gemma3"),
   gpt2: graph("gpt2", true),
+  phi2: graph("phi2"),
 };
 
 /**

@@ -279,6 +279,10 @@ function checkHparams(file: GgufFile, arch: string, fail: Fail): Hparams {
   // llama-like builders, GGML_ASSERT(n_embd_head == n_rot), n_embd_head being the value head size.
   if (headV !== headK) fail(`attention key length ${headK} and value length ${headV} differ; the ${arch} graph expects them equal`);
   if (ROT_IS_HEAD.has(arch) && nRot !== headK) fail(`metadata "${k("rope.dimension_count")}" is ${nRot}, expected the head size ${headK} (the ${arch} graph asserts it)`);
+  if (arch === "phi2" && (nRot === 0 || nRot > headK || nRot % 2 !== 0)) {
+    // Phi-2 rotates part of each head (partial_rotary_factor): an even count, at most the head size.
+    fail(`metadata "${k("rope.dimension_count")}" is ${nRot}, expected an even number of rotated dimensions in 2..${headK} (the head size)`);
+  }
   if (arch === "gpt2") {
     // The position table has context_length rows; llama.cpp creates it from that key.
     const nCtx = u32(file, k("context_length"), fail, true)!;
@@ -302,7 +306,7 @@ function checkHparams(file: GgufFile, arch: string, fail: Fail): Hparams {
   }
   // Numbers that make every activation NaN or infinite are bad input, not a model.
   // GPT-2 uses LayerNorm (its own epsilon key), the others RMSNorm; llama.cpp requires the one it reads.
-  const epsKey = k(arch === "gpt2" ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon");
+  const epsKey = k(arch === "gpt2" || arch === "phi2" ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon");
   const eps = f32(file, epsKey, fail);
   if (eps === null) fail(`metadata "${epsKey}" is missing`);
   if (eps! < 0 || eps! >= 1) fail(`metadata "${epsKey}" is ${eps}, expected a small non-negative number`);
@@ -329,11 +333,14 @@ function expectedTensors(arch: string, hp: Hparams, nVocab: number, nCtx: number
   const llamaLike = arch === "llama" || arch === "mistral3" || arch === "smollm3";
   add("token_embd.weight", [hp.nEmbd, nVocab]);
   if (arch === "gpt2") add("position_embd.weight", [hp.nEmbd, nCtx]);
+  const layerNorm = arch === "gpt2" || arch === "phi2";
   add("output_norm.weight", [hp.nEmbd]);
-  if (arch === "gpt2") add("output_norm.bias", [hp.nEmbd]);
+  if (layerNorm) add("output_norm.bias", [hp.nEmbd]);
   // gemma2 always reuses the token embeddings as the output matrix: llama.cpp loads no output.weight.
-  if (arch !== "gemma2") add("output.weight", [hp.nEmbd, nVocab], false);
+  // phi2 requires its own output matrix and bias.
+  if (arch !== "gemma2") add("output.weight", [hp.nEmbd, nVocab], arch === "phi2");
   if (arch === "qwen2") add("output.bias", [nVocab], false);
+  if (arch === "phi2") add("output.bias", [nVocab]);
   if (llamaLike) {
     for (const f of ["rope_freqs", "rope_factors_long", "rope_factors_short"]) add(`${f}.weight`, [hp.nRot / 2], false);
   }
@@ -341,11 +348,11 @@ function expectedTensors(arch: string, hp: Hparams, nVocab: number, nCtx: number
   for (let i = 0; i < hp.nLayer; i++) {
     const b = `blk.${i}.`;
     // qwen2 and phi3 size Q and the attention output by n_embd; the others by head size x heads.
-    const q = arch === "qwen2" || arch === "phi3" || arch === "gpt2" ? hp.nEmbd : hp.headK * hp.nHead[i]!;
+    const q = arch === "qwen2" || arch === "phi3" || arch === "phi2" || arch === "gpt2" ? hp.nEmbd : hp.headK * hp.nHead[i]!;
     const kk = hp.headK * hp.nHeadKv[i]!;
     const v = hp.headV * hp.nHeadKv[i]!;
     add(`${b}attn_norm.weight`, [hp.nEmbd]);
-    if (arch === "gpt2") add(`${b}attn_norm.bias`, [hp.nEmbd]);
+    if (layerNorm) add(`${b}attn_norm.bias`, [hp.nEmbd]);
     // create_tensor_qkv: one fused attn_qkv, or separate q, k, v (biases optional either way). GPT-2
     // loads only the fused form, with its bias; phi3 marks both forms optional, so the graph would
     // multiply by a null matrix when neither is there: one of them is required here.
@@ -362,20 +369,20 @@ function expectedTensors(arch: string, hp: Hparams, nVocab: number, nCtx: number
     }
     add(`${b}attn_output.weight`, [q, hp.nEmbd]);
     if (llamaLike) add(`${b}attn_output.bias`, [hp.nEmbd], false);
-    if (arch === "gpt2") add(`${b}attn_output.bias`, [hp.nEmbd]);
+    if (layerNorm) add(`${b}attn_output.bias`, [hp.nEmbd]);
     if (arch === "qwen3" || arch === "gemma3") {
       add(`${b}attn_q_norm.weight`, [hp.headK]);
       add(`${b}attn_k_norm.weight`, [hp.headK]);
     }
     if (gemma) add(`${b}post_attention_norm.weight`, [hp.nEmbd]);
-    add(`${b}ffn_norm.weight`, [hp.nEmbd]);
+    if (arch !== "phi2") add(`${b}ffn_norm.weight`, [hp.nEmbd]); // phi2's MLP reads the attention norm
     if (arch === "gpt2") add(`${b}ffn_norm.bias`, [hp.nEmbd]);
     if (hp.nExpert === 0) {
       const ff = hp.nFf[i]!;
       if (arch === "phi3") {
         add(`${b}ffn_up.weight`, [hp.nEmbd, 2 * ff]); // gate and up, fused
         add(`${b}ffn_down.weight`, [ff, hp.nEmbd]);
-      } else if (arch === "gpt2") {
+      } else if (layerNorm) {
         add(`${b}ffn_up.weight`, [hp.nEmbd, ff]);
         add(`${b}ffn_up.bias`, [ff]);
         add(`${b}ffn_down.weight`, [ff, hp.nEmbd]);

@@ -137,6 +137,7 @@ export class LlamaModel implements Model {
       bosToken: bos >= 0 ? bos : null,
       eosTokens: [...eos].sort((a, b) => a - b),
       chatTemplate,
+      ...(graph.parallel ? { parallelBlocks: true } : {}),
     };
     const eosId = llama.llama_vocab_eos(this.#vocab);
     this.#eosPiece = eosId >= 0 ? this.#piece(eosId) : "";

@@ -156,6 +156,7 @@ export class LlamaSequence implements Sequence {
 
     const plan = planPoints(options.hooks, {
       nLayers, dModel, fastPath: options.fastPath, modelName: host.modelName, controlVectors: host.graph.controlVector,
+      parallelBlocks: host.graph.parallel ? host.architecture : undefined,
     });
     this.pointModes = plan.modes;
     for (const j of plan.js) this.#readOnly[j.index] = j.readOnly ? 1 : 0;
