@@ -270,7 +270,10 @@ export function openLlamaGguf(path: string): LlamaGguf {
   }));
   if (swaRule && window !== null && window > 0) {
     if (!Number.isInteger(window)) fail(`${key("attention.sliding_window")} must be a positive integer, got ${window}`);
-    const pattern = num("attention.sliding_window_pattern", swaRule.defaultPattern);
+    // llama.cpp reads the pattern with get_key_or_arr(..., required = false) into a scalar: a per-layer
+    // array there is skipped and the architecture's default period applies, so here too.
+    const patternValue = file.metadata.get(key("attention.sliding_window_pattern"));
+    const pattern = Array.isArray(patternValue) ? swaRule.defaultPattern : num("attention.sliding_window_pattern", swaRule.defaultPattern);
     if (!Number.isInteger(pattern) || pattern < 0) fail(`${key("attention.sliding_window_pattern")} must be a non-negative integer, got ${pattern}`);
     const localBase = num("rope.freq_base_swa", swaRule.localRope === "global" ? ropeFreqBase : 10000);
     const localScale = swaRule.localRope === "global" ? ropeFreqScale : 1;

@@ -117,6 +117,11 @@ describe("openLlamaGguf on the other architectures", () => {
     expect(gemma3.slidingWindow).toEqual([5, 5, 5, 5, 5, 0]);
     expect(gemma3.layerRope.map((r) => r.freqBase)).toEqual([100, 100, 100, 100, 100, gemma3.ropeFreqBase]);
     expect(gemma3).toMatchObject({ attnSoftcap: 0, finalSoftcap: 0 });
+    // A per-layer pattern array is skipped, as llama.cpp's scalar get_key_or_arr skips it: the default period (6) applies.
+    const arrayPattern = rewriteGguf(encodeRandomGguf({ arch: "gemma3", slidingWindow: 5 }), {
+      metadata: { "gemma3.attention.sliding_window_pattern": { type: "raw", bytes: boolArray([true, false, true, false, true, false]) } },
+    });
+    expect(write("gemma3-array.gguf", arrayPattern).slidingWindow).toEqual([5, 5, 5, 5, 5, 0]);
     const gpt2 = write("gpt2.gguf", encodeRandomGguf({ arch: "gpt2" }));
     expect(gpt2).toMatchObject({ nRot: 0, ropeLayers: [false, false, false] });
     const phi3 = write("phi3.gguf", encodeRandomGguf({ arch: "phi3" }));
@@ -148,6 +153,17 @@ describe("openLlamaGguf on the other architectures", () => {
     refused("gemma2-missing.gguf", rewriteGguf(bytes, { tensors: (t) => (t.name === "blk.1.post_ffw_norm.weight" ? null : t) }), 'tensor "blk.1.post_ffw_norm.weight" is missing');
   });
 });
+
+/** A GGUF metadata value's raw bytes (type + value): an array of bools. */
+function boolArray(values: boolean[]): Uint8Array {
+  const out = new Uint8Array(4 + 4 + 8 + values.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 9, true); // GGUF_TYPE_ARRAY
+  v.setUint32(4, 7, true); // of GGUF_TYPE_BOOL
+  v.setBigUint64(8, BigInt(values.length), true);
+  values.forEach((x, i) => (out[16 + i] = x ? 1 : 0));
+  return out;
+}
 
 function indexOf(hay: Uint8Array, needle: Uint8Array): number {
   outer: for (let i = 0; i <= hay.length - needle.length; i++) {
