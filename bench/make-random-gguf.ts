@@ -1,123 +1,99 @@
 /**
- * Writes a random-weight llama GGUF of realistic width for benchmarks only (never committed; the
- * default output is under bench/models/, which is gitignored). The 1.2 MB stories260K is too small
- * to show what hooks cost next to real matrix work.
+ * Writes a seeded random-weight GGUF of any architecture Steerkit hooks (src/testing/random-gguf.ts
+ * lays it out as llama.cpp's converter does). Benchmark models are never committed: the default
+ * output is under bench/models/, which is gitignored. The 1.2 MB stories260K is too small to show
+ * what hooks cost next to real matrix work.
  *
- *   bun bench/make-random-gguf.ts [--out bench/models/random-d1024-l16-f16.gguf] [--d 1024] [--layers 16]
- *       [--ff 2816] [--heads 16] [--kv-heads 16] [--vocab 32000] [--ctx 4096]
+ *   bun bench/make-random-gguf.ts [--arch llama] [--size bench|tiny] [--seed 1] [--out <file>]
+ *       [--d 1024] [--layers 16] [--ff 2816] [--heads 16] [--kv-heads 16] [--head-dim <d/heads>]
+ *       [--vocab-size 32000] [--vocab stories|bpe] [--ctx 4096] [--type f16|f32]
  *
- * The vocabulary is stories260K's 512 SentencePiece tokens padded with placeholder tokens up to
- * --vocab, so the output matrix has a real model's size. Weights are random f16 (norms f32 = 1).
- * A minimal GGUF v3 writer lives here rather than in src/: nothing in Steerkit writes GGUF files.
+ * `--size bench` (default) is the 271M-parameter model the benchmarks use (d 1024, 16 layers, ff 2816,
+ * 16 heads, vocabulary padded to 32000 (llama: stories' SentencePiece), f16 matrices, context 4096); `--size tiny` is what the tests
+ * generate (d 64, 3-6 layers, f32). Explicit flags override either.
  */
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { progressBar, type ProgressBar } from "../src/cli/progress.ts";
 import { readGgufHeader } from "../src/formats/gguf.ts";
-import { encodeGgufHeader, type GgufTyped } from "../src/formats/gguf-write.ts";
+import { MORE_RANDOM_GGUF_ARCHITECTURES, RANDOM_GGUF_ARCHITECTURES, writeRandomGguf, type RandomGgufArchitecture, type RandomGgufOptions } from "../src/testing/random-gguf.ts";
 
 const { values: args } = parseArgs({
   options: {
-    out: { type: "string", default: join(import.meta.dir, "models", "random-d1024-l16-f16.gguf") },
-    d: { type: "string", default: "1024" },
-    layers: { type: "string", default: "16" },
-    ff: { type: "string", default: "2816" },
-    heads: { type: "string", default: "16" },
-    "kv-heads": { type: "string", default: "16" },
-    vocab: { type: "string", default: "32000" },
-    ctx: { type: "string", default: "4096" },
+    arch: { type: "string", default: "llama" },
+    size: { type: "string", default: "bench" },
+    seed: { type: "string" },
+    out: { type: "string" },
+    d: { type: "string" },
+    layers: { type: "string" },
+    ff: { type: "string" },
+    heads: { type: "string" },
+    "kv-heads": { type: "string" },
+    "head-dim": { type: "string" },
+    "vocab-size": { type: "string" },
+    vocab: { type: "string" },
+    ctx: { type: "string" },
+    type: { type: "string" },
   },
 });
-const d = Number(args.d), nLayers = Number(args.layers), ff = Number(args.ff);
-const heads = Number(args.heads), kvHeads = Number(args["kv-heads"]), vocab = Number(args.vocab), ctx = Number(args.ctx);
-const headDim = d / heads;
-if (!Number.isInteger(headDim)) throw new Error(`--d ${d} is not a multiple of --heads ${heads}`);
 
-const F32 = 0, F16 = 1;
-
-// Tokenizer: stories260K's, padded.
-const stories = readGgufHeader(join(import.meta.dir, "..", "models", "stories260K.gguf"));
-const baseTokens = stories.metadata.get("tokenizer.ggml.tokens") as string[];
-const baseScores = stories.metadata.get("tokenizer.ggml.scores") as number[];
-const baseTypes = stories.metadata.get("tokenizer.ggml.token_type") as number[];
-const tokens = [...baseTokens], scores = [...baseScores], types = [...baseTypes];
-for (let i = tokens.length; i < vocab; i++) {
-  tokens.push(`<pad${i}>`);
-  scores.push(-1e6);
-  types.push(1);
+const arch = args.arch as RandomGgufArchitecture;
+const known: readonly string[] = [...RANDOM_GGUF_ARCHITECTURES, ...MORE_RANDOM_GGUF_ARCHITECTURES];
+if (!known.includes(arch)) {
+  console.error(`--arch ${args.arch}: unknown (one of ${known.join(", ")})`);
+  process.exit(2);
 }
-
-const u32 = (value: number): GgufTyped => ({ type: "u32", value });
-const kvs: (readonly [string, GgufTyped])[] = [
-  ["general.architecture", { type: "string", value: "llama" }],
-  ["general.name", { type: "string", value: `random llama d${d} l${nLayers} f16` }],
-  ["llama.context_length", u32(ctx)],
-  ["llama.embedding_length", u32(d)],
-  ["llama.block_count", u32(nLayers)],
-  ["llama.feed_forward_length", u32(ff)],
-  ["llama.attention.head_count", u32(heads)],
-  ["llama.attention.head_count_kv", u32(kvHeads)],
-  ["llama.rope.dimension_count", u32(headDim)],
-  ["llama.attention.layer_norm_rms_epsilon", { type: "f32", value: 1e-5 }],
-  ["llama.vocab_size", u32(vocab)],
-  ["tokenizer.ggml.model", { type: "string", value: "llama" }],
-  ["tokenizer.ggml.tokens", { type: "array", of: "string", value: tokens }],
-  ["tokenizer.ggml.scores", { type: "array", of: "f32", value: scores }],
-  ["tokenizer.ggml.token_type", { type: "array", of: "i32", value: types }],
-  ["tokenizer.ggml.bos_token_id", u32(1)],
-  ["tokenizer.ggml.eos_token_id", u32(2)],
-  ["tokenizer.ggml.unknown_token_id", u32(0)],
-];
-
-interface TensorSpec { name: string; dims: number[]; type: number }
-const tensors: TensorSpec[] = [{ name: "token_embd.weight", dims: [d, vocab], type: F16 }];
-for (let l = 0; l < nLayers; l++) {
-  const b = `blk.${l}.`;
-  tensors.push(
-    { name: `${b}attn_norm.weight`, dims: [d], type: F32 },
-    { name: `${b}attn_q.weight`, dims: [d, d], type: F16 },
-    { name: `${b}attn_k.weight`, dims: [d, kvHeads * headDim], type: F16 },
-    { name: `${b}attn_v.weight`, dims: [d, kvHeads * headDim], type: F16 },
-    { name: `${b}attn_output.weight`, dims: [d, d], type: F16 },
-    { name: `${b}ffn_norm.weight`, dims: [d], type: F32 },
-    { name: `${b}ffn_gate.weight`, dims: [d, ff], type: F16 },
-    { name: `${b}ffn_up.weight`, dims: [d, ff], type: F16 },
-    { name: `${b}ffn_down.weight`, dims: [ff, d], type: F16 },
-  );
+if (args.size !== "bench" && args.size !== "tiny") {
+  console.error(`--size ${args.size}: expected bench or tiny`);
+  process.exit(2);
 }
-tensors.push({ name: "output_norm.weight", dims: [d], type: F32 }, { name: "output.weight", dims: [d, vocab], type: F16 });
-
-const ALIGN = 32;
-const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
-const bytesOf = (t: TensorSpec) => t.dims.reduce((a, b) => a * b, 1) * (t.type === F32 ? 4 : 2);
-
-const { header } = encodeGgufHeader({ metadata: kvs, tensors: tensors.map((t) => ({ ...t, byteLength: bytesOf(t) })), alignment: ALIGN });
-
-mkdirSync(dirname(args.out!), { recursive: true });
-const fd = openSync(args.out!, "w");
-writeSync(fd, header);
-let seed = 0x9e3779b9;
-const CHUNK = 1 << 22;
-const buf = new Uint16Array(CHUNK);
-for (const t of tensors) {
-  const n = t.dims.reduce((a, b) => a * b, 1);
-  if (t.type === F32) {
-    writeSync(fd, new Uint8Array(new Float32Array(n).fill(1).buffer));
-  } else {
-    // Random f16 bit patterns: random sign and mantissa, exponents 2^-8..2^-5 (|w| ~ 0.004..0.06).
-    for (let done = 0; done < n; done += CHUNK) {
-      const m = Math.min(CHUNK, n - done);
-      for (let i = 0; i < m; i++) {
-        seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0;
-        buf[i] = (seed & 0x8000) | ((7 + ((seed >>> 16) & 3)) << 10) | (seed & 0x3ff);
-      }
-      writeSync(fd, new Uint8Array(buf.buffer, 0, m * 2));
-    }
+if (args.vocab !== undefined && args.vocab !== "stories" && args.vocab !== "bpe") {
+  console.error(`--vocab ${args.vocab}: expected stories or bpe`);
+  process.exit(2);
+}
+if (args.type !== undefined && args.type !== "f16" && args.type !== "f32") {
+  console.error(`--type ${args.type}: expected f16 or f32`);
+  process.exit(2);
+}
+const num = (flag: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`--${flag} ${v}: expected a non-negative integer`);
+    process.exit(2);
   }
-  const pad = align(bytesOf(t)) - bytesOf(t);
-  if (pad > 0) writeSync(fd, new Uint8Array(pad));
-}
-closeSync(fd);
-const file = readGgufHeader(args.out!); // validates what was written
-const params = tensors.reduce((a, t) => a + t.dims.reduce((x, y) => x * y, 1), 0);
-console.log(`wrote ${args.out} (${(file.fileSize / 1e6).toFixed(0)} MB, ${(params / 1e6).toFixed(0)}M params, ${file.tensors.length} tensors)`);
+  return n;
+};
+
+const bench = args.size === "bench";
+const options: RandomGgufOptions = {
+  arch,
+  seed: num("seed", args.seed),
+  nEmbd: num("d", args.d) ?? (bench ? 1024 : undefined),
+  nLayers: num("layers", args.layers) ?? (bench ? 16 : undefined),
+  nFf: num("ff", args.ff) ?? (bench ? (arch === "gpt2" || arch === "phi2" ? 4096 : 2816) : undefined),
+  nHead: num("heads", args.heads) ?? (bench ? 16 : undefined),
+  nHeadKv: num("kv-heads", args["kv-heads"]) ?? (bench ? 16 : undefined),
+  headDim: num("head-dim", args["head-dim"]),
+  vocabSize: num("vocab-size", args["vocab-size"]) ?? (bench ? 32000 : undefined),
+  // The benchmark llama keeps stories' SentencePiece vocabulary (padded), as it always had: every
+  // bench (and `steerkit convert` of it) reads the same tokenizer as before.
+  vocab: (args.vocab as "stories" | "bpe" | undefined) ?? (bench && arch === "llama" ? "stories" : undefined),
+  nCtx: num("ctx", args.ctx) ?? (bench ? 4096 : undefined),
+  weightType: (args.type as "f16" | "f32" | undefined) ?? (bench ? "f16" : "f32"),
+};
+const out = args.out ?? join(import.meta.dir, "models", arch === "llama" && bench && !args.d && !args.layers
+  ? "random-d1024-l16-f16.gguf"
+  : `random-${arch}-${args.size}-seed${options.seed ?? 1}.gguf`);
+const started = performance.now();
+let bar: ProgressBar | undefined;
+const m = writeRandomGguf(out, options, (done, total) => {
+  bar ??= progressBar(total, `writing ${arch}`);
+  bar.update(done);
+});
+bar?.done();
+const file = readGgufHeader(out); // validates what was written
+console.log(
+  `wrote ${out} (${arch}, d ${m.config.nEmbd}, ${m.config.nLayers} layers, ${(file.fileSize / 1e6).toFixed(1)} MB, ` +
+    `${(m.params / 1e6).toFixed(1)}M params, ${file.tensors.length} tensors, ${((performance.now() - started) / 1000).toFixed(1)} s)`,
+);

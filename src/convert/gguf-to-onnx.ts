@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { ggmlTypeName } from "../formats/ggml-types.ts";
 import { ggufToHfTokenizer, readTokenizerSpec } from "../formats/gguf-tokenizer.ts";
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
-import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
+import { ConvertError, type LlamaGguf, openLlamaGguf, ropeFactors } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
 
 export { ConvertError } from "./llama-gguf.ts";
@@ -25,7 +25,11 @@ export interface ConvertOptions {
    */
   readonly externalData?: boolean | "auto";
   readonly externalThresholdBytes?: number;
-  /** `max_position_embeddings` written to config.json. Default: the GGUF's context length. */
+  /**
+   * `max_position_embeddings` written to config.json, and the context the export is for (phi3's
+   * longrope factors are chosen by it, as llama.cpp chooses them by its context). Default: the
+   * GGUF's context length.
+   */
   readonly maxPositionEmbeddings?: number;
 }
 
@@ -80,7 +84,8 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     throw new ConvertError(ggufPath, `cannot create output directory ${outDir}: ${(e as Error).message}`);
   }
 
-  const { model, weights } = buildLlamaOnnxGraph(g, { dtype });
+  const maxPositions = options.maxPositionEmbeddings ?? h.contextLength;
+  const { model, weights } = buildLlamaOnnxGraph(g, { dtype, contextLength: maxPositions });
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
   const threshold = options.externalThresholdBytes ?? DEFAULT_EXTERNAL_THRESHOLD;
   const external = options.externalData === undefined || options.externalData === "auto" ? weightBytes > threshold : options.externalData;
@@ -95,7 +100,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     writeFileSync(p, JSON.stringify(value, null, indent) + "\n");
     files.push(p);
   };
-  writeJson("config.json", { ...hfConfig(g, dtype, options.maxPositionEmbeddings ?? h.contextLength), ...tokens });
+  writeJson("config.json", { ...hfConfig(g, dtype, maxPositions), ...tokens });
   if (tokenizer) {
     writeJson("tokenizer.json", tokenizer.tokenizerJson, 0); // compact: vocab and merges run to megabytes
     writeJson("tokenizer_config.json", tokenizer.tokenizerConfig);
@@ -128,6 +133,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
 /** HF `LlamaConfig` fields, so tools (and the ONNX adapter) read the model's shape from config.json. */
 function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Record<string, unknown> {
   const h = g.hparams;
+  const layer = g.layers[0]!;
   const config: Record<string, unknown> = {
     _name_or_path: h.name,
     architectures: [h.profile.hfClass],
@@ -141,23 +147,33 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
     head_dim: h.headDim,
     vocab_size: h.vocabSize,
     max_position_embeddings: maxPositions,
-    rms_norm_eps: h.rmsEps,
+    ...(h.profile.norm === "rms" ? { rms_norm_eps: h.normEps } : { layer_norm_epsilon: h.normEps }),
     rope_theta: h.ropeFreqBase,
     rope_scaling: h.ropeFreqScale !== 1 ? { type: "linear", factor: 1 / h.ropeFreqScale } : null,
-    hidden_act: "silu",
+    partial_rotary_factor: h.nRot / h.headDim,
+    hidden_act: h.profile.hfActivation,
     tie_word_embeddings: h.tiedEmbeddings,
-    attention_bias: g.layers[0]!.bq !== null,
-    mlp_bias: g.layers[0]!.bGate !== null,
+    attention_bias: (layer.bq ?? layer.bqkv) !== null,
+    mlp_bias: (layer.bUp ?? layer.bDown) !== null,
+    ...(h.attnSoftcap > 0 ? { attn_logit_softcapping: h.attnSoftcap } : {}),
+    ...(h.finalSoftcap > 0 ? { final_logit_softcapping: h.finalSoftcap } : {}),
+    ...(h.slidingWindow.some((w) => w > 0) ? { sliding_window: Math.max(...h.slidingWindow) } : {}),
     torch_dtype: dtype,
     use_cache: true,
     // Where this came from, and the one layout fact a reader of the weights must know.
     steerkit: {
       converted_from: "gguf",
       name: h.name,
-      rope_layout: h.profile.rope === "norm" ? "interleaved pairs (GGUF-permuted q/k weights)" : "halves (neox)",
+      rope_layout: { norm: "interleaved pairs (GGUF-permuted q/k weights)", neox: "halves (neox)", none: "no rope (learned positions)" }[h.profile.rope],
       no_rope_layers: h.ropeLayers.flatMap((r, i) => (r ? [] : [i])),
       rope_freq_factors: h.ropeFreqFactors !== null,
+      longrope_factors: h.longrope ? (ropeFactors(h, maxPositions) === h.longrope.long ? "long" : "short") : null,
       rope_attn_factor: h.ropeAttnFactor,
+      // Per block: the attention window (0 = full) and rope base, as the graph computes them.
+      sliding_window_per_layer: h.slidingWindow,
+      rope_theta_per_layer: h.layerRope.map((r) => (r.rotate ? r.freqBase : null)),
+      query_scale: h.queryScale,
+      embedding_scale: h.embedScale,
     },
   };
   return config;

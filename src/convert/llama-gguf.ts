@@ -44,16 +44,13 @@
  * Attention scale is 1/sqrt(head_dim) (llama's `f_attention_scale` is 0 unless set), applied to q·k
  * before the mask and softmax, as `ggml_soft_max_ext(kq, mask, scale)` does.
  *
- * # Llama-family architectures that share this graph (src/models/<arch>.cpp), and what differs
+ * # The other architectures
  *
- * - `qwen2`:    RoPE type NEOX (rotates halves: (x[j], x[j + n_rot/2])), q/k/v biases, an optional
- *               `output.bias`; no rope_freqs.
- * - `qwen3`:    NEOX, plus a per-head RMSNorm of q and k (`attn_q_norm` / `attn_k_norm`, [head_dim],
- *               same eps) after the projections and before RoPE.
- * - `smollm3`:  NORM, but every 4th block has no RoPE at all (`(il + 1) % 4 == 0`, NoPE layers).
- * - `mistral3`: NORM as llama; its optional attention-temperature scaling
- *               (`mistral3.attention.temperature_scale`) is refused by name.
- * Every other difference (keys under `<arch>.`, optional biases) is read the same way.
+ * Each supported architecture is this graph with the departures its entry in architectures.ts
+ * describes (rope kind, partial rotary, LayerNorm, fused q/k/v or gate/up, post-norms, soft-caps,
+ * sliding windows, learned positions, embedding scale). This module reads the tensors and keys
+ * those departures need and turns them into plain numbers per block (`layerRope`, `slidingWindow`,
+ * `queryScale`, ...), so the reference backend and the graph writer never look at the name.
  *
  * Where llama.cpp's numbers differ from an fp32 graph (so parity is within a tolerance, not exact):
  * its KV cache is F16 by default (K and V rounded to half on store); with F16/Q8_0 weights, ggml's
@@ -72,40 +69,40 @@ import {
   readTensorBytes,
   readTensorF32,
 } from "../formats/gguf.ts";
+import { type ArchProfile, architectureProfile, SUPPORTED_ARCHITECTURES } from "./architectures.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
 import { SteerkitError } from "../core/errors.ts";
 
-/** How one architecture departs from the llama graph (see the notes above). */
-export interface ArchProfile {
-  /** NORM rotates adjacent pairs (llama), NEOX rotates halves (qwen). */
-  readonly rope: "norm" | "neox";
-  /** Per-head RMSNorm of q and k before RoPE (qwen3). */
-  readonly qkNorm: boolean;
-  /** Blocks `il` with `(il + 1) % step == 0` skip RoPE; 0 = every block uses it (smollm3: 4). */
-  readonly noRopeLayerStep: number;
-  /** Whether llama.cpp applies `rope_freqs.weight` for this architecture. */
-  readonly ropeFreqs: boolean;
-  /** HF `architectures[0]` for config.json. */
-  readonly hfClass: string;
-}
-
-/** Architectures whose GGUF tensors and math are the llama graph above, with their differences. */
-export const ARCHITECTURES: Readonly<Record<string, ArchProfile>> = {
-  llama: { rope: "norm", qkNorm: false, noRopeLayerStep: 0, ropeFreqs: true, hfClass: "LlamaForCausalLM" },
-  mistral3: { rope: "norm", qkNorm: false, noRopeLayerStep: 0, ropeFreqs: true, hfClass: "MistralForCausalLM" },
-  qwen2: { rope: "neox", qkNorm: false, noRopeLayerStep: 0, ropeFreqs: false, hfClass: "Qwen2ForCausalLM" },
-  qwen3: { rope: "neox", qkNorm: true, noRopeLayerStep: 0, ropeFreqs: false, hfClass: "Qwen3ForCausalLM" },
-  smollm3: { rope: "norm", qkNorm: false, noRopeLayerStep: 4, ropeFreqs: false, hfClass: "SmolLM3ForCausalLM" },
-};
-export const SUPPORTED_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
+export { ARCHITECTURES, SUPPORTED_ARCHITECTURES, type ArchProfile } from "./architectures.ts";
 /** Weight types read (Q8_0 and BF16 are dequantised). Everything else is refused by name. */
 export const SUPPORTED_WEIGHT_TYPES: readonly number[] = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0];
+
+/** The rotation one block applies to q and k. */
+export interface LayerRope {
+  /** False for blocks without rope (smollm3's NoPE blocks, every gpt2 block). */
+  readonly rotate: boolean;
+  readonly freqBase: number;
+  /** 1 / linear scaling factor (1 without scaling). */
+  readonly freqScale: number;
+}
+
+/** Phi-3's longrope: frequency divisors for long and short contexts (either may be absent). */
+export interface Longrope {
+  readonly long: Float32Array | null;
+  readonly short: Float32Array | null;
+  /** `rope.scaling.original_context_length`: contexts above it use `long`. */
+  readonly originalContext: number;
+}
 
 export interface LlamaHParams {
   readonly architecture: string;
   readonly profile: ArchProfile;
-  /** Per block: whether it applies RoPE (false for NoPE blocks). */
+  /** Per block: whether it applies RoPE (false for NoPE blocks and rope-less architectures). */
   readonly ropeLayers: readonly boolean[];
+  /** Per block: its rope base and scale (sliding-window blocks of gemma3 have their own). */
+  readonly layerRope: readonly LayerRope[];
+  /** Per block: the sliding attention window (a query at p sees keys p - w < k <= p), 0 = full causal attention. */
+  readonly slidingWindow: readonly number[];
   readonly name: string;
   readonly nLayers: number;
   readonly nEmbd: number;
@@ -113,17 +110,29 @@ export interface LlamaHParams {
   readonly nHead: number;
   readonly nHeadKv: number;
   readonly headDim: number;
+  /** Rotated dimensions per head (<= headDim: partial rotary leaves the rest as they are). */
   readonly nRot: number;
   readonly vocabSize: number;
-  /** Training context (`llama.context_length`). */
+  /** Training context (`<arch>.context_length`; gpt2's learned positions cover exactly this many). */
   readonly contextLength: number;
-  readonly rmsEps: number;
+  /** RMSNorm or LayerNorm epsilon (`attention.layer_norm_rms_epsilon` / `attention.layer_norm_epsilon`). */
+  readonly normEps: number;
   readonly ropeFreqBase: number;
   /** 1 / rope scaling factor ("linear"), 1 without scaling. */
   readonly ropeFreqScale: number;
   readonly ropeAttnFactor: number;
   /** `rope_freqs.weight` (length nRot/2), or null. */
   readonly ropeFreqFactors: Float32Array | null;
+  /** phi3's longrope factors (see architectures.ts), or null; pick with {@link ropeFactors}. */
+  readonly longrope: Longrope | null;
+  /** Multiplies q·k before the soft-cap, mask and softmax. */
+  readonly queryScale: number;
+  /** Attention logit soft-cap (cap * tanh(s / cap)), 0 = none. */
+  readonly attnSoftcap: number;
+  /** Final logit soft-cap, 0 = none. */
+  readonly finalSoftcap: number;
+  /** Token embeddings are multiplied by this (gemma: sqrt(n_embd) in float32), else 1. */
+  readonly embedScale: number;
   /** True when `output.weight` is absent and the embedding matrix doubles as the output head. */
   readonly tiedEmbeddings: boolean;
   readonly bosTokenId: number | null;
@@ -132,22 +141,34 @@ export interface LlamaHParams {
 
 export interface LlamaLayerTensors {
   readonly attnNorm: GgufTensorInfo;
-  readonly wq: GgufTensorInfo;
-  readonly wk: GgufTensorInfo;
-  readonly wv: GgufTensorInfo;
-  readonly wo: GgufTensorInfo;
+  /** LayerNorm bias (gpt2), else null. */
+  readonly attnNormB: GgufTensorInfo | null;
+  /** Fused q/k/v ([n_embd, q + 2 kv]: rows of q, then k, then v) and its bias; null when separate. */
+  readonly wqkv: GgufTensorInfo | null;
+  readonly bqkv: GgufTensorInfo | null;
+  /** Separate projections; null when fused. */
+  readonly wq: GgufTensorInfo | null;
+  readonly wk: GgufTensorInfo | null;
+  readonly wv: GgufTensorInfo | null;
   readonly bq: GgufTensorInfo | null;
   readonly bk: GgufTensorInfo | null;
   readonly bv: GgufTensorInfo | null;
+  readonly wo: GgufTensorInfo;
   readonly bo: GgufTensorInfo | null;
+  /** gemma's norm of the attention branch before its residual add, else null. */
+  readonly postAttnNorm: GgufTensorInfo | null;
   readonly ffnNorm: GgufTensorInfo;
-  readonly wGate: GgufTensorInfo;
+  readonly ffnNormB: GgufTensorInfo | null;
+  /** Null for the gelu MLP (gpt2) and for phi3, whose `ffn_up` holds gate and up (gate first). */
+  readonly wGate: GgufTensorInfo | null;
   readonly wUp: GgufTensorInfo;
   readonly wDown: GgufTensorInfo;
   readonly bGate: GgufTensorInfo | null;
   readonly bUp: GgufTensorInfo | null;
   readonly bDown: GgufTensorInfo | null;
-  /** qwen3's per-head q/k RMSNorm weights ([head_dim]), else null. */
+  /** gemma's norm of the FFN branch before its residual add, else null. */
+  readonly postFfnNorm: GgufTensorInfo | null;
+  /** Per-head q/k RMSNorm weights ([head_dim]: qwen3, gemma3), else null. */
   readonly qNorm: GgufTensorInfo | null;
   readonly kNorm: GgufTensorInfo | null;
 }
@@ -156,7 +177,11 @@ export interface LlamaGguf {
   readonly file: GgufFile;
   readonly hparams: LlamaHParams;
   readonly tokenEmbd: GgufTensorInfo;
+  /** Learned absolute position embeddings ([n_embd, context_length], gpt2), else null. */
+  readonly posEmbd: GgufTensorInfo | null;
   readonly outputNorm: GgufTensorInfo;
+  /** Final LayerNorm bias (gpt2), else null. */
+  readonly outputNormB: GgufTensorInfo | null;
   /** `output.weight`, or `token_embd.weight` when tied. */
   readonly output: GgufTensorInfo;
   /** `output.bias` (qwen2), or null. */
@@ -175,18 +200,16 @@ export class ConvertError extends SteerkitError {
   }
 }
 
-/** Open a GGUF and check it is a llama-family model this converter can translate exactly. */
+/** Open a GGUF and check it is a model of a supported architecture that can be computed exactly. */
 export function openLlamaGguf(path: string): LlamaGguf {
   const file = readGgufHeader(path); // GgufError names the file for non-GGUF / damaged input
   const fail = (reason: string): never => {
     throw new ConvertError(path, reason);
   };
   const arch = architecture(file);
-  const profile = Object.hasOwn(ARCHITECTURES, arch) ? ARCHITECTURES[arch]! : null;
-  if (!profile) {
-    fail(`unsupported architecture "${arch}" (general.architecture); this converter handles ${SUPPORTED_ARCHITECTURES.join(", ")}`);
-  }
+  const profile = architectureProfile(arch) ?? fail(`unsupported architecture "${arch}" (general.architecture); this converter handles ${SUPPORTED_ARCHITECTURES.join(", ")}`);
   const key = (k: string) => `${arch}.${k}`;
+  const has = (k: string) => file.metadata.has(key(k));
   const num = (k: string, fallback?: number): number => {
     const v = file.metadata.get(key(k));
     if (v === undefined && fallback !== undefined) return fallback;
@@ -200,7 +223,7 @@ export function openLlamaGguf(path: string): LlamaGguf {
   const temperatureScale = num("attention.temperature_scale", 0);
   if (temperatureScale !== 0) fail(`attention temperature scaling (${key("attention.temperature_scale")} = ${temperatureScale}) is not supported`);
   const expertCount = num("expert_count", 0);
-  if (expertCount > 0) fail(`mixture-of-experts llama models (${key("expert_count")} = ${expertCount}) are not supported`);
+  if (expertCount > 0) fail(`mixture-of-experts models (${key("expert_count")} = ${expertCount}) are not supported`);
 
   const nLayers = positive("block_count", num("block_count"));
   const nEmbd = positive("embedding_length", num("embedding_length"));
@@ -211,11 +234,17 @@ export function openLlamaGguf(path: string): LlamaGguf {
   const headDim = positive("attention.key_length", num("attention.key_length", nEmbd / nHead));
   const valueDim = num("attention.value_length", headDim);
   if (valueDim !== headDim) fail(`value head size ${valueDim} differs from key head size ${headDim} (llama.cpp requires them equal)`);
-  const nRot = num("rope.dimension_count", headDim);
-  if (nRot !== headDim) fail(`${key("rope.dimension_count")} is ${nRot} but the head size is ${headDim} (llama.cpp refuses partial rotary for llama)`);
-  if (nRot % 2 !== 0) fail(`rope dimension ${nRot} is odd`);
-  const rmsEps = num("attention.layer_norm_rms_epsilon");
-  if (!(rmsEps >= 0)) fail(`${key("attention.layer_norm_rms_epsilon")} must be >= 0, got ${rmsEps}`);
+  const rope = profile.rope !== "none";
+  const nRot = rope ? num("rope.dimension_count", headDim) : 0;
+  if (rope && nRot !== headDim && !profile.partialRotary) {
+    fail(`${key("rope.dimension_count")} is ${nRot} but the head size is ${headDim} (llama.cpp refuses partial rotary for ${arch})`);
+  }
+  if (rope && (!Number.isInteger(nRot) || nRot <= 0 || nRot > headDim || nRot % 2 !== 0)) {
+    fail(`${key("rope.dimension_count")} is ${nRot}; expected an even number of dimensions in 2..${headDim} (the head size)`);
+  }
+  const epsKey = profile.norm === "rms" ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon";
+  const normEps = num(epsKey);
+  if (!(normEps >= 0)) fail(`${key(epsKey)} must be >= 0, got ${normEps}`);
   const contextLength = positive("context_length", num("context_length"));
   const ropeFreqBase = num("rope.freq_base", 10000);
 
@@ -228,6 +257,39 @@ export function openLlamaGguf(path: string): LlamaGguf {
     fail(`rope scaling type "${scalingType}" (${key("rope.scaling.type")}) is not supported; none and linear are`);
   }
   const ropeAttnFactor = num("rope.scaling.attn_factor", 1);
+
+  // Sliding-window attention: which blocks slide, how far, and the rope their sliding blocks use.
+  const swaRule = profile.slidingWindow;
+  const window = swaRule ? (has("attention.sliding_window") ? num("attention.sliding_window") : swaRule.defaultWindow) : null;
+  const slides = (il: number, pattern: number) => pattern === 0 || il % pattern < pattern - 1;
+  let slidingWindow: number[] = new Array<number>(nLayers).fill(0);
+  let layerRope: LayerRope[] = Array.from({ length: nLayers }, (_, il) => ({
+    rotate: rope && (profile.noRopeLayerStep === 0 || (il + 1) % profile.noRopeLayerStep !== 0),
+    freqBase: ropeFreqBase,
+    freqScale: ropeFreqScale,
+  }));
+  if (swaRule && window !== null && window > 0) {
+    if (!Number.isInteger(window)) fail(`${key("attention.sliding_window")} must be a positive integer, got ${window}`);
+    // llama.cpp reads the pattern with get_key_or_arr(..., required = false) into a scalar: a per-layer
+    // array there is skipped and the architecture's default period applies, so here too.
+    const patternValue = file.metadata.get(key("attention.sliding_window_pattern"));
+    const pattern = Array.isArray(patternValue) ? swaRule.defaultPattern : num("attention.sliding_window_pattern", swaRule.defaultPattern);
+    if (!Number.isInteger(pattern) || pattern < 0) fail(`${key("attention.sliding_window_pattern")} must be a non-negative integer, got ${pattern}`);
+    const localBase = num("rope.freq_base_swa", swaRule.localRope === "global" ? ropeFreqBase : 10000);
+    const localScale = swaRule.localRope === "global" ? ropeFreqScale : 1;
+    slidingWindow = slidingWindow.map((_, il) => (slides(il, pattern) ? window : 0));
+    layerRope = layerRope.map((r, il) => (slides(il, pattern) ? { ...r, freqBase: localBase, freqScale: localScale } : r));
+  }
+
+  // Gemma's query scale: 1/sqrt(n_embd / n_head) for the 27B variant (gemma_pytorch's config), else 1/sqrt(head_dim).
+  const queryScale = 1 / Math.sqrt(profile.wideQueryScaleLayers === nLayers ? nEmbd / nHead : headDim);
+  const attnSoftcap = profile.attnSoftcap === "always" ? num("attn_logit_softcapping", 50) : 0;
+  const finalSoftcap =
+    profile.finalSoftcap === "always" ? num("final_logit_softcapping", 30) : profile.finalSoftcap === "optional" ? num("final_logit_softcapping", 0) : 0;
+  if (!(attnSoftcap >= 0) || !(finalSoftcap >= 0)) fail(`soft-cap values must be >= 0, got ${attnSoftcap} (attention) and ${finalSoftcap} (final)`);
+  if (profile.finalSoftcap === "always" && finalSoftcap === 0) fail(`${key("final_logit_softcapping")} is 0; llama.cpp divides by it`);
+  if (profile.attnSoftcap === "always" && attnSoftcap === 0) fail(`${key("attn_logit_softcapping")} is 0; llama.cpp divides by it`);
+  const embedScale = profile.embedScaleSqrtD ? Math.fround(Math.sqrt(nEmbd)) : 1;
 
   const tensor = (name: string): GgufTensorInfo => {
     const t = file.tensors.find((x) => x.name === name);
@@ -244,21 +306,28 @@ export function openLlamaGguf(path: string): LlamaGguf {
     }
     return t;
   };
+  const refuse = (pattern: RegExp, what: string) => {
+    const t = file.tensors.find((x) => pattern.test(x.name));
+    if (t) fail(`tensor "${t.name}": ${what} is not supported`);
+  };
+  if (!profile.longrope) refuse(/^rope_factors_(long|short)\.weight$/, `longrope frequency factors for ${arch}`);
+  refuse(/^dense_[23]\.weight$/, "the dense output projections of embedding models");
+  if (profile.alwaysTied) refuse(/^output\.weight$/, `a separate output head for ${arch} (llama.cpp ties it to token_embd)`);
 
   const tokenEmbd = tensor("token_embd.weight");
   if (tokenEmbd.dims.length !== 2 || tokenEmbd.dims[0] !== nEmbd) {
     fail(`tensor "token_embd.weight" has shape [${tokenEmbd.dims.join(", ")}], expected [${nEmbd}, vocab]`);
   }
   const vocabSize = tokenEmbd.dims[1]!;
+  const posEmbd = profile.learnedPositions ? shaped(tensor("position_embd.weight"), [nEmbd, contextLength]) : null;
+  const layerNorm = profile.norm === "layer";
   const outputNorm = shaped(tensor("output_norm.weight"), [nEmbd]);
-  const outputTensor = optional("output.weight");
+  const outputNormB = layerNorm ? shaped(tensor("output_norm.bias"), [nEmbd]) : null;
+  const outputTensor = profile.alwaysTied ? null : optional("output.weight");
   const output = outputTensor ? shaped(outputTensor, [nEmbd, vocabSize]) : tokenEmbd;
   const outputBiasTensor = optional("output.bias");
   const outputBias = outputBiasTensor ? shaped(outputBiasTensor, [vocabSize]) : null;
 
-  if (file.tensors.some((t) => /^blk\.\d+\.attn_qkv\./.test(t.name))) {
-    fail(`fused attn_qkv tensors are not supported (expected separate attn_q / attn_k / attn_v)`);
-  }
   const qDim = nHead * headDim;
   const kvDim = nHeadKv * headDim;
   const layers: LlamaLayerTensors[] = [];
@@ -268,35 +337,57 @@ export function openLlamaGguf(path: string): LlamaGguf {
       const t = optional(b(n));
       return t ? shaped(t, dims) : null;
     };
+    const req = (n: string, dims: number[]) => shaped(tensor(b(n)), dims);
+    // llama.cpp's create_tensor_qkv: a fused attn_qkv when present, else separate q/k/v.
+    const wqkv = opt("attn_qkv.weight", [nEmbd, qDim + 2 * kvDim]);
+    const separate = wqkv === null;
+    const fusedGateUp = profile.fusedGateUp;
+    const gated = profile.ffn !== "gelu";
     layers.push({
-      attnNorm: shaped(tensor(b("attn_norm.weight")), [nEmbd]),
-      wq: shaped(tensor(b("attn_q.weight")), [nEmbd, qDim]),
-      wk: shaped(tensor(b("attn_k.weight")), [nEmbd, kvDim]),
-      wv: shaped(tensor(b("attn_v.weight")), [nEmbd, kvDim]),
-      wo: shaped(tensor(b("attn_output.weight")), [qDim, nEmbd]),
-      bq: opt("attn_q.bias", [qDim]),
-      bk: opt("attn_k.bias", [kvDim]),
-      bv: opt("attn_v.bias", [kvDim]),
+      attnNorm: req("attn_norm.weight", [nEmbd]),
+      attnNormB: layerNorm ? req("attn_norm.bias", [nEmbd]) : null,
+      wqkv,
+      bqkv: wqkv ? opt("attn_qkv.bias", [qDim + 2 * kvDim]) : null,
+      wq: separate ? req("attn_q.weight", [nEmbd, qDim]) : null,
+      wk: separate ? req("attn_k.weight", [nEmbd, kvDim]) : null,
+      wv: separate ? req("attn_v.weight", [nEmbd, kvDim]) : null,
+      bq: separate ? opt("attn_q.bias", [qDim]) : null,
+      bk: separate ? opt("attn_k.bias", [kvDim]) : null,
+      bv: separate ? opt("attn_v.bias", [kvDim]) : null,
+      wo: req("attn_output.weight", [qDim, nEmbd]),
       bo: opt("attn_output.bias", [nEmbd]),
-      ffnNorm: shaped(tensor(b("ffn_norm.weight")), [nEmbd]),
-      wGate: shaped(tensor(b("ffn_gate.weight")), [nEmbd, nFf]),
-      wUp: shaped(tensor(b("ffn_up.weight")), [nEmbd, nFf]),
-      wDown: shaped(tensor(b("ffn_down.weight")), [nFf, nEmbd]),
-      bGate: opt("ffn_gate.bias", [nFf]),
-      bUp: opt("ffn_up.bias", [nFf]),
+      postAttnNorm: profile.postNorms ? req("post_attention_norm.weight", [nEmbd]) : null,
+      ffnNorm: req("ffn_norm.weight", [nEmbd]),
+      ffnNormB: layerNorm ? req("ffn_norm.bias", [nEmbd]) : null,
+      wGate: gated && !fusedGateUp ? req("ffn_gate.weight", [nEmbd, nFf]) : null,
+      wUp: req("ffn_up.weight", [nEmbd, fusedGateUp ? 2 * nFf : nFf]),
+      wDown: req("ffn_down.weight", [nFf, nEmbd]),
+      bGate: gated && !fusedGateUp ? opt("ffn_gate.bias", [nFf]) : null,
+      bUp: fusedGateUp ? null : opt("ffn_up.bias", [nFf]),
       bDown: opt("ffn_down.bias", [nEmbd]),
-      qNorm: profile!.qkNorm ? shaped(tensor(b("attn_q_norm.weight")), [headDim]) : null,
-      kNorm: profile!.qkNorm ? shaped(tensor(b("attn_k_norm.weight")), [headDim]) : null,
+      postFfnNorm: profile.postNorms ? req("post_ffw_norm.weight", [nEmbd]) : null,
+      qNorm: profile.qkNorm ? req("attn_q_norm.weight", [headDim]) : null,
+      kNorm: profile.qkNorm ? req("attn_k_norm.weight", [headDim]) : null,
     });
   }
 
   // llama.cpp loads one rope_freqs.weight (blk-less name) and shares it across layers.
-  const ropeFreqsTensor = profile!.ropeFreqs ? optional("rope_freqs.weight") : null;
+  const ropeFreqsTensor = profile.ropeFreqs ? optional("rope_freqs.weight") : null;
   let ropeFreqFactors: Float32Array | null = null;
   if (ropeFreqsTensor) {
     if (ropeFreqsTensor.elementCount < nRot / 2) fail(`tensor "rope_freqs.weight" has ${ropeFreqsTensor.elementCount} values, expected ${nRot / 2}`);
     ropeFreqFactors = readTensorF32(file, ropeFreqsTensor).slice(0, nRot / 2);
   }
+
+  const factorTensor = (name: string): Float32Array | null => {
+    const t = profile.longrope ? optional(name) : null;
+    if (!t) return null;
+    if (t.elementCount !== nRot / 2) fail(`tensor "${name}" has ${t.elementCount} values, expected ${nRot / 2} (n_rot / 2)`);
+    return readTensorF32(file, t);
+  };
+  const long = factorTensor("rope_factors_long.weight");
+  const short = factorTensor("rope_factors_short.weight");
+  const longrope = long || short ? { long, short, originalContext: num("rope.scaling.original_context_length", contextLength) } : null;
 
   const tokenId = (k: string): number | null => {
     const v = metaNumber(file, k, null);
@@ -307,8 +398,10 @@ export function openLlamaGguf(path: string): LlamaGguf {
     file,
     hparams: {
       architecture: arch,
-      profile: profile!,
-      ropeLayers: Array.from({ length: nLayers }, (_, il) => profile!.noRopeLayerStep === 0 || (il + 1) % profile!.noRopeLayerStep !== 0),
+      profile,
+      ropeLayers: layerRope.map((r) => r.rotate),
+      layerRope,
+      slidingWindow,
       name: metaString(file, "general.name", null) ?? arch,
       nLayers,
       nEmbd,
@@ -319,21 +412,53 @@ export function openLlamaGguf(path: string): LlamaGguf {
       nRot,
       vocabSize,
       contextLength,
-      rmsEps,
+      normEps,
       ropeFreqBase,
       ropeFreqScale,
       ropeAttnFactor,
       ropeFreqFactors,
+      longrope,
+      queryScale,
+      attnSoftcap,
+      finalSoftcap,
+      embedScale,
       tiedEmbeddings: outputTensor === null,
       bosTokenId: tokenId("tokenizer.ggml.bos_token_id"),
       eosTokenId: tokenId("tokenizer.ggml.eos_token_id"),
     },
     tokenEmbd,
+    posEmbd,
     outputNorm,
+    outputNormB,
     output,
     outputBias,
     layers,
   };
+}
+
+/**
+ * The rope frequency divisors llama.cpp uses at a context of `contextLength` tokens per sequence
+ * (its get_rope_factors): `rope_freqs.weight`, else phi3's long factors above the original context
+ * and short ones up to it, else none.
+ * @example
+ * const ff = ropeFactors(openLlamaGguf("phi-3.5-mini.gguf").hparams, 4096); // the short factors
+ */
+export function ropeFactors(h: LlamaHParams, contextLength: number): Float32Array | null {
+  if (h.ropeFreqFactors) return h.ropeFreqFactors;
+  if (!h.longrope) return null;
+  return contextLength > h.longrope.originalContext ? h.longrope.long : h.longrope.short;
+}
+
+/**
+ * Per rotated pair j < n_rot/2 of a block: freq_scale * base^(-2j/n_rot) / ff_j, in double (the
+ * angle at position p is p times this).
+ * @example
+ * const invFreq = ropeInverseFrequencies(h, h.layerRope[0]!, ropeFactors(h, 4096));
+ */
+export function ropeInverseFrequencies(h: LlamaHParams, rope: LayerRope, factors: Float32Array | null): Float64Array {
+  const out = new Float64Array(h.nRot / 2);
+  for (let j = 0; j < out.length; j++) out[j] = (rope.freqScale * Math.pow(rope.freqBase, (-2 * j) / h.nRot)) / (factors ? factors[j]! : 1);
+  return out;
 }
 
 /** A metadata number that may also be a per-layer array; the converter needs it equal in every layer. */

@@ -1,8 +1,8 @@
 /**
- * The ONNX decoder graph for a llama GGUF: the math written down in llama-gguf.ts, in standard ONNX
- * ops (opset 17) plus `SimplifiedLayerNormalization` (RMSNorm; an ONNX-domain op every
- * onnxruntime build registers, and what ORT's own transformer optimiser emits for llama), with the
- * Optimum KV-cache layout:
+ * The ONNX decoder graph for a GGUF of any architecture architectures.ts describes: the math written
+ * down in llama-gguf.ts, in standard ONNX ops (opset 17: LayerNormalization for gpt2) plus
+ * `SimplifiedLayerNormalization` (RMSNorm; an ONNX-domain op every onnxruntime build registers, and
+ * what ORT's own transformer optimiser emits for llama), with the Optimum KV-cache layout:
  *
  *   inputs   input_ids [batch, seq] int64, attention_mask [batch, total] int64,
  *            position_ids [batch, seq] int64, past_key_values.N.key|value [batch, kv_heads, past, head_dim]
@@ -26,13 +26,20 @@
  * - The mask is causal over cache positions (query i of this call sits at total - seq + i) AND the
  *   attention_mask, applied with `Where` (not by adding a large negative), so a row masked entirely
  *   (left padding) gives uniform weights instead of NaN.
+ * - Architecture departures are read from the hyper-parameters, never from the name: fused q/k/v and
+ *   fused gate/up are one Gemm then a Split (the GGUF tensor stays whole, so a quantizer sees the
+ *   tensor llama.cpp multiplies); partial rotary splits each head into rotated and passed lanes; a
+ *   sliding-window block gets its own mask (`attention_allowed_sliding_<w>`, keys with
+ *   query - key < w) and rope table; soft-caps are `cap * Tanh(x / cap)`; GELU is the tanh form in
+ *   primitive ops (ORT's optimiser fuses it); gemma's post-norms sit on the branch before its Add,
+ *   so each block still has exactly two residual Adds.
  * - fp16 models keep every float tensor (weights, KV cache, logits) in float16 except the rope
  *   angles, which need float32 precision at large positions and are cast after cos/sin. ORT runs
  *   ops without an fp16 CPU kernel through inserted casts; RMSNorm accumulates in float32 inside
  *   SimplifiedLayerNormalization, which avoids overflow of x² in half precision.
  */
 import { float32ToHalfBits } from "../formats/half.ts";
-import { type LlamaGguf, readWeightF16Bits, readWeightF32 } from "./llama-gguf.ts";
+import { type LayerRope, type LlamaGguf, readWeightF16Bits, readWeightF32, ropeFactors, ropeInverseFrequencies } from "./llama-gguf.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import {
   attr,
@@ -76,6 +83,19 @@ class Builder {
   readonly nodes: OnnxNode[] = [];
   readonly constants: OnnxTensor[] = [];
   private readonly counts = new Map<string, number>();
+  /** Constants by name: a name always holds one value, so asking again reuses it (and a clash is a bug). */
+  private readonly constantsByName = new Map<string, OnnxTensor>();
+
+  private addConstant(t: OnnxTensor): void {
+    const existing = this.constantsByName.get(t.name!);
+    if (existing) {
+      const same = existing.rawData && t.rawData && existing.rawData.length === t.rawData.length && existing.rawData.every((x, i) => x === t.rawData![i]);
+      if (!same) throw new Error(`graph constant "${t.name}" was defined twice with different values`);
+      return;
+    }
+    this.constantsByName.set(t.name!, t);
+    this.constants.push(t);
+  }
 
   /** Add a node; its single output is named `out` (or derived from the node name). */
   op(opType: string, inputs: readonly string[], name: string, attributes: OnnxAttribute[] = [], out?: string): string {
@@ -93,12 +113,12 @@ class Builder {
   }
 
   i64(name: string, values: readonly number[], scalar = false): string {
-    this.constants.push(tensorFromInt64(name, scalar ? [] : [values.length], values));
+    this.addConstant(tensorFromInt64(name, scalar ? [] : [values.length], values));
     return name;
   }
 
   f32(name: string, values: Float32Array, dims: readonly number[]): string {
-    this.constants.push(tensorFromFloat32(name, dims, values));
+    this.addConstant(tensorFromFloat32(name, dims, values));
     return name;
   }
 
@@ -106,7 +126,7 @@ class Builder {
   float(name: string, values: Float32Array, dims: readonly number[], dtype: WeightDtype): string {
     if (dtype === "float32") return this.f32(name, values, dims);
     const bits = float32ToHalfBits(values);
-    this.constants.push(tensorFromBytes(name, DataType.FLOAT16, dims, new Uint8Array(bits.buffer)));
+    this.addConstant(tensorFromBytes(name, DataType.FLOAT16, dims, new Uint8Array(bits.buffer)));
     return name;
   }
 
@@ -119,6 +139,8 @@ class Builder {
 
 export interface GraphOptions {
   readonly dtype: WeightDtype;
+  /** Context the export is for: phi3's longrope factors are chosen by it, as llama.cpp chooses them by n_ctx. */
+  readonly contextLength: number;
 }
 
 export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaOnnxGraph {
@@ -147,10 +169,15 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
     });
     return name;
   };
+  /** A scalar constant of the model's dtype, created once per value. */
+  const scalar = (name: string, value: number) => b.float(name, new Float32Array([value]), [], dtype);
 
   const group = h.nHead / h.nHeadKv;
   const dh = h.headDim;
-  const half = dh / 2;
+  const qDim = h.nHead * dh;
+  const kvDim = h.nHeadKv * dh;
+  const half = h.nRot / 2;
+  const partial = h.nRot > 0 && h.nRot < dh;
 
   // ---- shapes, computed once ----
   const idsShape = b.op("Shape", ["input_ids"], "/model/input_ids_shape");
@@ -161,15 +188,16 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   const shapeBsd = shapeOf("/model/shape_bsd", [h.nEmbd]);
   const shapeQHeads = shapeOf("/model/shape_q_heads", [h.nHead, dh]);
   const shapeKHeads = shapeOf("/model/shape_k_heads_bs", [h.nHeadKv, dh]);
-  // NORM rope views a head as [half, 2] (adjacent pairs), NEOX as [2, half] (halves); the two lanes
-  // are split along the axis of size 2.
+  // NORM rope views the rotated lanes of a head as [half, 2] (adjacent pairs), NEOX as [2, half]
+  // (halves); the two lanes are split along the axis of size 2.
   const neox = h.profile.rope === "neox";
   const pairAxis = neox ? -2 : -1;
   const pairsShape = (heads: number) => b.i64(`/model/shape_rope_${heads}`, neox ? [0, 0, heads, 2, half] : [0, 0, heads, half, 2]);
+  const rotShape = (heads: number) => b.i64(`/model/shape_rot_${heads}`, [0, 0, heads, h.nRot]);
   const shapeV = shapeOf("/model/shape_v", [h.nHeadKv, dh]);
   const shapeLogits = shapeOf("/model/shape_logits", [h.vocabSize]);
   const flatD = b.i64("/model/shape_flat_d", [-1, h.nEmbd]);
-  const flatQ = b.i64("/model/shape_flat_q", [-1, h.nHead * dh]);
+  const flatQ = b.i64("/model/shape_flat_q", [-1, qDim]);
   const q5Shape = b.i64("/model/shape_q_grouped", [0, 0, h.nHeadKv, group, dh]);
   const kv4Shape = b.i64("/model/shape_k_heads", [0, 0, h.nHeadKv, dh]);
 
@@ -185,45 +213,92 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   const causal = b.op("LessOrEqual", [keyPos, queryCol], "/model/causal_mask");
   const padBool = b.op("Cast", ["attention_mask"], "/model/attn_mask_bool", [attr.int("to", DataType.BOOL)]);
   const pad5 = b.op("Unsqueeze", [padBool, b.i64("const_axes_123", [1, 2, 3])], "/model/attn_mask_5d");
-  const allowed = b.op("And", [causal, pad5], "/model/allowed", [], "attention_allowed");
-  const lowest = b.float("/model/masked_score", new Float32Array([dtype === "float32" ? -3.4028234663852886e38 : -65504]), [], dtype);
-
-  // ---- rope cos/sin [batch, seq, 1, half, 1] (NORM) or [batch, seq, 1, 1, half] (NEOX) ----
-  // inv_freq_j = freq_scale * base^(-2j/n_rot) / ff_j, in double then rounded once to float32.
-  const invFreq = new Float32Array(half);
-  for (let j = 0; j < half; j++) {
-    const ff = h.ropeFreqFactors ? h.ropeFreqFactors[j]! : 1;
-    invFreq[j] = (h.ropeFreqScale * Math.pow(h.ropeFreqBase, (-2 * j) / h.nRot)) / ff;
-  }
-  const posF = b.op("Cast", ["position_ids"], "/model/rope/positions_f32", [attr.int("to", DataType.FLOAT)]);
-  const pos3 = b.op("Unsqueeze", [posF, b.i64("const_2_axes", [2])], "/model/rope/positions_col");
-  const angles = b.op("Mul", [pos3, b.f32("/model/rope/inv_freq", invFreq, [half])], "/model/rope/angles");
-  const trig = (fn: "Cos" | "Sin") => {
-    let t = b.op(fn, [angles], `/model/rope/${fn.toLowerCase()}`);
-    if (h.ropeAttnFactor !== 1) t = b.op("Mul", [t, b.f32(`/model/rope/attn_factor_${fn}`, new Float32Array([h.ropeAttnFactor]), [])], `/model/rope/${fn.toLowerCase()}_scaled`);
-    if (dtype === "float16") t = b.op("Cast", [t], `/model/rope/${fn.toLowerCase()}_f16`, [attr.int("to", DataType.FLOAT16)]);
-    return b.op("Unsqueeze", [t, b.i64(`const_rope_axes_${fn}`, neox ? [2, 3] : [2, 4])], `/model/rope/${fn.toLowerCase()}_5d`);
+  const allowedFull = b.op("And", [causal, pad5], "/model/allowed", [], "attention_allowed");
+  /** The mask of a block: full causal, or (sliding window w) keys with query - key < w, as llama.cpp's is_masked_swa. */
+  const masks = new Map<number, string>([[0, allowedFull]]);
+  const allowedFor = (window: number): string => {
+    let m = masks.get(window);
+    if (!m) {
+      const p = `/model/sliding_${window}`;
+      const oldest = b.op("Sub", [queryCol, b.i64(`${p}/window`, [window], true)], `${p}/oldest_excluded`);
+      const inWindow = b.op("Greater", [keyPos, oldest], `${p}/in_window`);
+      m = b.op("And", [allowedFull, inWindow], `${p}/allowed`, [], `attention_allowed_sliding_${window}`);
+      masks.set(window, m);
+    }
+    return m;
   };
-  const cos = trig("Cos");
-  const sin = trig("Sin");
+  const lowest = scalar("/model/masked_score", dtype === "float32" ? -3.4028234663852886e38 : -65504);
 
-  const rmsNorm = (x: string, w: GgufTensorInfo, wName: string, name: string) =>
-    b.op("SimplifiedLayerNormalization", [x, weight(w, wName)], name, [
-      attr.int("axis", -1),
-      attr.float("epsilon", h.rmsEps),
-      attr.int("stash_type", 1),
-    ]);
+  // ---- rope cos/sin [batch, seq, 1, half, 1] (NORM) or [batch, seq, 1, 1, half] (NEOX), per (base, scale) ----
+  const posF = h.nRot > 0 ? b.op("Cast", ["position_ids"], "/model/rope/positions_f32", [attr.int("to", DataType.FLOAT)]) : "";
+  const axis2 = b.i64("const_2_axes", [2]);
+  const pos3 = h.nRot > 0 ? b.op("Unsqueeze", [posF, axis2], "/model/rope/positions_col") : "";
+  const ropeTables = new Map<string, { cos: string; sin: string }>();
+  const factors = ropeFactors(h, options.contextLength);
+  const ropeFor = (r: LayerRope) => {
+    const key = `${r.freqBase}/${r.freqScale}`;
+    const existing = ropeTables.get(key);
+    if (existing) return existing;
+    const p = ropeTables.size === 0 ? "/model/rope" : `/model/rope_${ropeTables.size}`;
+    const invFreq = Float32Array.from(ropeInverseFrequencies(h, r, factors)); // rounded once to float32
+    const angles = b.op("Mul", [pos3, b.f32(`${p}/inv_freq`, invFreq, [half])], `${p}/angles`);
+    const trig = (fn: "Cos" | "Sin") => {
+      const f = fn.toLowerCase();
+      let t = b.op(fn, [angles], `${p}/${f}`);
+      if (h.ropeAttnFactor !== 1) t = b.op("Mul", [t, b.f32(`${p}/attn_factor_${fn}`, new Float32Array([h.ropeAttnFactor]), [])], `${p}/${f}_scaled`);
+      if (dtype === "float16") t = b.op("Cast", [t], `${p}/${f}_f16`, [attr.int("to", DataType.FLOAT16)]);
+      return b.op("Unsqueeze", [t, b.i64(`${p}/axes_${fn}`, neox ? [2, 3] : [2, 4])], `${p}/${f}_5d`);
+    };
+    const table = { cos: trig("Cos"), sin: trig("Sin") };
+    ropeTables.set(key, table);
+    return table;
+  };
+
+  /** RMSNorm, or LayerNorm when the tensor has a bias (gpt2). */
+  const norm = (x: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) =>
+    bias
+      ? b.op("LayerNormalization", [x, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)], `${name}/LayerNormalization`, [
+          attr.int("axis", -1),
+          attr.float("epsilon", h.normEps),
+          attr.int("stash_type", 1),
+        ])
+      : b.op("SimplifiedLayerNormalization", [x, weight(w, `${wName}.weight`)], `${name}/SimplifiedLayerNormalization`, [
+          attr.int("axis", -1),
+          attr.float("epsilon", h.normEps),
+          attr.int("stash_type", 1),
+        ]);
   const linear = (x2d: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) =>
     b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
       attr.int("transB", 1),
     ]);
-  /** Rotate the pairs (x0, x1) of `x` ([b, s, heads, head_dim]): adjacent lanes (NORM) or halves (NEOX). */
-  const rope = (x: string, heads: number, name: string) => {
-    const pairs = b.op("Reshape", [x, pairsShape(heads)], `${name}/Reshape`);
+  /** Split the last axis of `x` into parts of the given sizes (fused q/k/v, fused gate/up, rotated/passed lanes). */
+  const split = (x: string, sizes: number[], name: string, axis = -1) =>
+    b.opMulti("Split", [x, b.i64(`${name}/sizes`, sizes)], name, sizes.length, [attr.int("axis", axis)]);
+  /** GELU, tanh approximation, from primitives: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))). */
+  const gelu = (x: string, name: string) => {
+    const x3 = b.op("Mul", [b.op("Mul", [x, x], `${name}/Mul_x2`), x], `${name}/Mul_x3`);
+    const inner = b.op("Add", [x, b.op("Mul", [x3, scalar("/model/gelu/coef", 0.044715)], `${name}/Mul_coef`)], `${name}/Add_inner`);
+    const t = b.op("Tanh", [b.op("Mul", [inner, scalar("/model/gelu/sqrt_2_over_pi", Math.sqrt(2 / Math.PI))], `${name}/Mul_sqrt`)], `${name}/Tanh`);
+    const onePlus = b.op("Add", [t, scalar("/model/gelu/one", 1)], `${name}/Add_one`);
+    return b.op("Mul", [b.op("Mul", [x, scalar("/model/gelu/half", 0.5)], `${name}/Mul_half`), onePlus], `${name}/Mul`);
+  };
+  /** cap * tanh(x / cap). */
+  const softcap = (x: string, cap: number, name: string) => {
+    const inv = scalar(`/model/softcap_${cap}/inv_cap`, 1 / cap);
+    return b.op("Mul", [b.op("Tanh", [b.op("Mul", [x, inv], `${name}/Mul_inv_cap`)], `${name}/Tanh`), scalar(`/model/softcap_${cap}/cap`, cap)], `${name}/Mul_cap`);
+  };
+  /** Rotate `x` ([b, s, heads, head_dim]): adjacent lanes (NORM) or halves (NEOX) of its first n_rot lanes. */
+  const rope = (x: string, heads: number, table: { cos: string; sin: string }, name: string) => {
+    const [rot, pass] = partial ? split(x, [h.nRot, dh - h.nRot], `${name}/Split_partial`) : [x, null];
+    const pairs = b.op("Reshape", [rot!, pairsShape(heads)], `${name}/Reshape`);
     const [x0, x1] = b.opMulti("Split", [pairs], `${name}/Split`, 2, [attr.int("axis", pairAxis)]);
+    const { cos, sin } = table;
     const r0 = b.op("Sub", [b.op("Mul", [x0!, cos], `${name}/Mul_x0_cos`), b.op("Mul", [x1!, sin], `${name}/Mul_x1_sin`)], `${name}/Sub`);
     const r1 = b.op("Add", [b.op("Mul", [x0!, sin], `${name}/Mul_x0_sin`), b.op("Mul", [x1!, cos], `${name}/Mul_x1_cos`)], `${name}/Add`);
-    return b.op("Concat", [r0, r1], `${name}/Concat`, [attr.int("axis", pairAxis)]);
+    const rotated = b.op("Concat", [r0, r1], `${name}/Concat`, [attr.int("axis", pairAxis)]);
+    if (!pass) return rotated;
+    const lanes = b.op("Reshape", [rotated, rotShape(heads)], `${name}/Reshape_rot`);
+    return b.op("Concat", [lanes, pass], `${name}/Concat_partial`, [attr.int("axis", -1)]);
   };
 
   const inputs = [
@@ -233,9 +308,16 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   ];
   const outputs = [valueInfo("logits", elem, ["batch_size", "sequence_length", h.vocabSize])];
 
-  // ---- embeddings (resid_pre.0) ----
-  let resid = b.op("Gather", [weight(g.tokenEmbd, "model.embed_tokens.weight"), "input_ids"], "/model/embed_tokens/Gather", [attr.int("axis", 0)], "embeddings");
-  const scale = b.float("/model/attn_scale", new Float32Array([1 / Math.sqrt(dh)]), [], dtype);
+  // ---- embeddings (resid_pre.0): token rows, times gemma's sqrt(n_embd), plus gpt2's learned positions ----
+  const scaled = h.embedScale !== 1;
+  const positioned = g.posEmbd !== null;
+  let resid = b.op("Gather", [weight(g.tokenEmbd, "model.embed_tokens.weight"), "input_ids"], "/model/embed_tokens/Gather", [attr.int("axis", 0)], scaled || positioned ? undefined : "embeddings");
+  if (scaled) resid = b.op("Mul", [resid, scalar("/model/embed_scale", h.embedScale)], "/model/embed_tokens/Mul_scale", [], positioned ? undefined : "embeddings");
+  if (g.posEmbd) {
+    const pos = b.op("Gather", [weight(g.posEmbd, "model.embed_positions.weight"), "position_ids"], "/model/embed_positions/Gather", [attr.int("axis", 0)]);
+    resid = b.op("Add", [resid, pos], "/model/embed_positions/Add", [], "embeddings");
+  }
+  const queryScale = scalar("/model/attn_scale", h.queryScale);
 
   for (let L = 0; L < h.nLayers; L++) {
     const l = g.layers[L]!;
@@ -249,20 +331,28 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
     outputs.push(valueInfo(`present.${L}.value`, elem, ["batch_size", h.nHeadKv, "total_sequence_length", dh]));
 
     // attention
-    const a = rmsNorm(resid, l.attnNorm, `${w}.input_layernorm.weight`, `${p}/input_layernorm/SimplifiedLayerNormalization`);
+    const a = norm(resid, l.attnNorm, l.attnNormB, `${w}.input_layernorm`, `${p}/input_layernorm`);
     const a2 = b.op("Reshape", [a, flatD], `${p}/self_attn/Reshape_flat`);
-    const q = linear(a2, l.wq, l.bq, `${w}.self_attn.q_proj`, `${p}/self_attn/q_proj/Gemm`);
-    const k = linear(a2, l.wk, l.bk, `${w}.self_attn.k_proj`, `${p}/self_attn/k_proj/Gemm`);
-    const v = linear(a2, l.wv, l.bv, `${w}.self_attn.v_proj`, `${p}/self_attn/v_proj/Gemm`);
+    let q: string, k: string, v: string;
+    if (l.wqkv) {
+      const qkv = linear(a2, l.wqkv, l.bqkv, `${w}.self_attn.qkv_proj`, `${p}/self_attn/qkv_proj/Gemm`);
+      [q, k, v] = split(qkv, [qDim, kvDim, kvDim], `${p}/self_attn/qkv_proj/Split`) as [string, string, string];
+    } else {
+      q = linear(a2, l.wq!, l.bq, `${w}.self_attn.q_proj`, `${p}/self_attn/q_proj/Gemm`);
+      k = linear(a2, l.wk!, l.bk, `${w}.self_attn.k_proj`, `${p}/self_attn/k_proj/Gemm`);
+      v = linear(a2, l.wv!, l.bv, `${w}.self_attn.v_proj`, `${p}/self_attn/v_proj/Gemm`);
+    }
     let qHeads = b.op("Reshape", [q, shapeQHeads], `${p}/self_attn/Reshape_q_heads`); // [b, s, heads, dh]
     let kHeads = b.op("Reshape", [k, shapeKHeads], `${p}/self_attn/Reshape_k_heads_bs`);
     if (l.qNorm && l.kNorm) {
-      qHeads = rmsNorm(qHeads, l.qNorm, `${w}.self_attn.q_norm.weight`, `${p}/self_attn/q_norm/SimplifiedLayerNormalization`);
-      kHeads = rmsNorm(kHeads, l.kNorm, `${w}.self_attn.k_norm.weight`, `${p}/self_attn/k_norm/SimplifiedLayerNormalization`);
+      qHeads = norm(qHeads, l.qNorm, null, `${w}.self_attn.q_norm`, `${p}/self_attn/q_norm`);
+      kHeads = norm(kHeads, l.kNorm, null, `${w}.self_attn.k_norm`, `${p}/self_attn/k_norm`);
     }
-    // NoPE blocks (smollm3) skip the rotation; the reshapes below accept either view of a head.
-    const qRot = h.ropeLayers[L] ? rope(qHeads, h.nHead, `${p}/self_attn/rope_q`) : qHeads;
-    const kRot = h.ropeLayers[L] ? rope(kHeads, h.nHeadKv, `${p}/self_attn/rope_k`) : kHeads;
+    // Blocks without rope (smollm3's NoPE blocks, gpt2) skip the rotation.
+    const r = h.layerRope[L]!;
+    const table = r.rotate ? ropeFor(r) : null;
+    const qRot = table ? rope(qHeads, h.nHead, table, `${p}/self_attn/rope_q`) : qHeads;
+    const kRot = table ? rope(kHeads, h.nHeadKv, table, `${p}/self_attn/rope_k`) : kHeads;
     const q5 = b.op("Transpose", [b.op("Reshape", [qRot, q5Shape], `${p}/self_attn/Reshape_q_grouped`)], `${p}/self_attn/Transpose_q`, [
       attr.ints("perm", [0, 2, 3, 1, 4]),
     ]); // [b, kv_heads, group, s, dh]
@@ -274,38 +364,59 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
     ]);
     const presentK = b.op("Concat", [pastK, kNew], `${p}/self_attn/Concat_k`, [attr.int("axis", 2)], `present.${L}.key`);
     const presentV = b.op("Concat", [pastV, vNew], `${p}/self_attn/Concat_v`, [attr.int("axis", 2)], `present.${L}.value`);
-    const k5 = b.op("Unsqueeze", [presentK, "const_2_axes"], `${p}/self_attn/Unsqueeze_k`); // [b, kv, 1, T, dh]
+    const k5 = b.op("Unsqueeze", [presentK, axis2], `${p}/self_attn/Unsqueeze_k`); // [b, kv, 1, T, dh]
     const kT = b.op("Transpose", [k5], `${p}/self_attn/Transpose_kT`, [attr.ints("perm", [0, 1, 2, 4, 3])]);
-    const v5 = b.op("Unsqueeze", [presentV, "const_2_axes"], `${p}/self_attn/Unsqueeze_v`);
-    const scores = b.op("Mul", [b.op("MatMul", [q5, kT], `${p}/self_attn/MatMul_qk`), scale], `${p}/self_attn/Mul_scale`);
-    const masked = b.op("Where", [allowed, scores, lowest], `${p}/self_attn/Where_mask`);
+    const v5 = b.op("Unsqueeze", [presentV, axis2], `${p}/self_attn/Unsqueeze_v`);
+    let scores = b.op("Mul", [b.op("MatMul", [q5, kT], `${p}/self_attn/MatMul_qk`), queryScale], `${p}/self_attn/Mul_scale`);
+    if (h.attnSoftcap > 0) scores = softcap(scores, h.attnSoftcap, `${p}/self_attn/softcap`);
+    const masked = b.op("Where", [allowedFor(h.slidingWindow[L]!), scores, lowest], `${p}/self_attn/Where_mask`);
     const probs = b.op("Softmax", [masked], `${p}/self_attn/Softmax`, [attr.int("axis", -1)]);
     const ctx = b.op("MatMul", [probs, v5], `${p}/self_attn/MatMul_pv`); // [b, kv, group, s, dh]
     const ctxT = b.op("Transpose", [ctx], `${p}/self_attn/Transpose_out`, [attr.ints("perm", [0, 3, 1, 2, 4])]);
     const ctx2 = b.op("Reshape", [ctxT, flatQ], `${p}/self_attn/Reshape_out`);
     const o = linear(ctx2, l.wo, l.bo, `${w}.self_attn.o_proj`, `${p}/self_attn/o_proj/Gemm`);
-    const o3 = b.op("Reshape", [o, shapeBsd], `${p}/self_attn/Reshape_o`);
+    let o3 = b.op("Reshape", [o, shapeBsd], `${p}/self_attn/Reshape_o`);
+    if (l.postAttnNorm) o3 = norm(o3, l.postAttnNorm, null, `${w}.post_attention_layernorm`, `${p}/post_attention_layernorm`);
     const mid = b.op("Add", [resid, o3], `${p}/attn_residual/Add`, [], `layers.${L}.resid_mid`);
 
-    // MLP
-    const f = rmsNorm(mid, l.ffnNorm, `${w}.post_attention_layernorm.weight`, `${p}/post_attention_layernorm/SimplifiedLayerNormalization`);
+    // MLP: silu(gate) * up, gelu(gate) * up, or gelu(up)
+    // HF's names: llama calls the FFN's input norm post_attention_layernorm, gemma (which has a real one) pre_feedforward_layernorm.
+    const ffnNormName = l.postAttnNorm ? "pre_feedforward_layernorm" : "post_attention_layernorm";
+    const f = norm(mid, l.ffnNorm, l.ffnNormB, `${w}.${ffnNormName}`, `${p}/${ffnNormName}`);
     const f2 = b.op("Reshape", [f, flatD], `${p}/mlp/Reshape_flat`);
-    const gate = linear(f2, l.wGate, l.bGate, `${w}.mlp.gate_proj`, `${p}/mlp/gate_proj/Gemm`);
-    const up = linear(f2, l.wUp, l.bUp, `${w}.mlp.up_proj`, `${p}/mlp/up_proj/Gemm`);
-    const silu = b.op("Mul", [gate, b.op("Sigmoid", [gate], `${p}/mlp/act_fn/Sigmoid`)], `${p}/mlp/act_fn/Mul`);
-    const down = linear(b.op("Mul", [silu, up], `${p}/mlp/Mul`), l.wDown, l.bDown, `${w}.mlp.down_proj`, `${p}/mlp/down_proj/Gemm`);
-    const down3 = b.op("Reshape", [down, shapeBsd], `${p}/mlp/Reshape_out`);
+    let hidden: string;
+    if (h.profile.ffn === "gelu") {
+      hidden = gelu(linear(f2, l.wUp, l.bUp, `${w}.mlp.up_proj`, `${p}/mlp/up_proj/Gemm`), `${p}/mlp/act_fn`);
+    } else {
+      let gate: string, up: string;
+      if (l.wGate) {
+        gate = linear(f2, l.wGate, l.bGate, `${w}.mlp.gate_proj`, `${p}/mlp/gate_proj/Gemm`);
+        up = linear(f2, l.wUp, l.bUp, `${w}.mlp.up_proj`, `${p}/mlp/up_proj/Gemm`);
+      } else {
+        const gateUp = linear(f2, l.wUp, l.bUp, `${w}.mlp.gate_up_proj`, `${p}/mlp/gate_up_proj/Gemm`);
+        [gate, up] = split(gateUp, [h.nFf, h.nFf], `${p}/mlp/gate_up_proj/Split`) as [string, string];
+      }
+      const act =
+        h.profile.ffn === "swiglu"
+          ? b.op("Mul", [gate, b.op("Sigmoid", [gate], `${p}/mlp/act_fn/Sigmoid`)], `${p}/mlp/act_fn/Mul`)
+          : gelu(gate, `${p}/mlp/act_fn`);
+      hidden = b.op("Mul", [act, up], `${p}/mlp/Mul`);
+    }
+    const down = linear(hidden, l.wDown, l.bDown, `${w}.mlp.down_proj`, `${p}/mlp/down_proj/Gemm`);
+    let down3 = b.op("Reshape", [down, shapeBsd], `${p}/mlp/Reshape_out`);
+    if (l.postFfnNorm) down3 = norm(down3, l.postFfnNorm, null, `${w}.post_feedforward_layernorm`, `${p}/post_feedforward_layernorm`);
     resid = b.op("Add", [mid, down3], `${p}/mlp_residual/Add`, [], `layers.${L}.resid_post`);
   }
 
-  const normed = rmsNorm(resid, g.outputNorm, "model.norm.weight", "/model/norm/SimplifiedLayerNormalization");
+  const normed = norm(resid, g.outputNorm, g.outputNormB, "model.norm", "/model/norm");
   const headInputs = [b.op("Reshape", [normed, flatD], "/lm_head/Reshape_flat"), weight(g.output, "lm_head.weight")];
   if (g.outputBias) headInputs.push(weight(g.outputBias, "lm_head.bias"));
-  const head = b.op("Gemm", headInputs, "/lm_head/Gemm", [attr.int("transB", 1)]);
+  let head = b.op("Gemm", headInputs, "/lm_head/Gemm", [attr.int("transB", 1)]);
+  if (h.finalSoftcap > 0) head = softcap(head, h.finalSoftcap, "/lm_head/softcap");
   b.op("Reshape", [head, shapeLogits], "/lm_head/Reshape_out", [], "logits");
 
   const m = model({
-    graph: graph({ name: "steerkit_llama_decoder", nodes: b.nodes, initializers: b.constants, inputs, outputs }),
+    graph: graph({ name: `steerkit_${h.architecture}_decoder`, nodes: b.nodes, initializers: b.constants, inputs, outputs }),
     opsets: { "": OPSET },
     producerName: "steerkit-convert",
     metadata: { source: "gguf", architecture: h.architecture },

@@ -31,6 +31,11 @@ export interface ModelInfo {
   readonly eosTokens: readonly number[];
   /** The model's own Jinja chat template, or null when it has none. */
   readonly chatTemplate: string | null;
+  /**
+   * Each block adds attention and MLP to the stream together (parallel residual, e.g. phi2): there is
+   * no resid_mid, and points "all" leaves it out. Absent: sequential blocks.
+   */
+  readonly parallelBlocks?: boolean;
 }
 
 export interface ChatMessage {

@@ -224,7 +224,7 @@ export const PREPARE_CACHE_SIZE = 32;
  *   options: v.object({ points: PointsOption(), factor: v.number() }),
  *   needs: ["residual:write"],
  *   create: (o, { model }) => ({
- *     points: resolvePoints(o.points, model.nLayers),
+ *     points: resolvePoints(o.points, model),
  *     onResidual(x) {
  *       for (let i = 0; i < x.data.length; i++) x.data[i]! *= o.factor;
  *     },

@@ -5,7 +5,8 @@
  *
  * `points` (validated without a model; layers are checked when a model is known):
  * - `"all"`: every place the residual stream is written: `resid_pre.0`, then `resid_mid.L` and
- *   `resid_post.L` of every block (2n+1 points). This is where Arditi et al. ablate.
+ *   `resid_post.L` of every block (2n+1 points). This is where Arditi et al. ablate. On a model
+ *   whose blocks are parallel (`ModelInfo.parallelBlocks`, e.g. phi2) there is no `resid_mid`: n+1.
  * - a list of patterns, each `site.L` (`"resid_post.3"`), `site.A-B` (layers A..B inclusive) or
  *   `site.*` (every layer of that site). `resid_pre.L` for L > 0 is `resid_post.(L-1)` (sites.ts).
  * - `"every"` is accepted as an old spelling of `"all"`.
@@ -36,7 +37,7 @@ export type PointsSpec = "all" | "every" | readonly string[];
  * @example
  * ```ts
  * const Options = v.object({ points: PointsOption(), vector: v.array(v.number()) });
- * // in create: resolvePoints(o.points, model.nLayers)
+ * // in create: resolvePoints(o.points, model)
  * ```
  */
 export function PointsOption(options: { minPoints?: number } = {}) {
@@ -46,13 +47,28 @@ export function PointsOption(options: { minPoints?: number } = {}) {
   );
 }
 
+/** What {@link resolvePoints} needs to know of a model ({@link ModelInfo} has all of it). */
+export interface PointsModel {
+  readonly nLayers: number;
+  /** Names the model in errors. */
+  readonly architecture?: string;
+  /** Attention and MLP are added to the stream together: no resid_mid. */
+  readonly parallelBlocks?: boolean;
+}
+
 /**
- * Expand a `points` value for a model with `nLayers` blocks: canonical points, each once, in
- * forward order. Throws a RangeError naming the pattern when a layer does not exist.
+ * Expand a `points` value for a model (or a number of blocks): canonical points, each once, in
+ * forward order. Throws a RangeError naming the pattern when a layer does not exist, or when it
+ * names resid_mid on a model with parallel blocks.
+ * @example
+ * resolvePoints(["resid_post.*"], model.info);   // every block's output
  */
-export function resolvePoints(spec: PointsSpec, nLayers: number): HookPoint[] {
+export function resolvePoints(spec: PointsSpec, model: number | PointsModel): HookPoint[] {
+  const nLayers = typeof model === "number" ? model : model.nLayers;
+  const parallel = typeof model !== "number" && model.parallelBlocks === true;
   const total = 2 * nLayers + 1;
-  if (spec === "all" || spec === "every") return Array.from({ length: total }, (_, i) => pointAt(i, nLayers));
+  const exists = (i: number) => !(parallel && pointAt(i, nLayers).site === "resid_mid");
+  if (spec === "all" || spec === "every") return Array.from({ length: total }, (_, i) => i).filter(exists).map((i) => pointAt(i, nLayers));
   const chosen = new Uint8Array(total);
   for (const pattern of spec) {
     const m = PATTERN.exec(pattern.trim());
@@ -76,6 +92,10 @@ export function resolvePoints(spec: PointsSpec, nLayers: number): HookPoint[] {
         index = pointIndex({ site, layer }, nLayers);
       } catch (e) {
         throw new RangeError(`point "${pattern}": ${(e as Error).message}`);
+      }
+      if (!exists(index)) {
+        const arch = typeof model !== "number" && model.architecture ? model.architecture : "this model";
+        throw new RangeError(`point "${pattern}": ${arch} has no resid_mid (its blocks add attention and MLP to the stream together)`);
       }
       chosen[index] = 1;
     }

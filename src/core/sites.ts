@@ -128,16 +128,66 @@ export function toLlamaCppDirection(p: HookPoint, nLayers: number): string {
   return `direction.${c.layer}`;
 }
 
-/** llama.cpp graph tensor names (`l_out-N`, `ffn_inp-N`, `embd`) <-> points. */
-export function fromLlamaCppTensor(name: string): HookPoint {
-  if (name === "embd") return { site: "resid_pre", layer: 0 };
-  const m = /^(l_out|ffn_inp)-(\d+)$/.exec(name);
-  if (!m) throw new SyntaxError(`not a llama.cpp residual tensor name: "${name}" (expected embd, ffn_inp-N or l_out-N)`);
-  return { site: m[1] === "l_out" ? "resid_post" : "resid_mid", layer: Number(m[2]) };
+/**
+ * Where llama.cpp's graph builders (src/models/<arch>.cpp of the verified release) put resid_pre.0
+ * and the mid-block sum, for architectures that differ from the llama pattern (`embd`, `ffn_inp-N`):
+ * Gemma scales the embeddings by sqrt(n_embd) into `inp_scaled` and names the sum `sa_out-N`; GPT-2
+ * adds its learned positions into `inpL`; phi3 leaves the mid-block sum unnamed (mid: null); phi2's
+ * blocks are parallel (attention and MLP read the same norm and are added together: no resid_mid).
+ */
+export interface LlamaCppResidualNames {
+  readonly pre: string;
+  readonly mid: string | null;
+  /** Parallel-residual blocks: there is no point between attention and MLP (resid_mid does not exist). */
+  readonly parallel?: boolean;
 }
 
-export function toLlamaCppTensor(p: HookPoint, nLayers: number): string {
+export const LLAMA_CPP_RESIDUAL_NAMES: Readonly<Record<string, LlamaCppResidualNames>> = {
+  gemma2: { pre: "inp_scaled", mid: "sa_out" },
+  gemma3: { pre: "inp_scaled", mid: "sa_out" },
+  gpt2: { pre: "inpL", mid: "ffn_inp" },
+  phi3: { pre: "embd", mid: null },
+  phi2: { pre: "embd", mid: null, parallel: true },
+};
+
+/**
+ * The residual tensor names of `architecture` in llama.cpp's graph (the llama pattern when absent or unlisted).
+ * @example
+ * llamaCppResidualNames("gemma2");   // { pre: "inp_scaled", mid: "sa_out" }
+ */
+export function llamaCppResidualNames(architecture?: string): LlamaCppResidualNames {
+  return (architecture !== undefined && Object.hasOwn(LLAMA_CPP_RESIDUAL_NAMES, architecture) ? LLAMA_CPP_RESIDUAL_NAMES[architecture] : undefined) ?? { pre: "embd", mid: "ffn_inp" };
+}
+
+/**
+ * llama.cpp graph tensor names (`l_out-N`, `ffn_inp-N`, `embd`, or the architecture's own) <-> points.
+ * @example
+ * fromLlamaCppTensor("sa_out-3", "gemma2");   // { site: "resid_mid", layer: 3 }
+ */
+export function fromLlamaCppTensor(name: string, architecture?: string): HookPoint {
+  const names = llamaCppResidualNames(architecture);
+  if (name === names.pre) return { site: "resid_pre", layer: 0 };
+  const m = /^([a-z_]+)-(\d+)$/.exec(name);
+  if (m && (m[1] === "l_out" || (m[1] === names.mid && !names.parallel))) return { site: m[1] === "l_out" ? "resid_post" : "resid_mid", layer: Number(m[2]) };
+  const mid = names.mid === null ? "" : `, ${names.mid}-N`;
+  throw new SyntaxError(`not a llama.cpp residual tensor name${architecture ? ` of ${architecture}` : ""}: "${name}" (expected ${names.pre}${mid} or l_out-N)`);
+}
+
+/**
+ * The llama.cpp tensor of a point, for an architecture (or explicit names: `{ pre, mid }`).
+ * @example
+ * toLlamaCppTensor({ site: "resid_pre", layer: 0 }, 4, "gpt2");   // "inpL" (embeddings + positions)
+ */
+export function toLlamaCppTensor(p: HookPoint, nLayers: number, architecture?: string | LlamaCppResidualNames): string {
   const c = canonicalPoint(p, nLayers);
-  if (c.site === "resid_pre") return "embd";
-  return `${c.site === "resid_post" ? "l_out" : "ffn_inp"}-${c.layer}`;
+  const names = typeof architecture === "object" ? architecture : llamaCppResidualNames(architecture);
+  if (c.site === "resid_pre") return names.pre;
+  if (c.site === "resid_post") return `l_out-${c.layer}`;
+  if (names.parallel) {
+    const arch = typeof architecture === "string" ? architecture : "this architecture";
+    throw new RangeError(`${arch} has no ${pointName(c)}: its blocks add attention and MLP to the stream together (parallel residual)`);
+  }
+  if (names.mid !== null) return `${names.mid}-${c.layer}`;
+  const input = c.layer === 0 ? names.pre : `l_out-${c.layer - 1}`;
+  return `(unnamed ADD: attention output + ${input})`;
 }

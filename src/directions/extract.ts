@@ -95,7 +95,7 @@ const directionTap = definePlugin({
   }),
   needs: ["residual:read"],
   trustedOptions: ["onRows"],
-  prepare: (o, { model }) => resolvePoints(o.points, model.nLayers),
+  prepare: (o, { model }) => resolvePoints(o.points, model),
   create(o, { prepared }) {
     return {
       points: prepared,
@@ -180,7 +180,7 @@ async function extractAt(
   if (method === "pca-diff" && setA.length < 2) fail("pca-diff needs at least 2 pairs of prompts");
   let points: HookPoint[];
   try {
-    points = resolvePoints(options.points, nLayers);
+    points = resolvePoints(options.points, model.info);
   } catch (e) {
     return fail(`points: ${(e as Error).message}`);
   }

@@ -94,7 +94,7 @@ export const logger = definePlugin({
     }
     let points;
     try {
-      points = resolvePoints(o.points, model.nLayers);
+      points = resolvePoints(o.points, model);
     } catch (e) {
       return ctx.invalid("points", (e as Error).message);
     }

@@ -49,7 +49,7 @@ function prepareVectors(
   const { model } = ctx;
   const resolve = (spec: PointsSpec): HookPoint[] => {
     try {
-      return resolvePoints(spec, model.nLayers);
+      return resolvePoints(spec, model);
     } catch (e) {
       return ctx.invalid("points", (e as Error).message);
     }

@@ -163,3 +163,7 @@ export async function checkAffine(plugins: ChainPlugin | readonly ChainPlugin[],
 }
 
 export { conformanceChecks, referenceCheck, testVector, DEFAULT_TOLERANCES, type ConformanceCheck, type ConformanceOptions, type Tolerances } from "./conformance.ts";
+export {
+  encodeRandomGguf, randomGguf, randomGgufConfig, writeRandomGguf, RANDOM_GGUF_ARCHITECTURES, MORE_RANDOM_GGUF_ARCHITECTURES,
+  type RandomGguf, type RandomGgufArchitecture, type RandomGgufConfig, type RandomGgufOptions, type RandomTensor,
+} from "./random-gguf.ts";

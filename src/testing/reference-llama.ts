@@ -1,13 +1,19 @@
 /**
- * The reference backend: a deterministic, pure-TypeScript llama forward pass.
+ * The reference backend: a deterministic, pure-TypeScript decoder forward pass for every
+ * architecture src/convert/architectures.ts describes (llama / Mistral / Llama 3, qwen2, qwen3,
+ * smollm3, mistral3, phi3, gemma2, gemma3, gpt2).
  *
- * It exists so plugins can be tested without a native runtime, and so the native adapters have an
- * oracle to be compared with. The math is the llama graph as llama.cpp computes it, written down in
- * src/convert/llama-gguf.ts (RMSNorm, RoPE over adjacent pairs as LLAMA_ROPE_TYPE_NORM does on the
- * permuted GGUF Q/K weights, grouped-query attention, SwiGLU, tied output when `output.weight` is
- * absent), in float32 storage with float64 accumulation. Every residual hook point of sites.ts is
- * available at every layer; affine edits are applied natively so plugin authors can check that their
- * affine form equals their JS hook.
+ * It exists so plugins can be tested without a native runtime, and so the native adapters and the
+ * converter have an oracle to be compared with. The math is each graph as llama.cpp computes it,
+ * written down in src/convert/llama-gguf.ts and architectures.ts (RMSNorm or LayerNorm, RoPE over
+ * adjacent pairs or halves with partial rotary, grouped-query attention with soft-cap and sliding
+ * windows, SwiGLU / GeGLU / GELU MLPs, post-norms, learned positions, tied output when
+ * `output.weight` is absent, final soft-cap), in float32 storage with float64 accumulation.
+ * Every residual hook point of sites.ts is available at every layer, with the meaning the llama.cpp
+ * adapter gives it: `resid_pre.0` is what enters block 0 (after gemma's embedding scale and gpt2's
+ * position add), `resid_mid.L` the stream after block L's attention add (after gemma's post-attention
+ * norm of the branch), `resid_post.L` the block's output. Affine edits are applied natively so plugin
+ * authors can check that their affine form equals their JS hook.
  *
  * Speed: per sequence, every buffer is allocated once (grown by doubling when a longer prefill or
  * context needs it); the per-token path allocates only the small tensor object handed to a JS hook.
@@ -32,7 +38,7 @@ import { renderChat } from "../core/chat-template.ts";
 import { applyAffine } from "../core/chain.ts";
 import { canonicalPoint, type HookPoint, pointIndex, pointName } from "../core/sites.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { type LlamaGguf, type LlamaHParams, openLlamaGguf, readWeightF32 } from "../convert/llama-gguf.ts";
+import { type LayerRope, type LlamaGguf, type LlamaHParams, openLlamaGguf, readWeightF32, ropeFactors, ropeInverseFrequencies } from "../convert/llama-gguf.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import { GgufTokenizer } from "../formats/gguf-tokenizer.ts";
 import { defaultContextLength } from "../default-model.ts";
@@ -41,6 +47,8 @@ export const REFERENCE_BACKEND_NAME = "reference";
 
 interface LayerWeights {
   readonly attnNorm: Float32Array;
+  readonly attnNormB: Float32Array | null;
+  // q/k/v (views into the fused attn_qkv when the file fuses them)
   readonly wq: Float32Array;
   readonly wk: Float32Array;
   readonly wv: Float32Array;
@@ -49,57 +57,92 @@ interface LayerWeights {
   readonly bk: Float32Array | null;
   readonly bv: Float32Array | null;
   readonly bo: Float32Array | null;
+  readonly postAttnNorm: Float32Array | null;
   readonly ffnNorm: Float32Array;
-  readonly wGate: Float32Array;
+  readonly ffnNormB: Float32Array | null;
+  /** Null for the ungated gelu MLP (gpt2); a view into ffn_up for phi3's fused gate/up. */
+  readonly wGate: Float32Array | null;
   readonly wUp: Float32Array;
   readonly wDown: Float32Array;
   readonly bGate: Float32Array | null;
   readonly bUp: Float32Array | null;
   readonly bDown: Float32Array | null;
+  readonly postFfnNorm: Float32Array | null;
+  readonly qNorm: Float32Array | null;
+  readonly kNorm: Float32Array | null;
+  /** freq_scale * freq_base^(-2j/n_rot) / ff_j for each rotated pair j of this block (null: no rope). */
+  readonly ropeInvFreq: Float64Array | null;
 }
 
 interface Weights {
   readonly tokenEmbd: Float32Array;
+  readonly posEmbd: Float32Array | null;
   readonly outputNorm: Float32Array;
+  readonly outputNormB: Float32Array | null;
   readonly output: Float32Array;
+  readonly outputBias: Float32Array | null;
   readonly layers: readonly LayerWeights[];
-  /** freq_scale * freq_base^(-2j/n_rot) / ff_j for each rotated pair j. */
-  readonly ropeInvFreq: Float64Array;
 }
 
-function loadWeights(g: LlamaGguf): Weights {
+/** The weights as float32, and each block's rope table for a context of `contextLength` tokens (phi3 picks its longrope factors by it). */
+function loadWeights(g: LlamaGguf, contextLength: number): Weights {
   const r = (t: GgufTensorInfo) => readWeightF32(g, t);
   const opt = (t: GgufTensorInfo | null) => (t ? r(t) : null);
   const h = g.hparams;
   const tokenEmbd = r(g.tokenEmbd);
-  const ropeInvFreq = new Float64Array(h.nRot / 2);
-  for (let j = 0; j < ropeInvFreq.length; j++) {
-    const ff = h.ropeFreqFactors ? h.ropeFreqFactors[j]! : 1;
-    ropeInvFreq[j] = (h.ropeFreqScale * Math.pow(h.ropeFreqBase, (-2 * j) / h.nRot)) / ff;
-  }
+  const d = h.nEmbd;
+  const qDim = h.nHead * h.headDim;
+  const kvDim = h.nHeadKv * h.headDim;
+  // One table per distinct (base, scale): sliding-window blocks of gemma3 have their own.
+  const factors = ropeFactors(h, contextLength);
+  const ropeTables = new Map<string, Float64Array>();
+  const ropeTable = (rope: LayerRope): Float64Array => {
+    const k = `${rope.freqBase}/${rope.freqScale}`;
+    let t = ropeTables.get(k);
+    if (!t) ropeTables.set(k, (t = ropeInverseFrequencies(h, rope, factors)));
+    return t;
+  };
   return {
     tokenEmbd,
+    posEmbd: opt(g.posEmbd),
     outputNorm: r(g.outputNorm),
+    outputNormB: opt(g.outputNormB),
     output: h.tiedEmbeddings ? tokenEmbd : r(g.output),
-    ropeInvFreq,
-    layers: g.layers.map((l) => ({
-      attnNorm: r(l.attnNorm),
-      wq: r(l.wq),
-      wk: r(l.wk),
-      wv: r(l.wv),
-      wo: r(l.wo),
-      bq: opt(l.bq),
-      bk: opt(l.bk),
-      bv: opt(l.bv),
-      bo: opt(l.bo),
-      ffnNorm: r(l.ffnNorm),
-      wGate: r(l.wGate),
-      wUp: r(l.wUp),
-      wDown: r(l.wDown),
-      bGate: opt(l.bGate),
-      bUp: opt(l.bUp),
-      bDown: opt(l.bDown),
-    })),
+    outputBias: opt(g.outputBias),
+    layers: g.layers.map((l, il) => {
+      // Fused tensors hold their parts as consecutive output rows: q, k, v; gate, up.
+      const qkv = l.wqkv ? r(l.wqkv) : null;
+      const bqkv = opt(l.bqkv);
+      const rows = (w: Float32Array, from: number, n: number, width: number) => w.subarray(from * width, (from + n) * width);
+      const up = r(l.wUp);
+      const fusedGateUp = h.profile.fusedGateUp;
+      const rope = h.layerRope[il]!;
+      return {
+        attnNorm: r(l.attnNorm),
+        attnNormB: opt(l.attnNormB),
+        wq: qkv ? rows(qkv, 0, qDim, d) : r(l.wq!),
+        wk: qkv ? rows(qkv, qDim, kvDim, d) : r(l.wk!),
+        wv: qkv ? rows(qkv, qDim + kvDim, kvDim, d) : r(l.wv!),
+        wo: r(l.wo),
+        bq: bqkv ? bqkv.subarray(0, qDim) : opt(l.bq),
+        bk: bqkv ? bqkv.subarray(qDim, qDim + kvDim) : opt(l.bk),
+        bv: bqkv ? bqkv.subarray(qDim + kvDim) : opt(l.bv),
+        bo: opt(l.bo),
+        postAttnNorm: opt(l.postAttnNorm),
+        ffnNorm: r(l.ffnNorm),
+        ffnNormB: opt(l.ffnNormB),
+        wGate: fusedGateUp ? rows(up, 0, h.nFf, d) : opt(l.wGate),
+        wUp: fusedGateUp ? rows(up, h.nFf, h.nFf, d) : up,
+        wDown: r(l.wDown),
+        bGate: opt(l.bGate),
+        bUp: opt(l.bUp),
+        bDown: opt(l.bDown),
+        postFfnNorm: opt(l.postFfnNorm),
+        qNorm: opt(l.qNorm),
+        kNorm: opt(l.kNorm),
+        ropeInvFreq: rope.rotate ? ropeTable(rope) : null,
+      };
+    }),
   };
 }
 
@@ -145,6 +188,29 @@ function rmsNorm(x: Float32Array, off: number, n: number, w: Float32Array, eps: 
   for (let i = 0; i < n; i++) ss += x[off + i]! * x[off + i]!;
   const scale = 1 / Math.sqrt(ss / n + eps);
   for (let i = 0; i < n; i++) out[off + i] = x[off + i]! * scale * w[i]!;
+}
+
+/** out[off..] = (x - mean) / sqrt(var + eps) * w + b (ggml_norm, then the weight and bias). */
+function layerNorm(x: Float32Array, off: number, n: number, w: Float32Array, b: Float32Array, eps: number, out: Float32Array): void {
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += x[off + i]!;
+  const mean = sum / n;
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += (x[off + i]! - mean) * (x[off + i]! - mean);
+  const scale = 1 / Math.sqrt(ss / n + eps);
+  for (let i = 0; i < n; i++) out[off + i] = (x[off + i]! - mean) * scale * w[i]! + b[i]!;
+}
+
+/** The block's norm: LayerNorm when it has a bias (gpt2), else RMSNorm. */
+function norm(x: Float32Array, off: number, n: number, w: Float32Array, b: Float32Array | null, eps: number, out: Float32Array): void {
+  if (b) layerNorm(x, off, n, w, b, eps, out);
+  else rmsNorm(x, off, n, w, eps, out);
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+/** GELU, tanh approximation (ggml_gelu; HF gelu_pytorch_tanh / gelu_new). */
+function gelu(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * x * (1 + 0.044715 * x * x)));
 }
 
 // ---- the model -------------------------------------------------------------------------------
@@ -398,17 +464,24 @@ class ReferenceSequence implements Sequence {
     const kvDim = h.nHeadKv * headDim;
     const group = h.nHead / h.nHeadKv;
     const nFf = h.nFf;
-    const eps = h.rmsEps;
-    const scale = 1 / Math.sqrt(headDim);
+    const eps = h.normEps;
+    const scale = h.queryScale;
+    const softcap = h.attnSoftcap;
     const { x, xb, q, k, v, attn, gate, up, positions, scores, ropeCos, ropeSin, acc } = this;
     const halfRot = h.nRot / 2;
+    const neox = h.profile.rope === "neox";
     const attnFactor = h.ropeAttnFactor;
+    const ffn = h.profile.ffn;
 
+    // resid_pre.0: token embedding (times gemma's sqrt(n_embd), in float32 as ggml_scale does) plus
+    // gpt2's learned position.
     for (let i = 0; i < n; i++) {
-      positions[i] = start + i;
+      const pos = start + i;
+      positions[i] = pos;
       this.rowTokens[i] = tokens[i]!;
       const row = tokens[i]! * d;
-      for (let e = 0; e < d; e++) x[i * d + e] = w.tokenEmbd[row + e]!;
+      for (let e = 0; e < d; e++) x[i * d + e] = w.tokenEmbd[row + e]! * h.embedScale;
+      if (w.posEmbd) for (let e = 0; e < d; e++) x[i * d + e] = x[i * d + e]! + w.posEmbd[pos * d + e]!;
     }
     if (!this.hook(0, n)) return this.abandon();
 
@@ -416,49 +489,58 @@ class ReferenceSequence implements Sequence {
       const L = w.layers[l]!;
       const K = this.keys[l]!;
       const V = this.values[l]!;
-      // Attention projections, RoPE, and the KV cache writes for every row first.
+      const window = h.slidingWindow[l]!;
+      // Attention projections, q/k norms, RoPE, and the KV cache writes for every row first.
       for (let i = 0; i < n; i++) {
-        rmsNorm(x, i * d, d, L.attnNorm, eps, xb);
+        norm(x, i * d, d, L.attnNorm, L.attnNormB, eps, xb);
         matvec(L.wq, L.bq, xb, i * d, d, qDim, q, i * qDim);
         matvec(L.wk, L.bk, xb, i * d, d, kvDim, k, i * kvDim);
         matvec(L.wv, L.bv, xb, i * d, d, kvDim, v, i * kvDim);
-        const pos = start + i;
-        for (let j = 0; j < halfRot; j++) {
-          const theta = pos * w.ropeInvFreq[j]!;
-          ropeCos[j] = Math.cos(theta) * attnFactor;
-          ropeSin[j] = Math.sin(theta) * attnFactor;
+        if (L.qNorm && L.kNorm) {
+          for (let head = 0; head < h.nHead; head++) rmsNorm(q, i * qDim + head * headDim, headDim, L.qNorm, eps, q);
+          for (let head = 0; head < h.nHeadKv; head++) rmsNorm(k, i * kvDim + head * headDim, headDim, L.kNorm, eps, k);
         }
-        rope(q, i * qDim, h.nHead, headDim, halfRot, ropeCos, ropeSin);
-        rope(k, i * kvDim, h.nHeadKv, headDim, halfRot, ropeCos, ropeSin);
+        const pos = start + i;
+        if (L.ropeInvFreq) {
+          for (let j = 0; j < halfRot; j++) {
+            const theta = pos * L.ropeInvFreq[j]!;
+            ropeCos[j] = Math.cos(theta) * attnFactor;
+            ropeSin[j] = Math.sin(theta) * attnFactor;
+          }
+          rope(q, i * qDim, h.nHead, headDim, halfRot, neox, ropeCos, ropeSin);
+          rope(k, i * kvDim, h.nHeadKv, headDim, halfRot, neox, ropeCos, ropeSin);
+        }
         for (let e = 0, src = i * kvDim, dst = pos * kvDim; e < kvDim; e++) {
           K[dst + e] = k[src + e]!;
           V[dst + e] = v[src + e]!;
         }
       }
-      // Causal attention: row i sees cached positions 0..start+i.
+      // Causal attention: row i sees cached positions 0..start+i (the last `window` of them in a sliding block).
       for (let i = 0; i < n; i++) {
         const last = start + i;
+        const first = window > 0 ? Math.max(0, last - window + 1) : 0;
         for (let head = 0; head < h.nHead; head++) {
           const qo = i * qDim + head * headDim;
           const ko = Math.floor(head / group) * headDim;
           let max = -Infinity;
-          for (let t = 0; t <= last; t++) {
+          for (let t = first; t <= last; t++) {
             let s = 0;
             const kt = t * kvDim + ko;
             for (let e = 0; e < headDim; e++) s += q[qo + e]! * K[kt + e]!;
             s *= scale;
+            if (softcap > 0) s = softcap * Math.tanh(s / softcap);
             scores[t] = s;
             if (s > max) max = s;
           }
           let sum = 0;
-          for (let t = 0; t <= last; t++) {
+          for (let t = first; t <= last; t++) {
             const p = Math.exp(scores[t]! - max);
             scores[t] = p;
             sum += p;
           }
           const ao = i * qDim + head * headDim;
           acc.fill(0);
-          for (let t = 0; t <= last; t++) {
+          for (let t = first; t <= last; t++) {
             const p = scores[t]!;
             const vt = t * kvDim + ko;
             for (let e = 0; e < headDim; e++) acc[e] = acc[e]! + p * V[vt + e]!;
@@ -466,37 +548,44 @@ class ReferenceSequence implements Sequence {
           const inv = 1 / sum;
           for (let e = 0; e < headDim; e++) attn[ao + e] = acc[e]! * inv;
         }
-        // x += attn Woᵀ (+ bo), through xb as scratch
+        // x += post_norm(attn Woᵀ (+ bo)), through xb as scratch
         matvec(L.wo, L.bo, attn, i * qDim, qDim, d, xb, i * d);
+        if (L.postAttnNorm) rmsNorm(xb, i * d, d, L.postAttnNorm, eps, xb);
         for (let e = 0; e < d; e++) x[i * d + e] = x[i * d + e]! + xb[i * d + e]!;
       }
       if (!this.hook(1 + 2 * l, n)) return this.abandon();
 
-      // SwiGLU MLP
+      // MLP: silu(gate) * up, gelu(gate) * up, or gelu(up) (gpt2)
       for (let i = 0; i < n; i++) {
-        rmsNorm(x, i * d, d, L.ffnNorm, eps, xb);
-        matvec(L.wGate, L.bGate, xb, i * d, d, nFf, gate, i * nFf);
+        norm(x, i * d, d, L.ffnNorm, L.ffnNormB, eps, xb);
         matvec(L.wUp, L.bUp, xb, i * d, d, nFf, up, i * nFf);
-        for (let f = i * nFf, end = f + nFf; f < end; f++) {
-          const g = gate[f]!;
-          gate[f] = (g / (1 + Math.exp(-g))) * up[f]!;
+        const hidden = L.wGate ? gate : up;
+        if (L.wGate) {
+          matvec(L.wGate, L.bGate, xb, i * d, d, nFf, gate, i * nFf);
+          for (let f = i * nFf, end = f + nFf; f < end; f++) {
+            const g = gate[f]!;
+            gate[f] = (ffn === "swiglu" ? g / (1 + Math.exp(-g)) : gelu(g)) * up[f]!;
+          }
+        } else {
+          for (let f = i * nFf, end = f + nFf; f < end; f++) up[f] = gelu(up[f]!);
         }
-        matvec(L.wDown, L.bDown, gate, i * nFf, nFf, d, xb, i * d);
+        matvec(L.wDown, L.bDown, hidden, i * nFf, nFf, d, xb, i * d);
+        if (L.postFfnNorm) rmsNorm(xb, i * d, d, L.postFfnNorm, eps, xb);
         for (let e = 0; e < d; e++) x[i * d + e] = x[i * d + e]! + xb[i * d + e]!;
       }
       if (!this.hook(2 + 2 * l, n)) return this.abandon();
     }
 
     // Logits of the last row only.
-    const lastOff = (n - 1) * d;
-    let ss = 0;
-    for (let e = 0; e < d; e++) ss += x[lastOff + e]! * x[lastOff + e]!;
-    const norm = 1 / Math.sqrt(ss / d + eps);
     const row = this.lastRow;
-    for (let e = 0; e < d; e++) row[e] = x[lastOff + e]! * norm * w.outputNorm[e]!;
-    matvec(w.output, null, row, 0, d, h.vocabSize, this.logits, 0);
+    norm(x, (n - 1) * d, d, w.outputNorm, w.outputNormB, eps, xb);
+    row.set(xb.subarray((n - 1) * d, n * d));
+    const logits = this.logits;
+    matvec(w.output, w.outputBias, row, 0, d, h.vocabSize, logits, 0);
+    const cap = h.finalSoftcap;
+    if (cap > 0) for (let t = 0; t < logits.length; t++) logits[t] = cap * Math.tanh(logits[t]! / cap);
     this.len = start + n;
-    return this.logits;
+    return logits;
   }
 
   /** A hook failed: the tokens of this call are not kept (the KV rows past `len` are dead). */
@@ -506,36 +595,38 @@ class ReferenceSequence implements Sequence {
   }
 }
 
-/** Rotate adjacent pairs (x[2j], x[2j+1]) of each head, as ggml's LLAMA_ROPE_TYPE_NORM does. */
+/**
+ * Rotate the first 2·halfRot lanes of each head: adjacent pairs (x[2j], x[2j+1]) as ggml's
+ * LLAMA_ROPE_TYPE_NORM does, or halves (x[j], x[j + halfRot]) as NEOX does; lanes past n_rot
+ * (partial rotary) pass through.
+ */
 function rope(
   x: Float32Array,
   off: number,
   nHeads: number,
   headDim: number,
   halfRot: number,
+  neox: boolean,
   cos: Float64Array,
   sin: Float64Array,
 ): void {
+  const stride = neox ? 1 : 2;
+  const partner = neox ? halfRot : 1;
   for (let head = 0; head < nHeads; head++) {
     const base = off + head * headDim;
     for (let j = 0; j < halfRot; j++) {
-      const i0 = base + 2 * j;
+      const i0 = base + stride * j;
       const x0 = x[i0]!;
-      const x1 = x[i0 + 1]!;
+      const x1 = x[i0 + partner]!;
       x[i0] = x0 * cos[j]! - x1 * sin[j]!;
-      x[i0 + 1] = x0 * sin[j]! + x1 * cos[j]!;
+      x[i0 + partner] = x0 * sin[j]! + x1 * cos[j]!;
     }
   }
 }
 
 /** Load a llama GGUF into the reference backend (synchronous; the adapter's `load` wraps it). */
 export function loadReferenceLlama(path: string, options: ReferenceLoadOptions = {}): Model & { readonly hparams: LlamaHParams } {
-  const g = openLlamaGguf(path);
-  // openLlamaGguf also reads the llama-family variants the converter handles (qwen2/3, smollm3,
-  // mistral3: NEOX rope, q/k norms, rope-less layers); this forward pass implements the llama graph only.
-  if (g.hparams.architecture !== "llama") {
-    throw new RangeError(`reference backend: ${path} is a "${g.hparams.architecture}" model; only "llama" is implemented (use the llama-cpp or onnx backend)`);
-  }
+  const g = openLlamaGguf(path); // refuses, by name, any architecture or tensor architectures.ts does not describe
   const tokenizer = GgufTokenizer.fromGguf(g.file);
   const trained = g.hparams.contextLength;
   const requested = options.contextLength ?? defaultContextLength(path);
@@ -543,7 +634,7 @@ export function loadReferenceLlama(path: string, options: ReferenceLoadOptions =
     throw new RangeError(`reference backend: contextLength must be a positive integer, got ${requested}`);
   }
   const contextLength = Math.min(requested ?? trained, trained);
-  return new ReferenceModel(loadWeights(g), g, tokenizer, contextLength);
+  return new ReferenceModel(loadWeights(g, contextLength), g, tokenizer, contextLength);
 }
 
 /** The reference backend as an adapter (name "reference"; every capability). */

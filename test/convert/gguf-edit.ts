@@ -12,6 +12,8 @@ export type MetaEdit =
   | { type: "string"; value: string }
   | { type: "f32"; value: number }
   | { type: "u32"; value: number }
+  /** A value's raw GGUF bytes (type id + value), for types the others do not spell (arrays). */
+  | { type: "raw"; bytes: Uint8Array }
   | null;
 
 export interface TensorEntry {

@@ -277,11 +277,11 @@ describe("convertGgufToOnnx refuses bad input by file and reason", () => {
   });
 
   test("an unsupported architecture", async () => {
-    const p = variant("phi3.gguf", withMetadataString(readFileSync(MODEL), "general.architecture", "phi3"));
+    const p = variant("falcon.gguf", withMetadataString(readFileSync(MODEL), "general.architecture", "falcon"));
     const e = await rejection(p);
     expect(e).toBeInstanceOf(ConvertError);
     expect(e.message).toContain(p);
-    expect(e.message).toContain('unsupported architecture "phi3"');
+    expect(e.message).toContain('unsupported architecture "falcon"');
   });
 
   test("an unsupported quantisation type", async () => {

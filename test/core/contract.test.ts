@@ -45,6 +45,13 @@ describe("points and positions, one way", () => {
     expect(() => resolvePoints(["resid_mid.1-7"], 3)).toThrow('point "resid_mid.1-7": layer 3 of resid_mid is outside 0..2');
     expect(() => resolvePoints(["resid_mid.2-1"], 3)).toThrow("runs backwards");
   });
+  test("a model with parallel blocks has no resid_mid: \"all\" leaves it out and a pattern naming it fails naming the architecture", () => {
+    const phi2 = { nLayers: 3, architecture: "phi2", parallelBlocks: true };
+    expect(resolvePoints("all", phi2).map(pointName)).toEqual(["resid_pre.0", "resid_post.0", "resid_post.1", "resid_post.2"]);
+    expect(resolvePoints(["resid_pre.1-2", "resid_post.2"], phi2).map(pointName)).toEqual(["resid_post.0", "resid_post.1", "resid_post.2"]);
+    expect(() => resolvePoints(["resid_mid.1"], phi2)).toThrow('point "resid_mid.1": phi2 has no resid_mid (its blocks add attention and MLP to the stream together)');
+    expect(resolvePoints("all", { ...info })).toEqual(resolvePoints("all", 3)); // sequential blocks: unchanged
+  });
   test("positions resolve against the prompt length", () => {
     expect(resolvePositions("all", 5)).toBeNull();
     expect(resolvePositions("prompt", 5)).toEqual({ from: 0, to: 5 });

@@ -42,6 +42,18 @@ describe("one layer convention, explicit conversions", () => {
     expect(toLlamaCppTensor({ site: "resid_pre", layer: 0 }, 5)).toBe("embd");
     expect(toLlamaCppTensor({ site: "resid_pre", layer: 1 }, 5)).toBe("l_out-0");
   });
+  test("llama.cpp tensor names per architecture: Gemma's scaled embeddings and sa_out, GPT-2's inpL, phi3's unnamed sum", () => {
+    expect(toLlamaCppTensor({ site: "resid_pre", layer: 0 }, 4, "gemma2")).toBe("inp_scaled");
+    expect(toLlamaCppTensor({ site: "resid_mid", layer: 3 }, 4, "gemma3")).toBe("sa_out-3");
+    expect(fromLlamaCppTensor("sa_out-3", "gemma2")).toEqual({ site: "resid_mid", layer: 3 });
+    expect(() => fromLlamaCppTensor("ffn_inp-3", "gemma2")).toThrow(/of gemma2: "ffn_inp-3" \(expected inp_scaled, sa_out-N or l_out-N\)/);
+    expect(toLlamaCppTensor({ site: "resid_pre", layer: 0 }, 4, "gpt2")).toBe("inpL");
+    expect(fromLlamaCppTensor("inpL", "gpt2")).toEqual({ site: "resid_pre", layer: 0 });
+    expect(fromLlamaCppTensor("embd", "qwen3")).toEqual({ site: "resid_pre", layer: 0 });
+    expect(toLlamaCppTensor({ site: "resid_mid", layer: 1 }, 4, "phi3")).toBe("(unnamed ADD: attention output + l_out-0)");
+    expect(() => fromLlamaCppTensor("ffn_inp-1", "phi3")).toThrow(/expected embd or l_out-N/);
+    expect(toLlamaCppTensor({ site: "resid_post", layer: 2 }, 4, "gemma2")).toBe("l_out-2");
+  });
   test("parsePoint", () => {
     expect(parsePoint("resid_mid.7")).toEqual({ site: "resid_mid", layer: 7 });
     expect(() => parsePoint("mid.7")).toThrow(/cannot parse/);

@@ -85,6 +85,12 @@ describe("llama.cpp point plan", () => {
     expect(plan.modes.get("resid_post.2")).toBe("native");
   });
 
+  test("an architecture whose graph adds no control vector at l_out never gets one", () => {
+    const plan = planPoints(hooks([post(2)], [add(post(2), c(1))]), { ...opts, controlVectors: false });
+    expect(plan.cvec).toBeNull();
+    expect(plan.modes.get("resid_post.2")).toBe("native");
+  });
+
   test("edits that change nothing need no hook; an empty range is a malformed edit, as on every backend", () => {
     const plan = planPoints(hooks([post(1)], [add(post(1), null)]), opts);
     expect([...plan.modes.values()]).toEqual(["identity"]);

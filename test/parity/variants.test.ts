@@ -4,8 +4,8 @@
  * Llama-3.1-style rope frequency factors, the other llama-family architectures (qwen2, qwen3,
  * smollm3, mistral3: the same weights under their names, plus the tensors they add), and F16 /
  * BF16 / Q8_0 weights. Each variant is loaded by the
- * llama.cpp adapter as a GGUF and by the ONNX adapter after conversion; greedy tokens must agree and
- * logits stay within a tolerance measured per variant.
+ * llama.cpp adapter as a GGUF, by the reference backend, and by the ONNX adapter after conversion;
+ * greedy tokens must agree and logits stay within a tolerance measured per variant.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -16,6 +16,7 @@ import { argmax } from "../../src/core/tensor.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
+import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
 import { asArchitecture, rewriteGguf, toBF16, toF16, toQ8_0, type TensorEntry } from "../convert/gguf-edit.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
@@ -137,13 +138,16 @@ describe("converted variants agree with llama.cpp", () => {
       await convertGgufToOnnx(gguf, join(dir, slug));
       const a = await llamaCpp.load(gguf, { contextLength: 256, threads: 1 });
       const b = await onnx.load(join(dir, slug), { contextLength: 256, threads: 1 });
+      const c = loadReferenceLlama(gguf, { contextLength: 256 });
       try {
         const ra = await greedy(a);
-        const rb = await greedy(b);
-        expect(rb.tokens).toEqual(ra.tokens);
-        let diff = 0;
-        ra.logits.forEach((x, s) => x.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - rb.logits[s]![i]!)))));
-        expect(diff).toBeLessThan(tolerance);
+        for (const other of [b, c]) {
+          const rb = await greedy(other);
+          expect(rb.tokens).toEqual(ra.tokens);
+          let diff = 0;
+          ra.logits.forEach((x, s) => x.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - rb.logits[s]![i]!)))));
+          expect(diff).toBeLessThan(tolerance);
+        }
         // The variant is really different from the plain model where it changes the math.
         expect(b.info.architecture).toBe(a.info.architecture);
         if (!name.includes("weights") && !name.includes("mistral3")) {
@@ -157,6 +161,7 @@ describe("converted variants agree with llama.cpp", () => {
       } finally {
         a.dispose();
         b.dispose();
+        c.dispose();
       }
     });
   }

@@ -89,4 +89,4 @@ export const GGML_TYPE_F16 = 1;
  */
 export const SHIM_POINT = { size: 48, mode: 0, rank: 4, U: 8, V: 16, c: 24, scratch: 32, pos_from: 40, pos_to: 44 } as const;
 /** sk_hooks in shim.c (checked like SHIM_POINT, through `sk_hooks_layout`). */
-export const SHIM_HOOKS = { size: 48, n_embd: 0, n_points: 8, js: 16, points: 24, stop: 32, n_tokens: 36, pos: 40 } as const;
+export const SHIM_HOOKS = { size: 72, n_embd: 0, n_points: 8, js: 16, points: 24, stop: 32, n_tokens: 36, pos: 40, pre_name: 48, mid_prefix: 56, hits: 64 } as const;

@@ -27,6 +27,9 @@ const NOT_MATMUL = new Set(["I8", "I16", "I32", "I64", "F64"]);
 
 type Fail = (reason: string) => never;
 
+/** Builders that assert the rope dimension equals the head size. */
+const ROT_IS_HEAD = new Set(["llama", "mistral3", "smollm3", "qwen2", "qwen3"]);
+
 /** Every load check, in the order llama.cpp meets them. Throws GgufError / UnsupportedModelError. */
 export function checkLlamaLoad(file: GgufFile, arch: string): void {
   const fail: Fail = (reason) => {
@@ -271,10 +274,30 @@ function checkHparams(file: GgufFile, arch: string, fail: Fail): Hparams {
   const headV = valueLength ?? Math.floor(nEmbd / head0);
   if (headK === 0 || headV === 0) fail(`attention head size is 0 (embedding ${nEmbd}, ${head0} heads)`);
   const nRot = u32(file, k("rope.dimension_count"), fail, false) ?? headK;
-  // src/models/<arch>.cpp graph build: GGML_ASSERT(n_embd_head == n_embd_head_k) and (n_embd_head == n_rot),
-  // n_embd_head being the value head size.
-  if (headV !== headK) fail(`attention key length ${headK} and value length ${headV} differ; the ${arch} graph asserts they are equal`);
-  if (nRot !== headK) fail(`metadata "${k("rope.dimension_count")}" is ${nRot}, expected the head size ${headK} (the ${arch} graph asserts it)`);
+  // src/models/<arch>.cpp graph build: GGML_ASSERT(n_embd_head == n_embd_head_k) (every builder here but
+  // Gemma's, which uses the key size for both and is only ever converted with equal sizes) and, in the
+  // llama-like builders, GGML_ASSERT(n_embd_head == n_rot), n_embd_head being the value head size.
+  if (headV !== headK) fail(`attention key length ${headK} and value length ${headV} differ; the ${arch} graph expects them equal`);
+  if (ROT_IS_HEAD.has(arch) && nRot !== headK) fail(`metadata "${k("rope.dimension_count")}" is ${nRot}, expected the head size ${headK} (the ${arch} graph asserts it)`);
+  if (arch === "phi2" && (nRot === 0 || nRot > headK || nRot % 2 !== 0)) {
+    // Phi-2 rotates part of each head (partial_rotary_factor): an even count, at most the head size.
+    fail(`metadata "${k("rope.dimension_count")}" is ${nRot}, expected an even number of rotated dimensions in 2..${headK} (the head size)`);
+  }
+  if (arch === "gpt2") {
+    // The position table has context_length rows; llama.cpp creates it from that key.
+    const nCtx = u32(file, k("context_length"), fail, true)!;
+    if (nCtx === 0) fail(`metadata "${k("context_length")}" is 0: a ${arch} model needs one learned position per token`);
+  }
+  if (arch === "gemma2" || arch === "gemma3") {
+    // A window of 0 masks even the current token: every attention row is -inf and the output NaN.
+    const swa = u32(file, k("attention.sliding_window"), fail, false);
+    if (swa === 0) fail(`metadata "${k("attention.sliding_window")}" is 0: every sliding-window layer would attend to nothing`);
+    // Soft-capping divides by the cap (tanh(x / cap) * cap): 0 makes the logits NaN.
+    for (const key of ["attn_logit_softcapping", "final_logit_softcapping"]) {
+      const cap = f32(file, k(key), fail);
+      if (cap !== null && !(cap > 0) && !(arch === "gemma3" && cap === 0)) fail(`metadata "${k(key)}" is ${cap}, expected a positive cap`);
+    }
+  }
 
   // GGML_ASSERT(hparams.rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED)
   const scaling = file.metadata.get(k("rope.scaling.type"));
@@ -282,9 +305,11 @@ function checkHparams(file: GgufFile, arch: string, fail: Fail): Hparams {
     fail(`metadata "${k("rope.scaling.type")}" is ${show(scaling)}, expected one of ${ROPE_SCALING.join(", ")}`);
   }
   // Numbers that make every activation NaN or infinite are bad input, not a model.
-  const eps = f32(file, k("attention.layer_norm_rms_epsilon"), fail);
-  if (eps === null) fail(`metadata "${k("attention.layer_norm_rms_epsilon")}" is missing`);
-  if (eps! < 0 || eps! >= 1) fail(`metadata "${k("attention.layer_norm_rms_epsilon")}" is ${eps}, expected a small non-negative number`);
+  // GPT-2 uses LayerNorm (its own epsilon key), the others RMSNorm; llama.cpp requires the one it reads.
+  const epsKey = k(arch === "gpt2" || arch === "phi2" ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon");
+  const eps = f32(file, epsKey, fail);
+  if (eps === null) fail(`metadata "${epsKey}" is missing`);
+  if (eps! < 0 || eps! >= 1) fail(`metadata "${epsKey}" is ${eps}, expected a small non-negative number`);
   const base = f32(file, k("rope.freq_base"), fail);
   if (base !== null && !(base > 0)) fail(`metadata "${k("rope.freq_base")}" is ${base}, expected a positive number`);
   const factor = f32(file, k("rope.scaling.factor"), fail);
@@ -301,48 +326,79 @@ interface Expected {
   readonly vector: boolean;
 }
 
-function expectedTensors(arch: string, hp: Hparams, nVocab: number, fusedQkv: ReadonlySet<number>): Map<string, Expected> {
+function expectedTensors(arch: string, hp: Hparams, nVocab: number, nCtx: number, fusedQkv: ReadonlySet<number>): Map<string, Expected> {
   const m = new Map<string, Expected>();
   const add = (name: string, dims: number[], required = true) => m.set(name, { dims, required, vector: dims.length === 1 });
+  const gemma = arch === "gemma2" || arch === "gemma3";
+  const llamaLike = arch === "llama" || arch === "mistral3" || arch === "smollm3";
   add("token_embd.weight", [hp.nEmbd, nVocab]);
+  if (arch === "gpt2") add("position_embd.weight", [hp.nEmbd, nCtx]);
+  const layerNorm = arch === "gpt2" || arch === "phi2";
   add("output_norm.weight", [hp.nEmbd]);
-  add("output.weight", [hp.nEmbd, nVocab], false);
+  if (layerNorm) add("output_norm.bias", [hp.nEmbd]);
+  // gemma2 always reuses the token embeddings as the output matrix: llama.cpp loads no output.weight.
+  // phi2 requires its own output matrix and bias.
+  if (arch !== "gemma2") add("output.weight", [hp.nEmbd, nVocab], arch === "phi2");
   if (arch === "qwen2") add("output.bias", [nVocab], false);
-  if (arch === "llama" || arch === "mistral3") {
+  if (arch === "phi2") add("output.bias", [nVocab]);
+  if (llamaLike) {
     for (const f of ["rope_freqs", "rope_factors_long", "rope_factors_short"]) add(`${f}.weight`, [hp.nRot / 2], false);
   }
+  if (arch === "phi3") for (const f of ["rope_factors_long", "rope_factors_short"]) add(`${f}.weight`, [hp.nRot / 2], false);
   for (let i = 0; i < hp.nLayer; i++) {
     const b = `blk.${i}.`;
-    // qwen2 sizes Q and the attention output by n_embd; the others by head size x heads.
-    const q = arch === "qwen2" ? hp.nEmbd : hp.headK * hp.nHead[i]!;
+    // qwen2 and phi3 size Q and the attention output by n_embd; the others by head size x heads.
+    const q = arch === "qwen2" || arch === "phi3" || arch === "phi2" || arch === "gpt2" ? hp.nEmbd : hp.headK * hp.nHead[i]!;
     const kk = hp.headK * hp.nHeadKv[i]!;
     const v = hp.headV * hp.nHeadKv[i]!;
     add(`${b}attn_norm.weight`, [hp.nEmbd]);
-    // create_tensor_qkv: one fused attn_qkv, or separate q, k, v (biases optional either way).
-    const fused = fusedQkv.has(i);
-    add(`${b}attn_qkv.weight`, [hp.nEmbd, q + kk + v], false);
-    add(`${b}attn_qkv.bias`, [q + kk + v], false);
-    add(`${b}attn_q.weight`, [hp.nEmbd, q], !fused);
-    add(`${b}attn_k.weight`, [hp.nEmbd, kk], !fused);
-    add(`${b}attn_v.weight`, [hp.nEmbd, v], !fused);
-    add(`${b}attn_q.bias`, [q], false);
-    add(`${b}attn_k.bias`, [kk], false);
-    add(`${b}attn_v.bias`, [v], false);
+    if (layerNorm) add(`${b}attn_norm.bias`, [hp.nEmbd]);
+    // create_tensor_qkv: one fused attn_qkv, or separate q, k, v (biases optional either way). GPT-2
+    // loads only the fused form, with its bias; phi3 marks both forms optional, so the graph would
+    // multiply by a null matrix when neither is there: one of them is required here.
+    const fused = fusedQkv.has(i) || arch === "gpt2";
+    add(`${b}attn_qkv.weight`, [hp.nEmbd, q + kk + v], arch === "gpt2");
+    add(`${b}attn_qkv.bias`, [q + kk + v], arch === "gpt2");
+    if (arch !== "gpt2") {
+      add(`${b}attn_q.weight`, [hp.nEmbd, q], !fused);
+      add(`${b}attn_k.weight`, [hp.nEmbd, kk], !fused);
+      add(`${b}attn_v.weight`, [hp.nEmbd, v], !fused);
+      add(`${b}attn_q.bias`, [q], false);
+      add(`${b}attn_k.bias`, [kk], false);
+      add(`${b}attn_v.bias`, [v], false);
+    }
     add(`${b}attn_output.weight`, [q, hp.nEmbd]);
-    add(`${b}attn_output.bias`, [hp.nEmbd], false);
-    if (arch === "qwen3") {
+    if (llamaLike) add(`${b}attn_output.bias`, [hp.nEmbd], false);
+    if (layerNorm) add(`${b}attn_output.bias`, [hp.nEmbd]);
+    if (arch === "qwen3" || arch === "gemma3") {
       add(`${b}attn_q_norm.weight`, [hp.headK]);
       add(`${b}attn_k_norm.weight`, [hp.headK]);
     }
-    add(`${b}ffn_norm.weight`, [hp.nEmbd]);
+    if (gemma) add(`${b}post_attention_norm.weight`, [hp.nEmbd]);
+    if (arch !== "phi2") add(`${b}ffn_norm.weight`, [hp.nEmbd]); // phi2's MLP reads the attention norm
+    if (arch === "gpt2") add(`${b}ffn_norm.bias`, [hp.nEmbd]);
     if (hp.nExpert === 0) {
-      add(`${b}ffn_gate.weight`, [hp.nEmbd, hp.nFf[i]!]);
-      add(`${b}ffn_down.weight`, [hp.nFf[i]!, hp.nEmbd]);
-      add(`${b}ffn_up.weight`, [hp.nEmbd, hp.nFf[i]!]);
-      add(`${b}ffn_gate.bias`, [hp.nFf[i]!], false);
-      add(`${b}ffn_down.bias`, [hp.nEmbd], false);
-      add(`${b}ffn_up.bias`, [hp.nFf[i]!], false);
+      const ff = hp.nFf[i]!;
+      if (arch === "phi3") {
+        add(`${b}ffn_up.weight`, [hp.nEmbd, 2 * ff]); // gate and up, fused
+        add(`${b}ffn_down.weight`, [ff, hp.nEmbd]);
+      } else if (layerNorm) {
+        add(`${b}ffn_up.weight`, [hp.nEmbd, ff]);
+        add(`${b}ffn_up.bias`, [ff]);
+        add(`${b}ffn_down.weight`, [ff, hp.nEmbd]);
+        add(`${b}ffn_down.bias`, [hp.nEmbd]);
+      } else {
+        add(`${b}ffn_gate.weight`, [hp.nEmbd, ff]);
+        add(`${b}ffn_down.weight`, [ff, hp.nEmbd]);
+        add(`${b}ffn_up.weight`, [hp.nEmbd, ff]);
+        if (llamaLike) {
+          add(`${b}ffn_gate.bias`, [ff], false);
+          add(`${b}ffn_down.bias`, [hp.nEmbd], false);
+          add(`${b}ffn_up.bias`, [ff], false);
+        }
+      }
     }
+    if (gemma) add(`${b}post_ffw_norm.weight`, [hp.nEmbd]);
   }
   return m;
 }
@@ -355,7 +411,8 @@ function checkTensors(file: GgufFile, arch: string, hp: Hparams, nVocab: number,
   const byName = new Map<string, GgufTensorInfo>(file.tensors.map((t) => [t.name, t]));
   const fused = new Set<number>();
   for (let i = 0; i < hp.nLayer; i++) if (byName.has(`blk.${i}.attn_qkv.weight`)) fused.add(i);
-  const expected = expectedTensors(arch, hp, nVocab, fused);
+  const nCtx = Number(file.metadata.get(`${arch}.context_length`) ?? 0);
+  const expected = expectedTensors(arch, hp, nVocab, nCtx, fused);
   for (const [name, e] of expected) {
     const t = byName.get(name);
     if (!t) {

@@ -9,6 +9,7 @@ import { MODEL_PARAMS } from "./abi.ts";
 import { renderChat } from "../../core/chat-template.ts";
 import { asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { LlamaSequence, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
+import { architectureGraph } from "./architectures.ts";
 import { SteerkitError } from "../../core/errors.ts";
 
 export const LLAMA_CPP_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
@@ -30,6 +31,14 @@ export function defaultThreads(fileBytes: number): number {
 export interface LlamaLoadOptions extends LoadOptions {
   /** Tokens per forward pass during prefill (default 512, capped by the context length). */
   readonly batchSize?: number;
+  /**
+   * Where to find resid_pre.0 and the mid-block sum in llama.cpp's graph, instead of what
+   * architectures.ts says for the model's architecture: for a llama.cpp build whose builder names them
+   * differently (`mid: null`: the unnamed sum of the block's input and its attention output). A hooked
+   * point the graph never produces fails the forward pass with UNSUPPORTED_MODEL, so a wrong name is
+   * an error, never a hook that silently does not run.
+   */
+  readonly residualTensors?: { readonly pre?: string; readonly mid?: string | null };
 }
 
 export class LlamaModelError extends SteerkitError {
@@ -57,6 +66,16 @@ export class LlamaModel implements Model {
       const value = options[key];
       if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
         throw new RangeError(`${key} must be a positive integer, got ${value}`);
+      }
+    }
+    const rt = options.residualTensors;
+    if (rt !== undefined) {
+      const bad = (what: string) => {
+        throw new RangeError(`residualTensors.${what}`);
+      };
+      if (rt.pre !== undefined && !(typeof rt.pre === "string" && /^[\w.-]{1,63}$/.test(rt.pre))) bad(`pre must be a tensor name (1-63 word characters), got ${JSON.stringify(rt.pre)}`);
+      if (rt.mid !== undefined && rt.mid !== null && !(typeof rt.mid === "string" && /^[\w.]{1,60}$/.test(rt.mid))) {
+        bad(`mid must be a tensor name prefix (1-60 word characters) or null, got ${JSON.stringify(rt.mid)}`);
       }
     }
     this.#lib = lib;
@@ -88,10 +107,28 @@ export class LlamaModel implements Model {
     for (let t = 0; t < vocabSize; t++) if (llama.llama_vocab_is_eog(this.#vocab, t)) eos.add(t);
 
     const name = this.meta("general.name") ?? basename(path);
+    const architecture = this.meta("general.architecture") ?? "unknown";
+    const known = architectureGraph(architecture);
+    const override = options.residualTensors;
+    const graph = known && override
+      ? { ...known, pre: override.pre ?? known.pre, mid: override.mid === undefined ? known.mid : override.mid }
+      : known;
+    if (!graph) {
+      this.#freeWeights();
+      throw new LlamaModelError(`${path}: architecture "${architecture}" has no known residual tensors in llama.cpp's graph`);
+    }
+    // GPT-2 looks positions up in a table of the trained context's rows: a longer context would make
+    // ggml_get_rows read past it (an assertion that aborts the process).
+    if (graph.learnedPositions && contextLength > trained) {
+      this.#freeWeights();
+      throw new RangeError(
+        `contextLength ${contextLength} is longer than ${path}'s trained context ${trained}: ${architecture} has learned positions for ${trained} tokens only`,
+      );
+    }
     const chatTemplate = this.meta("tokenizer.chat_template");
     this.info = {
       backend: "llama-cpp",
-      architecture: this.meta("general.architecture") ?? "unknown",
+      architecture,
       name,
       nLayers,
       dModel,
@@ -100,6 +137,7 @@ export class LlamaModel implements Model {
       bosToken: bos >= 0 ? bos : null,
       eosTokens: [...eos].sort((a, b) => a - b),
       chatTemplate,
+      ...(graph.parallel ? { parallelBlocks: true } : {}),
     };
     const eosId = llama.llama_vocab_eos(this.#vocab);
     this.#eosPiece = eosId >= 0 ? this.#piece(eosId) : "";
@@ -113,6 +151,8 @@ export class LlamaModel implements Model {
       batchSize,
       threads,
       modelName: name,
+      graph,
+      architecture,
       release: (seq) => {
         this.#sequences.delete(seq);
         if (this.#disposing && this.#sequences.size === 0) this.#freeWeights();

@@ -15,6 +15,7 @@
 import type { PositionRange, ResidualHooks } from "../../core/backend.ts";
 import { checkAffineEdit } from "../../core/backend-kit.ts";
 import { canonicalPoint, pointIndex, pointName } from "../../core/sites.ts";
+import { SteerkitError } from "../../core/errors.ts";
 
 /** How a hook point is served. */
 export type PointMode = "cvec" | "native" | "js" | "identity";
@@ -24,6 +25,16 @@ export interface PlanOptions {
   readonly dModel: number;
   /** "auto" (default): control vectors where they apply. "callback": never control vectors. */
   readonly fastPath?: "auto" | "callback";
+  /**
+   * The architecture's graph adds a control vector to `l_out-L` (its builder calls `build_cvec` right
+   * before naming `l_out`). Default true; false never plans `cvec` (architectures.ts says per architecture).
+   */
+  readonly controlVectors?: boolean;
+  /**
+   * The architecture's name when its blocks are parallel (attention and MLP added together, phi2):
+   * resid_mid does not exist there, and a hook at it is refused naming the architecture and the point.
+   */
+  readonly parallelBlocks?: string;
   /** Names the model in error messages. */
   readonly modelName?: string;
 }
@@ -94,6 +105,13 @@ export function planPoints(hooks: ResidualHooks | undefined, options: PlanOption
     for (const raw of hooks.points) {
       const p = canonicalPoint(raw, nLayers);
       const name = pointName(p);
+      if (p.site === "resid_mid" && options.parallelBlocks !== undefined) {
+        throw new SteerkitError(
+          "UNSUPPORTED_MODEL",
+          `${options.parallelBlocks} model ${options.modelName ?? ""} has no ${name}: its blocks add attention and MLP to the stream ` +
+            `together (parallel residual), so no point lies between them; hook resid_pre.${p.layer} or resid_post.${p.layer}`,
+        );
+      }
       if (modes.has(name)) continue; // resid_pre L and resid_post L-1 are one place
       const index = pointIndex(p, nLayers);
       const edit = hooks.affine.get(name) ?? hooks.affine.get(pointName(raw));
@@ -110,7 +128,8 @@ export function planPoints(hooks: ResidualHooks | undefined, options: PlanOption
         continue;
       }
       const everyRow = posFrom === 0 && posTo === POS_END;
-      if (edit.rank === 0 && everyRow && options.fastPath !== "callback" && p.site === "resid_post" && p.layer >= 1) {
+      const cvecApplies = options.fastPath !== "callback" && options.controlVectors !== false;
+      if (edit.rank === 0 && everyRow && cvecApplies && p.site === "resid_post" && p.layer >= 1) {
         cvecLayers.push({ layer: p.layer, c: c! });
         modes.set(name, "cvec");
         continue;

@@ -12,10 +12,12 @@ import { JSCallback, ptr, read, toArrayBuffer, FFIType, type Pointer } from "bun
 import type { ResidualHooks, Sequence } from "../../core/backend.ts";
 import { checkPrefill } from "../../core/backend-kit.ts";
 import { SteerkitError } from "../../core/errors.ts";
-import { allPoints, pointName, type HookPoint } from "../../core/sites.ts";
+import { allPoints, pointName, toLlamaCppTensor, type HookPoint } from "../../core/sites.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import { BATCH, CONTEXT_PARAMS, GGML_TYPE_F32, SHIM_HOOKS, SHIM_POINT, TENSOR } from "./abi.ts";
-import { addressOf, asPointer, type LlamaLibrary } from "./ffi.ts";
+import type { ArchitectureGraph } from "./architectures.ts";
+import { UnsupportedModelError } from "./validate.ts";
+import { addressOf, asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { planPoints, type PointMode } from "./plan.ts";
 
 export type { PointMode };
@@ -40,6 +42,10 @@ export interface SequenceHost {
   readonly batchSize: number;
   readonly threads: number;
   readonly modelName: string;
+  /** Where the residual points are in this architecture's graph. */
+  readonly graph: ArchitectureGraph;
+  /** GGUF general.architecture (error messages). */
+  readonly architecture: string;
   release(seq: LlamaSequence): void;
 }
 
@@ -118,6 +124,10 @@ export class LlamaSequence implements Sequence {
   #chunkTokenIds: Int32Array = new Int32Array(0);
   /** Per point index: only read there (a replacement a hook returns is not written back). */
   readonly #readOnly: Uint8Array;
+  /** Per point, how often the shim served it in the current llama_decode (sk_hooks.hits). */
+  readonly #hits: Int32Array;
+  /** Points the shim must reach in every pass (native and JS ones; control vectors are llama.cpp's own). */
+  #mustReach: readonly number[] = [];
   #chunkTokens = 0;
 
   constructor(host: SequenceHost, id: number, options: LlamaSequenceOptions = {}) {
@@ -140,10 +150,14 @@ export class LlamaSequence implements Sequence {
     setPtr(this.#batch, BATCH.logits, ptr(this.#outputs));
 
     this.#points = allPoints(nLayers);
+    this.#hits = new Int32Array(2 * nLayers + 1);
     this.#views = this.#points.map(() => null);
     this.#readOnly = new Uint8Array(this.#points.length);
 
-    const plan = planPoints(options.hooks, { nLayers, dModel, fastPath: options.fastPath, modelName: host.modelName });
+    const plan = planPoints(options.hooks, {
+      nLayers, dModel, fastPath: options.fastPath, modelName: host.modelName, controlVectors: host.graph.controlVector,
+      parallelBlocks: host.graph.parallel ? host.architecture : undefined,
+    });
     this.pointModes = plan.modes;
     for (const j of plan.js) this.#readOnly[j.index] = j.readOnly ? 1 : 0;
 
@@ -167,6 +181,7 @@ export class LlamaSequence implements Sequence {
       pointsBlock.setInt32(base + SHIM_POINT.pos_to, e.posTo, true);
     }
     for (const j of plan.js) pointsBlock.setInt32(j.index * SHIM_POINT.size + SHIM_POINT.mode, MODE_JS, true);
+    this.#mustReach = [...plan.native.map((e) => e.index), ...plan.js.map((j) => j.index)];
     const needCallback = plan.native.length > 0 || plan.js.length > 0;
 
     const params = new DataView(new ArrayBuffer(CONTEXT_PARAMS.size));
@@ -186,6 +201,13 @@ export class LlamaSequence implements Sequence {
       this.#hooksBlock.setBigInt64(SHIM_HOOKS.n_points, BigInt(nPoints), true);
       // Positions of the rows the shim edits: the batch's own pos array, n_tokens set per pass.
       setPtr(this.#hooksBlock, SHIM_HOOKS.pos, ptr(this.#pos));
+      setPtr(this.#hooksBlock, SHIM_HOOKS.hits, ptr(this.#hits));
+      // The architecture's tensor names (NUL-terminated, kept alive with the sequence).
+      const preName = cString(host.graph.pre);
+      const midPrefix = host.graph.mid === null ? null : cString(`${host.graph.mid}-`);
+      this.#keepAlive.push(preName, midPrefix);
+      setPtr(this.#hooksBlock, SHIM_HOOKS.pre_name, ptr(preName));
+      setPtr(this.#hooksBlock, SHIM_HOOKS.mid_prefix, midPrefix ? ptr(midPrefix) : null);
       if (plan.js.length) {
         this.#jsCallback = new JSCallback((t: Pointer, idx: number) => this.#runJsHook(t, idx), {
           args: [FFIType.ptr, FFIType.i32],
@@ -283,6 +305,7 @@ export class LlamaSequence implements Sequence {
       this.#chunkTokenIds = this.#tokens.subarray(0, m);
       this.#hooksBlock.setInt32(SHIM_HOOKS.n_tokens, m, true);
       lib.clearLastLogError();
+      this.#hits.fill(0);
       const rc = lib.shim.sk_decode(lib.fn.decode, ctx, ptr(this.#batch));
       const hookError = this.#hooks?.error ?? this.#adapterError;
       // Set without a hook error or a free: the shim met a tensor whose rows it could not place.
@@ -299,6 +322,17 @@ export class LlamaSequence implements Sequence {
           rc === 1
             ? `llama.cpp found no KV-cache slot for ${m} tokens in sequence ${this.id} (context ${host.contextLength})`
             : `llama_decode failed with code ${rc} on sequence ${this.id}: ${lib.lastLogError() || "no reason logged"}`,
+        );
+      }
+      // A hooked point the graph never produced would mean a hook that silently did not run (a graph
+      // that names the residual differently from architectures.ts): fail the pass instead.
+      const missed = this.#mustReach.find((idx) => this.#hits[idx] === 0);
+      if (missed !== undefined) {
+        this.#rollback(start);
+        const point = this.#points[missed]!;
+        throw new UnsupportedModelError(
+          `${host.architecture} model ${host.modelName}: llama.cpp's graph produced no tensor for ${pointName(point)} ` +
+            `(looked for ${toLlamaCppTensor(point, host.nLayers, host.graph)}), so its hook could not run; the forward pass was undone`,
         );
       }
       this.#length += m;
@@ -414,3 +448,4 @@ export class LlamaSequence implements Sequence {
     this.#hooksBlock.setInt32(SHIM_HOOKS.stop, 1, true);
   }
 }
+

@@ -79,8 +79,14 @@ void sk_log(int level, const char *text, void *ud) {
 #define T_TYPE 0
 #define T_NE 16
 #define T_NB 48
+#define T_OP 80
+#define T_SRC 152
 #define T_DATA 248
 #define T_NAME 256
+
+/* enum ggml_op values of the verified release (ggml.h): GGML_OP_ADD, GGML_OP_GET_ROWS. */
+#define OP_ADD 2
+#define OP_GET_ROWS 40
 
 /* One hook point (index = core's pointIndex: 0 resid_pre.0, 1+2L resid_mid.L, 2+2L resid_post.L). */
 typedef struct {
@@ -104,6 +110,12 @@ typedef struct {
   int stop;        /* set by JS when a hook failed: decline everything, end the graph */
   int n_tokens;    /* tokens in the current llama_decode call (one ubatch: n_batch == n_ubatch) */
   const int *pos;  /* their positions, pos[0..n_tokens) (the batch's pos array) */
+  /* Per architecture (architectures.ts): the graph tensor that is resid_pre.0 ("embd", Gemma's
+     "inp_scaled", GPT-2's "inpL"), and the prefix of the mid-block sum ("ffn_inp-", Gemma's
+     "sa_out-"); a null prefix means the sum is unnamed (phi3) and is found by its inputs instead. */
+  const char *pre_name;
+  const char *mid_prefix;
+  int *hits;       /* per point: times sk_eval served it in this llama_decode (JS checks every hooked point was reached) */
 } sk_hooks;
 
 /* Layout of the two structs above, for abi.ts to check: sizes, then every field's offset. */
@@ -128,6 +140,9 @@ void sk_hooks_layout(int *out) {
   out[5] = SK_OFFSET(sk_hooks, stop);
   out[6] = SK_OFFSET(sk_hooks, n_tokens);
   out[7] = SK_OFFSET(sk_hooks, pos);
+  out[8] = SK_OFFSET(sk_hooks, pre_name);
+  out[9] = SK_OFFSET(sk_hooks, mid_prefix);
+  out[10] = SK_OFFSET(sk_hooks, hits);
 }
 
 /* Parse "<prefix><int>" and return the int, or -1. */
@@ -142,20 +157,55 @@ static int parse_layer(const char *s, const char *prefix) {
   return s[i] == 0 ? n : -1;
 }
 
-/* Point index of a residual tensor name, or -1. Names per llama.cpp's graph: "embd" (the token
-   embeddings after get_rows), "ffn_inp-L" (mid-block), "l_out-L" (block output). */
-static int point_of(const char *name, long long n_points) {
-  int l, idx = -1;
-  if (name[0] == 'e') {
-    if (name[1] == 'm' && name[2] == 'b' && name[3] == 'd' && name[4] == 0) idx = 0;
-  } else if (name[0] == 'l') {
-    l = parse_layer(name, "l_out-");
-    if (l >= 0) idx = 2 + 2 * l;
-  } else if (name[0] == 'f') {
-    l = parse_layer(name, "ffn_inp-");
-    if (l >= 0) idx = 1 + 2 * l;
+static int same(const char *a, const char *b) {
+  int i = 0;
+  while (a[i] != 0 && a[i] == b[i]) i++;
+  return a[i] == b[i];
+}
+
+/* Point index of the block input a tensor is: resid_pre.0 (pre_name) is 0, "l_out-K" is resid_pre.(K+1)
+   = resid_post.K at 2 + 2K; -1 otherwise. */
+static int residual_input(const char *name, const sk_hooks *h) {
+  int l;
+  if (same(name, h->pre_name)) return 0;
+  l = parse_layer(name, "l_out-");
+  return l >= 0 ? 2 + 2 * l : -1;
+}
+
+/* The unnamed mid-block sum of a block written `cur = attn_out + residual` (phi3): an ADD whose second
+   input is the block's input (at the last block, the rows of it that get_rows kept). Its layer is one
+   past the block input's. */
+static int unnamed_mid(char *tc, const sk_hooks *h) {
+  char *r;
+  int in;
+  if (*(int *)(tc + T_OP) != OP_ADD) return -1;
+  r = *(char **)(tc + T_SRC + 8);
+  if (r == 0) return -1;
+  in = residual_input(r + T_NAME, h);
+  /* Not the input itself: at the last block, get_rows(input, out_ids). (Checked second: the token
+     embeddings are a get_rows too, of the embedding matrix.) */
+  if (in < 0 && *(int *)(r + T_OP) == OP_GET_ROWS && *(char **)(r + T_SRC) != 0) {
+    in = residual_input(*(char **)(r + T_SRC) + T_NAME, h);
   }
-  return idx < n_points ? idx : -1;
+  return in < 0 ? -1 : in + 1; /* resid_pre.L (0 or 2L) -> resid_mid.L (1 + 2L) */
+}
+
+/* Point index of a residual tensor, or -1. Names per llama.cpp's graph: the architecture's block-0
+   input (pre_name), the mid-block sum ("<mid_prefix>L", or unnamed_mid), the block output "l_out-L". */
+static int point_of(char *tc, const sk_hooks *h) {
+  const char *name = tc + T_NAME;
+  int l, idx = -1;
+  if (same(name, h->pre_name)) {
+    idx = 0;
+  } else if (name[0] == 'l' && (l = parse_layer(name, "l_out-")) >= 0) {
+    idx = 2 + 2 * l;
+  } else if (h->mid_prefix != 0) {
+    l = parse_layer(name, h->mid_prefix);
+    if (l >= 0) idx = 1 + 2 * l;
+  } else {
+    idx = unnamed_mid(tc, h);
+  }
+  return idx < h->n_points ? idx : -1;
 }
 
 /* `pos` holds the positions of the `rows` rows of `x`. */
@@ -185,11 +235,12 @@ _Bool sk_eval(void *t, _Bool ask, void *ud) {
   int idx;
   sk_point *p;
   if (hooks->stop) return 0;
-  idx = point_of(tc + T_NAME, hooks->n_points);
+  idx = point_of(tc, hooks);
   if (idx < 0) return 0;
   p = &hooks->points[idx];
   if (p->mode == 0) return 0;
   if (ask) return 1;
+  hooks->hits[idx]++;
   if (p->mode == 2) return hooks->js(t, idx);
   {
     long long *ne = (long long *)(tc + T_NE);

@@ -7,14 +7,13 @@
 import { architecture, GgufError, readGgufHeader, type GgufFile } from "../../formats/gguf.ts";
 import { SteerkitError } from "../../core/errors.ts";
 import { checkLlamaLoad } from "./load-checks.ts";
+import { ARCHITECTURE_GRAPHS } from "./architectures.ts";
 
 /**
- * Architectures whose llama.cpp graph names the residual stream as the hooks expect: the token
- * embeddings `embd`, the mid-block sum `ffn_inp-L` and the block output `l_out-L`, with nothing
- * applied to the stream between `embd` and block 0. "llama" is tested on a real model; the others
- * were checked in llama.cpp's source (src/models/<arch>.cpp) of the verified release only.
+ * Architectures whose residual tensors in llama.cpp's graph are known (architectures.ts names them
+ * per architecture and says how each was verified).
  */
-export const SUPPORTED_ARCHITECTURES: readonly string[] = ["llama", "qwen2", "qwen3", "mistral3", "smollm3"];
+export const SUPPORTED_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURE_GRAPHS);
 
 export class UnsupportedModelError extends SteerkitError {
   override name = "UnsupportedModelError";

@@ -1,7 +1,8 @@
 /**
  * An ONNX decoder export on disk: which file is the model, and what its config files say.
  * Layouts handled: onnxruntime-genai (`genai_config.json` naming the decoder file), Optimum /
- * transformers.js (`config.json` with `model.onnx` or `onnx/model.onnx`), or a bare `.onnx` path.
+ * transformers.js (`config.json` with `model.onnx`, `onnx/model.onnx`, or the merged decoder
+ * `decoder_model_merged.onnx` / `onnx/decoder_model_merged.onnx`), or a bare `.onnx` path.
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { pathExists, pathKind, readRegularText } from "../../formats/files.ts";
@@ -66,6 +67,7 @@ export function looksLikeOnnxExport(path: string): boolean {
       existsSync(join(path, "genai_config.json")) ||
       existsSync(join(path, "model.onnx")) ||
       existsSync(join(path, "onnx", "model.onnx")) ||
+      existsSync(join(path, "onnx", "decoder_model_merged.onnx")) ||
       readdirSync(path).some((f) => f.endsWith(".onnx"))
     );
   } catch {
@@ -92,6 +94,11 @@ export function readExportDir(path: string): ExportConfig {
       typeof gd.filename === "string" ? join(dir, gd.filename) : null,
       join(dir, "model.onnx"),
       join(dir, "onnx", "model.onnx"),
+      // Optimum's merged decoder (with and without past in one file; transformers.js v2 keeps it
+      // under onnx/) before the plain decoder, which has no KV cache.
+      join(dir, "decoder_model_merged.onnx"),
+      join(dir, "onnx", "decoder_model_merged.onnx"),
+      join(dir, "decoder_with_past_model.onnx"),
       join(dir, "decoder_model.onnx"),
     ].filter((f): f is string => f !== null);
     const found = candidates.find((f) => existsSync(f));

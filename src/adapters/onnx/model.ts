@@ -16,6 +16,7 @@ import {
 } from "../../formats/onnx/index.ts";
 import { readExportDir, type ExportConfig } from "./export-dir.ts";
 import { indexGraph } from "./graph.ts";
+import { unwrapMergedDecoder } from "./merged.ts";
 import { detectKvLayout, outputNewKvRows, type KvLayout } from "./kv.ts";
 import { splitFusedNorms } from "./normalize.ts";
 import { ort, type OrtSession } from "./ort.ts";
@@ -258,7 +259,12 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
   };
   const file = readOnnxFile(cfg.modelFile);
   const m = file.model;
-  const g = m.graph!;
+  let g: OnnxGraph;
+  try {
+    g = unwrapMergedDecoder(m.graph!); // Optimum's decoder_model_merged.onnx: its with-past branch
+  } catch (e) {
+    return fail((e as Error).message);
+  }
 
   for (const o of m.opsetImports) {
     const domain = o.domain ?? "";

@@ -23,7 +23,7 @@ export const inspectCommand: Command = {
       const sites = allPoints(info.nLayers).map((p) => ({
         point: pointName(p),
         transformerLens: toTransformerLens(p),
-        llamaCpp: toLlamaCppTensor(p, info.nLayers),
+        llamaCpp: toLlamaCppTensor(p, info.nLayers, info.architecture),
       }));
       if (values.json) {
         console.log(JSON.stringify({ ...info, capabilities: model.capabilities, hasChatTemplate: info.chatTemplate !== null, sites }));
