@@ -12,12 +12,19 @@ import { ggufToHfTokenizer, readTokenizerSpec } from "../formats/gguf-tokenizer.
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
 import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
+import { WEIGHT_FORMATS, weightBits, type WeightFormat } from "./quantize-weights.ts";
 
 export { ConvertError } from "./llama-gguf.ts";
 
 export interface ConvertOptions {
   /** Weight, activation and KV-cache precision of the ONNX model. Default "float32". */
   readonly dtype?: WeightDtype;
+  /**
+   * Weight format (overrides `dtype`): "fp32", "fp16", or block-quantized "int8" / "int4"
+   * (`MatMulNBits`, float32 activations, as onnxruntime-genai's builder writes for CPU; see
+   * quantize-weights.ts). Q4_0 / Q8_0 GGUF matrices are repacked into int4 / int8 without loss.
+   */
+  readonly weights?: WeightFormat;
   /**
    * Store weights in `model.onnx.data`: true, false, or "auto" (default) = when they exceed
    * `externalThresholdBytes` (default 128 MiB: onnxruntime maps external data but parses and copies
@@ -42,6 +49,7 @@ export interface ConvertReport {
   readonly nKvHeads: number;
   readonly vocabSize: number;
   readonly dtype: WeightDtype;
+  readonly weights: WeightFormat;
   readonly opset: number;
   readonly parameterCount: number;
   readonly weightBytes: number;
@@ -56,8 +64,13 @@ export interface ConvertReport {
 
 export async function convertGgufToOnnx(ggufPath: string, outDir: string, options: ConvertOptions = {}): Promise<ConvertReport> {
   const started = performance.now();
-  const dtype = options.dtype ?? "float32";
+  if (options.weights !== undefined && !WEIGHT_FORMATS.includes(options.weights)) {
+    throw new ConvertError(ggufPath, `weights must be one of ${WEIGHT_FORMATS.join(", ")}, got ${JSON.stringify(options.weights)}`);
+  }
+  const format: WeightFormat = options.weights ?? (options.dtype === "float16" ? "fp16" : "fp32");
+  const dtype = options.weights === undefined ? (options.dtype ?? "float32") : format === "fp16" ? "float16" : "float32";
   if (dtype !== "float32" && dtype !== "float16") throw new ConvertError(ggufPath, `dtype must be "float32" or "float16", got ${JSON.stringify(dtype)}`);
+  const quantizeBits = weightBits(format) ?? undefined;
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
 
@@ -80,7 +93,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     throw new ConvertError(ggufPath, `cannot create output directory ${outDir}: ${(e as Error).message}`);
   }
 
-  const { model, weights } = buildLlamaOnnxGraph(g, { dtype });
+  const { model, weights } = buildLlamaOnnxGraph(g, { dtype, quantizeBits });
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
   const threshold = options.externalThresholdBytes ?? DEFAULT_EXTERNAL_THRESHOLD;
   const external = options.externalData === undefined || options.externalData === "auto" ? weightBytes > threshold : options.externalData;
@@ -88,7 +101,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const files = [...written.files];
 
   const sourceTypes: Record<string, number> = {};
-  for (const w of weights) sourceTypes[ggmlTypeName(w.source.type)] = (sourceTypes[ggmlTypeName(w.source.type)] ?? 0) + 1;
+  for (const w of new Set(weights.map((w) => w.source))) sourceTypes[ggmlTypeName(w.type)] = (sourceTypes[ggmlTypeName(w.type)] ?? 0) + 1;
 
   const writeJson = (name: string, value: unknown, indent = 2) => {
     const p = join(outDir, name);
@@ -114,8 +127,9 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     nKvHeads: h.nHeadKv,
     vocabSize: h.vocabSize,
     dtype,
+    weights: format,
     opset: OPSET,
-    parameterCount: weights.reduce((a, w) => a + w.source.elementCount, 0),
+    parameterCount: [...new Set(weights.map((w) => w.source))].reduce((a, t) => a + t.elementCount, 0),
     weightBytes,
     externalData: external,
     tiedEmbeddings: h.tiedEmbeddings,

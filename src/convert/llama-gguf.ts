@@ -98,8 +98,8 @@ export const ARCHITECTURES: Readonly<Record<string, ArchProfile>> = {
   smollm3: { rope: "norm", qkNorm: false, noRopeLayerStep: 4, ropeFreqs: false, hfClass: "SmolLM3ForCausalLM" },
 };
 export const SUPPORTED_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
-/** Weight types read (Q8_0 and BF16 are dequantised). Everything else is refused by name. */
-export const SUPPORTED_WEIGHT_TYPES: readonly number[] = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0];
+/** Weight types read (Q8_0, Q4_0 and BF16 are dequantised, or repacked by quantize-weights.ts). Everything else is refused by name. */
+export const SUPPORTED_WEIGHT_TYPES: readonly number[] = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0, GGML_TYPE.Q4_0];
 
 export interface LlamaHParams {
   readonly architecture: string;
@@ -352,7 +352,7 @@ function checkType(path: string, t: GgufTensorInfo): GgufTensorInfo {
   if (!SUPPORTED_WEIGHT_TYPES.includes(t.type)) {
     throw new ConvertError(
       path,
-      `tensor "${t.name}" has type ${ggmlTypeName(t.type)}; supported weight types are ${SUPPORTED_WEIGHT_TYPES.map(ggmlTypeName).join(", ")} (quantised types other than Q8_0 are not converted)`,
+      `tensor "${t.name}" has type ${ggmlTypeName(t.type)}; supported weight types are ${SUPPORTED_WEIGHT_TYPES.map(ggmlTypeName).join(", ")} (quantised types other than Q8_0 and Q4_0 are not converted)`,
     );
   }
   return t;

@@ -33,6 +33,7 @@
  */
 import { float32ToHalfBits } from "../formats/half.ts";
 import { type LlamaGguf, readWeightF16Bits, readWeightF32 } from "./llama-gguf.ts";
+import { BLOCK_SIZE, quantizedMatMul } from "./quantize-weights.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import {
   attr,
@@ -119,6 +120,11 @@ class Builder {
 
 export interface GraphOptions {
   readonly dtype: WeightDtype;
+  /**
+   * Block-quantize every matrix the graph multiplies by (not the embedding table, which is
+   * gathered) into `MatMulNBits` at 4 or 8 bits (quantize-weights.ts). Needs dtype float32.
+   */
+  readonly quantizeBits?: 4 | 8;
 }
 
 export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaOnnxGraph {
@@ -213,10 +219,22 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
       attr.float("epsilon", h.rmsEps),
       attr.int("stash_type", 1),
     ]);
-  const linear = (x2d: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) =>
-    b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
-      attr.int("transB", 1),
-    ]);
+  const bits = options.quantizeBits;
+  if (bits !== undefined && dtype !== "float32") throw new Error("quantized weights need float32 activations");
+  const linear = (x2d: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) => {
+    // Rows that are not whole 32-blocks stay float, as llama.cpp's quantizer leaves them (F16 fallback).
+    if (bits === undefined || w.dims[0]! % BLOCK_SIZE !== 0) {
+      return b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
+        attr.int("transB", 1),
+      ]);
+    }
+    const nodeName = name.replace(/\/Gemm$/, `/MatMul_Q${bits}`);
+    const out = `${nodeName}_output_0`;
+    const mm = quantizedMatMul(g, w, { input: x2d, output: out, weightName: `${wName}.weight`, nodeName, bits });
+    b.nodes.push(mm.node);
+    weights.push(...mm.initializers);
+    return bias ? b.op("Add", [out, weight(bias, `${wName}.bias`)], name.replace(/\/Gemm$/, "/Add_bias")) : out;
+  };
   /** Rotate the pairs (x0, x1) of `x` ([b, s, heads, head_dim]): adjacent lanes (NORM) or halves (NEOX). */
   const rope = (x: string, heads: number, name: string) => {
     const pairs = b.op("Reshape", [x, pairsShape(heads)], `${name}/Reshape`);
@@ -299,14 +317,12 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   }
 
   const normed = rmsNorm(resid, g.outputNorm, "model.norm.weight", "/model/norm/SimplifiedLayerNormalization");
-  const headInputs = [b.op("Reshape", [normed, flatD], "/lm_head/Reshape_flat"), weight(g.output, "lm_head.weight")];
-  if (g.outputBias) headInputs.push(weight(g.outputBias, "lm_head.bias"));
-  const head = b.op("Gemm", headInputs, "/lm_head/Gemm", [attr.int("transB", 1)]);
+  const head = linear(b.op("Reshape", [normed, flatD], "/lm_head/Reshape_flat"), g.output, g.outputBias, "lm_head", "/lm_head/Gemm");
   b.op("Reshape", [head, shapeLogits], "/lm_head/Reshape_out", [], "logits");
 
   const m = model({
     graph: graph({ name: "steerkit_llama_decoder", nodes: b.nodes, initializers: b.constants, inputs, outputs }),
-    opsets: { "": OPSET },
+    opsets: bits === undefined ? { "": OPSET } : { "": OPSET, "com.microsoft": 1 },
     producerName: "steerkit-convert",
     metadata: { source: "gguf", architecture: h.architecture },
   });

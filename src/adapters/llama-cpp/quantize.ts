@@ -57,6 +57,11 @@ export interface QuantizeOptions {
    * each round of rounding adds error that quantizing the float original would not.
    */
   readonly allowRequantize?: boolean;
+  /**
+   * Every matrix at the type's base type (llama-quantize --pure): no Q6_K output head, no more-bits
+   * layers in the _M mixes. What a like-for-like comparison with another backend's 4-bit weights wants.
+   */
+  readonly pure?: boolean;
 }
 
 export interface QuantizeReport {
@@ -153,6 +158,7 @@ export function quantizeGguf(input: string, output: string, options: QuantizeOpt
   params.setInt32(QUANTIZE_PARAMS.output_tensor_type, GGML_TYPE_COUNT, true);
   params.setInt32(QUANTIZE_PARAMS.token_embedding_type, GGML_TYPE_COUNT, true);
   params.setUint8(QUANTIZE_PARAMS.allow_requantize, options.allowRequantize ? 1 : 0);
+  params.setUint8(QUANTIZE_PARAMS.pure, options.pure ? 1 : 0);
 
   const tmp = quantizeTempPath(out);
   lib.clearLastLogError();

@@ -1,22 +1,30 @@
 import { convertGgufToOnnx } from "../../convert/gguf-to-onnx.ts";
 import { CliError, parse, type Command } from "../args.ts";
+import { WEIGHT_FORMATS, type WeightFormat } from "../../convert/quantize-weights.ts";
 
 export const convertCommand: Command = {
   summary: "convert a llama-family GGUF into an ONNX decoder export (same model on both backends)",
   help: `steerkit convert — build an ONNX decoder with KV cache from a llama-family GGUF
 
-Usage: steerkit convert <model.gguf> <out-dir> [--fp16] [--json]
+Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [--json]
 
-  <model.gguf>   F32, F16, BF16 or Q8_0 weights (Q8_0 is dequantised)
+  <model.gguf>   F32, F16, BF16, Q8_0 or Q4_0 weights
   <out-dir>      written: model.onnx (+ model.onnx.data when large), config.json,
                  generation_config.json, tokenizer.json, tokenizer_config.json
-  --fp16         store weights as float16
+  --weights      fp32 (default), fp16 (weights, activations and KV cache in float16), or
+                 int8 / int4: every matrix block-quantized into MatMulNBits (block 32, symmetric,
+                 accuracy_level 4, float32 activations: what onnxruntime-genai's builder writes for
+                 CPU); Q8_0 / Q4_0 GGUF matrices are repacked into int8 / int4 without loss
+  --fp16         the same as --weights fp16
   --json         print the conversion report as JSON
 `,
   async run(argv) {
-    const { values, positionals } = parse(argv, { fp16: { type: "boolean" }, json: { type: "boolean" } }, true);
+    const { values, positionals } = parse(argv, { fp16: { type: "boolean" }, weights: { type: "string" }, json: { type: "boolean" } }, true);
     if (positionals.length !== 2) throw new CliError(`expected <model.gguf> <out-dir>, got ${positionals.length} arguments`);
-    const report = await convertGgufToOnnx(positionals[0]!, positionals[1]!, { dtype: values.fp16 ? "float16" : "float32" });
+    const weights = (values.weights ?? (values.fp16 ? "fp16" : "fp32")) as WeightFormat;
+    if (!WEIGHT_FORMATS.includes(weights)) throw new CliError(`--weights must be one of ${WEIGHT_FORMATS.join(", ")}, got "${values.weights}"`);
+    if (values.fp16 && weights !== "fp16") throw new CliError(`--fp16 contradicts --weights ${weights}`);
+    const report = await convertGgufToOnnx(positionals[0]!, positionals[1]!, { weights });
     console.log(values.json ? JSON.stringify(report) : `wrote ${positionals[1]} (${JSON.stringify(report)})`);
   },
 };

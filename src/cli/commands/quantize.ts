@@ -20,9 +20,11 @@ import { progressBar } from "../progress.ts";
 
 const help = `steerkit quantize — quantize a GGUF with llama.cpp's own quantizer (llama_model_quantize)
 
-Usage: steerkit quantize <in.gguf> <out.gguf> --type <type> [--threads n] [--allow-requantize] [--json]
+Usage: steerkit quantize <in.gguf> <out.gguf> --type <type> [--pure] [--threads n] [--allow-requantize] [--json]
 
   --type <type>         q4_0 | q4_k_m | q5_k_m | q8_0 (llama-quantize's types; the same bytes it writes)
+  --pure                every matrix at the type's base type (llama-quantize --pure: no Q6_K output
+                        head, no more-bits layers in the _M mixes)
   --threads <n>         quantization threads (default: all hardware threads)
   --allow-requantize    quantize an already quantized model (adds a second rounding error)
   --json                print the report as JSON
@@ -38,7 +40,7 @@ export const quantizeCommand: Command = {
   async run(argv) {
     const { values, positionals } = parse(
       argv,
-      { type: { type: "string" }, threads: { type: "string" }, "allow-requantize": { type: "boolean" }, json: { type: "boolean" } },
+      { type: { type: "string" }, pure: { type: "boolean" }, threads: { type: "string" }, "allow-requantize": { type: "boolean" }, json: { type: "boolean" } },
       true,
     );
     if (positionals.length !== 2) throw new CliError(`expected <in.gguf> <out.gguf>, got ${positionals.length} arguments`);
@@ -50,7 +52,7 @@ export const quantizeCommand: Command = {
     if (!existsSync(input)) throw new QuantizeError(`${input}: no such file`);
     validateModelFile(input); // a damaged input fails here, before a child process starts
 
-    const options = { type, threads, allowRequantize: values["allow-requantize"] === true };
+    const options = { type, threads, pure: values.pure === true, allowRequantize: values["allow-requantize"] === true };
     const worker = fileURLToPath(new URL("./quantize-worker.ts", import.meta.url));
     const child = Bun.spawn([process.execPath, worker, JSON.stringify({ input, output, options })], { stdout: "pipe", stderr: "inherit" });
     const total = estimateQuantizedBytes(input, type);
