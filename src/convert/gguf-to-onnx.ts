@@ -13,6 +13,7 @@ import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph
 import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
 import { WEIGHT_FORMATS, weightBits, type WeightFormat } from "./quantize-weights.ts";
+import { buildGenaiLlamaGraph, GENAI_OPSET, genaiConfig } from "./genai-llama-graph.ts";
 
 export { ConvertError } from "./llama-gguf.ts";
 
@@ -25,6 +26,14 @@ export interface ConvertOptions {
    * quantize-weights.ts). Q4_0 / Q8_0 GGUF matrices are repacked into int4 / int8 without loss.
    */
   readonly weights?: WeightFormat;
+  /**
+   * Graph layout: "optimum" (default: standard ops, position_ids input, see llama-onnx-graph.ts) or
+   * "genai" (onnxruntime-genai's builder layout: GroupQueryAttention, packed q/k/v, Skip norms,
+   * genai_config.json; fp32 / int8 / int4 weights; see genai-llama-graph.ts).
+   */
+  readonly layout?: "optimum" | "genai";
+  /** genai layout only: rotary inside GroupQueryAttention (default) or separate RotaryEmbedding nodes. */
+  readonly genaiRotary?: "attention" | "separate";
   /**
    * Store weights in `model.onnx.data`: true, false, or "auto" (default) = when they exceed
    * `externalThresholdBytes` (default 128 MiB: onnxruntime maps external data but parses and copies
@@ -50,6 +59,7 @@ export interface ConvertReport {
   readonly vocabSize: number;
   readonly dtype: WeightDtype;
   readonly weights: WeightFormat;
+  readonly layout: "optimum" | "genai";
   readonly opset: number;
   readonly parameterCount: number;
   readonly weightBytes: number;
@@ -93,7 +103,12 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     throw new ConvertError(ggufPath, `cannot create output directory ${outDir}: ${(e as Error).message}`);
   }
 
-  const { model, weights } = buildLlamaOnnxGraph(g, { dtype, quantizeBits });
+  const layout = options.layout ?? "optimum";
+  if (layout !== "optimum" && layout !== "genai") throw new ConvertError(ggufPath, `layout must be "optimum" or "genai", got ${JSON.stringify(layout)}`);
+  if (layout === "genai" && dtype !== "float32") throw new ConvertError(ggufPath, `the genai layout has float32 activations (as onnxruntime-genai's CPU builds): use --weights fp32, int8 or int4, not ${format}`);
+  const maxPositions = options.maxPositionEmbeddings ?? h.contextLength;
+  const { model, weights } =
+    layout === "genai" ? buildGenaiLlamaGraph(g, { quantizeBits, contextLength: maxPositions, rotary: options.genaiRotary }) : buildLlamaOnnxGraph(g, { dtype, quantizeBits });
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
   const threshold = options.externalThresholdBytes ?? DEFAULT_EXTERNAL_THRESHOLD;
   const external = options.externalData === undefined || options.externalData === "auto" ? weightBytes > threshold : options.externalData;
@@ -108,7 +123,8 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     writeFileSync(p, JSON.stringify(value, null, indent) + "\n");
     files.push(p);
   };
-  writeJson("config.json", { ...hfConfig(g, dtype, options.maxPositionEmbeddings ?? h.contextLength), ...tokens });
+  writeJson("config.json", { ...hfConfig(g, dtype, maxPositions), ...tokens });
+  if (layout === "genai") writeJson("genai_config.json", genaiConfig(g, maxPositions, { bos, eos }, options.genaiRotary), 4);
   if (tokenizer) {
     writeJson("tokenizer.json", tokenizer.tokenizerJson, 0); // compact: vocab and merges run to megabytes
     writeJson("tokenizer_config.json", tokenizer.tokenizerConfig);
@@ -128,7 +144,8 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     vocabSize: h.vocabSize,
     dtype,
     weights: format,
-    opset: OPSET,
+    layout,
+    opset: layout === "genai" ? GENAI_OPSET : OPSET,
     parameterCount: [...new Set(weights.map((w) => w.source))].reduce((a, t) => a + t.elementCount, 0),
     weightBytes,
     externalData: external,
