@@ -12,8 +12,12 @@
  * ratio = ONNX / llama.cpp from the same rounds. `--profile` adds ONNX Runtime's own per-operator
  * times (enableProfiling) for each export, from a plain session decoding the same tokens.
  *
+ * Each ONNX export comes in two layouts: Steerkit's default (standard ops: the attention is
+ * MatMul/Softmax/Where) and onnxruntime-genai's (`--layout genai`: GroupQueryAttention, packed q/k/v,
+ * Skip norms; fp32 activations only, so no fp16 row).
+ *
  *   bun bench/equal-bits.ts [--gguf bench/models/random-d1024-l16-f16.gguf] [--tokens 32] [--rounds 3]
- *       [--threads 2] [--pairs f16,8bit,4bit] [--profile]
+ *       [--threads 2] [--pairs f16,8bit,4bit] [--layouts optimum,genai] [--profile]
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -33,6 +37,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "3" },
     threads: { type: "string", default: "2" },
     pairs: { type: "string", default: "f16,8bit,4bit" },
+    layouts: { type: "string", default: "optimum,genai" },
     profile: { type: "boolean", default: false },
   },
 });
@@ -58,17 +63,19 @@ const PAIRS: Pair[] = [
   { key: "4bit", label: "Q4_0 (pure) vs int4", quant: "q4_0", weights: "int4" },
 ];
 
+type Layout = "optimum" | "genai";
+
 /** The GGUF and ONNX export of a pair, made once. */
-async function prepare(p: Pair): Promise<{ gguf: string; onnxDir: string }> {
+async function prepare(p: Pair, layout: Layout): Promise<{ gguf: string; onnxDir: string }> {
   const gguf = p.quant ? f16.replace(/(-f16)?\.gguf$/, `-${p.quant}-pure.gguf`) : f16;
   if (p.quant && !existsSync(gguf)) {
     console.error(`quantizing ${f16} -> ${gguf}`);
     quantizeGguf(f16, gguf, { type: p.quant, pure: true, threads });
   }
-  const onnxDir = gguf.replace(/\.gguf$/, `-onnx-${p.weights}`);
+  const onnxDir = gguf.replace(/\.gguf$/, `-onnx-${p.weights}${layout === "genai" ? "-genai" : ""}`);
   if (!existsSync(join(onnxDir, "model.onnx"))) {
-    console.error(`converting ${gguf} -> ${onnxDir} (--weights ${p.weights})`);
-    await convertGgufToOnnx(gguf, onnxDir, { weights: p.weights });
+    console.error(`converting ${gguf} -> ${onnxDir} (--weights ${p.weights} --layout ${layout})`);
+    await convertGgufToOnnx(gguf, onnxDir, { weights: p.weights, layout });
   }
   return { gguf, onnxDir };
 }
@@ -83,38 +90,44 @@ function sizeMb(path: string): number {
   return Bun.file(path).size / 1e6;
 }
 
-type Row = { pair: Pair; llama: number; onnx: number; ggufMb: number; onnxMb: number };
+type Row = { pair: Pair; layout: Layout; llama: number; onnx: number; ggufMb: number; onnxMb: number };
 const rows: Row[] = [];
 const chosen = PAIRS.filter((p) => args.pairs!.split(",").includes(p.key));
+const layoutsFor = (p: Pair): Layout[] => (args.layouts!.split(",") as Layout[]).filter((l) => l === "optimum" || (l === "genai" && p.weights !== "fp16"));
 for (const pair of chosen) {
-  const { gguf, onnxDir } = await prepare(pair);
+  const layouts = layoutsFor(pair);
+  const exports = await Promise.all(layouts.map((l) => prepare(pair, l)));
+  const gguf = exports[0]!.gguf;
   const a = await llamaCpp.load(gguf, { threads });
-  const b = await onnx.load(onnxDir, { threads });
+  const bs = await Promise.all(exports.map((e) => onnx.load(e.onnxDir, { threads })));
   let llama = 0;
-  let onnxRate = 0;
+  const best = bs.map(() => 0);
   await decodeRate(a); // warm-up: page in the weights
-  await decodeRate(b);
+  for (const b of bs) await decodeRate(b);
   for (let round = 0; round < rounds; round++) {
     llama = Math.max(llama, await decodeRate(a));
-    onnxRate = Math.max(onnxRate, await decodeRate(b));
+    for (let i = 0; i < bs.length; i++) best[i] = Math.max(best[i]!, await decodeRate(bs[i]!));
   }
   a.dispose();
-  b.dispose();
-  const data = join(onnxDir, "model.onnx.data");
-  rows.push({ pair, llama, onnx: onnxRate, ggufMb: sizeMb(gguf), onnxMb: sizeMb(join(onnxDir, "model.onnx")) + (existsSync(data) ? sizeMb(data) : 0) });
+  for (const b of bs) b.dispose();
+  layouts.forEach((layout, i) => {
+    const onnxDir = exports[i]!.onnxDir;
+    const data = join(onnxDir, "model.onnx.data");
+    rows.push({ pair, layout, llama, onnx: best[i]!, ggufMb: sizeMb(gguf), onnxMb: sizeMb(join(onnxDir, "model.onnx")) + (existsSync(data) ? sizeMb(data) : 0) });
+  });
 }
 
 console.log(`\nEqual bits per weight: ${f16}, ${threads} threads, ${PROMPT.length}-token prompt, ${tokens} decode tokens, best of ${rounds} rounds\n`);
-console.log("| weights (llama.cpp vs ONNX) | GGUF MB | ONNX MB | llama.cpp tok/s | ONNX Runtime tok/s | ONNX / llama.cpp |");
-console.log("|---|---:|---:|---:|---:|---:|");
+console.log("| weights (llama.cpp vs ONNX) | ONNX layout | GGUF MB | ONNX MB | llama.cpp tok/s | ONNX Runtime tok/s | ONNX / llama.cpp |");
+console.log("|---|---|---:|---:|---:|---:|---:|");
 for (const r of rows) {
-  console.log(`| ${r.pair.label} | ${r.ggufMb.toFixed(0)} | ${r.onnxMb.toFixed(0)} | ${r.llama.toFixed(1)} | ${r.onnx.toFixed(1)} | ${(r.onnx / r.llama).toFixed(2)} |`);
+  console.log(`| ${r.pair.label} | ${r.layout} | ${r.ggufMb.toFixed(0)} | ${r.onnxMb.toFixed(0)} | ${r.llama.toFixed(1)} | ${r.onnx.toFixed(1)} | ${(r.onnx / r.llama).toFixed(2)} |`);
 }
 
 if (args.profile) {
-  for (const pair of chosen) {
-    const { onnxDir } = await prepare(pair);
-    console.log(`\nONNX Runtime per-operator time, ${pair.weights} export (${tokens} decode steps after the prompt, plain session):\n`);
+  for (const pair of chosen) for (const layout of layoutsFor(pair)) {
+    const { onnxDir } = await prepare(pair, layout);
+    console.log(`\nONNX Runtime per-operator time, ${pair.weights} export, ${layout} layout (${tokens} decode steps after the prompt, plain session):\n`);
     console.log("| operator | ms | share |");
     console.log("|---|---:|---:|");
     for (const [op, ms, share] of await profile(onnxDir)) console.log(`| ${op} | ${ms.toFixed(1)} | ${(share * 100).toFixed(1)}% |`);
@@ -156,7 +169,7 @@ async function profile(onnxDir: string): Promise<[string, number, number][]> {
     const out = await session.run({
       input_ids: i64(ids, [1, ids.length]),
       attention_mask: i64(new Array(total).fill(1), [1, total]),
-      position_ids: i64(ids.map((_, i) => length + i), [1, ids.length]),
+      ...(session.inputNames.includes("position_ids") ? { position_ids: i64(ids.map((_, i) => length + i), [1, ids.length]) } : {}),
       ...past,
     });
     length = total;
