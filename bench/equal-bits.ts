@@ -17,7 +17,10 @@
  * Skip norms; fp32 activations only, so no fp16 row).
  *
  *   bun bench/equal-bits.ts [--gguf bench/models/random-d1024-l16-f16.gguf] [--tokens 32] [--rounds 3]
- *       [--threads 2] [--pairs f16,8bit,4bit] [--layouts optimum,genai] [--profile]
+ *       [--threads 2] [--pairs f16,8bit,4bit,4bit-b128] [--layouts optimum,genai] [--profile]
+ *
+ * `4bit-b128` is the faster int4 on ONNX Runtime's kernels: MatMulNBits block 128 (4.25 bits per
+ * weight, fewer than Q4_0's 4.5), rounded from the F16 original.
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -36,7 +39,7 @@ const { values: args } = parseArgs({
     tokens: { type: "string", default: "32" },
     rounds: { type: "string", default: "3" },
     threads: { type: "string", default: "2" },
-    pairs: { type: "string", default: "f16,8bit,4bit" },
+    pairs: { type: "string", default: "f16,8bit,4bit,4bit-b128" },
     layouts: { type: "string", default: "optimum,genai" },
     profile: { type: "boolean", default: false },
   },
@@ -56,11 +59,14 @@ interface Pair {
   readonly label: string;
   readonly quant: QuantType | null;
   readonly weights: WeightFormat;
+  /** MatMulNBits block size; other than 32 the export is rounded from the F16 original, not repacked. */
+  readonly blockSize?: number;
 }
 const PAIRS: Pair[] = [
   { key: "f16", label: "F16 vs fp16", quant: null, weights: "fp16" },
   { key: "8bit", label: "Q8_0 vs int8", quant: "q8_0", weights: "int8" },
   { key: "4bit", label: "Q4_0 (pure) vs int4", quant: "q4_0", weights: "int4" },
+  { key: "4bit-b128", label: "Q4_0 (pure, 4.5 bits) vs int4 block 128 (4.25 bits, from F16)", quant: "q4_0", weights: "int4", blockSize: 128 },
 ];
 
 type Layout = "optimum" | "genai";
@@ -72,10 +78,11 @@ async function prepare(p: Pair, layout: Layout): Promise<{ gguf: string; onnxDir
     console.error(`quantizing ${f16} -> ${gguf}`);
     quantizeGguf(f16, gguf, { type: p.quant, pure: true, threads });
   }
-  const onnxDir = gguf.replace(/\.gguf$/, `-onnx-${p.weights}${layout === "genai" ? "-genai" : ""}`);
+  const source = p.blockSize ? f16 : gguf;
+  const onnxDir = source.replace(/\.gguf$/, `-onnx-${p.weights}${p.blockSize ? `-b${p.blockSize}` : ""}${layout === "genai" ? "-genai" : ""}`);
   if (!existsSync(join(onnxDir, "model.onnx"))) {
-    console.error(`converting ${gguf} -> ${onnxDir} (--weights ${p.weights} --layout ${layout})`);
-    await convertGgufToOnnx(gguf, onnxDir, { weights: p.weights, layout });
+    console.error(`converting ${source} -> ${onnxDir} (--weights ${p.weights}${p.blockSize ? ` --block-size ${p.blockSize}` : ""} --layout ${layout})`);
+    await convertGgufToOnnx(source, onnxDir, { weights: p.weights, layout, blockSize: p.blockSize });
   }
   return { gguf, onnxDir };
 }
@@ -127,7 +134,7 @@ for (const r of rows) {
 if (args.profile) {
   for (const pair of chosen) for (const layout of layoutsFor(pair)) {
     const { onnxDir } = await prepare(pair, layout);
-    console.log(`\nONNX Runtime per-operator time, ${pair.weights} export, ${layout} layout (${tokens} decode steps after the prompt, plain session):\n`);
+    console.log(`\nONNX Runtime per-operator time, ${pair.weights}${pair.blockSize ? ` block ${pair.blockSize}` : ""} export, ${layout} layout (${tokens} decode steps after the prompt, plain session):\n`);
     console.log("| operator | ms | share |");
     console.log("|---|---:|---:|");
     for (const [op, ms, share] of await profile(onnxDir)) console.log(`| ${op} | ${ms.toFixed(1)} | ${(share * 100).toFixed(1)}% |`);

@@ -31,6 +31,8 @@ export const GENAI_OPSET = 21;
 export interface GenaiGraphOptions {
   /** MatMul weights: float32, or MatMulNBits at 4 / 8 bits (the builder's CPU int4 is 4). */
   readonly quantizeBits?: 4 | 8;
+  /** MatMulNBits block size (default 32, the builder's `int4_block_size` default). */
+  readonly blockSize?: number;
   /** Rows of the cos/sin caches (the builder's `context_length`). */
   readonly contextLength: number;
   /**
@@ -72,6 +74,7 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
   if (g.layers.some((l) => l.bo || l.bGate || l.bUp || l.bDown) || g.outputBias) refuse("biases outside q/k/v");
 
   const bits = options.quantizeBits;
+  const blockSize = options.blockSize ?? BLOCK_SIZE;
   const nodes: OnnxNode[] = [];
   const constants: OnnxTensor[] = [];
   const weights: LazyInitializer[] = [];
@@ -102,10 +105,10 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
       op("MatMul", [input, weightName], name, [], [out]);
       return out;
     }
-    const blocks = Math.ceil(k / BLOCK_SIZE);
-    const blob = (BLOCK_SIZE * bits) / 8;
+    const blocks = Math.ceil(k / blockSize);
+    const blob = (blockSize * bits) / 8;
     let pending: { packed: Uint8Array; scales: Float32Array } | null = null;
-    const quantized = () => (pending ??= concatBlocks(parts.map((p) => reorderBlocks(blockQuantizeTensor(g, p.t, bits), p.order))));
+    const quantized = () => (pending ??= concatBlocks(parts.map((p) => reorderBlocks(blockQuantizeTensor(g, p.t, bits, blockSize), p.order))));
     const bName = `${weightName}_Q${bits}`;
     const sName = `${weightName}_scales`;
     weights.push(
@@ -123,7 +126,7 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
         },
       },
     );
-    const attrs = [attr.int("K", k), attr.int("N", n), attr.int("bits", bits), attr.int("block_size", BLOCK_SIZE), attr.int("accuracy_level", ACCURACY_LEVEL)];
+    const attrs = [attr.int("K", k), attr.int("N", n), attr.int("bits", bits), attr.int("block_size", blockSize), attr.int("accuracy_level", ACCURACY_LEVEL)];
     op("MatMulNBits", [input, bName, sName], `${name}_Q${bits}`, attrs, [out], "com.microsoft");
     return out;
   };

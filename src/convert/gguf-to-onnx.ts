@@ -12,7 +12,8 @@ import { ggufToHfTokenizer, readTokenizerSpec } from "../formats/gguf-tokenizer.
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
 import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
-import { WEIGHT_FORMATS, weightBits, type WeightFormat } from "./quantize-weights.ts";
+import { BLOCK_SIZE, BLOCK_SIZES, isRepacked, WEIGHT_FORMATS, weightBits, type WeightFormat } from "./quantize-weights.ts";
+import type { LazyInitializer } from "./llama-onnx-graph.ts";
 import { buildGenaiLlamaGraph, GENAI_OPSET, genaiConfig } from "./genai-llama-graph.ts";
 
 export { ConvertError } from "./llama-gguf.ts";
@@ -32,6 +33,12 @@ export interface ConvertOptions {
    * genai_config.json; fp32 / int8 / int4 weights; see genai-llama-graph.ts).
    */
   readonly layout?: "optimum" | "genai";
+  /**
+   * MatMulNBits block size for int8/int4: 16, 32 (default: the builder's default, and Q4_0/Q8_0's, so
+   * those repack without loss), 64, 128 or 256 (fewer scale bytes, faster on ONNX Runtime's CPU
+   * kernels; Q4_0/Q8_0 sources are then dequantized and rounded again).
+   */
+  readonly blockSize?: number;
   /** genai layout only: rotary inside GroupQueryAttention (default) or separate RotaryEmbedding nodes. */
   readonly genaiRotary?: "attention" | "separate";
   /**
@@ -60,6 +67,11 @@ export interface ConvertReport {
   readonly dtype: WeightDtype;
   readonly weights: WeightFormat;
   readonly layout: "optimum" | "genai";
+  /**
+   * int8/int4: the block size, and how many matrices were repacked from the GGUF's own Q4_0/Q8_0
+   * blocks (the same weights as llama.cpp's) or rounded from float values.
+   */
+  readonly blockQuantized: { readonly bits: 4 | 8; readonly blockSize: number; readonly repacked: number; readonly rounded: number } | null;
   readonly opset: number;
   readonly parameterCount: number;
   readonly weightBytes: number;
@@ -81,6 +93,9 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const dtype = options.weights === undefined ? (options.dtype ?? "float32") : format === "fp16" ? "float16" : "float32";
   if (dtype !== "float32" && dtype !== "float16") throw new ConvertError(ggufPath, `dtype must be "float32" or "float16", got ${JSON.stringify(dtype)}`);
   const quantizeBits = weightBits(format) ?? undefined;
+  const blockSize = options.blockSize ?? BLOCK_SIZE;
+  if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) throw new ConvertError(ggufPath, `blockSize must be one of ${BLOCK_SIZES.join(", ")}, got ${blockSize}`);
+  if (options.blockSize !== undefined && quantizeBits === undefined) throw new ConvertError(ggufPath, `blockSize applies to int8/int4 weights, not ${format}`);
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
 
@@ -108,7 +123,8 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   if (layout === "genai" && dtype !== "float32") throw new ConvertError(ggufPath, `the genai layout has float32 activations (as onnxruntime-genai's CPU builds): use --weights fp32, int8 or int4, not ${format}`);
   const maxPositions = options.maxPositionEmbeddings ?? h.contextLength;
   const { model, weights } =
-    layout === "genai" ? buildGenaiLlamaGraph(g, { quantizeBits, contextLength: maxPositions, rotary: options.genaiRotary }) : buildLlamaOnnxGraph(g, { dtype, quantizeBits });
+    layout === "genai" ? buildGenaiLlamaGraph(g, { quantizeBits, blockSize, contextLength: maxPositions, rotary: options.genaiRotary })
+      : buildLlamaOnnxGraph(g, { dtype, quantizeBits, blockSize });
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
   const threshold = options.externalThresholdBytes ?? DEFAULT_EXTERNAL_THRESHOLD;
   const external = options.externalData === undefined || options.externalData === "auto" ? weightBytes > threshold : options.externalData;
@@ -145,6 +161,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     dtype,
     weights: format,
     layout,
+    blockQuantized: quantizeBits === undefined ? null : blockReport(weights, quantizeBits, blockSize),
     opset: layout === "genai" ? GENAI_OPSET : OPSET,
     parameterCount: [...new Set(weights.map((w) => w.source))].reduce((a, t) => a + t.elementCount, 0),
     weightBytes,
@@ -192,4 +209,11 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
     },
   };
   return config;
+}
+
+/** Matrices written as MatMulNBits (one B initializer each), by whether they were repacked. */
+function blockReport(weights: readonly LazyInitializer[], bits: 4 | 8, blockSize: number) {
+  const sources = weights.filter((w) => w.name.endsWith(`_Q${bits}`)).map((w) => w.source);
+  const repacked = sources.filter((t) => isRepacked(t, bits, blockSize)).length;
+  return { bits, blockSize, repacked, rounded: sources.length - repacked };
 }

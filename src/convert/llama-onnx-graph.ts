@@ -125,6 +125,8 @@ export interface GraphOptions {
    * gathered) into `MatMulNBits` at 4 or 8 bits (quantize-weights.ts). Needs dtype float32.
    */
   readonly quantizeBits?: 4 | 8;
+  /** MatMulNBits block size (default 32). */
+  readonly blockSize?: number;
 }
 
 export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaOnnxGraph {
@@ -220,17 +222,18 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
       attr.int("stash_type", 1),
     ]);
   const bits = options.quantizeBits;
+  const blockSize = options.blockSize ?? BLOCK_SIZE;
   if (bits !== undefined && dtype !== "float32") throw new Error("quantized weights need float32 activations");
   const linear = (x2d: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) => {
-    // Rows that are not whole 32-blocks stay float, as llama.cpp's quantizer leaves them (F16 fallback).
-    if (bits === undefined || w.dims[0]! % BLOCK_SIZE !== 0) {
+    // Rows that are not whole blocks stay float, as llama.cpp's quantizer leaves them (F16 fallback).
+    if (bits === undefined || w.dims[0]! % blockSize !== 0) {
       return b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
         attr.int("transB", 1),
       ]);
     }
     const nodeName = name.replace(/\/Gemm$/, `/MatMul_Q${bits}`);
     const out = `${nodeName}_output_0`;
-    const mm = quantizedMatMul(g, w, { input: x2d, output: out, weightName: `${wName}.weight`, nodeName, bits });
+    const mm = quantizedMatMul(g, w, { input: x2d, output: out, weightName: `${wName}.weight`, nodeName, bits, blockSize });
     b.nodes.push(mm.node);
     weights.push(...mm.initializers);
     return bias ? b.op("Add", [out, weight(bias, `${wName}.bias`)], name.replace(/\/Gemm$/, "/Add_bias")) : out;

@@ -24,7 +24,7 @@
  *
  * Written here (not with an npm package): nothing on npm writes MatMulNBits initializers.
  */
-import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
+import { GGML_TYPE } from "../formats/ggml-types.ts";
 import { halfToFloat } from "../formats/half.ts";
 import { readTensorBytes, type GgufTensorInfo } from "../formats/gguf.ts";
 import { attr, DataType, node, type OnnxNode } from "../formats/onnx/index.ts";
@@ -35,12 +35,17 @@ import type { LazyInitializer } from "./llama-onnx-graph.ts";
 export const WEIGHT_FORMATS = ["fp32", "fp16", "int8", "int4"] as const;
 export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
 
+/** The builder's default block (and Q4_0's / Q8_0's, so those repack without loss). */
 export const BLOCK_SIZE = 32;
+/** Block sizes MatMulNBits takes (the builder's `int4_block_size` choices). */
+export const BLOCK_SIZES = [16, 32, 64, 128, 256] as const;
+export type BlockSize = (typeof BLOCK_SIZES)[number];
 /** MatMulNBits accuracy_level: 4 = int8 activations (the builder's CPU default). */
 export const ACCURACY_LEVEL = 4;
 
 export interface BlockQuantized {
   readonly bits: 4 | 8;
+  readonly blockSize: number;
   /** Rows (output features). */
   readonly n: number;
   /** Columns (input features). */
@@ -52,9 +57,9 @@ export interface BlockQuantized {
   readonly scales: Float32Array;
 }
 
-function shape(n: number, k: number, bits: 4 | 8) {
-  const blocks = Math.ceil(k / BLOCK_SIZE);
-  const blob = (BLOCK_SIZE * bits) / 8;
+function shape(n: number, k: number, bits: 4 | 8, blockSize: number = BLOCK_SIZE) {
+  const blocks = Math.ceil(k / blockSize);
+  const blob = (blockSize * bits) / 8;
   return { blocks, blob, packed: new Uint8Array(n * blocks * blob), scales: new Float32Array(n * blocks) };
 }
 
@@ -68,17 +73,17 @@ function shape(n: number, k: number, bits: 4 | 8) {
  * q.scales[0]; // 0.125 (= -1 / -8); q.packed[0] = 12 | (0 << 4): 0.5 -> 4 + 8, -1 -> 0
  * ```
  */
-export function quantizeBlocks(w: Float32Array, n: number, k: number, bits: 4 | 8): BlockQuantized {
+export function quantizeBlocks(w: Float32Array, n: number, k: number, bits: 4 | 8, blockSize: number = BLOCK_SIZE): BlockQuantized {
   if (w.length !== n * k) throw new RangeError(`matrix of ${w.length} values is not ${n} x ${k}`);
-  const { blocks, blob, packed, scales } = shape(n, k, bits);
+  const { blocks, blob, packed, scales } = shape(n, k, bits, blockSize);
   const mid = 1 << (bits - 1);
   const qmax = (1 << bits) - 1;
   const f = Math.fround;
-  const q = new Uint8Array(BLOCK_SIZE);
+  const q = new Uint8Array(blockSize);
   for (let r = 0; r < n; r++) {
     for (let b = 0; b < blocks; b++) {
-      const start = r * k + b * BLOCK_SIZE;
-      const end = r * k + Math.min(k, (b + 1) * BLOCK_SIZE);
+      const start = r * k + b * blockSize;
+      const end = r * k + Math.min(k, (b + 1) * blockSize);
       let min = Infinity;
       let max = -Infinity;
       for (let i = start; i < end; i++) {
@@ -100,12 +105,12 @@ export function quantizeBlocks(w: Float32Array, n: number, k: number, bits: 4 | 
       pack(q, bits, packed, (r * blocks + b) * blob);
     }
   }
-  return { bits, n, k, blocks, packed, scales };
+  return { bits, blockSize, n, k, blocks, packed, scales };
 }
 
 function pack(q: Uint8Array, bits: 4 | 8, out: Uint8Array, at: number): void {
   if (bits === 8) out.set(q, at);
-  else for (let j = 0; j < BLOCK_SIZE / 2; j++) out[at + j] = (q[2 * j]! & 0xf) | (q[2 * j + 1]! << 4);
+  else for (let j = 0; j < q.length / 2; j++) out[at + j] = (q[2 * j]! & 0xf) | (q[2 * j + 1]! << 4);
 }
 
 /**
@@ -132,7 +137,7 @@ export function repackQ4_0(bytes: Uint8Array, n: number, k: number): BlockQuanti
     }
     pack(q, 4, packed, i * blob);
   }
-  return { bits: 4, n, k, blocks, packed, scales };
+  return { bits: 4, blockSize: BLOCK_SIZE, n, k, blocks, packed, scales };
 }
 
 /**
@@ -152,7 +157,7 @@ export function repackQ8_0(bytes: Uint8Array, n: number, k: number): BlockQuanti
     scales[i] = halfToFloat(bytes[src]! | (bytes[src + 1]! << 8));
     for (let j = 0; j < 32; j++) packed[i * blob + j] = (bytes[src + 2 + j]! ^ 0x80) & 0xff; // int8 + 128
   }
-  return { bits: 8, n, k, blocks, packed, scales };
+  return { bits: 8, blockSize: BLOCK_SIZE, n, k, blocks, packed, scales };
 }
 
 /**
@@ -165,12 +170,12 @@ export function repackQ8_0(bytes: Uint8Array, n: number, k: number): BlockQuanti
  */
 export function dequantizeBlocks(q: BlockQuantized): Float32Array {
   const out = new Float32Array(q.n * q.k);
-  const blob = (BLOCK_SIZE * q.bits) / 8;
+  const blob = (q.blockSize * q.bits) / 8;
   const mid = 1 << (q.bits - 1);
   for (let r = 0; r < q.n; r++) {
     for (let c = 0; c < q.k; c++) {
-      const b = Math.floor(c / BLOCK_SIZE);
-      const j = c % BLOCK_SIZE;
+      const b = Math.floor(c / q.blockSize);
+      const j = c % q.blockSize;
       const at = (r * q.blocks + b) * blob;
       const v = q.bits === 8 ? q.packed[at + j]! : (q.packed[at + (j >> 1)]! >> ((j & 1) * 4)) & 0xf;
       out[r * q.k + c] = (v - mid) * q.scales[r * q.blocks + b]!;
@@ -179,13 +184,16 @@ export function dequantizeBlocks(q: BlockQuantized): Float32Array {
   return out;
 }
 
-/** A GGUF matrix as MatMulNBits blocks: repacked when its type is the target's, else quantized from floats. */
-export function blockQuantizeTensor(g: LlamaGguf, t: GgufTensorInfo, bits: 4 | 8): BlockQuantized {
+/**
+ * A GGUF matrix as MatMulNBits blocks: repacked when its type is the target's at block 32, else
+ * quantized from its float (or dequantized) values.
+ */
+export function blockQuantizeTensor(g: LlamaGguf, t: GgufTensorInfo, bits: 4 | 8, blockSize: number = BLOCK_SIZE): BlockQuantized {
   if (t.dims.length !== 2) throw new RangeError(`tensor "${t.name}" is not a matrix (dims ${t.dims.join(" x ")})`);
   const [k, n] = t.dims as [number, number]; // ggml: dims[0] is the row length (input features)
-  if (bits === 4 && t.type === GGML_TYPE.Q4_0) return repackQ4_0(readTensorBytes(g.file, t), n, k);
-  if (bits === 8 && t.type === GGML_TYPE.Q8_0) return repackQ8_0(readTensorBytes(g.file, t), n, k);
-  return quantizeBlocks(readWeightF32(g, t), n, k, bits);
+  if (blockSize === BLOCK_SIZE && bits === 4 && t.type === GGML_TYPE.Q4_0) return repackQ4_0(readTensorBytes(g.file, t), n, k);
+  if (blockSize === BLOCK_SIZE && bits === 8 && t.type === GGML_TYPE.Q8_0) return repackQ8_0(readTensorBytes(g.file, t), n, k);
+  return quantizeBlocks(readWeightF32(g, t), n, k, bits, blockSize);
 }
 
 export interface QuantizedMatMul {
@@ -207,15 +215,16 @@ export interface QuantizedMatMul {
 export function quantizedMatMul(
   g: LlamaGguf,
   t: GgufTensorInfo,
-  o: { input: string; output: string; weightName: string; nodeName: string; bits: 4 | 8 },
+  o: { input: string; output: string; weightName: string; nodeName: string; bits: 4 | 8; blockSize?: number },
 ): QuantizedMatMul {
   const [k, n] = t.dims as [number, number];
-  const blocks = Math.ceil(k / BLOCK_SIZE);
-  const blob = (BLOCK_SIZE * o.bits) / 8;
+  const blockSize = o.blockSize ?? BLOCK_SIZE;
+  const blocks = Math.ceil(k / blockSize);
+  const blob = (blockSize * o.bits) / 8;
   const bName = `${o.weightName}_Q${o.bits}`;
   const sName = `${o.weightName}_scales`;
   let pending: BlockQuantized | null = null;
-  const quantized = () => (pending ??= blockQuantizeTensor(g, t, o.bits));
+  const quantized = () => (pending ??= blockQuantizeTensor(g, t, o.bits, blockSize));
   const initializers: LazyInitializer[] = [
     {
       name: bName,
@@ -242,7 +251,7 @@ export function quantizedMatMul(
     "MatMulNBits",
     [o.input, bName, sName],
     [o.output],
-    [attr.int("K", k), attr.int("N", n), attr.int("bits", o.bits), attr.int("block_size", BLOCK_SIZE), attr.int("accuracy_level", ACCURACY_LEVEL)],
+    [attr.int("K", k), attr.int("N", n), attr.int("bits", o.bits), attr.int("block_size", blockSize), attr.int("accuracy_level", ACCURACY_LEVEL)],
     { name: o.nodeName, domain: "com.microsoft" },
   );
   return { node: nodeOut, initializers };
@@ -253,8 +262,7 @@ export function weightBits(format: WeightFormat): 4 | 8 | null {
   return format === "int4" ? 4 : format === "int8" ? 8 : null;
 }
 
-/** A readable name of a GGUF type for reports ("Q4_0 (repacked)"). */
-export function sourceNote(t: GgufTensorInfo, bits: 4 | 8): string {
-  const repacked = (bits === 4 && t.type === GGML_TYPE.Q4_0) || (bits === 8 && t.type === GGML_TYPE.Q8_0);
-  return `${ggmlTypeName(t.type)}${repacked ? " (repacked)" : ""}`;
+/** Whether a GGUF matrix goes into MatMulNBits as its own blocks (no second rounding). */
+export function isRepacked(t: GgufTensorInfo, bits: 4 | 8, blockSize: number): boolean {
+  return blockSize === BLOCK_SIZE && ((bits === 4 && t.type === GGML_TYPE.Q4_0) || (bits === 8 && t.type === GGML_TYPE.Q8_0));
 }

@@ -4,7 +4,7 @@
  * int4 / int8 exports of stories260K against the float32 export.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { quantizeGguf } from "../../src/adapters/llama-cpp/index.ts";
@@ -13,6 +13,7 @@ import { dequantizeBlocks, quantizeBlocks, repackQ4_0, repackQ8_0 } from "../../
 import { dequantize, GGML_TYPE } from "../../src/formats/ggml-types.ts";
 import { findTensor, readGgufHeader, readTensorBytes, readTensorF32 } from "../../src/formats/gguf.ts";
 import { OnnxDecoder } from "./run-onnx.ts";
+import { decodeModel } from "../../src/formats/onnx/index.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const PROMPT = [1, 403, 407, 261, 378];
@@ -47,6 +48,10 @@ describe("block quantizer", () => {
     expect(q.packed[2]! & 0xf).toBe(9); // 0.0625 / 0.125 = 0.5 rounds away from zero
     expect(q.packed[16 + 4]).toBe(0 | (10 << 4)); // block 2: 3 / -0.375 = -8 -> 0; -0.75 -> 2 + 8
     expect(Array.from(dequantizeBlocks(q).subarray(0, 5))).toEqual([0.5, -1, 0.25, 0, 0.125]);
+    // One block of 64: the extreme of both halves (3) sets the scale.
+    const q64 = quantizeBlocks(w, 1, 64, 4, 64);
+    expect(Array.from(q64.scales)).toEqual([-0.375]);
+    expect(q64.packed.length).toBe(32);
     const q8 = quantizeBlocks(w, 1, 64, 8);
     expect(q8.scales[0]).toBe(1 / 128); // -1 / -128
     expect(q8.packed[0]).toBe(64 + 128);
@@ -134,6 +139,30 @@ describe("convert --weights int4 / int8 on stories260K (F32)", () => {
       expect(Bun.file(join(out, "model.onnx")).size).toBeLessThan(Bun.file(join(dir, "fp32", "model.onnx")).size);
     });
   }
+
+  test("--block-size 128 (from F16): MatMulNBits block_size 128, fewer bytes, logits near fp32; Q4_0 sources repack only at 32", async () => {
+    const f16 = join(dir, "random-d256.gguf"); // written by the block quantizer test above
+    const shape = { nLayers: 1, nKvHeads: 4, headDim: 64, vocabSize: 512 };
+    const run = async (out: string) => (await OnnxDecoder.open(join(out, "model.onnx"), shape)).last(PROMPT);
+    await convertGgufToOnnx(f16, join(dir, "r-fp32"));
+    const r32 = await convertGgufToOnnx(f16, join(dir, "r-b32"), { weights: "int4" });
+    const r128 = await convertGgufToOnnx(f16, join(dir, "r-b128"), { weights: "int4", blockSize: 128 });
+    expect(r32.blockQuantized).toEqual({ bits: 4, blockSize: 32, repacked: 0, rounded: 8 }); // q, k, v, o, gate, up, down, output
+    expect(r128.blockQuantized).toEqual({ bits: 4, blockSize: 128, repacked: 0, rounded: 8 });
+    expect(r128.weightBytes).toBeLessThan(r32.weightBytes);
+    const g = decodeModel(readFileSync(join(dir, "r-b128", "model.onnx"))).graph!;
+    const nbits = g.nodes.filter((n) => n.opType === "MatMulNBits");
+    expect(nbits.every((n) => Number(n.attributes.find((a) => a.name === "block_size")!.i) === 128)).toBe(true);
+    const fp32 = Float32Array.from(await run(join(dir, "r-fp32")));
+    // Measured (relative RMS vs fp32): 0.16 at both block sizes on these random weights.
+    expect(relativeRms(await run(join(dir, "r-b32")), fp32)).toBeLessThan(0.35);
+    expect(relativeRms(await run(join(dir, "r-b128")), fp32)).toBeLessThan(0.35);
+    const q4 = join(dir, "random-d256-q4_0.gguf");
+    expect((await convertGgufToOnnx(q4, join(dir, "q-b32"), { weights: "int4" })).blockQuantized).toMatchObject({ repacked: 8, rounded: 0 });
+    expect((await convertGgufToOnnx(q4, join(dir, "q-b128"), { weights: "int4", blockSize: 128 })).blockQuantized).toMatchObject({ repacked: 0, rounded: 8 });
+    const e = await convertGgufToOnnx(f16, join(dir, "bad-bs"), { weights: "int4", blockSize: 48 }).catch((x: unknown) => x);
+    expect((e as Error).message).toContain("blockSize must be one of 16, 32, 64, 128, 256, got 48");
+  });
 
   test("an unknown weight format is refused by name", async () => {
     const e = await convertGgufToOnnx(MODEL, join(dir, "bad"), { weights: "int3" as "int4" }).catch((x: unknown) => x);

@@ -1,12 +1,12 @@
 import { convertGgufToOnnx } from "../../convert/gguf-to-onnx.ts";
-import { CliError, parse, type Command } from "../args.ts";
-import { WEIGHT_FORMATS, type WeightFormat } from "../../convert/quantize-weights.ts";
+import { CliError, numberFlag, parse, type Command } from "../args.ts";
+import { BLOCK_SIZES, WEIGHT_FORMATS, type WeightFormat } from "../../convert/quantize-weights.ts";
 
 export const convertCommand: Command = {
   summary: "convert a llama-family GGUF into an ONNX decoder export (same model on both backends)",
   help: `steerkit convert — build an ONNX decoder with KV cache from a llama-family GGUF
 
-Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [--layout optimum|genai] [--json]
+Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [--block-size n] [--layout optimum|genai] [--json]
 
   <model.gguf>   F32, F16, BF16, Q8_0 or Q4_0 weights
   <out-dir>      written: model.onnx (+ model.onnx.data when large), config.json,
@@ -15,6 +15,8 @@ Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [
                  int8 / int4: every matrix block-quantized into MatMulNBits (block 32, symmetric,
                  accuracy_level 4, float32 activations: what onnxruntime-genai's builder writes for
                  CPU); Q8_0 / Q4_0 GGUF matrices are repacked into int8 / int4 without loss
+  --block-size   int8/int4 block: 32 (default; Q4_0/Q8_0 repack without loss), 16, 64, 128 or 256
+                 (128: fewer scale bytes and faster on ONNX Runtime's CPU kernels)
   --layout       optimum (default: standard ONNX ops, position_ids input) or genai: the graph
                  onnxruntime-genai's model builder writes for CPU (GroupQueryAttention with rotary,
                  packed q/k/v, SkipSimplifiedLayerNormalization, genai_config.json; fp32/int8/int4)
@@ -22,14 +24,16 @@ Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [
   --json         print the conversion report as JSON
 `,
   async run(argv) {
-    const { values, positionals } = parse(argv, { fp16: { type: "boolean" }, weights: { type: "string" }, layout: { type: "string" }, json: { type: "boolean" } }, true);
+    const { values, positionals } = parse(argv, { fp16: { type: "boolean" }, weights: { type: "string" }, "block-size": { type: "string" }, layout: { type: "string" }, json: { type: "boolean" } }, true);
     if (positionals.length !== 2) throw new CliError(`expected <model.gguf> <out-dir>, got ${positionals.length} arguments`);
     const weights = (values.weights ?? (values.fp16 ? "fp16" : "fp32")) as WeightFormat;
     if (!WEIGHT_FORMATS.includes(weights)) throw new CliError(`--weights must be one of ${WEIGHT_FORMATS.join(", ")}, got "${values.weights}"`);
     if (values.fp16 && weights !== "fp16") throw new CliError(`--fp16 contradicts --weights ${weights}`);
     const layout = values.layout ?? "optimum";
     if (layout !== "optimum" && layout !== "genai") throw new CliError(`--layout must be optimum or genai, got "${layout}"`);
-    const report = await convertGgufToOnnx(positionals[0]!, positionals[1]!, { weights, layout });
+    const blockSize = numberFlag("block-size", values["block-size"], { integer: true });
+    if (blockSize !== undefined && !(BLOCK_SIZES as readonly number[]).includes(blockSize)) throw new CliError(`--block-size must be one of ${BLOCK_SIZES.join(", ")}, got ${blockSize}`);
+    const report = await convertGgufToOnnx(positionals[0]!, positionals[1]!, { weights, layout, blockSize });
     console.log(values.json ? JSON.stringify(report) : `wrote ${positionals[1]} (${JSON.stringify(report)})`);
   },
 };
