@@ -39,6 +39,8 @@ export interface ConvertOptions {
    * kernels; Q4_0/Q8_0 sources are then dequantized and rounded again).
    */
   readonly blockSize?: number;
+  /** Progress while weights are converted and written: bytes done of the total. */
+  readonly onProgress?: (doneBytes: number, totalBytes: number) => void;
   /** genai layout only: rotary inside GroupQueryAttention (default) or separate RotaryEmbedding nodes. */
   readonly genaiRotary?: "attention" | "separate";
   /**
@@ -128,7 +130,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
   const threshold = options.externalThresholdBytes ?? DEFAULT_EXTERNAL_THRESHOLD;
   const external = options.externalData === undefined || options.externalData === "auto" ? weightBytes > threshold : options.externalData;
-  const written = writeOnnxModel(outDir, model, weights, external);
+  const written = writeOnnxModel(outDir, model, weights, external, options.onProgress);
   const files = [...written.files];
 
   const sourceTypes: Record<string, number> = {};

@@ -1,5 +1,6 @@
 import { convertGgufToOnnx } from "../../convert/gguf-to-onnx.ts";
 import { CliError, numberFlag, parse, type Command } from "../args.ts";
+import { progressBar } from "../progress.ts";
 import { BLOCK_SIZES, WEIGHT_FORMATS, type WeightFormat } from "../../convert/quantize-weights.ts";
 
 export const convertCommand: Command = {
@@ -33,7 +34,11 @@ Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [
     if (layout !== "optimum" && layout !== "genai") throw new CliError(`--layout must be optimum or genai, got "${layout}"`);
     const blockSize = numberFlag("block-size", values["block-size"], { integer: true });
     if (blockSize !== undefined && !(BLOCK_SIZES as readonly number[]).includes(blockSize)) throw new CliError(`--block-size must be one of ${BLOCK_SIZES.join(", ")}, got ${blockSize}`);
-    const report = await convertGgufToOnnx(positionals[0]!, positionals[1]!, { weights, layout, blockSize });
+    const mb = (n: number) => Math.round(n / 1e6);
+    let bar: ReturnType<typeof progressBar> | null = null;
+    const onProgress = (done: number, total: number) => (bar ??= progressBar(mb(total), `converting (${weights}, MB)`)).update(mb(done));
+    const report = await convertGgufToOnnx(positionals[0]!, positionals[1]!, { weights, layout, blockSize, onProgress });
+    (bar as ReturnType<typeof progressBar> | null)?.done();
     console.log(values.json ? JSON.stringify(report) : `wrote ${positionals[1]} (${JSON.stringify(report)})`);
   },
 };
