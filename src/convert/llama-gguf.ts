@@ -72,7 +72,7 @@ import {
   readTensorBytes,
   readTensorF32,
 } from "../formats/gguf.ts";
-import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
+import { DEQUANTIZABLE_TYPES, GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
 import { SteerkitError } from "../core/errors.ts";
 
 /** How one architecture departs from the llama graph (see the notes above). */
@@ -98,8 +98,13 @@ export const ARCHITECTURES: Readonly<Record<string, ArchProfile>> = {
   smollm3: { rope: "norm", qkNorm: false, noRopeLayerStep: 4, ropeFreqs: false, hfClass: "SmolLM3ForCausalLM" },
 };
 export const SUPPORTED_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
-/** Weight types read (Q8_0, Q4_0 and BF16 are dequantised, or repacked by quantize-weights.ts). Everything else is refused by name. */
-export const SUPPORTED_WEIGHT_TYPES: readonly number[] = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0, GGML_TYPE.Q4_0];
+/**
+ * Weight types read: the float ones and every block type `dequantize` reads (Q8_0, Q4_0,
+ * Q5_0/Q5_1, Q4_K, Q5_K, Q6_K: llama-quantize's q8_0, q4_0, q4_k_m and q5_k_m files); Q4_0 / Q8_0 are
+ * repacked rather than dequantized for int4 / int8 exports (quantize-weights.ts). Everything else is
+ * refused by name.
+ */
+export const SUPPORTED_WEIGHT_TYPES: readonly number[] = DEQUANTIZABLE_TYPES;
 
 export interface LlamaHParams {
   readonly architecture: string;
@@ -352,7 +357,7 @@ function checkType(path: string, t: GgufTensorInfo): GgufTensorInfo {
   if (!SUPPORTED_WEIGHT_TYPES.includes(t.type)) {
     throw new ConvertError(
       path,
-      `tensor "${t.name}" has type ${ggmlTypeName(t.type)}; supported weight types are ${SUPPORTED_WEIGHT_TYPES.map(ggmlTypeName).join(", ")} (quantised types other than Q8_0 and Q4_0 are not converted)`,
+      `tensor "${t.name}" has type ${ggmlTypeName(t.type)}; supported weight types are ${SUPPORTED_WEIGHT_TYPES.map(ggmlTypeName).join(", ")} (other quantised types are not converted)`,
     );
   }
   return t;

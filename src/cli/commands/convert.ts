@@ -9,7 +9,8 @@ export const convertCommand: Command = {
 
 Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [--block-size n] [--layout optimum|genai] [--json]
 
-  <model.gguf>   F32, F16, BF16, Q8_0 or Q4_0 weights
+  <model.gguf>   F32, F16, BF16, or llama-quantize's q8_0 / q4_0 / q4_k_m / q5_k_m types
+                 (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K: dequantized exactly as ggml does)
   <out-dir>      written: model.onnx (+ model.onnx.data when large), config.json,
                  generation_config.json, tokenizer.json, tokenizer_config.json
   --weights      fp32 (default), fp16 (weights, activations and KV cache in float16), or
