@@ -14,6 +14,7 @@ import { dequantize, GGML_TYPE } from "../../src/formats/ggml-types.ts";
 import { findTensor, readGgufHeader, readTensorBytes, readTensorF32 } from "../../src/formats/gguf.ts";
 import { OnnxDecoder } from "./run-onnx.ts";
 import { decodeModel } from "../../src/formats/onnx/index.ts";
+import { writeRandomLlamaGguf } from "../helpers/random-gguf.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const PROMPT = [1, 403, 407, 261, 378];
@@ -63,8 +64,7 @@ describe("block quantizer", () => {
 
   test("F16 weights -> int4 = llama.cpp's Q4_0 of the same weights, up to Q4_0's f16 scales", () => {
     const f16 = join(dir, "random-d256.gguf");
-    const p = Bun.spawnSync(["bun", join(import.meta.dir, "../../bench/make-random-gguf.ts"), "--out", f16, "--d", "256", "--layers", "1", "--ff", "512", "--heads", "4", "--kv-heads", "4", "--vocab", "512", "--ctx", "128"]);
-    expect(p.exitCode).toBe(0);
+    writeRandomLlamaGguf(f16, { d: 256, layers: 1, ff: 512, heads: 4, kvHeads: 4, vocab: 512, ctx: 128 });
     const q4 = join(dir, "random-d256-q4_0.gguf");
     quantizeGguf(f16, q4, { type: "q4_0", pure: true, threads: 2 });
     const [src, dst] = [readGgufHeader(f16), readGgufHeader(q4)];

@@ -18,6 +18,7 @@ import { DEFAULT_MODEL_PATH, loadModel, quantizeGguf, QUANT_TYPE_INFO, QUANT_TYP
 import { readGgufHeader } from "../../src/formats/gguf.ts";
 import { ggmlTypeName } from "../../src/formats/ggml-types.ts";
 import { applyAffineJs, makeHooks, maxAbsDiff, randomVector } from "./hooks-helpers.ts";
+import { writeRandomLlamaGguf } from "../helpers/random-gguf.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-quantize-"));
 const f16 = join(dir, "random-d256-f16.gguf");
@@ -33,11 +34,7 @@ const STEPS = 6;
 const TOLERANCE: Record<QuantType, number> = { q8_0: 0.05, q5_k_m: 0.25, q4_k_m: 0.4, q4_0: 0.45 };
 
 beforeAll(() => {
-  const p = Bun.spawnSync(
-    ["bun", join(import.meta.dir, "..", "..", "bench", "make-random-gguf.ts"), "--out", f16, "--d", "256", "--layers", "4", "--ff", "768", "--heads", "4", "--kv-heads", "4", "--vocab", "512", "--ctx", "256"],
-    { stdout: "pipe", stderr: "pipe" },
-  );
-  if (p.exitCode !== 0) throw new Error(`make-random-gguf failed: ${p.stderr.toString()}`);
+  writeRandomLlamaGguf(f16, { d: 256, layers: 4, ff: 768, heads: 4, kvHeads: 4, vocab: 512, ctx: 256 });
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -18,6 +18,7 @@ import type { Model } from "../../src/core/backend.ts";
 import { allPoints, pointName } from "../../src/core/sites.ts";
 import { decodeModel } from "../../src/formats/onnx/index.ts";
 import { greedy, maxLogitsDiff, type Run } from "../parity/parity-helpers.ts";
+import { writeRandomLlamaGguf } from "../helpers/random-gguf.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-genai-"));
 const gguf = join(dir, "random-d256.gguf");
@@ -34,8 +35,7 @@ const ONNX_TOLERANCE = 1e-4;
 
 const models: Record<string, Model> = {};
 beforeAll(async () => {
-  const p = Bun.spawnSync(["bun", join(import.meta.dir, "../../bench/make-random-gguf.ts"), "--out", gguf, "--d", "256", "--layers", String(LAYERS), "--ff", "512", "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--ctx", "256"]);
-  if (p.exitCode !== 0) throw new Error(p.stderr.toString());
+  writeRandomLlamaGguf(gguf, { d: 256, layers: LAYERS, ff: 512, heads: 4, kvHeads: 2, vocab: 512, ctx: 256 });
   await convertGgufToOnnx(gguf, join(dir, "genai"), { layout: "genai" });
   await convertGgufToOnnx(gguf, join(dir, "genai-rotary-nodes"), { layout: "genai", genaiRotary: "separate" });
   await convertGgufToOnnx(gguf, join(dir, "optimum"));

@@ -19,6 +19,7 @@ import { readGgufHeader } from "../../src/formats/gguf.ts";
 import { ggmlTypeName } from "../../src/formats/ggml-types.ts";
 import { decodeModel } from "../../src/formats/onnx/index.ts";
 import { greedy, maxLogitsDiff } from "./parity-helpers.ts";
+import { writeRandomLlamaGguf } from "../helpers/random-gguf.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const STEPS = 48;
@@ -89,8 +90,7 @@ describe("K-quant GGUFs (Q4_K_M, Q5_K_M) convert to ONNX and match llama.cpp on 
   // stories260K: measured 0.21 / 0.24 over 24 steps (llama.cpp's 8-bit activations against float ones).
   const f16 = join(dir, "random-d256.gguf");
   beforeAll(() => {
-    const p = Bun.spawnSync(["bun", join(import.meta.dir, "../../bench/make-random-gguf.ts"), "--out", f16, "--d", "256", "--layers", "3", "--ff", "512", "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--ctx", "256"]);
-    if (p.exitCode !== 0) throw new Error(p.stderr.toString());
+    writeRandomLlamaGguf(f16, { d: 256, layers: 3, ff: 512, heads: 4, kvHeads: 2, vocab: 512, ctx: 256 });
   });
   for (const [source, type, expected, tolerance] of [
     [MODEL, "q4_k_m", ["Q5_0", "Q8_0"], 0.6],
