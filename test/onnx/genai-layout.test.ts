@@ -8,7 +8,7 @@
  * with 4 heads of 64 and 2 KV heads (grouped), written by bench/make-random-gguf.ts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { llamaCpp, quantizeGguf } from "../../src/adapters/llama-cpp/index.ts";
@@ -18,6 +18,7 @@ import type { Model } from "../../src/core/backend.ts";
 import { allPoints, pointName } from "../../src/core/sites.ts";
 import { decodeModel } from "../../src/formats/onnx/index.ts";
 import { greedy, maxLogitsDiff, type Run } from "../parity/parity-helpers.ts";
+import { asArchitecture, type TensorEntry } from "../convert/gguf-edit.ts";
 import { writeRandomLlamaGguf } from "../helpers/random-gguf.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-genai-"));
@@ -89,6 +90,41 @@ describe("onnxruntime-genai layout", () => {
       if (steering) expect(maxLogitsDiff(genai, runs["genai:unsteered"]!)).toBeGreaterThan(0.05); // the edit acts
     });
   }
+
+  test("qwen2 (rotate-halves rotary: no row permutation; q/k/v biases in the packed Add) = the Optimum export = llama.cpp", async () => {
+    const bias = (name: string, n: number, seed: number): TensorEntry => ({
+      name,
+      type: 0,
+      dims: [n],
+      data: new Uint8Array(Float32Array.from({ length: n }, (_, i) => Math.sin(seed + i * 0.7) * 0.5).buffer),
+    });
+    const qwen = join(dir, "random-d256-qwen2.gguf");
+    const append = Array.from({ length: LAYERS }, (_, l) => [bias(`blk.${l}.attn_q.bias`, 256, l), bias(`blk.${l}.attn_k.bias`, 128, 10 + l), bias(`blk.${l}.attn_v.bias`, 128, 20 + l)]).flat();
+    writeFileSync(qwen, asArchitecture(readFileSync(gguf), "qwen2", { append }));
+    await convertGgufToOnnx(qwen, join(dir, "qwen2-genai"), { layout: "genai" });
+    await convertGgufToOnnx(qwen, join(dir, "qwen2-optimum"));
+    const g = decodeModel(readFileSync(join(dir, "qwen2-genai", "model.onnx"))).graph!;
+    expect(g.nodes.map((n) => n.name)).toContain("/model/layers.0/attn/qkv_proj/Add");
+    const a = await llamaCpp.load(qwen, { contextLength: 128, threads: 1 });
+    const b = await onnx.load(join(dir, "qwen2-genai"), { contextLength: 128, threads: 1 });
+    const c = await onnx.load(join(dir, "qwen2-optimum"), { contextLength: 128, threads: 1 });
+    try {
+      const [x, y, z] = [await greedy(a, null, STEPS), await greedy(b, null, STEPS), await greedy(c, null, STEPS)];
+      expect(y.tokens).toEqual(x.tokens);
+      expect(maxLogitsDiff(y, x)).toBeLessThan(LLAMA_TOLERANCE);
+      expect(maxLogitsDiff(y, z)).toBeLessThan(ONNX_TOLERANCE);
+    } finally {
+      a.dispose();
+      b.dispose();
+      c.dispose();
+    }
+    // What the builder's layout has no place for is refused by name.
+    const qwen3 = join(dir, "random-d256-qwen3.gguf");
+    const norms = Array.from({ length: LAYERS }, (_, l) => [bias(`blk.${l}.attn_q_norm.weight`, 64, l), bias(`blk.${l}.attn_k_norm.weight`, 64, l)]).flat();
+    writeFileSync(qwen3, asArchitecture(readFileSync(gguf), "qwen3", { append: norms }));
+    const e = await convertGgufToOnnx(qwen3, join(dir, "qwen3-genai"), { layout: "genai" }).catch((x: unknown) => x);
+    expect((e as Error).message).toContain("the onnxruntime-genai layout does not cover qwen3's q/k norms");
+  });
 
   test("int4 (MatMulNBits, from llama.cpp's pure Q4_0 of the same model) = llama.cpp on that Q4_0 GGUF", async () => {
     const q4 = join(dir, "random-d256-q4_0.gguf");
