@@ -144,6 +144,7 @@ describe("quantizeGguf", () => {
     expect(() => quantizeGguf(join(dir, "none.gguf"), join(dir, "x.gguf"), { type: "q8_0" })).toThrow(/none.gguf: no such file/);
     expect(() => quantizeGguf(f16, f16, { type: "q8_0" })).toThrow(/is the input model itself/);
     expect(() => quantizeGguf(f16, join(dir, "no-dir", "x.gguf"), { type: "q8_0" })).toThrow(/directory .*no-dir does not exist/);
+    expect(() => quantizeGguf(f16, dir, { type: "q8_0" })).toThrow(/is a directory: give the path of the .gguf file to write/);
     const q8 = join(dir, "requant-src.gguf");
     quantizeGguf(f16, q8, { type: "q8_0", threads: 2 });
     expect(() => quantizeGguf(q8, join(dir, "x.gguf"), { type: "q4_0" })).toThrow(QuantizeError);

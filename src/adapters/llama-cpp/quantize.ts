@@ -138,6 +138,7 @@ export function quantizeGguf(input: string, output: string, options: QuantizeOpt
   if (existsSync(out) && realpathSync(out) === realpathSync(input)) {
     throw new QuantizeError(`${output} is the input model itself: write the quantized model to another path`);
   }
+  if (existsSync(out) && statSync(out).isDirectory()) throw new QuantizeError(`${output} is a directory: give the path of the .gguf file to write`);
   if (!existsSync(dirname(out)) || !statSync(dirname(out)).isDirectory()) {
     throw new QuantizeError(`${output}: directory ${dirname(out)} does not exist`);
   }

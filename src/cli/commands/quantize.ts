@@ -4,7 +4,7 @@
  * runs in a child process (quantize-worker.ts) while this one draws a progress bar from the size of
  * the file being written; errors are checked here first so bad input fails at once.
  */
-import { existsSync, statSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import {
   estimateQuantizedBytes,
@@ -62,9 +62,18 @@ export const quantizeCommand: Command = {
     const timer = setInterval(() => {
       if (existsSync(tmp)) bar.update(Math.min(mb(total), mb(statSync(tmp).size)));
     }, 250);
+    // Ctrl-C: stop the quantizer and leave no half-written temporary file behind.
+    const interrupt = () => {
+      child.kill();
+      rmSync(tmp, { force: true });
+      process.exit(130);
+    };
+    process.once("SIGINT", interrupt);
     const text = await new Response(child.stdout).text();
     await child.exited;
+    process.off("SIGINT", interrupt);
     clearInterval(timer);
+    if (child.exitCode !== 0) rmSync(tmp, { force: true }); // a crash in llama.cpp: the worker could not clean up
     const result = JSON.parse(text.trim().split("\n").pop() || "{}") as QuantizeReport | { error: string };
     if ("error" in result) throw new QuantizeError(result.error);
     if (child.exitCode !== 0) throw new QuantizeError(`the quantizer process exited with code ${child.exitCode}${child.signalCode ? ` (${child.signalCode})` : ""}`);
