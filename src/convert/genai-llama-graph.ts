@@ -62,6 +62,16 @@ interface Part {
   readonly order: Int32Array | null;
 }
 
+/**
+ * The builder-layout graph of a llama-family GGUF, with its weights produced lazily (written by
+ * onnx-writer.ts; `convertGgufToOnnx(..., { layout: "genai" })` is the usual entry).
+ *
+ * @example
+ * ```ts
+ * const { model, weights } = buildGenaiLlamaGraph(openLlamaGguf("m.gguf"), { contextLength: 4096, quantizeBits: 4 });
+ * writeOnnxModel("out", model, weights, true);
+ * ```
+ */
 export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): LlamaOnnxGraph {
   const h = g.hparams;
   const refuse = (what: string) => {
@@ -245,7 +255,14 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
   return { model: onnxModel, weights };
 }
 
-/** The builder's genai_config.json for this model. */
+/**
+ * The builder's genai_config.json for this model.
+ *
+ * @example
+ * ```ts
+ * writeFileSync("out/genai_config.json", JSON.stringify(genaiConfig(g, 4096, { bos: 1, eos: [2] }), null, 4));
+ * ```
+ */
 export function genaiConfig(g: LlamaGguf, contextLength: number, tokens: { bos: number | null; eos: number[] }, rotary: "attention" | "separate" = "attention"): Record<string, unknown> {
   const h = g.hparams;
   return {

@@ -187,6 +187,11 @@ export function dequantizeBlocks(q: BlockQuantized): Float32Array {
 /**
  * A GGUF matrix as MatMulNBits blocks: repacked when its type is the target's at block 32, else
  * quantized from its float (or dequantized) values.
+ *
+ * @example
+ * ```ts
+ * const q = blockQuantizeTensor(openLlamaGguf("m-q4_0.gguf"), layer.wq, 4); // Q4_0: repacked as is
+ * ```
  */
 export function blockQuantizeTensor(g: LlamaGguf, t: GgufTensorInfo, bits: 4 | 8, blockSize: number = BLOCK_SIZE): BlockQuantized {
   if (t.dims.length !== 2) throw new RangeError(`tensor "${t.name}" is not a matrix (dims ${t.dims.join(" x ")})`);
@@ -257,12 +262,28 @@ export function quantizedMatMul(
   return { node: nodeOut, initializers };
 }
 
-/** Bits of a quantized weight format, or null for the float ones. */
+/**
+ * Bits of a quantized weight format, or null for the float ones.
+ *
+ * @example
+ * ```ts
+ * weightBits("int4"); // 4
+ * weightBits("fp16"); // null
+ * ```
+ */
 export function weightBits(format: WeightFormat): 4 | 8 | null {
   return format === "int4" ? 4 : format === "int8" ? 8 : null;
 }
 
-/** Whether a GGUF matrix goes into MatMulNBits as its own blocks (no second rounding). */
+/**
+ * Whether a GGUF matrix goes into MatMulNBits as its own blocks (no second rounding).
+ *
+ * @example
+ * ```ts
+ * isRepacked(q4_0Tensor, 4, 32); // true
+ * isRepacked(q4_0Tensor, 4, 128); // false: dequantized and rounded again
+ * ```
+ */
 export function isRepacked(t: GgufTensorInfo, bits: 4 | 8, blockSize: number): boolean {
   return blockSize === BLOCK_SIZE && ((bits === 4 && t.type === GGML_TYPE.Q4_0) || (bits === 8 && t.type === GGML_TYPE.Q8_0));
 }

@@ -20,7 +20,15 @@ function blocks(name: string, count: number, size: number): number {
   return count / size;
 }
 
-/** Q4_0: d f16, qs[16]; x = (q - 8) d; element j in the low nibble of qs[j], j + 16 in the high one. */
+/**
+ * Q4_0: d f16, qs[16]; x = (q - 8) d; element j in the low nibble of qs[j], j + 16 in the high one.
+ * (Each dequantizer here takes a tensor's raw bytes and element count, like `dequantize`.)
+ *
+ * @example
+ * ```ts
+ * const w = dequantizeQ4_0(readTensorBytes(file, t), t.elementCount);
+ * ```
+ */
 export function dequantizeQ4_0(bytes: Uint8Array, count: number): Float32Array {
   const out = new Float32Array(count);
   for (let b = 0, src = 0, dst = 0; b < blocks("Q4_0", count, 32); b++, src += 18, dst += 32) {
@@ -52,7 +60,9 @@ function dequantizeQ5(bytes: Uint8Array, count: number, withMin: boolean): Float
   }
   return out;
 }
+/** Q5_0 blocks -> float32. @example `dequantizeQ5_0(readTensorBytes(file, t), t.elementCount)` */
 export const dequantizeQ5_0 = (bytes: Uint8Array, count: number) => dequantizeQ5(bytes, count, false);
+/** Q5_1 blocks -> float32. @example `dequantizeQ5_1(readTensorBytes(file, t), t.elementCount)` */
 export const dequantizeQ5_1 = (bytes: Uint8Array, count: number) => dequantizeQ5(bytes, count, true);
 
 /** The 6-bit scale and min of sub-block j from a K-quant's 12 packed scale bytes (get_scale_min_k4). */
@@ -89,10 +99,19 @@ function dequantizeK45(bytes: Uint8Array, count: number, five: boolean): Float32
   }
   return out;
 }
+/** Q4_K super-blocks -> float32. @example `dequantizeQ4_K(readTensorBytes(file, t), t.elementCount)` */
 export const dequantizeQ4_K = (bytes: Uint8Array, count: number) => dequantizeK45(bytes, count, false);
+/** Q5_K super-blocks -> float32. @example `dequantizeQ5_K(readTensorBytes(file, t), t.elementCount)` */
 export const dequantizeQ5_K = (bytes: Uint8Array, count: number) => dequantizeK45(bytes, count, true);
 
-/** Q6_K super-block: ql[128] (low 4 bits), qh[64] (high 2 bits), scales int8[16], d f16; x = d·sc·(q - 32). */
+/**
+ * Q6_K super-block: ql[128] (low 4 bits), qh[64] (high 2 bits), scales int8[16], d f16; x = d·sc·(q - 32).
+ *
+ * @example
+ * ```ts
+ * const head = dequantizeQ6_K(readTensorBytes(file, output), output.elementCount);
+ * ```
+ */
 export function dequantizeQ6_K(bytes: Uint8Array, count: number): Float32Array {
   const out = new Float32Array(count);
   for (let b = 0, src = 0, dst = 0; b < blocks("Q6_K", count, 256); b++, src += 210) {

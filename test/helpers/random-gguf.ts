@@ -19,7 +19,14 @@ export interface RandomGgufShape {
   readonly ctx: number;
 }
 
-/** Write the model to `out` (throws with the generator's stderr on failure). */
+/**
+ * Write the model to `out` (throws with the generator's stderr on failure).
+ *
+ * @example
+ * ```ts
+ * writeRandomLlamaGguf("/tmp/m.gguf", { d: 256, layers: 2, ff: 512, heads: 4, kvHeads: 2, vocab: 512, ctx: 256 });
+ * ```
+ */
 export function writeRandomLlamaGguf(out: string, s: RandomGgufShape): string {
   const vocabFlag = readFileSync(SCRIPT, "utf8").includes('"vocab-size"') ? "--vocab-size" : "--vocab";
   const args = ["--out", out, "--d", s.d, "--layers", s.layers, "--ff", s.ff, "--heads", s.heads, "--kv-heads", s.kvHeads, vocabFlag, s.vocab, "--ctx", s.ctx];

@@ -362,7 +362,16 @@ function cpuThreadpool(
   };
 }
 
-/** What llama_model_quantize_default_params returns: the block to edit and pass to llama_model_quantize. */
+/**
+ * What llama_model_quantize_default_params returns: the block to edit (abi.ts QUANTIZE_PARAMS
+ * offsets) and pass to llama_model_quantize.
+ *
+ * @example
+ * ```ts
+ * const q = quantizeDefaultParams(loadLlamaLibrary());
+ * q.setInt32(QUANTIZE_PARAMS.ftype, LLAMA_FTYPE.Q4_K_M, true);
+ * ```
+ */
 export function quantizeDefaultParams(lib: LlamaLibrary): DataView {
   const q = new DataView(new ArrayBuffer(QUANTIZE_PARAMS.size));
   lib.shim.sk_quantize_default_params(lib.fn.quantizeDefaultParams, ptr(q));
