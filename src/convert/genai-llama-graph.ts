@@ -97,11 +97,11 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
     if (!constants.some((c) => c.name === name)) constants.push(tensorFromInt64(name, scalar ? [] : [values.length], values));
     return name;
   };
-  const floatWeight = (name: string, dims: number[], source: GgufTensorInfo, produce: () => Float32Array) => {
-    weights.push({ name, dataType: DataType.FLOAT, dims, byteLength: dims.reduce((a, b) => a * b, 1) * 4, source, produce: () => bytesOf(produce()) });
+  const floatWeight = (name: string, dims: number[], sources: GgufTensorInfo[], produce: () => Float32Array) => {
+    weights.push({ name, dataType: DataType.FLOAT, dims, byteLength: dims.reduce((a, b) => a * b, 1) * 4, source: sources[0]!, sources, produce: () => bytesOf(produce()) });
     return name;
   };
-  const vector = (t: GgufTensorInfo, name: string) => floatWeight(name, [t.elementCount], t, () => readWeightF32(g, t));
+  const vector = (t: GgufTensorInfo, name: string) => floatWeight(name, [t.elementCount], [t], () => readWeightF32(g, t));
 
   /** `input @ Wᵀ` for the row-concatenation of `parts` (each [n_i][K]), named as the builder names it. */
   const matmul = (parts: Part[], input: string, name: string, output?: string) => {
@@ -111,7 +111,7 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
     const out = output ?? `${name}/output_0`;
     if (bits === undefined) {
       // The builder stores MatMul weights transposed, [K, N].
-      floatWeight(weightName, [k, n], parts[0]!.t, () => transpose(concatRows(parts.map((p) => reorderRows(readWeightF32(g, p.t), k, p.order))), n, k));
+      floatWeight(weightName, [k, n], parts.map((p) => p.t), () => transpose(concatRows(parts.map((p) => reorderRows(readWeightF32(g, p.t), k, p.order))), n, k));
       op("MatMul", [input, weightName], name, [], [out]);
       return out;
     }
@@ -122,13 +122,14 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
     const bName = `${weightName}_Q${bits}`;
     const sName = `${weightName}_scales`;
     weights.push(
-      { name: bName, dataType: DataType.UINT8, dims: [n, blocks, blob], byteLength: n * blocks * blob, source: parts[0]!.t, produce: () => quantized().packed },
+      { name: bName, dataType: DataType.UINT8, dims: [n, blocks, blob], byteLength: n * blocks * blob, source: parts[0]!.t, sources: parts.map((p) => p.t), produce: () => quantized().packed },
       {
         name: sName,
         dataType: DataType.FLOAT,
         dims: [n * blocks],
         byteLength: n * blocks * 4,
         source: parts[0]!.t,
+        sources: parts.map((p) => p.t),
         produce: () => {
           const s = quantized().scales;
           pending = null;
@@ -151,7 +152,7 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
   const outputs = [valueInfo("logits", DataType.FLOAT, ["batch_size", "sequence_length", h.vocabSize])];
 
   // Embeddings (float: gathered, not multiplied; the builder keeps them float for int4 too).
-  const embed = floatWeight("model.embed_tokens.weight", [h.vocabSize, h.nEmbd], g.tokenEmbd, () => readWeightF32(g, g.tokenEmbd));
+  const embed = floatWeight("model.embed_tokens.weight", [h.vocabSize, h.nEmbd], [g.tokenEmbd], () => readWeightF32(g, g.tokenEmbd));
   const embedded = op("Gather", [embed, "input_ids"], "/model/embed_tokens/Gather", [attr.int("axis", 0)]);
 
   // seqlens_k and total_sequence_length for GroupQueryAttention.
@@ -210,7 +211,7 @@ export function buildGenaiLlamaGraph(g: LlamaGguf, options: GenaiGraphOptions): 
     if (!separate && l.bq && l.bk && l.bv) {
       const parts = [{ t: l.bq, order: qOrder }, { t: l.bk, order: kOrder }, { t: l.bv, order: null }];
       const n = parts.reduce((a, x) => a + x.t.elementCount, 0);
-      const bias = floatWeight(`${w}.attn.qkv_proj.Add.bias`, [n], l.bq, () => concatRows(parts.map((x) => reorderRows(readWeightF32(g, x.t), 1, x.order))));
+      const bias = floatWeight(`${w}.attn.qkv_proj.Add.bias`, [n], parts.map((x) => x.t), () => concatRows(parts.map((x) => reorderRows(readWeightF32(g, x.t), 1, x.order))));
       qkv = op("Add", [qkv, bias], `${p}/attn/qkv_proj/Add`);
     } else if (l.bq || l.bk || l.bv) refuse("a q/k/v bias on only some of q, k, v");
     const pastK = `past_key_values.${L}.key`;

@@ -133,8 +133,9 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const written = writeOnnxModel(outDir, model, weights, external, options.onProgress);
   const files = [...written.files];
 
+  const sourceTensors = [...new Set(weights.flatMap((w) => w.sources ?? [w.source]))];
   const sourceTypes: Record<string, number> = {};
-  for (const w of new Set(weights.map((w) => w.source))) sourceTypes[ggmlTypeName(w.type)] = (sourceTypes[ggmlTypeName(w.type)] ?? 0) + 1;
+  for (const t of sourceTensors) sourceTypes[ggmlTypeName(t.type)] = (sourceTypes[ggmlTypeName(t.type)] ?? 0) + 1;
 
   const writeJson = (name: string, value: unknown, indent = 2) => {
     const p = join(outDir, name);
@@ -165,7 +166,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     layout,
     blockQuantized: quantizeBits === undefined ? null : blockReport(weights, quantizeBits, blockSize),
     opset: layout === "genai" ? GENAI_OPSET : OPSET,
-    parameterCount: [...new Set(weights.map((w) => w.source))].reduce((a, t) => a + t.elementCount, 0),
+    parameterCount: sourceTensors.reduce((a, t) => a + t.elementCount, 0),
     weightBytes,
     externalData: external,
     tiedEmbeddings: h.tiedEmbeddings,
@@ -213,9 +214,9 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
   return config;
 }
 
-/** Matrices written as MatMulNBits (one B initializer each), by whether they were repacked. */
+/** GGUF matrices written as MatMulNBits (packed q/k/v count as three), by whether they were repacked. */
 function blockReport(weights: readonly LazyInitializer[], bits: 4 | 8, blockSize: number) {
-  const sources = weights.filter((w) => w.name.endsWith(`_Q${bits}`)).map((w) => w.source);
+  const sources = weights.filter((w) => w.name.endsWith(`_Q${bits}`)).flatMap((w) => w.sources ?? [w.source]);
   const repacked = sources.filter((t) => isRepacked(t, bits, blockSize)).length;
   return { bits, blockSize, repacked, rounded: sources.length - repacked };
 }

@@ -61,6 +61,8 @@ export interface LazyInitializer {
   readonly byteLength: number;
   /** GGUF source tensor (for the report). */
   readonly source: GgufTensorInfo;
+  /** Every GGUF tensor the bytes are made from, when more than `source` (packed q/k/v). */
+  readonly sources?: readonly GgufTensorInfo[];
   produce(): Uint8Array;
 }
 

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { llamaCpp, quantizeGguf } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
-import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
+import { convertGgufToOnnx, type ConvertReport } from "../../src/convert/gguf-to-onnx.ts";
 import type { Model } from "../../src/core/backend.ts";
 import { allPoints, pointName } from "../../src/core/sites.ts";
 import { decodeModel } from "../../src/formats/onnx/index.ts";
@@ -35,11 +35,12 @@ const LLAMA_TOLERANCE = 0.01;
 const ONNX_TOLERANCE = 1e-4;
 
 const models: Record<string, Model> = {};
+const reports: Record<string, ConvertReport> = {};
 beforeAll(async () => {
   writeRandomLlamaGguf(gguf, { d: 256, layers: LAYERS, ff: 512, heads: 4, kvHeads: 2, vocab: 512, ctx: 256 });
-  await convertGgufToOnnx(gguf, join(dir, "genai"), { layout: "genai" });
+  reports.genai = await convertGgufToOnnx(gguf, join(dir, "genai"), { layout: "genai" });
   await convertGgufToOnnx(gguf, join(dir, "genai-rotary-nodes"), { layout: "genai", genaiRotary: "separate" });
-  await convertGgufToOnnx(gguf, join(dir, "optimum"));
+  reports.optimum = await convertGgufToOnnx(gguf, join(dir, "optimum"));
   models.llama = await llamaCpp.load(gguf, { contextLength: 128, threads: 1 });
   for (const name of ["genai", "genai-rotary-nodes", "optimum"]) models[name] = await onnx.load(join(dir, name), { contextLength: 128, threads: 1 });
 });
@@ -66,6 +67,10 @@ describe("onnxruntime-genai layout", () => {
     expect(config.model.decoder).toMatchObject({ head_size: 64, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: LAYERS, filename: "model.onnx" });
     expect(config.model.decoder.inputs.past_key_names).toBe("past_key_values.%d.key");
     expect(config.search.past_present_share_buffer).toBe(true);
+    // The report counts every GGUF tensor once, packed q/k/v included.
+    expect(reports.genai!.parameterCount).toBe(reports.optimum!.parameterCount);
+    expect(reports.genai!.sourceTypes).toEqual(reports.optimum!.sourceTypes);
+    expect(reports.genai!.layout).toBe("genai");
   });
 
   test("every residual point is found, in the Skip norms' output 3", () => {
@@ -129,13 +134,15 @@ describe("onnxruntime-genai layout", () => {
   test("int4 (MatMulNBits, from llama.cpp's pure Q4_0 of the same model) = llama.cpp on that Q4_0 GGUF", async () => {
     const q4 = join(dir, "random-d256-q4_0.gguf");
     quantizeGguf(gguf, q4, { type: "q4_0", pure: true, threads: 2 });
-    await convertGgufToOnnx(q4, join(dir, "genai-int4"), { layout: "genai", weights: "int4" });
+    const report = await convertGgufToOnnx(q4, join(dir, "genai-int4"), { layout: "genai", weights: "int4" });
     const a = await llamaCpp.load(q4, { contextLength: 128, threads: 1 });
     const b = await onnx.load(join(dir, "genai-int4"), { contextLength: 128, threads: 1 });
     try {
       const g = decodeModel(readFileSync(join(dir, "genai-int4", "model.onnx"))).graph!;
       expect(g.nodes.filter((n) => n.opType === "MatMulNBits").map((n) => n.name)).toContain("/model/layers.0/attn/qkv_proj/MatMul_Q4");
       expect(g.initializers.map((t) => t.name)).toContain("model.layers.0.attn.qkv_proj.MatMul.weight_Q4");
+      // q, k, v (packed), o, gate, up, down per layer and the head: all repacked from Q4_0.
+      expect(report.blockQuantized).toEqual({ bits: 4, blockSize: 32, repacked: 7 * LAYERS + 1, rounded: 0 });
       for (const steering of [null, { scale: 2, fastPath: true }]) {
         const x = await greedy(a, steering, STEPS);
         const y = await greedy(b, steering, STEPS);
