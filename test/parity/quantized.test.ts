@@ -15,6 +15,7 @@ import type { Model } from "../../src/core/backend.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { llamaCpp, quantizeGguf } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
+import { referenceLlama } from "../../src/testing/index.ts";
 import { readGgufHeader } from "../../src/formats/gguf.ts";
 import { ggmlTypeName } from "../../src/formats/ggml-types.ts";
 import { decodeModel } from "../../src/formats/onnx/index.ts";
@@ -86,7 +87,7 @@ for (const [type, weights] of [["q4_0", "int4"], ["q8_0", "int8"]] as const) {
  * activations. Stories260K's 64-wide rows make llama.cpp fall back to Q5_0 / Q5_1 / Q8_0; a 256-wide
  * random llama gets real Q4_K / Q5_K / Q6_K.
  */
-describe("K-quant GGUFs (Q4_K_M, Q5_K_M) convert to ONNX and match llama.cpp on the same file", () => {
+describe("K-quant GGUFs (Q4_K_M, Q5_K_M) convert to ONNX, load in the reference backend, and match llama.cpp on the same file", () => {
   // stories260K: measured 0.21 / 0.24 over 24 steps (llama.cpp's 8-bit activations against float ones).
   const f16 = join(dir, "random-d256.gguf");
   beforeAll(() => {
@@ -115,6 +116,13 @@ describe("K-quant GGUFs (Q4_K_M, Q5_K_M) convert to ONNX and match llama.cpp on 
         if (source === MODEL) {
           expect(y.tokens).toEqual(x.tokens);
           expect(maxLogitsDiff(x, y)).toBeLessThan(tolerance);
+          // The reference backend reads the same blocks (float activations, like the ONNX export).
+          const r = await referenceLlama.load(gguf, { contextLength: 128 });
+          try {
+            expect((await greedy(r, null, 24)).tokens).toEqual(x.tokens);
+          } finally {
+            r.dispose();
+          }
         } else {
           // Random weights give nearly flat logits: greedy decoding meets near-ties, so only the
           // prompt's logits are compared (measured 0.022 / 0.019).
