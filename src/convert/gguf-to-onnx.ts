@@ -12,8 +12,7 @@ import { ggufToHfTokenizer, readTokenizerSpec } from "../formats/gguf-tokenizer.
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
 import { ConvertError, type LlamaGguf, openLlamaGguf } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
-import { BLOCK_SIZE, BLOCK_SIZES, isRepacked, WEIGHT_FORMATS, weightBits, type WeightFormat } from "./quantize-weights.ts";
-import type { LazyInitializer } from "./llama-onnx-graph.ts";
+import { blockReport, resolveWeights, type ResolvedWeights, type WeightFormat } from "./quantize-weights.ts";
 import { buildGenaiLlamaGraph, GENAI_OPSET, genaiConfig } from "./genai-llama-graph.ts";
 
 export { ConvertError } from "./llama-gguf.ts";
@@ -88,16 +87,13 @@ export interface ConvertReport {
 
 export async function convertGgufToOnnx(ggufPath: string, outDir: string, options: ConvertOptions = {}): Promise<ConvertReport> {
   const started = performance.now();
-  if (options.weights !== undefined && !WEIGHT_FORMATS.includes(options.weights)) {
-    throw new ConvertError(ggufPath, `weights must be one of ${WEIGHT_FORMATS.join(", ")}, got ${JSON.stringify(options.weights)}`);
+  let resolved: ResolvedWeights;
+  try {
+    resolved = resolveWeights(options);
+  } catch (e) {
+    throw new ConvertError(ggufPath, (e as Error).message);
   }
-  const format: WeightFormat = options.weights ?? (options.dtype === "float16" ? "fp16" : "fp32");
-  const dtype = options.weights === undefined ? (options.dtype ?? "float32") : format === "fp16" ? "float16" : "float32";
-  if (dtype !== "float32" && dtype !== "float16") throw new ConvertError(ggufPath, `dtype must be "float32" or "float16", got ${JSON.stringify(dtype)}`);
-  const quantizeBits = weightBits(format) ?? undefined;
-  const blockSize = options.blockSize ?? BLOCK_SIZE;
-  if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) throw new ConvertError(ggufPath, `blockSize must be one of ${BLOCK_SIZES.join(", ")}, got ${blockSize}`);
-  if (options.blockSize !== undefined && quantizeBits === undefined) throw new ConvertError(ggufPath, `blockSize applies to int8/int4 weights, not ${format}`);
+  const { format, dtype, bits: quantizeBits, blockSize } = resolved;
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
 
@@ -212,11 +208,4 @@ function hfConfig(g: LlamaGguf, dtype: WeightDtype, maxPositions: number): Recor
     },
   };
   return config;
-}
-
-/** GGUF matrices written as MatMulNBits (packed q/k/v count as three), by whether they were repacked. */
-function blockReport(weights: readonly LazyInitializer[], bits: 4 | 8, blockSize: number) {
-  const sources = weights.filter((w) => w.name.endsWith(`_Q${bits}`)).flatMap((w) => w.sources ?? [w.source]);
-  const repacked = sources.filter((t) => isRepacked(t, bits, blockSize)).length;
-  return { bits, blockSize, repacked, rounded: sources.length - repacked };
 }

@@ -275,6 +275,51 @@ export function weightBits(format: WeightFormat): 4 | 8 | null {
   return format === "int4" ? 4 : format === "int8" ? 8 : null;
 }
 
+export interface ResolvedWeights {
+  readonly format: WeightFormat;
+  /** Activation (and float weight) precision of the graph. */
+  readonly dtype: "float32" | "float16";
+  /** 4 / 8 for MatMulNBits, undefined for float weights. */
+  readonly bits: 4 | 8 | undefined;
+  readonly blockSize: number;
+}
+
+/**
+ * The converter's weight options, checked: `weights` (overrides the older `dtype`) and `blockSize`.
+ * Throws an Error naming the option and what it got.
+ *
+ * @example
+ * ```ts
+ * resolveWeights({ weights: "int4", blockSize: 128 }); // { format: "int4", dtype: "float32", bits: 4, blockSize: 128 }
+ * ```
+ */
+export function resolveWeights(o: { weights?: WeightFormat; dtype?: "float32" | "float16"; blockSize?: number }): ResolvedWeights {
+  if (o.weights !== undefined && !WEIGHT_FORMATS.includes(o.weights)) throw new Error(`weights must be one of ${WEIGHT_FORMATS.join(", ")}, got ${JSON.stringify(o.weights)}`);
+  const format: WeightFormat = o.weights ?? (o.dtype === "float16" ? "fp16" : "fp32");
+  const dtype = o.weights === undefined ? (o.dtype ?? "float32") : format === "fp16" ? "float16" : "float32";
+  if (dtype !== "float32" && dtype !== "float16") throw new Error(`dtype must be "float32" or "float16", got ${JSON.stringify(dtype)}`);
+  const bits = weightBits(format) ?? undefined;
+  const blockSize = o.blockSize ?? BLOCK_SIZE;
+  if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) throw new Error(`blockSize must be one of ${BLOCK_SIZES.join(", ")}, got ${blockSize}`);
+  if (o.blockSize !== undefined && bits === undefined) throw new Error(`blockSize applies to int8/int4 weights, not ${format}`);
+  return { format, dtype, bits, blockSize };
+}
+
+/**
+ * GGUF matrices written as MatMulNBits (packed q/k/v count as three), by whether they were repacked
+ * from their own Q4_0/Q8_0 blocks or rounded from float values.
+ *
+ * @example
+ * ```ts
+ * blockReport(weights, 4, 32); // { bits: 4, blockSize: 32, repacked: 113, rounded: 0 }
+ * ```
+ */
+export function blockReport(weights: readonly LazyInitializer[], bits: 4 | 8, blockSize: number) {
+  const sources = weights.filter((w) => w.name.endsWith(`_Q${bits}`)).flatMap((w) => w.sources ?? [w.source]);
+  const repacked = sources.filter((t) => isRepacked(t, bits, blockSize)).length;
+  return { bits, blockSize, repacked, rounded: sources.length - repacked };
+}
+
 /**
  * Whether a GGUF matrix goes into MatMulNBits as its own blocks (no second rounding).
  *
