@@ -80,7 +80,7 @@ describe("quantizeGguf", () => {
   });
 
   for (const type of QUANT_TYPES) {
-    test(`${type}: the requested tensor types, tokens, steering on every path, logits near f16`, async () => {
+    test(`${type}: the requested tensor types, tokens, steering on every path (cvec, native additive and rank-1, JS), logits near f16`, async () => {
       const out = join(dir, `random-${type}.gguf`);
       const report = quantizeGguf(f16, out, { type, threads: 2 });
       const info = QUANT_TYPE_INFO[type];
@@ -119,6 +119,16 @@ describe("quantizeGguf", () => {
           expect(maxAbsDiff(cvec.logits[s]!, js.logits[s]!)).toBeLessThan(1e-3);
           expect(maxAbsDiff(native.logits[s]!, js.logits[s]!)).toBeLessThan(1e-3);
         }
+        // A rank-1 edit (directional ablation plus a shift) mid-block: native callback = JS hook.
+        const midPoint: HookPoint = { site: "resid_mid", layer: 1 };
+        const u = randomVector(model.info.dModel, 9, 0.1);
+        const ablate: AffineEdit = { point: midPoint, rank: 1, U: u, V: u.map((x) => -x * 20), c: randomVector(model.info.dModel, 10, 0.5) };
+        const fnMid = (_p: HookPoint, x: Parameters<typeof applyAffineJs>[1]) => applyAffineJs(ablate, x);
+        const nativeMid = await run(model, { hooks: makeHooks([midPoint], fnMid, [ablate]) });
+        const jsMid = await run(model, { hooks: makeHooks([midPoint], fnMid) });
+        expect(maxAbsDiff(jsMid.logits[0]!, plain.logits[0]!)).toBeGreaterThan(1e-2);
+        expect(nativeMid.tokens).toEqual(jsMid.tokens);
+        for (let s = 0; s <= STEPS; s++) expect(maxAbsDiff(nativeMid.logits[s]!, jsMid.logits[s]!)).toBeLessThan(1e-3);
       } finally {
         model.dispose();
       }
