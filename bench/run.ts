@@ -19,6 +19,7 @@ const run = (script: string, ...args: string[]) => {
 if (!existsSync(join(here, "models", "random-d1024-l16-f16.gguf"))) run("make-random-gguf.ts");
 run("llama-cpp.ts", "--rounds", quick ? "2" : "5");
 run("same-model.ts", "--rounds", quick ? "1" : "3"); // converts the random GGUF to ONNX once
+run("equal-bits.ts", "--rounds", quick ? "1" : "3", "--profile"); // quantizes and converts once (bench/models/)
 run("onnx.ts", "--rounds", quick ? "3" : "7", "--wide", "--converted");
 run("server.ts", "--model", join(here, "models", "random-d1024-l16-f16.gguf"), "--threads", "2", "--clients", "1,2", "--seconds", quick ? "4" : "8", "--rounds", quick ? "1" : "2", "--max-tokens", "32");
 run("reference-llama.ts");

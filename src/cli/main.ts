@@ -10,12 +10,14 @@ import { directionsCommand } from "./commands/directions/index.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { pluginsCommand } from "./commands/plugins.ts";
+import { quantizeCommand } from "./commands/quantize.ts";
 import { saeCommand } from "./commands/sae/index.ts";
 
 const commands: Record<string, Command> = {
   generate: generateCommand,
   inspect: inspectCommand,
   convert: convertCommand,
+  quantize: quantizeCommand,
   plugins: pluginsCommand,
   sae: saeCommand,
   directions: directionsCommand,

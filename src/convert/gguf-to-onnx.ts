@@ -12,12 +12,36 @@ import { ggufToHfTokenizer, readTokenizerSpec } from "../formats/gguf-tokenizer.
 import { buildLlamaOnnxGraph, OPSET, type WeightDtype } from "./llama-onnx-graph.ts";
 import { ConvertError, type LlamaGguf, openLlamaGguf, ropeFactors } from "./llama-gguf.ts";
 import { DEFAULT_EXTERNAL_THRESHOLD, writeOnnxModel } from "./onnx-writer.ts";
+import { blockReport, resolveWeights, type ResolvedWeights, type WeightFormat } from "./quantize-weights.ts";
+import { buildGenaiLlamaGraph, GENAI_OPSET, genaiConfig } from "./genai-llama-graph.ts";
 
 export { ConvertError } from "./llama-gguf.ts";
 
 export interface ConvertOptions {
   /** Weight, activation and KV-cache precision of the ONNX model. Default "float32". */
   readonly dtype?: WeightDtype;
+  /**
+   * Weight format (overrides `dtype`): "fp32", "fp16", or block-quantized "int8" / "int4"
+   * (`MatMulNBits`, float32 activations, as onnxruntime-genai's builder writes for CPU; see
+   * quantize-weights.ts). Q4_0 / Q8_0 GGUF matrices are repacked into int4 / int8 without loss.
+   */
+  readonly weights?: WeightFormat;
+  /**
+   * Graph layout: "optimum" (default: standard ops, position_ids input, see llama-onnx-graph.ts) or
+   * "genai" (onnxruntime-genai's builder layout: GroupQueryAttention, packed q/k/v, Skip norms,
+   * genai_config.json; fp32 / int8 / int4 weights; see genai-llama-graph.ts).
+   */
+  readonly layout?: "optimum" | "genai";
+  /**
+   * MatMulNBits block size for int8/int4: 16, 32 (default: the builder's default, and Q4_0/Q8_0's, so
+   * those repack without loss), 64, 128 or 256 (fewer scale bytes, faster on ONNX Runtime's CPU
+   * kernels; Q4_0/Q8_0 sources are then dequantized and rounded again).
+   */
+  readonly blockSize?: number;
+  /** Progress while weights are converted and written: bytes done of the total. */
+  readonly onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** genai layout only: rotary inside GroupQueryAttention (default) or separate RotaryEmbedding nodes. */
+  readonly genaiRotary?: "attention" | "separate";
   /**
    * Store weights in `model.onnx.data`: true, false, or "auto" (default) = when they exceed
    * `externalThresholdBytes` (default 128 MiB: onnxruntime maps external data but parses and copies
@@ -46,6 +70,13 @@ export interface ConvertReport {
   readonly nKvHeads: number;
   readonly vocabSize: number;
   readonly dtype: WeightDtype;
+  readonly weights: WeightFormat;
+  readonly layout: "optimum" | "genai";
+  /**
+   * int8/int4: the block size, and how many matrices were repacked from the GGUF's own Q4_0/Q8_0
+   * blocks (the same weights as llama.cpp's) or rounded from float values.
+   */
+  readonly blockQuantized: { readonly bits: 4 | 8; readonly blockSize: number; readonly repacked: number; readonly rounded: number } | null;
   readonly opset: number;
   readonly parameterCount: number;
   readonly weightBytes: number;
@@ -60,8 +91,13 @@ export interface ConvertReport {
 
 export async function convertGgufToOnnx(ggufPath: string, outDir: string, options: ConvertOptions = {}): Promise<ConvertReport> {
   const started = performance.now();
-  const dtype = options.dtype ?? "float32";
-  if (dtype !== "float32" && dtype !== "float16") throw new ConvertError(ggufPath, `dtype must be "float32" or "float16", got ${JSON.stringify(dtype)}`);
+  let resolved: ResolvedWeights;
+  try {
+    resolved = resolveWeights(options);
+  } catch (e) {
+    throw new ConvertError(ggufPath, (e as Error).message);
+  }
+  const { format, dtype, bits: quantizeBits, blockSize } = resolved;
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
 
@@ -84,16 +120,22 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     throw new ConvertError(ggufPath, `cannot create output directory ${outDir}: ${(e as Error).message}`);
   }
 
+  const layout = options.layout ?? "optimum";
+  if (layout !== "optimum" && layout !== "genai") throw new ConvertError(ggufPath, `layout must be "optimum" or "genai", got ${JSON.stringify(layout)}`);
+  if (layout === "genai" && dtype !== "float32") throw new ConvertError(ggufPath, `the genai layout has float32 activations (as onnxruntime-genai's CPU builds): use --weights fp32, int8 or int4, not ${format}`);
   const maxPositions = options.maxPositionEmbeddings ?? h.contextLength;
-  const { model, weights } = buildLlamaOnnxGraph(g, { dtype, contextLength: maxPositions });
+  const { model, weights } =
+    layout === "genai" ? buildGenaiLlamaGraph(g, { quantizeBits, blockSize, contextLength: maxPositions, rotary: options.genaiRotary })
+      : buildLlamaOnnxGraph(g, { dtype, quantizeBits, blockSize, contextLength: maxPositions });
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
   const threshold = options.externalThresholdBytes ?? DEFAULT_EXTERNAL_THRESHOLD;
   const external = options.externalData === undefined || options.externalData === "auto" ? weightBytes > threshold : options.externalData;
-  const written = writeOnnxModel(outDir, model, weights, external);
+  const written = writeOnnxModel(outDir, model, weights, external, options.onProgress);
   const files = [...written.files];
 
+  const sourceTensors = [...new Set(weights.flatMap((w) => w.sources ?? [w.source]))];
   const sourceTypes: Record<string, number> = {};
-  for (const w of weights) sourceTypes[ggmlTypeName(w.source.type)] = (sourceTypes[ggmlTypeName(w.source.type)] ?? 0) + 1;
+  for (const t of sourceTensors) sourceTypes[ggmlTypeName(t.type)] = (sourceTypes[ggmlTypeName(t.type)] ?? 0) + 1;
 
   const writeJson = (name: string, value: unknown, indent = 2) => {
     const p = join(outDir, name);
@@ -101,6 +143,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     files.push(p);
   };
   writeJson("config.json", { ...hfConfig(g, dtype, maxPositions), ...tokens });
+  if (layout === "genai") writeJson("genai_config.json", genaiConfig(g, maxPositions, { bos, eos }, options.genaiRotary), 4);
   if (tokenizer) {
     writeJson("tokenizer.json", tokenizer.tokenizerJson, 0); // compact: vocab and merges run to megabytes
     writeJson("tokenizer_config.json", tokenizer.tokenizerConfig);
@@ -119,8 +162,11 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     nKvHeads: h.nHeadKv,
     vocabSize: h.vocabSize,
     dtype,
-    opset: OPSET,
-    parameterCount: weights.reduce((a, w) => a + w.source.elementCount, 0),
+    weights: format,
+    layout,
+    blockQuantized: quantizeBits === undefined ? null : blockReport(weights, quantizeBits, blockSize),
+    opset: layout === "genai" ? GENAI_OPSET : OPSET,
+    parameterCount: sourceTensors.reduce((a, t) => a + t.elementCount, 0),
     weightBytes,
     externalData: external,
     tiedEmbeddings: h.tiedEmbeddings,

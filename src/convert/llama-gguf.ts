@@ -70,12 +70,17 @@ import {
   readTensorF32,
 } from "../formats/gguf.ts";
 import { type ArchProfile, architectureProfile, SUPPORTED_ARCHITECTURES } from "./architectures.ts";
-import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
+import { DEQUANTIZABLE_TYPES, GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
 import { SteerkitError } from "../core/errors.ts";
 
 export { ARCHITECTURES, SUPPORTED_ARCHITECTURES, type ArchProfile } from "./architectures.ts";
-/** Weight types read (Q8_0 and BF16 are dequantised). Everything else is refused by name. */
-export const SUPPORTED_WEIGHT_TYPES: readonly number[] = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0];
+/**
+ * Weight types read: the float ones and every block type `dequantize` reads (Q8_0, Q4_0,
+ * Q5_0/Q5_1, Q4_K, Q5_K, Q6_K: llama-quantize's q8_0, q4_0, q4_k_m and q5_k_m files); Q4_0 / Q8_0 are
+ * repacked rather than dequantized for int4 / int8 exports (quantize-weights.ts). Everything else is
+ * refused by name.
+ */
+export const SUPPORTED_WEIGHT_TYPES: readonly number[] = DEQUANTIZABLE_TYPES;
 
 /** The rotation one block applies to q and k. */
 export interface LayerRope {
@@ -477,7 +482,7 @@ function checkType(path: string, t: GgufTensorInfo): GgufTensorInfo {
   if (!SUPPORTED_WEIGHT_TYPES.includes(t.type)) {
     throw new ConvertError(
       path,
-      `tensor "${t.name}" has type ${ggmlTypeName(t.type)}; supported weight types are ${SUPPORTED_WEIGHT_TYPES.map(ggmlTypeName).join(", ")} (quantised types other than Q8_0 are not converted)`,
+      `tensor "${t.name}" has type ${ggmlTypeName(t.type)}; supported weight types are ${SUPPORTED_WEIGHT_TYPES.map(ggmlTypeName).join(", ")} (other quantised types are not converted)`,
     );
   }
   return t;

@@ -40,6 +40,7 @@
  */
 import { float32ToHalfBits } from "../formats/half.ts";
 import { type LayerRope, type LlamaGguf, readWeightF16Bits, readWeightF32, ropeFactors, ropeInverseFrequencies } from "./llama-gguf.ts";
+import { BLOCK_SIZE, quantizedMatMul } from "./quantize-weights.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import {
   attr,
@@ -67,6 +68,8 @@ export interface LazyInitializer {
   readonly byteLength: number;
   /** GGUF source tensor (for the report). */
   readonly source: GgufTensorInfo;
+  /** Every GGUF tensor the bytes are made from, when more than `source` (packed q/k/v). */
+  readonly sources?: readonly GgufTensorInfo[];
   produce(): Uint8Array;
 }
 
@@ -141,6 +144,13 @@ export interface GraphOptions {
   readonly dtype: WeightDtype;
   /** Context the export is for: phi3's longrope factors are chosen by it, as llama.cpp chooses them by n_ctx. */
   readonly contextLength: number;
+  /**
+   * Block-quantize every matrix the graph multiplies by (not the embedding table, which is
+   * gathered) into `MatMulNBits` at 4 or 8 bits (quantize-weights.ts). Needs dtype float32.
+   */
+  readonly quantizeBits?: 4 | 8;
+  /** MatMulNBits block size (default 32). */
+  readonly blockSize?: number;
 }
 
 export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaOnnxGraph {
@@ -267,10 +277,23 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
           attr.float("epsilon", h.normEps),
           attr.int("stash_type", 1),
         ]);
-  const linear = (x2d: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) =>
-    b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
-      attr.int("transB", 1),
-    ]);
+  const bits = options.quantizeBits;
+  const blockSize = options.blockSize ?? BLOCK_SIZE;
+  if (bits !== undefined && dtype !== "float32") throw new Error("quantized weights need float32 activations");
+  const linear = (x2d: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) => {
+    // Rows that are not whole blocks stay float, as llama.cpp's quantizer leaves them (F16 fallback).
+    if (bits === undefined || w.dims[0]! % blockSize !== 0) {
+      return b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
+        attr.int("transB", 1),
+      ]);
+    }
+    const nodeName = name.replace(/\/Gemm$/, `/MatMul_Q${bits}`);
+    const out = `${nodeName}_output_0`;
+    const mm = quantizedMatMul(g, w, { input: x2d, output: out, weightName: `${wName}.weight`, nodeName, bits, blockSize });
+    b.nodes.push(mm.node);
+    weights.push(...mm.initializers);
+    return bias ? b.op("Add", [out, weight(bias, `${wName}.bias`)], name.replace(/\/Gemm$/, "/Add_bias")) : out;
+  };
   /** Split the last axis of `x` into parts of the given sizes (fused q/k/v, fused gate/up, rotated/passed lanes). */
   const split = (x: string, sizes: number[], name: string, axis = -1) =>
     b.opMulti("Split", [x, b.i64(`${name}/sizes`, sizes)], name, sizes.length, [attr.int("axis", axis)]);
@@ -409,15 +432,13 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
   }
 
   const normed = norm(resid, g.outputNorm, g.outputNormB, "model.norm", "/model/norm");
-  const headInputs = [b.op("Reshape", [normed, flatD], "/lm_head/Reshape_flat"), weight(g.output, "lm_head.weight")];
-  if (g.outputBias) headInputs.push(weight(g.outputBias, "lm_head.bias"));
-  let head = b.op("Gemm", headInputs, "/lm_head/Gemm", [attr.int("transB", 1)]);
+  let head = linear(b.op("Reshape", [normed, flatD], "/lm_head/Reshape_flat"), g.output, g.outputBias, "lm_head", "/lm_head/Gemm");
   if (h.finalSoftcap > 0) head = softcap(head, h.finalSoftcap, "/lm_head/softcap");
   b.op("Reshape", [head, shapeLogits], "/lm_head/Reshape_out", [], "logits");
 
   const m = model({
     graph: graph({ name: `steerkit_${h.architecture}_decoder`, nodes: b.nodes, initializers: b.constants, inputs, outputs }),
-    opsets: { "": OPSET },
+    opsets: bits === undefined ? { "": OPSET } : { "": OPSET, "com.microsoft": 1 },
     producerName: "steerkit-convert",
     metadata: { source: "gguf", architecture: h.architecture },
   });

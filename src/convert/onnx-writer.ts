@@ -32,13 +32,22 @@ export function writeOnnxModel(
   m: OnnxModel,
   weights: readonly LazyInitializer[],
   external: boolean,
+  /** Called after each weight is produced, with bytes done and total (for a progress bar). */
+  onProgress?: (doneBytes: number, totalBytes: number) => void,
 ): WriteResult {
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
+  let produced = 0;
+  const produce = (w: LazyInitializer) => {
+    const bytes = w.produce();
+    produced += w.byteLength;
+    onProgress?.(produced, weightBytes);
+    return bytes;
+  };
   const modelPath = join(outDir, MODEL_FILE);
   let initializers: OnnxTensor[];
   const files = [modelPath];
   if (!external) {
-    initializers = weights.map((w) => checked(w, tensorFromBytes(w.name, w.dataType, w.dims, w.produce())));
+    initializers = weights.map((w) => checked(w, tensorFromBytes(w.name, w.dataType, w.dims, produce(w))));
   } else {
     const dataPath = join(outDir, DATA_FILE);
     const location = basename(dataPath);
@@ -49,7 +58,7 @@ export function writeOnnxModel(
         const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
         if (pad) writeAll(fd, new Uint8Array(pad), offset);
         offset += pad;
-        const bytes = w.produce();
+        const bytes = produce(w);
         if (bytes.byteLength !== w.byteLength) throw new Error(`weight "${w.name}" produced ${bytes.byteLength} bytes, expected ${w.byteLength}`);
         writeAll(fd, bytes, offset);
         const entry = (key: string, value: string) => ({ key, value, extra: [] });

@@ -4,6 +4,7 @@
  * Removed and deprecated type ids are absent, so a file using them is refused by name.
  */
 import { bf16BitsToFloat32, dequantizeQ8_0Fast, halfBitsToFloat32 } from "./half.ts";
+import { dequantizeQ4_0, dequantizeQ4_K, dequantizeQ5_0, dequantizeQ5_1, dequantizeQ5_K, dequantizeQ6_K } from "./ggml-quants.ts";
 
 export interface GgmlTypeInfo {
   readonly id: number;
@@ -30,7 +31,20 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlTypeInfo> = new Map(
   TABLE.map(([id, name, blockSize, typeSize]) => [id, { id, name, blockSize, typeSize }]),
 );
 
-export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 } as const;
+export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14, BF16: 30 } as const;
+
+/** Block types `dequantize` reads beyond the float ones (ggml-quants.ts), by type id. */
+const BLOCK_DEQUANTIZERS: ReadonlyMap<number, (bytes: Uint8Array, count: number) => Float32Array> = new Map([
+  [GGML_TYPE.Q4_0, dequantizeQ4_0],
+  [GGML_TYPE.Q5_0, dequantizeQ5_0],
+  [GGML_TYPE.Q5_1, dequantizeQ5_1],
+  [GGML_TYPE.Q4_K, dequantizeQ4_K],
+  [GGML_TYPE.Q5_K, dequantizeQ5_K],
+  [GGML_TYPE.Q6_K, dequantizeQ6_K],
+]);
+/** Every type `dequantize` reads. */
+export const DEQUANTIZABLE_TYPES: readonly number[] = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0, ...BLOCK_DEQUANTIZERS.keys()];
+
 
 export function ggmlTypeName(id: number): string {
   return GGML_TYPES.get(id)?.name ?? `unknown type ${id}`;
@@ -38,7 +52,8 @@ export function ggmlTypeName(id: number): string {
 
 /**
  * Decode a tensor's raw bytes to float32. Covers the types a converter or a reference forward pass
- * meets in small and mid-size llama exports: F32, F16, BF16 and Q8_0 (`d:f16, q:int8[32]`).
+ * meets in small and mid-size llama exports: F32, F16, BF16, Q8_0 (`d:f16, q:int8[32]`), and what
+ * llama-quantize's q4_0 / q4_k_m / q5_k_m write (Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; ggml-quants.ts).
  * Other quantisations are refused by name rather than guessed.
  */
 export function dequantize(type: number, bytes: Uint8Array, count: number): Float32Array {
@@ -58,7 +73,10 @@ export function dequantize(type: number, bytes: Uint8Array, count: number): Floa
     case GGML_TYPE.Q8_0:
       if (count % 32 !== 0) throw new RangeError(`Q8_0 tensor of ${count} elements is not a whole number of 32-blocks`);
       return dequantizeQ8_0Fast(bytes, count);
-    default:
-      throw new RangeError(`cannot dequantize ggml type ${ggmlTypeName(type)} (supported: F32, F16, BF16, Q8_0)`);
+    default: {
+      const block = BLOCK_DEQUANTIZERS.get(type);
+      if (block) return block(bytes, count);
+      throw new RangeError(`cannot dequantize ggml type ${ggmlTypeName(type)} (supported: ${DEQUANTIZABLE_TYPES.map(ggmlTypeName).join(", ")})`);
+    }
   }
 }

@@ -66,6 +66,18 @@ describe("steerkit CLI", () => {
     const info = JSON.parse(cli("inspect", out, "--json").stdout);
     expect(info).toMatchObject({ backend: "onnx", nLayers: 5, dModel: 64, vocabSize: 512 });
   });
+  test("quantize to q8_0, then generate from it: the original's greedy tokens; bad input named", () => {
+    const out = join(dir, "stories-q8_0.gguf");
+    const q = cli("quantize", join(root, "models/stories260K.gguf"), out, "--type", "q8_0", "--threads", "2", "--json");
+    expect(q.code).toBe(0);
+    expect(JSON.parse(q.stdout)).toMatchObject({ type: "q8_0", ftype: 7, tensorTypes: { Q8_0: 32 } });
+    const args = ["--prompt", "Once upon a time", "--max-tokens", "24", "--temperature", "0", "--json"];
+    expect(JSON.parse(cli("generate", "--model", out, ...args).stdout).tokens).toEqual(JSON.parse(cli("generate", ...args).stdout).tokens);
+    const again = cli("quantize", out, join(dir, "q4.gguf"), "--type", "q4_0");
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/is already quantized \(tensor ".*" is Q8_0\)/);
+    expect(cli("quantize", out, join(dir, "q4.gguf"), "--type", "q4_0", "--allow-requantize").code).toBe(0);
+  });
   test("inspect --json lists every hook site with its other names", () => {
     const r = cli("inspect", join(root, "models/stories260K.gguf"), "--json");
     const info = JSON.parse(r.stdout);
@@ -74,7 +86,7 @@ describe("steerkit CLI", () => {
     expect(info.sites[2]).toEqual({ point: "resid_post.0", transformerLens: "blocks.0.hook_resid_post", llamaCpp: "l_out-0" });
   });
   test("--help on every command", () => {
-    for (const c of ["generate", "inspect", "convert", "plugins"]) {
+    for (const c of ["generate", "inspect", "convert", "quantize", "plugins"]) {
       const r = cli(c, "--help");
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`steerkit ${c}`);
@@ -92,6 +104,9 @@ describe("steerkit CLI", () => {
       [["generate", "--prompt", "x", "--recipe", "nope.json"], /nope.json: cannot read recipe \(no such file or directory\)/, 1],
       [["inspect"], /expected one model path, got 0/, 2],
       [["convert", "a.gguf"], /expected <model.gguf> <out-dir>/, 2],
+      [["quantize", "a.gguf", "b.gguf"], /--type is required: one of q4_0, q4_k_m, q5_k_m, q8_0/, 2],
+      [["quantize", "a.gguf", "b.gguf", "--type", "q2_k"], /--type must be one of q4_0, q4_k_m, q5_k_m, q8_0, got "q2_k"/, 2],
+      [["quantize", "a.gguf", "b.gguf", "--type", "q8_0"], /a.gguf: no such file/, 1],
     ];
     for (const [args, pattern, code] of cases) {
       const r = cli(...args);

@@ -286,12 +286,12 @@ describe("convertGgufToOnnx refuses bad input by file and reason", () => {
 
   test("an unsupported quantisation type", async () => {
     const q4k = (t: TensorEntry): TensorEntry =>
-      t.name === "blk.0.attn_q.weight" ? { ...t, type: 2, data: new Uint8Array(((t.dims[0]! * t.dims[1]!) / 32) * 18) } : t;
-    const p = variant("q4_0.gguf", rewriteGguf(readFileSync(MODEL), { tensors: q4k }));
+      t.name === "blk.0.attn_q.weight" ? { ...t, type: 3, data: new Uint8Array(((t.dims[0]! * t.dims[1]!) / 32) * 20) } : t;
+    const p = variant("q4_1.gguf", rewriteGguf(readFileSync(MODEL), { tensors: q4k }));
     const e = await rejection(p);
     expect(e).toBeInstanceOf(ConvertError);
     expect(e.message).toContain(p);
-    expect(e.message).toContain('tensor "blk.0.attn_q.weight" has type Q4_0');
+    expect(e.message).toContain('tensor "blk.0.attn_q.weight" has type Q4_1');
   });
 
   test("a missing tensor", async () => {

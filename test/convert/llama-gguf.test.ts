@@ -67,14 +67,14 @@ describe("openLlamaGguf", () => {
 
   test("an unsupported quantisation is refused by type name", () => {
     const p = join(dir, "q4k.gguf");
-    // A well-formed Q4_0 tensor (zeros): the GGUF reader accepts it, the converter must refuse it.
+    // A well-formed Q4_1 tensor (zeros): the GGUF reader accepts it, the converter must refuse it.
     const q4 = (t: TensorEntry): TensorEntry =>
-      t.name === "blk.2.ffn_up.weight" ? { ...t, type: 2, data: new Uint8Array((t.dims[0]! * t.dims[1]! / 32) * 18) } : t;
+      t.name === "blk.2.ffn_up.weight" ? { ...t, type: 3, data: new Uint8Array((t.dims[0]! * t.dims[1]! / 32) * 20) } : t;
     writeFileSync(p, rewriteGguf(readFileSync(MODEL), { tensors: q4 }));
     const e = errorOf(() => openLlamaGguf(p));
     expect(e).toBeInstanceOf(ConvertError);
     expect(e.message).toContain(p);
-    expect(e.message).toContain('tensor "blk.2.ffn_up.weight" has type Q4_0');
+    expect(e.message).toContain('tensor "blk.2.ffn_up.weight" has type Q4_1');
   });
 
   test("a missing tensor is refused by name", () => {

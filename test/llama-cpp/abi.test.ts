@@ -13,10 +13,12 @@ describe("llama.cpp ABI", () => {
     expect(lib.shim.sk_sizeof_model_params()).toBe(abi.MODEL_PARAMS.size);
     expect(lib.shim.sk_sizeof_context_params()).toBe(abi.CONTEXT_PARAMS.size);
     expect(lib.shim.sk_sizeof_batch()).toBe(abi.BATCH.size);
+    expect(lib.shim.sk_sizeof_quantize_params()).toBe(abi.QUANTIZE_PARAMS.size);
   });
 
   test("default params read through abi.ts offsets equal the values the verified release's source sets", () => {
-    // A drifted offset reads a neighbouring field: these defaults are spread over both structs.
+    // A drifted offset reads a neighbouring field: these defaults are spread over all three structs
+    // (llama_model_quantize_params: its bool run and the pointers and size_t after the padding).
     expect(readDefaults(lib)).toEqual(EXPECTED_DEFAULTS as never);
   });
 

@@ -11,19 +11,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as v from "valibot";
 import type { Model } from "../../src/core/backend.ts";
-import { compileChain } from "../../src/core/chain.ts";
-import { definePlugin } from "../../src/core/plugin.ts";
-import type { HookPoint } from "../../src/core/sites.ts";
-import { addRows, argmax, normalize, projectOutRows } from "../../src/core/tensor.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
+import { greedy as greedyRun, maxLogitsDiff, PROMPT, type Run } from "./parity-helpers.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
-const PROMPT = [1, 403, 407, 261, 378]; // "<s>Once upon a time"
 const STEPS = 64;
+const greedy = (model: Model, steering: { scale: number; fastPath: boolean } | null) => greedyRun(model, steering, STEPS);
 /**
  * Max |logit difference| allowed at any step. Measured 0.020 unsteered and 0.032 steered (JS and
  * native paths alike; logits reach ~18): llama.cpp keeps its KV cache in F16, the ONNX graph in F32;
@@ -47,83 +43,6 @@ afterAll(() => {
   ort?.dispose();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** A deterministic pseudo-random unit vector (xorshift), so the recipe is the same on both backends. */
-function unitVector(seed: number, n: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) / 2 ** 32 - 0.5;
-  }
-  return normalize(out);
-}
-
-const ABLATE_AT: HookPoint = { site: "resid_mid", layer: 1 };
-const ADD_AT: HookPoint = { site: "resid_post", layer: 2 };
-
-/** Directional ablation at resid_mid.1 and an added vector at resid_post.2, as JS hooks and as affine edits. */
-const paritySteer = definePlugin({
-  name: "parity-steer",
-  options: v.object({ scale: v.number() }),
-  needs: ["residual:write"],
-  create({ scale }, { model }) {
-    const d = model.dModel;
-    const direction = unitVector(7, d);
-    const add = unitVector(11, d).map((x) => x * scale);
-    const minusDirection = direction.map((x) => -x);
-    const same = (a: HookPoint, b: HookPoint) => a.site === b.site && a.layer === b.layer;
-    return {
-      points: [ABLATE_AT, ADD_AT],
-      onResidual(x, ctx) {
-        if (same(ctx.point, ABLATE_AT)) projectOutRows(x, direction);
-        else addRows(x, add);
-      },
-      affine(point) {
-        if (same(point, ABLATE_AT)) return { rank: 1, U: direction, V: minusDirection, c: null };
-        if (same(point, ADD_AT)) return { rank: 0, U: null, V: null, c: add };
-        return null;
-      },
-    };
-  },
-});
-
-interface Run {
-  tokens: number[];
-  /** Last-position logits of the prompt, then after each generated token. */
-  logits: Float32Array[];
-}
-
-async function greedy(model: Model, steering: { scale: number; fastPath: boolean } | null): Promise<Run> {
-  const chain = steering ? compileChain([paritySteer({ scale: steering.scale })], model, { fastPath: steering.fastPath }) : null;
-  const seq = model.createSequence(chain ? { hooks: chain.residual } : {});
-  try {
-    let logits = (await seq.prefill(PROMPT)).slice();
-    const run: Run = { tokens: [], logits: [logits] };
-    for (let i = 0; i < STEPS; i++) {
-      const next = argmax(logits);
-      run.tokens.push(next);
-      logits = (await seq.decode(next)).slice();
-      run.logits.push(logits);
-    }
-    expect(chain?.residual.error ?? null).toBeNull();
-    return run;
-  } finally {
-    seq.free();
-  }
-}
-
-function maxLogitsDiff(a: Run, b: Run): number {
-  let m = 0;
-  for (let s = 0; s < a.logits.length; s++) {
-    const x = a.logits[s]!;
-    const y = b.logits[s]!;
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
-  }
-  return m;
-}
 
 describe("stories260K: llama.cpp and ONNX Runtime agree", () => {
   let plainLlama: Run;

@@ -56,6 +56,34 @@ export const CONTEXT_PARAMS = {
   ctx_other: 152,
 } as const;
 
+/**
+ * struct llama_model_quantize_params (64 bytes), passed to llama_model_quantize by pointer and
+ * returned by value from llama_model_quantize_default_params (hence the shim).
+ */
+export const QUANTIZE_PARAMS = {
+  size: 64,
+  nthread: 0, // i32, default 0 = hardware_concurrency
+  ftype: 4, // enum llama_ftype, default LLAMA_FTYPE_MOSTLY_Q8_0 = 7
+  output_tensor_type: 8, // enum ggml_type, default GGML_TYPE_COUNT = 43 (choose by ftype)
+  token_embedding_type: 12, // default GGML_TYPE_COUNT
+  allow_requantize: 16, // bool, default false
+  quantize_output_tensor: 17, // bool, default true
+  only_copy: 18,
+  pure: 19,
+  keep_split: 20,
+  dry_run: 21,
+  imatrix: 24, // pointer
+  kv_overrides: 32,
+  tt_overrides: 40,
+  prune_layers: 48,
+  max_buf_size: 56, // size_t, default 8 GiB
+} as const;
+
+/** enum llama_ftype values of the target types Steerkit offers (llama.h). */
+export const LLAMA_FTYPE = { F16: 1, Q4_0: 2, Q8_0: 7, Q4_K_M: 15, Q5_K_M: 17 } as const;
+/** GGML_TYPE_COUNT of the verified release (ggml.h): "no override" in the quantize params. */
+export const GGML_TYPE_COUNT = 43;
+
 /** struct llama_batch (56 bytes): n_tokens i32, then six pointers. */
 export const BATCH = {
   size: 56,

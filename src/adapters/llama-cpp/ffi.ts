@@ -18,6 +18,7 @@ import {
   LIB_GGML_BASE,
   LIB_LLAMA,
   MODEL_PARAMS,
+  QUANTIZE_PARAMS,
   SHIM_HOOKS,
   SHIM_POINT,
   VERIFIED_LLAMA_RELEASE,
@@ -38,6 +39,8 @@ const llamaSymbols = {
   llama_model_load_from_file: { args: [], returns: V },
   llama_init_from_model: { args: [], returns: V },
   llama_decode: { args: [], returns: V },
+  llama_model_quantize_default_params: { args: [], returns: V },
+  llama_model_quantize: { args: [P, P, P], returns: u32 },
 
   llama_model_free: { args: [P], returns: V },
   llama_free: { args: [P], returns: V },
@@ -73,6 +76,8 @@ const shimSymbols = {
   sk_sizeof_model_params: { args: [], returns: i32 },
   sk_sizeof_context_params: { args: [], returns: i32 },
   sk_sizeof_batch: { args: [], returns: i32 },
+  sk_sizeof_quantize_params: { args: [], returns: i32 },
+  sk_quantize_default_params: { args: [P, P], returns: V },
   sk_model_default_params: { args: [P, P], returns: V },
   sk_context_default_params: { args: [P, P], returns: V },
   sk_model_load: { args: [P, P, P], returns: P },
@@ -95,6 +100,7 @@ function compileShim() {
       SIZEOF_MODEL_PARAMS: String(MODEL_PARAMS.size),
       SIZEOF_CONTEXT_PARAMS: String(CONTEXT_PARAMS.size),
       SIZEOF_BATCH: String(BATCH.size),
+      SIZEOF_QUANTIZE_PARAMS: String(QUANTIZE_PARAMS.size),
     },
     symbols: shimSymbols,
   });
@@ -133,6 +139,7 @@ export interface LlamaLibrary {
     modelLoad: Pointer;
     initFromModel: Pointer;
     decode: Pointer;
+    quantizeDefaultParams: Pointer;
   };
   readonly binsDir: string;
   /**
@@ -270,7 +277,8 @@ export function loadLlamaLibrary(): LlamaLibrary {
   if (
     shim.sk_sizeof_model_params() !== MODEL_PARAMS.size ||
     shim.sk_sizeof_context_params() !== CONTEXT_PARAMS.size ||
-    shim.sk_sizeof_batch() !== BATCH.size
+    shim.sk_sizeof_batch() !== BATCH.size ||
+    shim.sk_sizeof_quantize_params() !== QUANTIZE_PARAMS.size
   ) {
     throw new LlamaLoadError("the TinyCC shim's struct sizes differ from abi.ts (shim.c and abi.ts disagree)");
   }
@@ -304,6 +312,7 @@ export function loadLlamaLibrary(): LlamaLibrary {
       modelLoad: addressOf(llama.llama_model_load_from_file),
       initFromModel: addressOf(llama.llama_init_from_model),
       decode: addressOf(llama.llama_decode),
+      quantizeDefaultParams: addressOf(llama.llama_model_quantize_default_params),
     },
     binsDir,
     threadpool,
@@ -353,13 +362,47 @@ function cpuThreadpool(
   };
 }
 
-/** What llama_{model,context}_default_params return, read through abi.ts offsets. */
+/**
+ * What llama_model_quantize_default_params returns: the block to edit (abi.ts QUANTIZE_PARAMS
+ * offsets) and pass to llama_model_quantize.
+ *
+ * @example
+ * ```ts
+ * const q = quantizeDefaultParams(loadLlamaLibrary());
+ * q.setInt32(QUANTIZE_PARAMS.ftype, LLAMA_FTYPE.Q4_K_M, true);
+ * ```
+ */
+export function quantizeDefaultParams(lib: LlamaLibrary): DataView {
+  const q = new DataView(new ArrayBuffer(QUANTIZE_PARAMS.size));
+  lib.shim.sk_quantize_default_params(lib.fn.quantizeDefaultParams, ptr(q));
+  return q;
+}
+
+/** What llama_{model,context,model_quantize}_default_params return, read through abi.ts offsets. */
 export function readDefaults(lib: LlamaLibrary) {
   const m = new DataView(new ArrayBuffer(MODEL_PARAMS.size));
   const c = new DataView(new ArrayBuffer(CONTEXT_PARAMS.size));
+  const q = quantizeDefaultParams(lib);
   lib.shim.sk_model_default_params(lib.fn.modelDefaultParams, ptr(m));
   lib.shim.sk_context_default_params(lib.fn.contextDefaultParams, ptr(c));
   return {
+    quantize: {
+      nthread: q.getInt32(QUANTIZE_PARAMS.nthread, true),
+      ftype: q.getInt32(QUANTIZE_PARAMS.ftype, true),
+      output_tensor_type: q.getInt32(QUANTIZE_PARAMS.output_tensor_type, true),
+      token_embedding_type: q.getInt32(QUANTIZE_PARAMS.token_embedding_type, true),
+      allow_requantize: q.getUint8(QUANTIZE_PARAMS.allow_requantize),
+      quantize_output_tensor: q.getUint8(QUANTIZE_PARAMS.quantize_output_tensor),
+      only_copy: q.getUint8(QUANTIZE_PARAMS.only_copy),
+      pure: q.getUint8(QUANTIZE_PARAMS.pure),
+      keep_split: q.getUint8(QUANTIZE_PARAMS.keep_split),
+      dry_run: q.getUint8(QUANTIZE_PARAMS.dry_run),
+      imatrix: q.getBigUint64(QUANTIZE_PARAMS.imatrix, true),
+      kv_overrides: q.getBigUint64(QUANTIZE_PARAMS.kv_overrides, true),
+      tt_overrides: q.getBigUint64(QUANTIZE_PARAMS.tt_overrides, true),
+      prune_layers: q.getBigUint64(QUANTIZE_PARAMS.prune_layers, true),
+      max_buf_size: q.getBigUint64(QUANTIZE_PARAMS.max_buf_size, true),
+    },
     model: {
       n_gpu_layers: m.getInt32(MODEL_PARAMS.n_gpu_layers, true),
       split_mode: m.getInt32(MODEL_PARAMS.split_mode, true),
@@ -395,6 +438,24 @@ export function readDefaults(lib: LlamaLibrary) {
  * at offsets spread over both structs, so a layout drift moves at least one of them.
  */
 export const EXPECTED_DEFAULTS = {
+  // llama-quant.cpp, llama_model_quantize_default_params (the bool run 16..21 and the pointers after it).
+  quantize: {
+    nthread: 0,
+    ftype: 7,
+    output_tensor_type: 43,
+    token_embedding_type: 43,
+    allow_requantize: 0,
+    quantize_output_tensor: 1,
+    only_copy: 0,
+    pure: 0,
+    keep_split: 0,
+    dry_run: 0,
+    imatrix: 0n,
+    kv_overrides: 0n,
+    tt_overrides: 0n,
+    prune_layers: 0n,
+    max_buf_size: 8n * 1024n * 1024n * 1024n,
+  },
   model: { n_gpu_layers: -1, split_mode: 1, use_extra_bufts: 1, vocab_only: 0 },
   context: {
     n_ctx: 512,
@@ -422,7 +483,7 @@ export const EXPECTED_DEFAULTS = {
 function verifyDefaults(lib: LlamaLibrary): void {
   const got = readDefaults(lib);
   const problems: string[] = [];
-  for (const group of ["model", "context"] as const) {
+  for (const group of ["quantize", "model", "context"] as const) {
     const expected = EXPECTED_DEFAULTS[group] as Record<string, number | bigint>;
     const actual = got[group] as Record<string, number | bigint>;
     for (const [k, v] of Object.entries(expected)) {

@@ -34,3 +34,4 @@ export { LlamaLoadError, loadLlamaLibrary, readDefaults, verifyPackage, EXPECTED
 export { validateModelFile, SUPPORTED_ARCHITECTURES, UnsupportedModelError } from "./validate.ts";
 export { GgufError } from "../../formats/gguf.ts";
 export * as abi from "./abi.ts";
+export { quantizeGguf, quantizeTempPath, estimateQuantizedBytes, QuantizeError, QUANT_TYPES, QUANT_TYPE_INFO, type QuantType, type QuantizeOptions, type QuantizeReport } from "./quantize.ts";

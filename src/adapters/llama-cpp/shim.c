@@ -17,16 +17,19 @@ typedef unsigned long sk_size;
 typedef struct { long long q[SIZEOF_MODEL_PARAMS / 8]; } model_params_t;
 typedef struct { long long q[SIZEOF_CONTEXT_PARAMS / 8]; } context_params_t;
 typedef struct { long long q[SIZEOF_BATCH / 8]; } batch_t;
+typedef struct { long long q[SIZEOF_QUANTIZE_PARAMS / 8]; } quantize_params_t;
 
 typedef model_params_t (*model_default_params_fn)(void);
 typedef context_params_t (*context_default_params_fn)(void);
 typedef void *(*model_load_fn)(const char *path, model_params_t params);
 typedef void *(*init_from_model_fn)(void *model, context_params_t params);
 typedef int (*decode_fn)(void *ctx, batch_t batch);
+typedef quantize_params_t (*quantize_default_params_fn)(void);
 
 int sk_sizeof_model_params(void) { return (int)sizeof(model_params_t); }
 int sk_sizeof_context_params(void) { return (int)sizeof(context_params_t); }
 int sk_sizeof_batch(void) { return (int)sizeof(batch_t); }
+int sk_sizeof_quantize_params(void) { return (int)sizeof(quantize_params_t); }
 
 void sk_model_default_params(void *fn, void *out) {
   *(model_params_t *)out = ((model_default_params_fn)fn)();
@@ -34,6 +37,11 @@ void sk_model_default_params(void *fn, void *out) {
 
 void sk_context_default_params(void *fn, void *out) {
   *(context_params_t *)out = ((context_default_params_fn)fn)();
+}
+
+/* llama_model_quantize itself takes the params by pointer: JS calls it directly. */
+void sk_quantize_default_params(void *fn, void *out) {
+  *(quantize_params_t *)out = ((quantize_default_params_fn)fn)();
 }
 
 void *sk_model_load(void *fn, const char *path, const void *params) {
