@@ -1,0 +1,117 @@
+/**
+ * An append-only JSONL results file that survives being killed: every record is one line, written
+ * whole with a single write and fsync'd before the runner moves on, so after an interrupt the file
+ * holds every finished item and at most one torn last line. Opening it again drops a torn tail
+ * (truncating to the last newline, so the next append starts a fresh line) and indexes the records
+ * by key; the runner skips every key whose record matches the work it would do now.
+ *
+ * A record is "finished" for the current run only when its `hash` matches: the hash covers what
+ * determines the result (model, recipe, settings, the item's content, the judge), so a changed
+ * config reruns what it changed and reuses the rest — adding a condition to a finished run costs
+ * only the new condition. Superseded records stay in the file (it is also the audit trail); the
+ * newest record of a key wins.
+ */
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
+import { EvalError } from "./errors.ts";
+
+export interface StoredRecord {
+  /** `<run>|<set>|<item id>|<seed>` (seed "-" for scores, which do not sample). */
+  readonly key: string;
+  /** What determined the result; a record is reused only when it matches. */
+  readonly hash: string;
+}
+
+/** A record as read back: its key, hash and whatever else was written. */
+export type ReadRecord = StoredRecord & Readonly<Record<string, unknown>>;
+
+export interface ResultsStore {
+  readonly path: string;
+  /** The newest record of `key` when its hash is `hash`, else undefined. */
+  get(key: string, hash: string): ReadRecord | undefined;
+  /** Append one record and fsync it. */
+  append(record: StoredRecord): void;
+  /** Records read at open that were dropped: a torn last line. */
+  readonly dropped: number;
+  close(): void;
+}
+
+/**
+ * The key of one result.
+ * @example
+ * ```ts
+ * resultKey("clamp=4", "unsafe", "u17", 0); // "clamp=4|unsafe|u17|0"
+ * ```
+ */
+export function resultKey(run: string, set: string, id: string, seed: number | null): string {
+  return `${run}|${set}|${id}|${seed ?? "-"}`;
+}
+
+/**
+ * Open (creating it if needed) a results file.
+ * @example
+ * ```ts
+ * const store = openResultsStore("out/generations.jsonl");
+ * if (!store.get(key, hash)) store.append({ key, hash, output: "..." });
+ * store.close();
+ * ```
+ */
+export function openResultsStore(path: string): ResultsStore {
+  const fd = openSync(path, "a+");
+  const bytes = readAll(fd);
+  const end = bytes.lastIndexOf(0x0a) + 1; // everything after the last newline is a torn write
+  const dropped = end < bytes.length ? 1 : 0;
+  if (dropped) ftruncateSync(fd, end);
+  const index = new Map<string, ReadRecord>();
+  const text = new TextDecoder().decode(bytes.subarray(0, end));
+  let lineNo = 0;
+  for (const line of text.split("\n")) {
+    lineNo++;
+    if (line === "") continue;
+    let r: unknown;
+    try {
+      r = JSON.parse(line);
+    } catch {
+      closeSync(fd);
+      throw new EvalError(`${path}:${lineNo}: not a results record (not JSON); this file was not written by steerkit eval, or was edited: move it away or choose another output directory`);
+    }
+    if (typeof r !== "object" || r === null || typeof (r as StoredRecord).key !== "string" || typeof (r as StoredRecord).hash !== "string") {
+      closeSync(fd);
+      throw new EvalError(`${path}:${lineNo}: not a results record (no "key" and "hash"); move the file away or choose another output directory`);
+    }
+    index.set((r as ReadRecord).key, r as ReadRecord);
+  }
+  const encoder = new TextEncoder();
+  let closed = false;
+  return {
+    path,
+    dropped,
+    get(key, hash) {
+      const r = index.get(key);
+      return r && r.hash === hash ? r : undefined;
+    },
+    append(record) {
+      if (closed) throw new Error(`results store ${path} is closed`);
+      const data = encoder.encode(JSON.stringify(record) + "\n");
+      let done = 0;
+      while (done < data.length) done += writeSync(fd, data, done, data.length - done);
+      fsyncSync(fd);
+      index.set(record.key, record as ReadRecord);
+    },
+    close() {
+      if (!closed) closeSync(fd);
+      closed = true;
+    },
+  };
+}
+
+function readAll(fd: number): Uint8Array {
+  const size = fstatSync(fd).size;
+  const out = new Uint8Array(size);
+  let done = 0;
+  while (done < size) {
+    const n = readSync(fd, out, done, size - done, done);
+    if (n === 0) break;
+    done += n;
+  }
+  return out.subarray(0, done);
+}
