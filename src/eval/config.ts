@@ -43,12 +43,12 @@ const ModuleJudge = v.object({
   /** The export to call (default "default"). */
   export: v.optional(v.pipe(v.string(), v.minLength(1)), "default"),
 });
-export const JudgeSchema = v.union([
-  v.pipe(v.literal("refusal-substring"), v.transform(() => ({ type: "refusal-substring" as const, lists: "both" as const, extra: [] as string[] }))),
-  SubstringJudge,
-  RegexJudge,
-  ModuleJudge,
-], "a judge: \"refusal-substring\", { \"type\": \"refusal-substring\" | \"regex\" | \"module\", ... }");
+/** A judge: its full object, or the name of a built-in that needs no options ("refusal-substring"). */
+export const JudgeSchema = v.pipe(
+  v.unknown(),
+  v.transform((x) => (typeof x === "string" ? { type: x } : x)),
+  v.variant("type", [SubstringJudge, RegexJudge, ModuleJudge], 'a judge type: "refusal-substring", "regex" or "module"'),
+);
 
 const PromptSet = v.object({
   name: Name,
@@ -166,7 +166,7 @@ export function parseEvalConfig(value: unknown, where: { source?: string; baseDi
   const baseDir = where.baseDir ?? process.cwd();
   const result = v.safeParse(EvalConfigSchema, value);
   if (!result.success) {
-    const lines = result.issues.map((i) => `  - ${v.getDotPath(i) ?? "(config)"}: ${i.message}${gotSuffix(i)}`);
+    const lines = result.issues.map((i) => `  - ${v.getDotPath(i) ?? "(config)"}: ${issueText(i)}`);
     throw new EvalError(`${source}: invalid config:\n${lines.join("\n")}`);
   }
   const c = result.output;
@@ -267,7 +267,12 @@ export function setAtPath(recipe: Recipe, path: string, value: unknown, at: stri
   return copy as Recipe;
 }
 
-function gotSuffix(issue: v.BaseIssue<unknown>): string {
+function issueText(issue: v.BaseIssue<unknown>): string {
+  // A strict object's extra key: say so, with the fields it takes (typos are the usual cause).
+  if (issue.expected === "never" && issue.kind === "schema") {
+    const top = (issue.path?.length ?? 0) === 1;
+    return `unknown field${top ? ` (a config takes ${Object.keys(EvalConfigSchema.entries).filter((k) => k !== "$schema").join(", ")})` : ""}`;
+  }
   // valibot's type messages already say "received ..."; other checks (a regex, a minimum) do not.
-  return /received/i.test(issue.message) ? "" : ` (got ${describeValue(issue.input)})`;
+  return /received/i.test(issue.message) ? issue.message : `${issue.message} (got ${describeValue(issue.input)})`;
 }
