@@ -161,7 +161,11 @@ export function tradeoffSvg(report: EvalReport, capability: string, title?: stri
     ly += 18;
     const swept = report.rows.find((r) => r.condition === family && r.sweepPath !== null);
     out.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly - 4}" y2="${ly - 4}" stroke="${colourOf(family)}" stroke-width="3"/>`);
-    out.push(`<text x="${lx + 28}" y="${ly}">${esc(family)}${swept ? ` (sweep ${esc(swept.sweepPath!)})` : ""}</text>`);
+    out.push(`<text x="${lx + 28}" y="${ly}">${esc(family)}</text>`);
+    if (swept) {
+      ly += 14;
+      out.push(`<text x="${lx + 28}" y="${ly}" fill="#555" font-size="10">sweep: ${esc(swept.sweepPath!)}</text>`);
+    }
   }
   ly += 28;
   out.push(`<text x="${lx}" y="${ly}" font-weight="bold">prompt set</text>`);

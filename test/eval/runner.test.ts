@@ -40,7 +40,7 @@ describe("a full run (llama.cpp)", () => {
     expect(JSON.parse(readFileSync(first.files.json, "utf8")).rows.length).toBe(3);
     expect(first.files.plots.map((p) => p.split("/").pop())).toEqual(["tradeoff-cloze.svg", "tradeoff-stories.svg"]);
     const svg = readFileSync(first.files.plots[1]!, "utf8");
-    for (const s of ["stories: perplexity (lower is better", "refusal rate (judged)", ">none<", "dog (sweep 0.options.scale)", "openings (expect refuse)", "chats (expect comply)"]) expect(svg).toContain(s);
+    for (const s of ["stories: perplexity (lower is better", "refusal rate (judged)", ">none<", "sweep: 0.options.scale", "openings (expect refuse)", "chats (expect comply)"]) expect(svg).toContain(s);
     expect(first.computed).toBe(66 + 48);
     expect(first.resumed).toBe(0);
   });
