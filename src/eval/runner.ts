@@ -19,6 +19,7 @@ import { openModel } from "../adapters/index.ts";
 import { createArtifacts, type Artifacts } from "../core/artifacts.ts";
 import type { Model } from "../core/backend.ts";
 import { preparePlugins, type ChainPlugin } from "../core/chain.ts";
+import type { ConfiguredPlugin } from "../core/plugin.ts";
 import { generate } from "../core/generate.ts";
 import { directionArtifact } from "../directions/artifact.ts";
 import { createRegistry } from "../plugins/index.ts";
@@ -123,7 +124,7 @@ export async function runEval(config: EvalConfig, options: RunEvalOptions = {}):
     else artifacts.register(name, saeArtifact, { path: a.path });
   }
   const registry = createRegistry();
-  const resolved = new Map<string, ChainPlugin[]>();
+  const resolved = new Map<string, ConfiguredPlugin[]>();
   for (const run of config.runs) {
     try {
       resolved.set(run.id, await registry.resolve(run.recipe, { trust: "trusted" }));
@@ -139,7 +140,7 @@ export async function runEval(config: EvalConfig, options: RunEvalOptions = {}):
       ...(config.model.backend ? { backend: config.model.backend } : {}),
       ...(config.model.threads ? { threads: config.model.threads } : {}),
       ...(config.model.contextLength ? { contextLength: config.model.contextLength } : {}),
-      plugins: [...resolved.values()].flat() as never,
+      plugins: [...resolved.values()].flat(),
     }));
   const stores: ResultsStore[] = [];
   try {

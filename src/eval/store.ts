@@ -29,7 +29,7 @@ export interface ResultsStore {
   /** The newest record of `key` when its hash is `hash`, else undefined. */
   get(key: string, hash: string): ReadRecord | undefined;
   /** Append one record and fsync it. */
-  append(record: StoredRecord): void;
+  append<R extends StoredRecord>(record: R): void;
   /** Records read at open that were dropped: a torn last line. */
   readonly dropped: number;
   close(): void;
