@@ -66,6 +66,8 @@ const CapabilitySet = v.variant("kind", [
     file: Path,
     /** Also report accuracy with each choice's log-likelihood divided by its length in characters (lm-eval's acc_norm) or tokens. */
     normalize: v.optional(v.picklist(["none", "chars", "tokens"]), "none"),
+    /** Ask each question as a user message with the model's chat template (default false: plain text, as a cloze is written). */
+    chat: v.optional(v.boolean(), false),
     limit: v.optional(Int(1)),
   }),
   v.object({ name: Name, kind: v.literal("perplexity"), file: Path, limit: v.optional(Int(1)) }),
@@ -93,7 +95,7 @@ const Generation = v.object({
   stop: v.optional(v.array(v.pipe(v.string(), v.minLength(1))), []),
   /** One generation per seed per prompt. */
   seeds: v.optional(v.pipe(v.array(Int(0, 0xffffffff)), v.minLength(1)), [0]),
-  /** Render single prompts with the model's chat template: "auto" = when the model has one. `messages` items always use it. */
+  /** Render single prompts with the model's chat template: "auto" = when the model has one. `messages` items always use it; capability sets have their own `chat`. */
   chat: v.optional(v.union([v.boolean(), v.literal("auto")]), "auto"),
 });
 

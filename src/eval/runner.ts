@@ -196,14 +196,16 @@ export async function runEval(config: EvalConfig, options: RunEvalOptions = {}):
       for (const set of capabilities) {
         for (const item of set.data.items) {
           const key = resultKey(run.id, set.config.name, item.id, null);
-          const hash = hashOf([runHash.get(run.id), chat, set.config.kind, set.data.hashes.get(item.id)]);
+          // Questions are plain text unless the set asks for the chat template (lm-evaluation-harness's default too).
+          const asChat = set.config.kind === "multiple-choice" && set.config.chat;
+          const hash = hashOf([runHash.get(run.id), asChat, set.config.kind, set.data.hashes.get(item.id)]);
           planned.push({ store: scores, key, hash });
           const done = scores.get(key, hash);
           if (done && done.error === undefined) {
             resumed++;
             continue;
           }
-          const ctx = { plugins, artifacts, chat, ...(options.signal ? { signal: options.signal } : {}) };
+          const ctx = { plugins, artifacts, chat: asChat, ...(options.signal ? { signal: options.signal } : {}) };
           const record = { type: set.config.kind, key, hash, ...meta, set: set.config.name, id: item.id };
           const work: () => Promise<ResultRecord> =
             set.config.kind === "multiple-choice"

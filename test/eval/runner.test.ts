@@ -11,6 +11,7 @@ import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { DEFAULT_MODEL_PATH } from "../../src/default-model.ts";
 import { loadEvalConfig } from "../../src/eval/config.ts";
 import { runEval, type EvalOutcome } from "../../src/eval/runner.ts";
+import { withChatTemplate } from "../helpers/chat-template-gguf.ts";
 import { FIXTURES, fixtureConfig, writeConfig } from "./helpers.ts";
 
 const lines = (path: string) => readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l));
@@ -125,6 +126,31 @@ describe("items that fail", () => {
     expect(long.verdict).toBe("error");
     expect(long.error).toContain("generation failed: the prompt has");
     expect(out.report.rows[0]!.behaviour[0]).toMatchObject({ n: 1, errors: 1 });
+  });
+});
+
+describe("chat templates", () => {
+  test('"auto" renders single prompts with the model\'s template when it has one; multiple choice stays plain unless the set asks', async () => {
+    const dir = mkdtempSync(join(tmpdir(), "steerkit-eval-chat-"));
+    const model = join(dir, "chat.gguf");
+    writeFileSync(model, withChatTemplate("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}</s>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"));
+    const config = (chat: unknown, mcChat: boolean) =>
+      fixtureConfig({
+        model: { path: model, threads: 1 },
+        prompts: [{ name: "openings", file: join(FIXTURES, "prompts.jsonl"), expect: "refuse", judge: "refusal-substring", limit: 3 }],
+        capabilities: [{ name: "cloze", kind: "multiple-choice", file: join(FIXTURES, "cloze.jsonl"), limit: 3, chat: mcChat }],
+        conditions: [{ name: "none" }],
+        generation: { maxTokens: 12, seeds: [1], chat },
+      });
+    const outputs = (o: EvalOutcome) => lines(o.files.generations).map((r) => r.output);
+    const logprobs = (o: EvalOutcome) => lines(o.files.scores).map((r) => r.logprobs);
+    const auto = await run(config("auto", false));
+    const plain = await run(config(false, false));
+    const templated = await run(config(true, true));
+    expect(outputs(auto)).toEqual(outputs(templated));
+    expect(outputs(auto)).not.toEqual(outputs(plain));
+    expect(logprobs(auto)).toEqual(logprobs(plain));
+    expect(logprobs(templated)).not.toEqual(logprobs(plain));
   });
 });
 
