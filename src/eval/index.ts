@@ -18,7 +18,7 @@ export {
   type NamedJudge,
   type SubstringLists,
 } from "./judges.ts";
-export { scoreChoices, scoreText, type ChoiceScore, type TextScore, type ScoringContext } from "./scoring.ts";
+export { scoreChoices, scoreText, joinChoice, type ChoiceScore, type TextScore, type ScoringContext } from "./scoring.ts";
 export { wilson, bootstrap, type Interval } from "./stats.ts";
 export { openResultsStore, resultKey, type ResultsStore, type StoredRecord } from "./store.ts";
 export { buildReport, reportMarkdown, reportCsv, type EvalReport, type ReportRow, type BehaviourCell, type CapabilityCell, type ResultRecord } from "./report.ts";

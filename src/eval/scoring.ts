@@ -1,7 +1,8 @@
 /**
  * Capability scoring with a chain attached, through core's `score` (one forward pass per scored
  * token, the chain's edits applied as in generation):
- * - multiple choice: the log-likelihood of each choice as the continuation of the question; the
+ * - multiple choice: the log-likelihood of each choice as the continuation of the question (with one
+ *   space between them where neither has one: `joinChoice`); the
  *   prediction is the most likely choice (ties: the first), and optionally the most likely after
  *   dividing by the choice's length in characters (lm-evaluation-harness's `acc_norm`) or tokens;
  * - perplexity: the log-likelihood of every token of the text after BOS; a set's perplexity is
@@ -46,7 +47,8 @@ export async function scoreChoices(model: Model, item: ChoiceItem, ctx: ScoringC
   const tokens: number[] = [];
   for (const choice of item.choices) {
     const prompt = ctx.chat ? { messages: [{ role: "user", content: item.question }] } : { prompt: item.question };
-    const r = await score(model, { ...prompt, continuation: choice, plugins: ctx.plugins, artifacts: ctx.artifacts, signal: ctx.signal });
+    const continuation = ctx.chat ? choice : joinChoice(item.question, choice);
+    const r = await score(model, { ...prompt, continuation, plugins: ctx.plugins, artifacts: ctx.artifacts, signal: ctx.signal });
     logprobs.push(r.logprob);
     tokens.push(r.tokens.length);
   }
@@ -76,6 +78,22 @@ export interface TextScore {
 export async function scoreText(model: Model, item: TextItem, ctx: ScoringContext): Promise<TextScore> {
   const r = await score(model, { prompt: "", continuation: item.text, plugins: ctx.plugins, artifacts: ctx.artifacts, signal: ctx.signal });
   return { logprob: r.logprob, tokens: r.tokens.length };
+}
+
+/**
+ * The continuation scored for a choice after a plain-text question: the choice, preceded by one
+ * space when neither side has whitespace at the seam (lm-evaluation-harness's `target_delimiter`,
+ * " " by default), so `"a glass of"` + `"water"` scores " water", and a set written with the space
+ * in its choices (`" water"`) or at the end of its questions is scored the same.
+ * @example
+ * ```ts
+ * joinChoice("a glass of", "water"); // " water"
+ * joinChoice("a glass of", " water"); // " water"
+ * joinChoice("Answer: ", "B"); // "B"
+ * ```
+ */
+export function joinChoice(question: string, choice: string): string {
+  return /\s$/.test(question) || /^\s/.test(choice) || question === "" ? choice : ` ${choice}`;
 }
 
 function argmax(xs: readonly number[]): number {
