@@ -23,7 +23,7 @@ describe("a full run (llama.cpp)", () => {
   beforeAll(async () => {
     path = writeConfig(fixtureConfig());
     first = await runEval(loadEvalConfig(path));
-  });
+  }, 60_000);
 
   test("writes the audit file, the scores, the table in three forms and one plot per capability set", () => {
     const gens = lines(first.files.generations);
@@ -44,7 +44,7 @@ describe("a full run (llama.cpp)", () => {
     for (const s of ["stories: perplexity (lower is better", "refusal rate (judged)", ">none<", "sweep: 0.options.scale", "openings (expect refuse)", "chats (expect comply)"]) expect(svg).toContain(s);
     expect(first.computed).toBe(66 + 48);
     expect(first.resumed).toBe(0);
-  });
+  }, 60_000);
 
   test("the swept steering has its effect: more dog stories, worse perplexity", () => {
     const [none, , strong] = first.report.rows;
@@ -53,14 +53,14 @@ describe("a full run (llama.cpp)", () => {
     expect(rate(strong)).toBeGreaterThan(rate(none) + 0.3);
     expect(ppl(strong)).toBeGreaterThan(ppl(none) * 1.5);
     expect(none!.capability[0]!.value).toBeGreaterThanOrEqual(0.9); // the base model gets the cloze items right
-  });
+  }, 60_000);
 
   test("the same config in a new directory gives the same generations and table (deterministic for the seeds)", async () => {
     const again = await run(fixtureConfig());
     const strip = (r: Record<string, unknown>) => ({ key: r.key, output: r.output, verdict: r.verdict });
     expect(lines(again.files.generations).map(strip)).toEqual(lines(first.files.generations).map(strip));
     expect(readFileSync(again.files.markdown, "utf8")).toBe(readFileSync(first.files.markdown, "utf8"));
-  });
+  }, 60_000);
 
   test("run again in place: nothing is redone; a new condition runs only its own items", async () => {
     const config = loadEvalConfig(path);
@@ -75,7 +75,7 @@ describe("a full run (llama.cpp)", () => {
     expect(extended.computed).toBe(22 + 16);
     expect(extended.resumed).toBe(114);
     expect(extended.report.rows.map((r) => r.run)).toEqual(["none", "dog=0.1", "dog=0.3", "ablate"]);
-  });
+  }, 60_000);
 });
 
 describe("items that fail", () => {
@@ -99,7 +99,7 @@ describe("items that fail", () => {
     expect(out.report.rows[0]!.behaviour[0]).toMatchObject({ n: 7, errors: 1 });
     expect(readFileSync(out.files.markdown, "utf8")).toContain("(1 errors)");
     expect(warnings.some((w) => w.includes("none openings p3: judge"))).toBe(true);
-  });
+  }, 60_000);
 
   test('onItemError "stop" stops at the failing item with everything before it saved; a rerun reuses it and retries the failure', async () => {
     const path = writeConfig(flaky("stop"));
@@ -110,7 +110,7 @@ describe("items that fail", () => {
     const again = await runEval(loadEvalConfig(path));
     expect(again.resumed).toBe(2);
     expect(again.computed).toBe(6); // p3 retried, p4-p8 new
-  });
+  }, 60_000);
 
   test("a prompt longer than the context is an error for that item, not the run", async () => {
     const dir = mkdtempSync(join(tmpdir(), "steerkit-eval-long-"));
@@ -126,7 +126,7 @@ describe("items that fail", () => {
     expect(long.verdict).toBe("error");
     expect(long.error).toContain("generation failed: the prompt has");
     expect(out.report.rows[0]!.behaviour[0]).toMatchObject({ n: 1, errors: 1 });
-  });
+  }, 60_000);
 });
 
 describe("chat templates", () => {
@@ -151,7 +151,7 @@ describe("chat templates", () => {
     expect(outputs(auto)).not.toEqual(outputs(plain));
     expect(logprobs(auto)).toEqual(logprobs(plain));
     expect(logprobs(templated)).not.toEqual(logprobs(plain));
-  });
+  }, 60_000);
 });
 
 describe("bad input is found before any work", () => {
@@ -165,7 +165,7 @@ describe("bad input is found before any work", () => {
     expect((await fails(fixtureConfig({ model: { path: "nope.gguf" } }))).message).toMatch(/eval\.json: model\.path: .*nope\.gguf does not exist/);
     expect((await fails(fixtureConfig({ prompts: [{ name: "x", file: "missing.jsonl", expect: "refuse", judge: "refusal-substring" }] }))).message).toMatch(/missing\.jsonl: cannot read the prompt set/);
     expect((await fails(fixtureConfig({ artifacts: { dog: { kind: "direction", path: "dog.json" } } }))).message).toMatch(/artifacts\.dog\.path: .*dog\.json does not exist/);
-  });
+  }, 60_000);
   test("an unknown plugin, an artifact no one registered, bad plugin options: named by condition; no output written", async () => {
     const cond = (recipe: unknown) => fixtureConfig({ conditions: [{ name: "none" }, { name: "bad", recipe }] });
     const unknown = await fails(cond([{ plugin: "add-vektor", options: {} }]));
@@ -173,12 +173,12 @@ describe("bad input is found before any work", () => {
     expect(await Bun.file(join(unknown.dir, "out", "generations.jsonl")).exists()).toBe(false);
     expect((await fails(cond([{ plugin: "add-vector", options: { vector: "cat", scale: 1 } }]))).message).toContain('condition "bad"');
     expect((await fails(cond([{ plugin: "add-vector", options: { vector: "dog", scale: "big" } }]))).message).toMatch(/condition "bad": [^]*scale: Invalid type: Expected number but received "big"/);
-  });
+  }, 60_000);
 });
 
 describe("ONNX Runtime", () => {
   const dir = mkdtempSync(join(tmpdir(), "steerkit-eval-onnx-"));
-  beforeAll(() => convertGgufToOnnx(DEFAULT_MODEL_PATH, dir));
+  beforeAll(() => convertGgufToOnnx(DEFAULT_MODEL_PATH, dir), 60_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   test("the same greedy eval on the converted model agrees with llama.cpp", async () => {
@@ -196,5 +196,5 @@ describe("ONNX Runtime", () => {
       expect(row.capability[0]!.value).toBe(other.capability[0]!.value);
       expect(Math.abs(row.capability[1]!.value / other.capability[1]!.value - 1)).toBeLessThan(0.01);
     });
-  });
+  }, 60_000);
 });

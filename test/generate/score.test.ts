@@ -69,7 +69,7 @@ beforeAll(async () => {
   models.reference = await referenceLlama.load(DEFAULT_MODEL_PATH, { contextLength: 128 });
   models["llama-cpp"] = await llamaCpp.load(DEFAULT_MODEL_PATH, { contextLength: 128, threads: 1 });
   models.onnx = await onnx.load(dir, { contextLength: 128, threads: 1 });
-});
+}, 60_000);
 afterAll(() => {
   for (const m of Object.values(models)) m.dispose();
   rmSync(dir, { recursive: true, force: true });
