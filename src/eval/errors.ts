@@ -8,7 +8,14 @@ export class EvalError extends SteerkitError {
   }
 }
 
-/** `value` described for an error message: its type and, when short, the value itself. */
+/**
+ * `value` described for an error message: its type and, when short, the value itself.
+ * @example
+ * ```ts
+ * describeValue("maybe"); // 'string "maybe"'
+ * describeValue([1, 2]);  // "an array of 2"
+ * ```
+ */
 export function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
   if (value === null) return "null";

@@ -162,13 +162,17 @@ export async function runEval(config: EvalConfig, options: RunEvalOptions = {}):
     const scores = openResultsStore(join(config.output, "scores.jsonl"));
     stores.push(scores);
     for (const s of stores) if (s.dropped) warn(`${s.path}: dropped a torn last line (an interrupted write); that item runs again`);
-    const base = {
-      model: fileStamp(config.model.path),
-      backend: model.info.backend,
-      artifacts: Object.entries(config.artifacts).map(([k, a]) => [k, a.kind, fileStamp(a.path)]),
-    };
+    const base = { model: fileStamp(config.model.path), backend: model.info.backend };
     const genSettings = { maxTokens: g.maxTokens, temperature: g.temperature, topK: g.topK, topP: g.topP, minP: g.minP, repetitionPenalty: g.repetitionPenalty, stop: g.stop, chat };
-    const runHash = new Map(config.runs.map((r) => [r.id, hashOf({ base, recipe: r.recipe })]));
+    // A run's identity includes the artifacts its recipe names (recipes refer to artifacts only by name),
+    // so registering a new SAE for a new condition does not rerun the others.
+    const runHash = new Map(
+      config.runs.map((r) => {
+        const named = new Set(stringsIn(r.recipe));
+        const used = Object.entries(config.artifacts).filter(([k]) => named.has(k)).map(([k, a]) => [k, a.kind, fileStamp(a.path)]);
+        return [r.id, hashOf({ base, recipe: r.recipe, artifacts: used })];
+      }),
+    );
 
     type Unit = { key: string; hash: string; label: string; work: () => Promise<ResultRecord> };
     const units: Unit[] = [];
@@ -325,6 +329,14 @@ async function generateOne(model: Model, u: GenerateOne): Promise<ResultRecord> 
   } catch (e) {
     return { ...record, output, tokens, finishReason, verdict: "error", error: `judge ${set.judge.name} threw: ${message(e)}` } as ResultRecord;
   }
+}
+
+/** Every string anywhere in a JSON value. */
+function stringsIn(x: unknown): string[] {
+  if (typeof x === "string") return [x];
+  if (Array.isArray(x)) return x.flatMap(stringsIn);
+  if (typeof x === "object" && x !== null) return Object.values(x).flatMap(stringsIn);
+  return [];
 }
 
 function message(e: unknown): string {

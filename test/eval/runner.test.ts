@@ -12,7 +12,7 @@ import { DEFAULT_MODEL_PATH } from "../../src/default-model.ts";
 import { loadEvalConfig } from "../../src/eval/config.ts";
 import { runEval, type EvalOutcome } from "../../src/eval/runner.ts";
 import { withChatTemplate } from "../helpers/chat-template-gguf.ts";
-import { FIXTURES, fixtureConfig, writeConfig } from "./helpers.ts";
+import { DOG, FIXTURES, fixtureConfig, writeConfig } from "./helpers.ts";
 
 const lines = (path: string) => readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l));
 const run = (config: Record<string, unknown>, options = {}) => runEval(loadEvalConfig(writeConfig(config)), options);
@@ -62,14 +62,14 @@ describe("a full run (llama.cpp)", () => {
     expect(readFileSync(again.files.markdown, "utf8")).toBe(readFileSync(first.files.markdown, "utf8"));
   }, 60_000);
 
-  test("run again in place: nothing is redone; a new condition runs only its own items", async () => {
+  test("run again in place: nothing is redone; a new condition (with a new artifact) runs only its own items", async () => {
     const config = loadEvalConfig(path);
     const again = await runEval(config);
     expect(again.computed).toBe(0);
     expect(again.resumed).toBe(114);
     expect(readFileSync(again.files.markdown, "utf8")).toBe(readFileSync(first.files.markdown, "utf8"));
-    const more = fixtureConfig();
-    (more.conditions as unknown[]).push({ name: "ablate", recipe: [{ plugin: "ablate-direction", options: { direction: "dog", points: ["resid_post.1-3"] } }] });
+    const more = fixtureConfig({ artifacts: { dog: { kind: "direction", path: DOG }, dog2: { kind: "direction", path: DOG } } });
+    (more.conditions as unknown[]).push({ name: "ablate", recipe: [{ plugin: "ablate-direction", options: { direction: "dog2", points: ["resid_post.1-3"] } }] });
     writeFileSync(path, JSON.stringify(more));
     const extended = await runEval(loadEvalConfig(path));
     expect(extended.computed).toBe(22 + 16);
