@@ -20,7 +20,7 @@ export {
 } from "./judges.ts";
 export { scoreChoices, scoreText, joinChoice, type ChoiceScore, type TextScore, type ScoringContext } from "./scoring.ts";
 export { wilson, bootstrap, type Interval } from "./stats.ts";
-export { openResultsStore, resultKey, type ResultsStore, type StoredRecord } from "./store.ts";
+export { openResultsStore, resultKey, lockOutput, type ResultsStore, type StoredRecord } from "./store.ts";
 export { buildReport, reportMarkdown, reportCsv, type EvalReport, type ReportRow, type BehaviourCell, type CapabilityCell, type ResultRecord } from "./report.ts";
 export { tradeoffSvg } from "./plot.ts";
 export { runEval, writeReport, type RunEvalOptions, type EvalOutcome, type EvalProgress } from "./runner.ts";

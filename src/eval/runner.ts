@@ -31,7 +31,7 @@ import { tradeoffSvg } from "./plot.ts";
 import { buildReport, reportCsv, reportMarkdown, type EvalReport, type ResultRecord } from "./report.ts";
 import { scoreChoices, scoreText } from "./scoring.ts";
 import { readChoiceSet, readPromptSet, readTextSet, type ChoiceItem, type DataSet, type PromptItem, type SkippedLine, type TextItem } from "./sets.ts";
-import { openResultsStore, resultKey, type ResultsStore } from "./store.ts";
+import { lockOutput, openResultsStore, resultKey, type ResultsStore } from "./store.ts";
 
 export interface EvalProgress {
   /** Items finished in this invocation. */
@@ -143,6 +143,7 @@ export async function runEval(config: EvalConfig, options: RunEvalOptions = {}):
       plugins: [...resolved.values()].flat(),
     }));
   const stores: ResultsStore[] = [];
+  let release = () => {};
   try {
     const prepared = new Map<string, ChainPlugin[]>();
     for (const run of config.runs) {
@@ -156,7 +157,12 @@ export async function runEval(config: EvalConfig, options: RunEvalOptions = {}):
     const chat = g.chat === "auto" ? model.info.chatTemplate !== null : g.chat;
 
     // 3. Output files; what is finished already.
-    mkdirSync(config.output, { recursive: true });
+    try {
+      mkdirSync(config.output, { recursive: true });
+    } catch (e) {
+      throw new EvalError(`${src}: output: cannot create the directory ${config.output} (${(e as Error).message})`);
+    }
+    release = lockOutput(config.output);
     const generations = openResultsStore(join(config.output, "generations.jsonl"));
     stores.push(generations);
     const scores = openResultsStore(join(config.output, "scores.jsonl"));
@@ -264,6 +270,7 @@ export async function runEval(config: EvalConfig, options: RunEvalOptions = {}):
     return { report, files: { generations: generations.path, scores: scores.path, ...files }, computed: done, resumed, errors };
   } finally {
     for (const s of stores) s.close();
+    release();
     if (own) model.dispose();
   }
 }
@@ -297,6 +304,7 @@ async function generateOne(model: Model, u: GenerateOne): Promise<ResultRecord> 
     seed: u.seed,
     prompt: item.prompt,
     ...(item.messages ? { messages: item.messages } : {}),
+    chat: item.messages !== null || u.chat,
     judge: set.judge.name,
   };
   let output: string;

@@ -11,7 +11,8 @@
  * only the new condition. Superseded records stay in the file (it is also the audit trail); the
  * newest record of a key wins.
  */
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
 import { EvalError } from "./errors.ts";
 
 export interface StoredRecord {
@@ -114,4 +115,44 @@ function readAll(fd: number): Uint8Array {
     done += n;
   }
   return out.subarray(0, done);
+}
+
+/**
+ * Claim an output directory for one evaluation at a time: two processes appending the same items
+ * would both compute them. The lock file holds the owner's pid; a lock whose process is gone (a
+ * killed run) is taken over. Returns the release function.
+ * @example
+ * ```ts
+ * const release = lockOutput("out/");
+ * try { ... } finally { release(); }
+ * ```
+ */
+export function lockOutput(dir: string): () => void {
+  const path = join(dir, ".steerkit-eval.lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, "wx");
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(path, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new EvalError(`${dir}: cannot write to the output directory (${(e as Error).message})`);
+      const owner = Number(readFileSync(path, "utf8").trim());
+      if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
+        const who = owner === process.pid ? "this process" : `pid ${owner}`;
+        throw new EvalError(`${dir}: another steerkit eval (${who}) is writing to this output directory; wait for it, or use another "output"`);
+      }
+      rmSync(path, { force: true }); // a killed run's lock
+    }
+  }
+  throw new EvalError(`${dir}: could not take the output directory's lock (${path})`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bootstrap, sum, wilson } from "../../src/eval/stats.ts";
-import { openResultsStore, resultKey } from "../../src/eval/store.ts";
+import { lockOutput, openResultsStore, resultKey } from "../../src/eval/store.ts";
 
 describe("wilson", () => {
   test("matches the closed form at known points", () => {
@@ -76,5 +76,20 @@ describe("results store", () => {
     writeFileSync(path, '{"a": 1}\n');
     expect(() => openResultsStore(path)).toThrow('no "key" and "hash"');
     expect(readFileSync(path, "utf8")).toBe('{"a": 1}\n');
+  });
+});
+
+describe("output lock", () => {
+  test("one run per directory; released on exit; a dead owner's lock is taken over", () => {
+    const dir = mkdtempSync(join(tmpdir(), "steerkit-eval-lock-"));
+    const release = lockOutput(dir);
+    expect(() => lockOutput(dir)).toThrow(`${dir}: another steerkit eval (this process) is writing to this output directory`);
+    release();
+    lockOutput(dir)();
+    const dead = Bun.spawnSync(["true"]).pid; // exited: its pid is no longer a process
+    writeFileSync(join(dir, ".steerkit-eval.lock"), String(dead));
+    const again = lockOutput(dir);
+    expect(readFileSync(join(dir, ".steerkit-eval.lock"), "utf8")).toBe(String(process.pid));
+    again();
   });
 });
