@@ -199,7 +199,7 @@ export async function runEval(config: EvalConfig, options: RunEvalOptions = {}):
               resumed++;
               continue;
             }
-            units.push({ key, hash, label: `${run.id} ${set.config.name} ${item.id}`, work: () => generateOne(model, { key, hash, meta, set, item, seed, plugins, artifacts, chat, config }) });
+            units.push({ key, hash, label: `${run.id} ${set.config.name} ${item.id}`, work: () => generateOne(model, { key, hash, meta, set, item, seed, plugins, artifacts, chat, config, signal: options.signal }) });
           }
         }
       }
@@ -286,6 +286,7 @@ interface GenerateOne {
   readonly artifacts: Artifacts;
   readonly chat: boolean;
   readonly config: EvalConfig;
+  readonly signal: AbortSignal | undefined;
 }
 
 async function generateOne(model: Model, u: GenerateOne): Promise<ResultRecord> {
@@ -323,12 +324,13 @@ async function generateOne(model: Model, u: GenerateOne): Promise<ResultRecord> 
       ...(g.topP !== undefined ? { topP: g.topP } : {}),
       ...(g.minP !== undefined ? { minP: g.minP } : {}),
       ...(g.repetitionPenalty !== undefined ? { repetitionPenalty: g.repetitionPenalty } : {}),
+      ...(u.signal ? { signal: u.signal } : {}),
     });
     output = r.text;
     finishReason = r.finishReason;
     tokens = r.tokens.length;
   } catch (e) {
-    if ((e as Error)?.name === "AbortError") throw e;
+    u.signal?.throwIfAborted(); // an interrupt is not an item's error
     return { ...record, output: null, verdict: "error", error: `generation failed: ${message(e)}` } as ResultRecord;
   }
   try {
