@@ -22,9 +22,14 @@
  * every metadata entry is copied byte for byte (metadata from the file's own encoding).
  *
  * Architectures are allow-listed by their tensors: a tensor not known to be a writer or a pure
- * reader (norms after a sub-layer, as in Gemma 2, would re-add r̂) is refused by name rather than
- * guessed. Edited tensors are dequantized (F16, BF16, Q8_0), projected in float64, and written at
- * `type`; the largest difference between the written values and the exact projection is reported.
+ * reader is refused by name rather than guessed. Pre-norm blocks qualify whatever their norm
+ * (RMSNorm, or GPT-2's LayerNorm: a reader only sees a stream that no longer has r̂); Gemma 2/3's
+ * norms *after* a sub-layer (`post_attention_norm`, `post_ffw_norm`) rescale each coordinate of
+ * what the sub-layer writes, so r̂ projected out of `attn_output` comes back after the norm, and
+ * no weight edit equals the activation ablation there: those models are refused by that tensor.
+ * Edited tensors are dequantized (any type formats/ggml-types.ts reads: F16, BF16, Q8_0, Q4_0,
+ * Q5_0/1, Q4_K, Q5_K, Q6_K), projected in float64, and written at `type`; the largest difference
+ * between the written values and the exact projection is reported.
  */
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import type { Direction } from "./artifact.ts";
@@ -35,12 +40,12 @@ import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
 import { floatToHalf, halfToFloat } from "../formats/half.ts";
 import { canonicalName } from "./points.ts";
 
-/** Written type of edited tensors: `auto` keeps F32 and F16, writes other types (BF16, Q8_0) as F32. */
+/** Written type of edited tensors: `auto` keeps F32 and F16, writes other types (BF16, block-quantized) as F32. */
 export type AbliterateType = "auto" | "f32" | "f16";
 export const ABLITERATE_TYPES: readonly AbliterateType[] = ["auto", "f32", "f16"];
 
 /** Architectures whose every tensor name below is known, and which load `output.weight` when present. */
-export const ABLITERATE_ARCHITECTURES: readonly string[] = ["llama", "qwen2", "qwen3"];
+export const ABLITERATE_ARCHITECTURES: readonly string[] = ["llama", "qwen2", "qwen3", "phi3", "gpt2"];
 
 export interface AbliterateOptions {
   /** Which of a per-point direction file's vectors to use (a point name); not needed for one vector. */
@@ -80,7 +85,7 @@ function writerKind(name: string): Kind | null {
 
 /** Tensors that only read the residual stream (or are not in it): safe to copy. */
 const READERS =
-  /^(output_norm\.(weight|bias)|output\.(weight|bias)|rope_freqs\.weight|blk\.\d+\.(attn_norm|ffn_norm|attn_q|attn_k|attn_v|attn_qkv|attn_q_norm|attn_k_norm|ffn_gate|ffn_up|ffn_gate_inp|ffn_gate_exps|ffn_up_exps|ffn_gate_shexp|ffn_up_shexp|ffn_gate_inp_shexp|rope_freqs)\.(weight|bias))$/;
+  /^(output_norm\.(weight|bias)|output\.(weight|bias)|rope_freqs\.weight|rope_factors_(long|short)\.weight|blk\.\d+\.(attn_norm|ffn_norm|attn_q|attn_k|attn_v|attn_qkv|attn_q_norm|attn_k_norm|ffn_gate|ffn_up|ffn_gate_inp|ffn_gate_exps|ffn_up_exps|ffn_gate_shexp|ffn_up_shexp|ffn_gate_inp_shexp|rope_freqs)\.(weight|bias))$/;
 
 function fail(msg: string): never {
   throw new SteerkitError("INVALID_REQUEST", `abliterate: ${msg}`);

@@ -1,5 +1,6 @@
 /**
- * Weight orthogonalization: the abliterated stories260K, unsteered, computes what the original
+ * Weight orthogonalization: the abliterated stories260K (and a random llama, qwen2, qwen3, phi3 and
+ * gpt2: biases and learned positions), unsteered, computes what the original
  * computes with `ablate-direction` at every point (same greedy tokens; logits within 2e-4 on the
  * reference backend and on ONNX after conversion, 2e-2 on llama.cpp with its F16 KV cache); the
  * writers are edited in ggml's orientation (checked on the stored bytes: columns of
@@ -9,7 +10,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
+import { llamaCpp, quantizeGguf } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import type { Model } from "../../src/core/backend.ts";
@@ -21,6 +22,8 @@ import { findTensor, readGgufHeader, readTensorBytes, readTensorF32 } from "../.
 import { ablateDirection } from "../../src/plugins/index.ts";
 import { DEFAULT_MODEL_PATH, referenceLlama, runPlugin } from "../../src/testing/index.ts";
 import { rewriteGguf, toQ8_0 } from "../convert/gguf-edit.ts";
+import { createRng } from "../../src/core/sampling.ts";
+import { writeRandomGguf } from "../../src/testing/random-gguf.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-abliterate-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -98,16 +101,17 @@ describe("abliterate: the file", () => {
 });
 
 /** Logits of every step and the greedy tokens: original + ablate-direction at "all" vs abliterated, unsteered. */
-async function compare(backend: Pick<typeof llamaCpp, "load">, original: string, abliterated: string, direction: Float32Array) {
+async function compare(backend: Pick<typeof llamaCpp, "load">, original: string, abliterated: string, direction: Float32Array, maxTokens = 40) {
   const load = (p: string) => backend.load(p, { contextLength: 128 });
   const [a, b] = await Promise.all([load(original), load(abliterated)]);
   try {
-    const opts = { prompt: "Once upon a time", maxTokens: 40 };
+    const opts = { prompt: "Once upon a time", maxTokens };
     const ablated = await runPlugin(ablateDirection({ direction: Array.from(direction), points: "all" }), { ...opts, model: a });
     const plain = await runPlugin([], { ...opts, model: b });
     const unsteered = await runPlugin([], { ...opts, model: a });
     const logitDiff = Math.max(...ablated.logits.map((l, i) => maxDiff(l.after, plain.logits[i]!.after)));
-    const effect = Math.max(...ablated.logits.map((l, i) => maxDiff(l.after, unsteered.logits[i]!.after)));
+    // Over the steps both runs have (either may meet EOS first).
+    const effect = Math.max(...ablated.logits.slice(0, unsteered.logits.length).map((l, i) => maxDiff(l.after, unsteered.logits[i]!.after)));
     // The native path (no probes: llama.cpp applies the affine ablation in its graph) gives the same tokens.
     const tokens = async (m: Model, plugins: ReturnType<typeof ablateDirection>[]) => (await generate(m, { ...opts, temperature: 0, plugins })).tokens;
     return { logitDiff, effect, ablated: ablated.result.tokens, plain: plain.result.tokens, nativeAblated: await tokens(a, [ablateDirection({ direction: Array.from(direction), points: "all" })]), nativePlain: await tokens(b, []), unsteered: unsteered.result.tokens };
@@ -146,6 +150,42 @@ describe("on ONNX after steerkit convert", () => {
   });
 });
 
+describe("other architectures (seeded random-weight GGUFs laid out as llama.cpp's converter writes them)", () => {
+  for (const [k, arch] of (["llama", "qwen2", "qwen3", "phi3", "gpt2"] as const).entries()) {
+    test(`${arch}: the abliterated model = the original with ablate-direction at every point (reference and llama.cpp)`, async () => {
+      const src = join(dir, `${arch}.gguf`);
+      const m = writeRandomGguf(src, { arch, seed: 3 });
+      const d = m.config.nEmbd;
+      const rng = createRng(7 + 100 * k); // its own seeded direction, whatever order tests run in
+      const v = Float32Array.from({ length: d }, () => rng() - 0.5);
+      const res = abliterate(src, join(dir, `${arch}-abl.gguf`), { vector: v, byPoint: new Map(), width: d });
+      const names = res.edited.map((e) => e.name);
+      expect(names).toContain("token_embd.weight");
+      expect(names).toContain("blk.0.attn_output.weight");
+      expect(names).toContain("blk.0.ffn_down.weight");
+      // GPT-2's writers have biases and its learned positions enter the stream: both are edited.
+      if (arch === "gpt2") expect(names).toEqual(expect.arrayContaining(["position_embd.weight", "blk.0.attn_output.bias", "blk.0.ffn_down.bias"]));
+      for (const [backend, tolerance] of [[referenceLlama, 2e-3], [llamaCpp, 5e-2]] as const) {
+        const c = await compare(backend, src, join(dir, `${arch}-abl.gguf`), v, 16);
+        expect([backend.name, c.logitDiff]).toEqual([backend.name, expect.any(Number)]);
+        expect(c.logitDiff).toBeLessThan(tolerance);
+        expect(c.effect).toBeGreaterThan(20 * tolerance);
+        expect(c.plain).toEqual(c.ablated);
+        expect(c.nativePlain).toEqual(c.nativeAblated);
+      }
+    });
+  }
+
+  test("gemma2 and gemma3 are refused by their post-sub-layer norms, which would bring r̂ back", () => {
+    for (const arch of ["gemma2", "gemma3"] as const) {
+      const src = join(dir, `${arch}.gguf`);
+      const m = writeRandomGguf(src, { arch, seed: 3 });
+      const v = new Float32Array(m.config.nEmbd).fill(1);
+      expect(() => abliterate(src, join(dir, `${arch}-abl.gguf`), { vector: v, byPoint: new Map(), width: v.length })).toThrow(/architecture "gemma[23]" is not supported|post_attention_norm/);
+    }
+  });
+});
+
 describe("abliterate: quantized inputs, tied embeddings, bad input", () => {
   const q8 = join(dir, "q8.gguf");
   writeFileSync(q8, toQ8_0(new Uint8Array(readFileSync(DEFAULT_MODEL_PATH))));
@@ -166,6 +206,24 @@ describe("abliterate: quantized inputs, tied embeddings, bad input", () => {
     const c = await compare(referenceLlama, q8, join(dir, "q8-f32.gguf"), r);
     expect(c.logitDiff).toBeLessThan(2e-4);
     expect(c.plain).toEqual(c.ablated);
+  });
+
+  test("Q4_0 and K-quant writers (libllama's own quantizer) are dequantized as ggml does, edited and written at F32", async () => {
+    const src = join(dir, "q-src.gguf");
+    writeRandomGguf(src, { arch: "llama", seed: 5, nEmbd: 256, nFf: 512, nHead: 4, nHeadKv: 2, nLayers: 2 });
+    const v = Float32Array.from({ length: 256 }, (_, i) => Math.sin(i));
+    for (const type of ["q4_0", "q4_k_m"] as const) {
+      const q = join(dir, `q-${type}.gguf`);
+      quantizeGguf(src, q, { type, threads: 1 });
+      const res = abliterate(q, join(dir, `q-${type}-abl.gguf`), { vector: v, byPoint: new Map(), width: 256 });
+      const from = new Set(res.edited.filter((e) => e.name !== "token_embd.weight").map((e) => e.from));
+      expect([...from].some((t) => t === "Q4_0" || t === "Q4_K" || t === "Q6_K" || t === "Q5_K")).toBe(true);
+      expect(res.edited.every((e) => e.to === "F32")).toBe(true);
+      expect(res.maxAbsError).toBeLessThan(1e-5);
+      const c = await compare(referenceLlama, q, join(dir, `q-${type}-abl.gguf`), v, 12);
+      expect(c.logitDiff).toBeLessThan(2e-3);
+      expect(c.plain).toEqual(c.ablated);
+    }
   });
 
   test("a tied model (no output.weight) gets output.weight = its original embedding, and still matches ablation", async () => {
