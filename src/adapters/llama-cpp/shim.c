@@ -52,8 +52,74 @@ void *sk_init_from_model(void *fn, void *model, const void *params) {
   return ((init_from_model_fn)fn)(model, *(const context_params_t *)params);
 }
 
+/*
+ * The AMX tile configuration (TILECFG), kept across llama_decode calls on this thread.
+ *
+ * Why: on CPUs with AMX, ggml-cpu multiplies quantized weights (Q4_0, Q8_0, K-quants) with tile
+ * kernels and loads its tile shapes only once per thread (amx/mmq.cpp, ggml_tile_config_init, a
+ * thread_local "done" flag). TILECFG is per-thread CPU state that any other library may load too:
+ * ONNX Runtime's MLAS int8 GEMM (MatMulInteger, which onnxruntime-node runs partly on the calling
+ * thread) loads 16x64 tiles everywhere. ggml then runs on shapes it did not ask for and its
+ * quantized matmuls return garbage (greedy text collapses into repeated tokens), while F16/F32
+ * models, which take no tile path, stay correct. So each decode snapshots TILECFG when it returns
+ * and loads it back before the next one: after ggml's first tile kernel on this thread the
+ * snapshot is ggml's own shapes; before that, restoring whatever was there is harmless, since ggml
+ * still loads its shapes on first use. The shim is compiled once per JS thread (every Worker
+ * compiles its own), and llama_decode runs on that thread, so one static snapshot is per thread.
+ * Cost: two instructions per decode. Only AMX-capable x86-64 with OS support (XCR0.XTILECFG) takes
+ * this path; elsewhere these instructions would fault, so they are never executed.
+ */
+#if defined(__x86_64__)
+static int amx_tiles = -1; /* -1: not probed yet, 0: no AMX, 1: AMX usable */
+static unsigned char tile_snapshot[64];
+static int tile_snapshot_valid;
+
+static void cpuid(unsigned int leaf, unsigned int sub, unsigned int *r) {
+  __asm__ __volatile__("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
+}
+
+static int probe_amx_tiles(void) {
+  unsigned int r[4];
+  unsigned int lo, hi;
+  cpuid(0, 0, r);
+  if (r[0] < 7) return 0;
+  cpuid(1, 0, r);
+  if (!(r[2] & (1u << 27))) return 0; /* OSXSAVE: xgetbv is allowed */
+  cpuid(7, 0, r);
+  if (!(r[3] & (1u << 24))) return 0; /* AMX-TILE */
+  __asm__ __volatile__(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0)); /* xgetbv(0) */
+  return (lo & (1u << 17)) != 0; /* the OS saves TILECFG */
+}
+
+static void tile_store(unsigned char *cfg) {
+  __asm__ __volatile__(".byte 0xc4, 0xe2, 0x79, 0x49, 0x07" : : "D"(cfg) : "memory"); /* sttilecfg [rdi] */
+}
+static void tile_load(const unsigned char *cfg) {
+  __asm__ __volatile__(".byte 0xc4, 0xe2, 0x78, 0x49, 0x07" : : "D"(cfg) : "memory"); /* ldtilecfg [rdi] */
+}
+#endif
+
 int sk_decode(void *fn, void *ctx, const void *batch) {
+#if defined(__x86_64__)
+  unsigned char now[64];
+  int rc;
+  if (amx_tiles < 0) amx_tiles = probe_amx_tiles();
+  /* A valid snapshot means tiles were configured in this process, so Linux's AMX permission
+   * (arch_prctl ARCH_REQ_XCOMP_PERM, which ggml requests) is granted and ldtilecfg cannot fault. */
+  if (amx_tiles && tile_snapshot_valid) tile_load(tile_snapshot);
+  rc = ((decode_fn)fn)(ctx, *(const batch_t *)batch);
+  if (amx_tiles) {
+    tile_store(now);
+    if (now[0] != 0) { /* palette 0: tiles not configured, nothing to keep */
+      int i;
+      for (i = 0; i < 64; i++) tile_snapshot[i] = now[i];
+      tile_snapshot_valid = 1;
+    }
+  }
+  return rc;
+#else
   return ((decode_fn)fn)(ctx, *(const batch_t *)batch);
+#endif
 }
 
 /* ggml_abort_callback: llama_decode stops when the flag word is non-zero. */
