@@ -16,7 +16,7 @@ import { allPoints, pointName, type HookPoint } from "../../core/sites.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import { BATCH, CONTEXT_PARAMS, GGML_TYPE_F32, SHIM_HOOKS, SHIM_POINT, TENSOR } from "./abi.ts";
 import { addressOf, asPointer, type LlamaLibrary } from "./ffi.ts";
-import { planPoints, type PointMode } from "./plan.ts";
+import { planPoints, type PointMode, type PointPlan } from "./plan.ts";
 
 export type { PointMode };
 
@@ -40,7 +40,8 @@ export interface SequenceHost {
   readonly batchSize: number;
   readonly threads: number;
   readonly modelName: string;
-  release(seq: LlamaSequence): void;
+  /** Called once a sequence (or a batch's shared context) has freed its context. */
+  release(resource: object): void;
 }
 
 const MODE_NATIVE = 1;
@@ -69,11 +70,11 @@ export class SequenceError extends SteerkitError {
 export function f32(n: number): Float32Array {
   return new Float32Array(new ArrayBuffer(n * 4));
 }
-function i32(n: number): Int32Array {
+export function i32(n: number): Int32Array {
   return new Int32Array(new ArrayBuffer(n * 4));
 }
 
-function setPtr(view: DataView, offset: number, p: number | null): void {
+export function setPtr(view: DataView, offset: number, p: number | null): void {
   view.setBigUint64(offset, BigInt(p ?? 0), true);
 }
 
@@ -83,6 +84,46 @@ function pinned(a: Float32Array | null): Float32Array | null {
   const out = f32(a.length);
   out.set(a);
   return out;
+}
+
+/**
+ * Write a plan's native and JS points into sk_point blocks starting at byte `base` of `block`,
+ * keeping the edit copies the shim points at alive in `keepAlive`.
+ */
+export function writePointPlan(block: DataView, base: number, plan: PointPlan, keepAlive: unknown[]): void {
+  for (const e of plan.native) {
+    const at = base + e.index * SHIM_POINT.size;
+    const U = pinned(e.U);
+    const V = pinned(e.V);
+    const c = pinned(e.c);
+    const scratch = f32(Math.max(1, e.rank));
+    keepAlive.push(U, V, c, scratch);
+    block.setInt32(at + SHIM_POINT.mode, MODE_NATIVE, true);
+    block.setInt32(at + SHIM_POINT.rank, e.rank, true);
+    setPtr(block, at + SHIM_POINT.U, U ? ptr(U) : null);
+    setPtr(block, at + SHIM_POINT.V, V ? ptr(V) : null);
+    setPtr(block, at + SHIM_POINT.c, c ? ptr(c) : null);
+    setPtr(block, at + SHIM_POINT.scratch, ptr(scratch));
+    block.setInt32(at + SHIM_POINT.pos_from, e.posFrom, true);
+    block.setInt32(at + SHIM_POINT.pos_to, e.posTo, true);
+  }
+  for (const j of plan.js) block.setInt32(base + j.index * SHIM_POINT.size + SHIM_POINT.mode, MODE_JS, true);
+}
+
+/**
+ * The problem with hooking tensor `t` at `point` from JS (not contiguous f32 rows of width
+ * `dModel`), or null when it can be hooked.
+ */
+export function unhookableTensor(t: Pointer, point: HookPoint, dModel: number, modelName: string): SequenceError | null {
+  const type = read.i32(t, TENSOR.type);
+  const ne0 = read.intptr(t, TENSOR.ne);
+  const rows = read.intptr(t, TENSOR.ne + 8);
+  const nb1 = read.intptr(t, TENSOR.nb + 8);
+  if (type === GGML_TYPE_F32 && ne0 === dModel && (rows <= 1 || nb1 === dModel * 4)) return null;
+  return new SequenceError(
+    `${pointName(point)} in ${modelName} is not a contiguous f32 [rows, ${dModel}] tensor ` +
+      `(type ${type}, ne0 ${ne0}, row stride ${nb1}); cannot hook it`,
+  );
 }
 
 export class LlamaSequence implements Sequence {
@@ -150,23 +191,7 @@ export class LlamaSequence implements Sequence {
     // The plan as memory: sk_point blocks and copies of the edits the shim points at.
     const nPoints = 2 * nLayers + 1;
     const pointsBlock = new DataView(new ArrayBuffer(nPoints * SHIM_POINT.size));
-    for (const e of plan.native) {
-      const base = e.index * SHIM_POINT.size;
-      const U = pinned(e.U);
-      const V = pinned(e.V);
-      const c = pinned(e.c);
-      const scratch = f32(Math.max(1, e.rank));
-      this.#keepAlive.push(U, V, c, scratch);
-      pointsBlock.setInt32(base + SHIM_POINT.mode, MODE_NATIVE, true);
-      pointsBlock.setInt32(base + SHIM_POINT.rank, e.rank, true);
-      setPtr(pointsBlock, base + SHIM_POINT.U, U ? ptr(U) : null);
-      setPtr(pointsBlock, base + SHIM_POINT.V, V ? ptr(V) : null);
-      setPtr(pointsBlock, base + SHIM_POINT.c, c ? ptr(c) : null);
-      setPtr(pointsBlock, base + SHIM_POINT.scratch, ptr(scratch));
-      pointsBlock.setInt32(base + SHIM_POINT.pos_from, e.posFrom, true);
-      pointsBlock.setInt32(base + SHIM_POINT.pos_to, e.posTo, true);
-    }
-    for (const j of plan.js) pointsBlock.setInt32(j.index * SHIM_POINT.size + SHIM_POINT.mode, MODE_JS, true);
+    writePointPlan(pointsBlock, 0, plan, this.#keepAlive);
     const needCallback = plan.native.length > 0 || plan.js.length > 0;
 
     const params = new DataView(new ArrayBuffer(CONTEXT_PARAMS.size));
@@ -360,20 +385,13 @@ export class LlamaSequence implements Sequence {
   #runJsHook(t: Pointer, idx: number): boolean {
     const hooks = this.#hooks!;
     const d = this.#host.dModel;
-    const type = read.i32(t, TENSOR.type);
-    const ne0 = read.intptr(t, TENSOR.ne);
-    const rows = read.intptr(t, TENSOR.ne + 8);
-    const nb1 = read.intptr(t, TENSOR.nb + 8);
     const point = this.#points[idx]!;
-    if (type !== GGML_TYPE_F32 || ne0 !== d || (rows > 1 && nb1 !== d * 4)) {
-      this.#fail(
-        new SequenceError(
-          `${pointName(point)} in ${this.#host.modelName} is not a contiguous f32 [rows, ${d}] tensor ` +
-            `(type ${type}, ne0 ${ne0}, row stride ${nb1}); cannot hook it`,
-        ),
-      );
+    const unhookable = unhookableTensor(t, point, d, this.#host.modelName);
+    if (unhookable) {
+      this.#fail(unhookable);
       return false;
     }
+    const rows = read.intptr(t, TENSOR.ne + 8);
     if (rows === 0) return true; // last block on a chunk that produces no logits: nothing computed
     const dataPtr = read.ptr(t, TENSOR.data);
     let view = this.#views[idx];

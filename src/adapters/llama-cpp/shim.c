@@ -210,3 +210,142 @@ _Bool sk_eval(void *t, _Bool ask, void *ud) {
   }
   return 1;
 }
+
+/* ------------------------------------------------------------------------------------------- */
+/* Batched decoding: several sequences (row groups) in one llama_context and one forward pass,   */
+/* run on a native thread so the JS event loop stays free while the weights stream through.     */
+
+typedef unsigned long sk_thread;
+int pthread_create(sk_thread *th, void *attr, void *(*fn)(void *), void *arg);
+int pthread_detach(sk_thread th);
+long syscall(long n, ...);
+#define SYS_FUTEX 202
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+
+/* Called on the JS thread (a threadsafe JSCallback): kind 1 = run the JS hooks of `arg`'s point
+   over sk_batch.js_tensor, then sk_batch_resume; kind 2 = the pass ended, llama_decode returned `arg`. */
+typedef void (*batch_notify_fn)(int kind, int arg);
+
+typedef struct {
+  long long n_embd;
+  long long n_points;
+  long long n_groups;
+  sk_point *points;      /* [n_groups * n_points]: group g's point i at points[g * n_points + i] */
+  batch_notify_fn notify;
+  void *js_tensor;       /* the tensor a kind-1 notification is about */
+  int *group_first;      /* [n_groups] first batch row of the group in this pass */
+  int *group_count;      /* [n_groups] its rows in this pass (0: not in the pass) */
+  int *group_out;        /* [n_groups] index among the pass's output rows, -1 when it has none */
+  int *group_stop;       /* [n_groups] set when a group's hook failed: its rows are left alone */
+  const int *pos;        /* [n_tokens] the batch's positions */
+  int n_tokens;
+  int n_outputs;
+  int stop;              /* the whole pass: a tensor whose rows this shim cannot place */
+  int js_done;           /* futex word: JS sets it when the hooks of a kind-1 notification ran */
+  int rc;                /* llama_decode's return code */
+  unsigned char *js_wanted; /* [n_points] 1 where some group in the pass runs JS hooks */
+  void *decode;          /* decode_fn */
+  void *ctx;
+  const void *batch;     /* batch_t */
+} sk_batch;
+
+void sk_batch_layout(int *out) {
+  out[0] = (int)sizeof(sk_batch);
+  out[1] = SK_OFFSET(sk_batch, n_embd);
+  out[2] = SK_OFFSET(sk_batch, n_points);
+  out[3] = SK_OFFSET(sk_batch, n_groups);
+  out[4] = SK_OFFSET(sk_batch, points);
+  out[5] = SK_OFFSET(sk_batch, notify);
+  out[6] = SK_OFFSET(sk_batch, js_tensor);
+  out[7] = SK_OFFSET(sk_batch, group_first);
+  out[8] = SK_OFFSET(sk_batch, group_count);
+  out[9] = SK_OFFSET(sk_batch, group_out);
+  out[10] = SK_OFFSET(sk_batch, group_stop);
+  out[11] = SK_OFFSET(sk_batch, pos);
+  out[12] = SK_OFFSET(sk_batch, n_tokens);
+  out[13] = SK_OFFSET(sk_batch, n_outputs);
+  out[14] = SK_OFFSET(sk_batch, stop);
+  out[15] = SK_OFFSET(sk_batch, js_done);
+  out[16] = SK_OFFSET(sk_batch, rc);
+  out[17] = SK_OFFSET(sk_batch, js_wanted);
+  out[18] = SK_OFFSET(sk_batch, decode);
+  out[19] = SK_OFFSET(sk_batch, ctx);
+  out[20] = SK_OFFSET(sk_batch, batch);
+}
+
+/* Hand the tensor to JS and sleep until it is done (the decode thread holds the graph meanwhile). */
+static void batch_call_js(sk_batch *b, void *t, int idx) {
+  b->js_tensor = t;
+  *(volatile int *)&b->js_done = 0;
+  b->notify(1, idx);
+  /* FUTEX_WAIT returns at once when the word is no longer 0, so a wake before the wait is not lost. */
+  while (*(volatile int *)&b->js_done == 0) syscall(SYS_FUTEX, &b->js_done, FUTEX_WAIT, 0, 0, 0, 0);
+}
+
+/* From JS, once the hooks of a kind-1 notification ran. */
+void sk_batch_resume(sk_batch *b) {
+  *(volatile int *)&b->js_done = 1;
+  syscall(SYS_FUTEX, &b->js_done, FUTEX_WAKE, 1, 0, 0, 0);
+}
+
+_Bool sk_eval_batch(void *t, _Bool ask, void *ud) {
+  sk_batch *b = (sk_batch *)ud;
+  char *tc = (char *)t;
+  long long *ne, *nb, rows, g;
+  float *data;
+  int idx, full;
+  if (b->stop) return 0;
+  idx = point_of(tc + T_NAME, b->n_points);
+  if (idx < 0) return 0;
+  if (ask) {
+    if (b->js_wanted[idx]) return 1;
+    for (g = 0; g < b->n_groups; g++) {
+      if (b->group_count[g] > 0 && !b->group_stop[g] && b->points[g * b->n_points + idx].mode == 1) return 1;
+    }
+    return 0;
+  }
+  ne = (long long *)(tc + T_NE);
+  nb = (long long *)(tc + T_NB);
+  rows = ne[1];
+  if (*(int *)(tc + T_TYPE) != 0 || ne[0] != b->n_embd || (rows > 1 && nb[1] != ne[0] * 4)) {
+    if (b->js_wanted[idx]) batch_call_js(b, t, idx); /* JS reports the layout it cannot hook */
+    return 1;
+  }
+  /* Every row of the pass, or (the last block) only its output rows, one per group that has one. */
+  if (rows == b->n_tokens) full = 1;
+  else if (rows == b->n_outputs) full = 0;
+  else {
+    b->stop = 1;
+    return 0;
+  }
+  data = *(float **)(tc + T_DATA);
+  for (g = 0; g < b->n_groups; g++) {
+    sk_point *p = &b->points[g * b->n_points + idx];
+    if (p->mode != 1 || b->group_count[g] == 0 || b->group_stop[g]) continue;
+    if (full) {
+      int first = b->group_first[g];
+      apply_affine(p, data + (long long)first * ne[0], b->group_count[g], ne[0], b->pos + first);
+    } else if (b->group_out[g] >= 0) {
+      int last = b->group_first[g] + b->group_count[g] - 1;
+      apply_affine(p, data + (long long)b->group_out[g] * ne[0], 1, ne[0], b->pos + last);
+    }
+  }
+  if (b->js_wanted[idx]) batch_call_js(b, t, idx);
+  return 1;
+}
+
+static void *batch_run(void *arg) {
+  sk_batch *b = (sk_batch *)arg;
+  b->rc = ((decode_fn)b->decode)(b->ctx, *(const batch_t *)b->batch);
+  b->notify(2, b->rc);
+  return 0;
+}
+
+/* Start llama_decode(b->ctx, *b->batch) on a new thread; returns pthread_create's code (0: started). */
+int sk_batch_decode_async(sk_batch *b) {
+  sk_thread th;
+  int rc = pthread_create(&th, 0, batch_run, b);
+  if (rc == 0) pthread_detach(th);
+  return rc;
+}
