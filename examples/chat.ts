@@ -23,6 +23,8 @@ const HELP = `bun examples/chat.ts [options]
   --threads <n>           CPU threads for the forward pass
   --parallel <n>          generations at once                   (default 4)
   --queue <n>             requests that may wait; more get 429  (default 16)
+  --no-batching           one forward pass per generation (default: generations running at once
+                          are decoded together where the backend can, llama.cpp)
   --presets <dir>         named recipes, one <name>.json each (trusted: requests pick them by name)
   --direction name=file   register a direction file requests may name (repeatable)
   --sae name=dir          register an SAE directory requests may name (repeatable)
@@ -37,7 +39,7 @@ const { values: flags } = parseArgs({
     model: { type: "string" }, backend: { type: "string" }, host: { type: "string" }, port: { type: "string" },
     context: { type: "string" }, threads: { type: "string" }, parallel: { type: "string" }, queue: { type: "string" },
     presets: { type: "string" }, direction: { type: "string", multiple: true }, sae: { type: "string", multiple: true },
-    "api-key": { type: "string" }, help: { type: "boolean" },
+    "api-key": { type: "string" }, "no-batching": { type: "boolean" }, help: { type: "boolean" },
   },
 });
 if (flags.help) {
@@ -76,6 +78,7 @@ const server = await createChatServer({
   presets: flags.presets ? loadPresetsDir(flags.presets) : {},
   parallel: int("parallel", flags.parallel),
   maxQueue: int("queue", flags.queue),
+  batched: !flags["no-batching"],
   apiKey: flags["api-key"] ?? process.env.STEERKIT_API_KEY,
 });
 // idleTimeout 0: a stream may pause longer than Bun's default 10 s (a slow model, a long prefill).

@@ -27,7 +27,7 @@
  * both sides read, written by JS only while no pass runs. See the README ("Batched decoding").
  */
 import { JSCallback, ptr, read, toArrayBuffer, FFIType, type Pointer } from "bun:ffi";
-import type { ResidualHooks, Sequence } from "../../core/backend.ts";
+import type { BatchOptions as CoreBatchOptions, ResidualHooks, Sequence } from "../../core/backend.ts";
 import { checkPrefill } from "../../core/backend-kit.ts";
 import { allPoints, type HookPoint } from "../../core/sites.ts";
 import type { Tensor } from "../../core/tensor.ts";
@@ -36,7 +36,7 @@ import { addressOf, asPointer } from "./ffi.ts";
 import { planPoints, type PointMode } from "./plan.ts";
 import { f32, i32, setPtr, SequenceError, unhookableTensor, writePointPlan, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
 
-export interface BatchOptions {
+export interface BatchOptions extends CoreBatchOptions {
   /** Sequences that may be alive at once (the context's seq ids). */
   readonly sequences: number;
   /**
