@@ -10,14 +10,17 @@
  *
  *   bun bench/make-random-gguf.ts         # once: bench/models/random-d1024-l16-f16.gguf
  *   STEERKIT_LLAMA_BATCHED_BENCH=/tmp/lcpp-build/bin/llama-batched-bench \
- *     bun bench/batched.ts [--threads 2] [--prompt 32] [--decode 16] [--n 1,2,4,8,16] [--rounds 1]
+ *     bun bench/batched.ts [--threads 2] [--prompt 32] [--decode 16] [--n 1,2,4,8,16] [--rounds 2]
  *
  * With the tool set, Steerkit loads the libraries next to it (STEERKIT_LLAMA_LIB_DIR, unless set),
  * so both sides run the same build. Without it, the llama.cpp column is skipped with a message.
  * Prefill and decode are separate phases, as in llama-batched-bench: every sequence's prompt goes
  * in first (time to first token = when its prefill resolved), then each decodes `--decode` tokens
- * greedily; aggregate = N × decode / the decode phase's wall time. Runs are interleaved per round
- * and the table shows medians; on a shared machine only ratios from one run mean anything.
+ * greedily; aggregate = N × decode / the decode phase's wall time. At each N the four runs sit
+ * side by side (order reversed every other round) and the table shows medians over rounds; on a
+ * shared machine only ratios from one run mean anything. With 2 threads on a loaded machine ggml's
+ * per-op spin barriers dominate (a descheduled thread stalls every op); `--threads 1` then gives
+ * the cleaner comparison.
  */
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -37,7 +40,7 @@ const { values: args } = parseArgs({
     prompt: { type: "string", default: "32" },
     decode: { type: "string", default: "16" },
     n: { type: "string", default: "1,2,4,8,16" },
-    rounds: { type: "string", default: "1" },
+    rounds: { type: "string", default: "2" },
   },
 });
 const modelPath = args.model!;
@@ -115,15 +118,20 @@ async function drive(m: Model, n: number, steered: boolean, sequential: boolean)
   }
 }
 
-/** llama-batched-bench over every N at once: its aggregate decode t/s and prefill time (its first token comes after all N prompts). */
-async function llamaCppRun(): Promise<Map<number, Measure> | null> {
-  if (!tool) return null;
-  const cmd = [tool, "-m", modelPath, "-c", String(Math.max(...Ns) * contextLength), "-b", "512", "-ub", "512", "-npp", String(nPrompt), "-ntg", String(nDecode), "-npl", Ns.join(","), "-t", String(threads), "-kvu", "--output-format", "jsonl"];
+/**
+ * llama-batched-bench at N sequences: its aggregate decode t/s and prefill time (its first token
+ * comes after all N prompts, in one batch). Run per N, between Steerkit's runs at that N, so drift
+ * in the machine's speed hits both sides alike.
+ */
+async function llamaCppRun(n: number): Promise<Measure> {
+  const cmd = [tool!, "-m", modelPath, "-c", String(n * contextLength), "-b", "512", "-ub", "512", "-npp", String(nPrompt), "-ntg", String(nDecode), "-npl", String(n), "-t", String(threads), "-kvu", "--output-format", "jsonl"];
   const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) throw new Error(`${cmd.join(" ")} exited with ${code}: ${err.slice(-500)}`);
-  const rows = out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { pl: number; t_pp: number; speed_tg: number });
-  return new Map(rows.map((r) => [r.pl, { aggregate: r.speed_tg, ttftMs: r.t_pp * 1000 }]));
+  const row = out.split("\n").find((l) => l.startsWith("{"));
+  if (!row) throw new Error(`${cmd.join(" ")} printed no result: ${out.slice(-500)}`);
+  const r = JSON.parse(row) as { t_pp: number; speed_tg: number };
+  return { aggregate: r.speed_tg, ttftMs: r.t_pp * 1000 };
 }
 
 /** /health round trips (ms) while 8 streams of the chat server generate. */
@@ -164,21 +172,17 @@ const results = new Map<string, Measure[]>();
 const key = (c: Config | "llama.cpp", n: number) => `${c}:${n}`;
 const push = (k: string, m: Measure) => results.set(k, [...(results.get(k) ?? []), m]);
 
-const bar = progressBar(rounds * Ns.length * 3 + (tool ? rounds : 0) + 2, "batched bench");
+const configs: (Config | "llama.cpp")[] = tool ? ["batched", "llama.cpp", "steered", "single"] : ["batched", "steered", "single"];
+const bar = progressBar(rounds * Ns.length * configs.length + 2, "batched bench");
 for (let r = 0; r < rounds; r++) {
   for (const n of Ns) {
     const batch = model.batched({ sequences: n });
-    const order: Config[] = r % 2 ? ["single", "steered", "batched"] : ["batched", "steered", "single"];
-    for (const c of order) {
-      push(key(c, n), c === "single" ? await drive(model, n, false, true) : await drive(batch, n, c === "steered", false));
+    for (const c of r % 2 ? [...configs].reverse() : configs) {
+      const m = c === "llama.cpp" ? await llamaCppRun(n) : c === "single" ? await drive(model, n, false, true) : await drive(batch, n, c === "steered", false);
+      push(key(c, n), m);
       bar.tick(1, `N=${n} ${c}`);
     }
     batch.dispose();
-  }
-  const lc = await llamaCppRun();
-  if (lc) {
-    for (const [n, m] of lc) push(key("llama.cpp", n), m);
-    bar.tick(1, "llama-batched-bench");
   }
 }
 const healthBatched = await healthUnderLoad(true);
