@@ -172,6 +172,8 @@ const results = new Map<string, Measure[]>();
 const key = (c: Config | "llama.cpp", n: number) => `${c}:${n}`;
 const push = (k: string, m: Measure) => results.set(k, [...(results.get(k) ?? []), m]);
 
+// Warm-up, not recorded: the first passes after loading fault the mmap'd weights in.
+await drive(model, 1, false, true);
 const configs: (Config | "llama.cpp")[] = tool ? ["batched", "llama.cpp", "steered", "single"] : ["batched", "steered", "single"];
 const bar = progressBar(rounds * Ns.length * configs.length + 2, "batched bench");
 for (let r = 0; r < rounds; r++) {
