@@ -230,6 +230,27 @@ describe("batched decoding on stories260K", () => {
     expect(batched.batch.liveSequences).toBe(0);
   });
 
+  test("reset, free and a new sequence while another sequence's pass runs wait for the pass (no cache call races the decode thread)", async () => {
+    const prompt = single.tokenize(prompts[0]!);
+    const plain = await run(single, prompts[0]!, [], 3);
+    const idle = batched.createSequence();
+    await idle.prefill([1, 2, 3]);
+    const busy = run(batched, prompts[0]!, [], 3);
+    await Promise.resolve();
+    await Promise.resolve(); // the first step of `busy` is in flight on the decode thread
+    idle.reset();
+    expect(idle.length).toBe(0);
+    const late = batched.createSequence();
+    late.free();
+    const fresh = await idle.prefill(prompt);
+    const alone = single.createSequence();
+    expect(maxAbsDiff(fresh, await alone.prefill(prompt))).toBeLessThan(TOLERANCE);
+    alone.free();
+    idle.free();
+    expect((await busy).tokens).toEqual(plain.tokens);
+    expect(batched.batch.liveSequences).toBe(0);
+  });
+
   test("a sequence past its context is refused alone; a full batch refuses a new sequence by name", async () => {
     const seqs = Array.from({ length: 6 }, () => batched.createSequence());
     expect(() => batched.createSequence()).toThrow("all 6 sequences");

@@ -255,7 +255,7 @@ export class LlamaBatch {
       readOnly[j.index] = j.readOnly ? 1 : 0;
     }
     for (let i = 0; i < this.#nPoints; i++) this.#views[slot * this.#nPoints + i] = null;
-    this.#llama().llama_memory_seq_rm(this.#memory(), slot, -1, -1);
+    // The slot's cells were removed when its last sequence was freed (see #clearSlot).
     const seq = new BatchedSequence(this, this.#nextId++, slot, options.hooks, plan.modes, js, readOnly, keepAlive);
     this.#slots[slot] = seq;
     return seq;
@@ -279,7 +279,7 @@ export class LlamaBatch {
   /** @internal A call was queued on `seq`: start a step now, or soon. */
   wake(): void {
     if (this.#running || this.#ctx === null) return;
-    const all = this.#slots.every((s) => s === null || s.call !== null);
+    const all = this.#slots.every((s) => s === null || s.freed || s.call !== null);
     if (all || this.#gatherMs === 0) {
       if (this.#timer !== null) clearTimeout(this.#timer);
       this.#timer = null;
@@ -293,21 +293,33 @@ export class LlamaBatch {
     }
   }
 
-  /** @internal `seq` is freed: drop its cache now, or when the pass holding its rows ends. */
+  /** @internal `seq` is freed: drop its cache now, or when the pass running now ends (its slot stays taken until then). */
   release(seq: BatchedSequence): void {
     if (this.#slots[seq.slot] !== seq) return;
-    if (this.#running && this.#groupCount[seq.slot]! > 0) return; // #finish frees it
-    this.#clearSlot(seq.slot);
+    if (this.#running && this.#groupCount[seq.slot]! > 0) return; // #finish frees it with its call
+    this.#whenIdle(() => this.#clearSlot(seq.slot));
   }
+
+  /**
+   * Run `op` (which touches the KV cache) now, or when the pass running now ends: llama.cpp's
+   * memory calls must not race the decode thread.
+   */
+  #whenIdle(op: () => void): void {
+    if (this.#running) this.#deferred.push(op);
+    else op();
+  }
+  readonly #deferred: (() => void)[] = [];
 
   /** @internal True while a pass holds rows of `seq`. */
   holds(seq: BatchedSequence): boolean {
     return this.#running && this.#slots[seq.slot] === seq && this.#groupCount[seq.slot]! > 0;
   }
 
-  /** @internal Forget every cached token of `seq`. */
+  /** @internal Forget every cached token of `seq` (before its next rows are scheduled). */
   clear(seq: BatchedSequence): void {
-    if (this.#ctx) this.#llama().llama_memory_seq_rm(this.#memory(), seq.slot, -1, -1);
+    this.#whenIdle(() => {
+      if (this.#ctx && this.#slots[seq.slot] === seq) this.#llama().llama_memory_seq_rm(this.#memory(), seq.slot, -1, -1);
+    });
   }
 
   // --- the step ------------------------------------------------------------------------------
@@ -487,6 +499,7 @@ export class LlamaBatch {
       }
     }
     this.#groupCount.fill(0);
+    for (const op of this.#deferred.splice(0)) op();
     if (this.#disposing) {
       this.#freeContext();
       return;
