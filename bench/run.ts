@@ -22,6 +22,7 @@ run("same-model.ts", "--rounds", quick ? "1" : "3"); // converts the random GGUF
 run("equal-bits.ts", "--rounds", quick ? "1" : "3", "--profile"); // quantizes and converts once (bench/models/)
 run("onnx.ts", "--rounds", quick ? "3" : "7", "--wide", "--converted");
 run("server.ts", "--model", join(here, "models", "random-d1024-l16-f16.gguf"), "--threads", "2", "--clients", "1,2", "--seconds", quick ? "4" : "8", "--rounds", quick ? "1" : "2", "--max-tokens", "32");
+run("batched.ts", "--rounds", quick ? "1" : "2"); // llama.cpp column with STEERKIT_LLAMA_BATCHED_BENCH set
 run("reference-llama.ts");
 run("half.ts", "--rounds", quick ? "3" : "9");
 run("sae.ts", "--rounds", quick ? "2" : "5");

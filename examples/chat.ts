@@ -26,6 +26,8 @@ const HELP = `bun examples/chat.ts [options]
   --threads <n>           CPU threads for the forward pass
   --parallel <n>          generations at once                   (default 4)
   --queue <n>             requests that may wait; more get 429  (default 16)
+  --no-batching           one forward pass per generation (default: generations running at once
+                          are decoded together where the backend can, llama.cpp)
   --presets <dir>         named recipes, one <name>.json each (trusted: requests pick them by name)
   --plugin <package>      import a plugin package you trust and register its plugins (repeatable;
                           env STEERKIT_PLUGINS, comma-separated); requests never import code
@@ -50,7 +52,7 @@ async function main() {
       model: { type: "string" }, backend: { type: "string" }, host: { type: "string" }, port: { type: "string" },
       context: { type: "string" }, threads: { type: "string" }, parallel: { type: "string" }, queue: { type: "string" },
       presets: { type: "string" }, plugin: { type: "string", multiple: true }, direction: { type: "string", multiple: true }, sae: { type: "string", multiple: true },
-      "api-key": { type: "string" }, help: { type: "boolean" },
+      "api-key": { type: "string" }, "no-batching": { type: "boolean" }, help: { type: "boolean" },
     },
   });
   if (flags.help) {
@@ -95,6 +97,7 @@ async function main() {
     pluginPackages: flags.plugin ?? process.env.STEERKIT_PLUGINS?.split(",").filter(Boolean) ?? [],
     parallel: int("parallel", flags.parallel),
     maxQueue: int("queue", flags.queue),
+    batched: !flags["no-batching"],
     apiKey: flags["api-key"] ?? process.env.STEERKIT_API_KEY,
   });
   // idleTimeout 0: a stream may pause longer than Bun's default 10 s (a slow model, a long prefill).

@@ -151,8 +151,19 @@ export interface Model {
   /** Render messages with the model's chat template (plain-completion fallback without one). */
   applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
   createSequence(options?: SequenceOptions): Sequence;
+  /**
+   * Optional, for backends that batch: a view of this model whose sequences (at most `sequences`
+   * alive at once) are decoded together in shared forward passes, each with its own hooks, with
+   * results equal to `createSequence`'s. Disposing the view frees what it holds, not the weights.
+   */
+  batched?(options: BatchOptions): Model;
   /** Free the weights and every sequence. Idempotent. */
   dispose(): void;
+}
+
+export interface BatchOptions {
+  /** Sequences alive at once. */
+  readonly sequences: number;
 }
 
 export interface LoadOptions {

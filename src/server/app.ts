@@ -40,6 +40,13 @@ export interface ChatServerOptions {
   readonly presets?: Record<string, Preset | readonly unknown[]>;
   /** Generations at once, one sequence each (default 4). */
   readonly parallel?: number;
+  /**
+   * Decode the generations running at once together, in shared forward passes (default true),
+   * where the model's backend can (`model.batched`, llama.cpp): aggregate throughput grows with
+   * `parallel`, each request keeps its own steering, and passes run off the JS thread. False: one
+   * sequence and forward pass per generation.
+   */
+  readonly batched?: boolean;
   /** Requests that may wait for a sequence; more get 429 (default 16). */
   readonly maxQueue?: number;
   /** Most tokens one request may ask for (default: the context length). */
@@ -68,12 +75,25 @@ export interface ChatServer {
   /** The Hono app: `Bun.serve({ fetch: server.app.fetch })`, or mount it in yours. */
   readonly app: Hono;
   readonly fetch: (request: Request) => Response | Promise<Response>;
-  /** Generations running now and requests waiting. */
-  stats(): { active: number; queued: number; parallel: number };
+  /** Generations running now and requests waiting; whether they are decoded together. */
+  stats(): { active: number; queued: number; parallel: number; batched: boolean };
   /** Resolves when nothing runs or waits. */
   whenIdle(): Promise<void>;
   /** Stop every generation and refuse new requests (503); resolves when all have ended. The model stays open: it is yours. */
   close(): Promise<void>;
+}
+
+/** `model`, except that its sequences come from `view`. */
+function sequencesFrom(model: Model, view: Model): Model {
+  return {
+    info: model.info,
+    capabilities: model.capabilities,
+    tokenize: (text, o) => model.tokenize(text, o),
+    detokenize: (tokens) => model.detokenize(tokens),
+    applyChatTemplate: (messages, o) => model.applyChatTemplate(messages, o),
+    createSequence: (o) => view.createSequence(o),
+    dispose: () => view.dispose(),
+  };
 }
 
 /**
@@ -88,11 +108,11 @@ export interface ChatServer {
  * ```
  */
 export async function createChatServer(options: ChatServerOptions): Promise<ChatServer> {
-  const { model } = options;
+  const slots = new Slots(options.parallel ?? 4, options.maxQueue ?? 16);
   const registry = options.registry ?? createRegistry();
   for (const name of options.pluginPackages ?? []) await registry.registerPackage(name);
   const artifacts = options.artifacts ?? createArtifacts();
-  const maxTokens = options.maxTokens ?? model.info.contextLength;
+  const maxTokens = options.maxTokens ?? options.model.info.contextLength;
   const closing = new AbortController();
   const presets = new Map<string, ServerState["presets"] extends ReadonlyMap<string, infer P> ? P : never>();
   for (const [name, value] of Object.entries(options.presets ?? {})) {
@@ -100,13 +120,18 @@ export async function createChatServer(options: ChatServerOptions): Promise<Chat
     // Trusted: the operator wrote it. Resolved now so that a bad preset stops the server starting.
     presets.set(name, { ...preset, plugins: await registry.resolve(preset.recipe, { trust: "trusted" }) });
   }
+  // Last, once nothing else can fail: the batched view holds a context until close(). It shares
+  // the model's weights; the server owns (and closes) only the view, and takes only sequences from
+  // it (tokenizing and templates stay the given model's).
+  const batched = options.batched !== false && options.model.batched ? options.model.batched({ sequences: slots.size }) : null;
+  const model = batched ? sequencesFrom(options.model, batched) : options.model;
   const state: ServerState = {
     model,
     modelId: options.modelId ?? model.info.name,
     registry,
     artifacts,
     presets,
-    slots: new Slots(options.parallel ?? 4, options.maxQueue ?? 16),
+    slots,
     metrics: new Metrics(),
     limits: {
       maxTokens,
@@ -154,7 +179,7 @@ export async function createChatServer(options: ChatServerOptions): Promise<Chat
   if (options.page !== false) app.get("/", (c) => c.html(page(model.info, { apiKey: options.apiKey !== undefined })));
 
   function stats() {
-    return { active: state.slots.active, queued: state.slots.queued, parallel: state.slots.size };
+    return { active: state.slots.active, queued: state.slots.queued, parallel: state.slots.size, batched: batched !== null };
   }
   return {
     app,
@@ -164,6 +189,7 @@ export async function createChatServer(options: ChatServerOptions): Promise<Chat
     async close() {
       closing.abort(new DOMException("the server is shutting down", "AbortError"));
       await state.slots.whenIdle();
+      batched?.dispose();
     },
   };
 }

@@ -123,7 +123,7 @@ describe("OpenAI-compatible answers on the embedded model", () => {
     expect(plugins.artifacts).toEqual([{ name: "concept", kind: "direction", source: "memory" }]);
     const presets = await json(await call(server, "/v1/presets"));
     expect(presets.data).toEqual([{ name: "concept", description: "adds the concept", plugins: ["add-vector"] }, { name: "trace", description: "", plugins: ["logger"] }]);
-    expect(await json(await call(server, "/health"))).toEqual({ status: "ok", model: "llama", active: 0, queued: 0, parallel: 4 });
+    expect(await json(await call(server, "/health"))).toEqual({ status: "ok", model: "llama", active: 0, queued: 0, parallel: 4, batched: true });
     const metrics = await (await call(server, "/metrics")).text();
     expect(metrics).toMatch(/^steerkit_requests_total\{route="\/v1\/completions",status="200"\} \d+$/m);
     expect(metrics).toMatch(/^steerkit_completion_tokens_total [1-9]\d*$/m);
@@ -232,7 +232,8 @@ describe("trust boundary", () => {
   test("a prompt longer than the context is a 400; a huge one is refused by its size, never tokenized", async () => {
     let longest = 0;
     const counting: Model = Object.create(model, { tokenize: { value: (text: string, o?: object) => ((longest = Math.max(longest, text.length)), model.tokenize(text, o)) } });
-    const big = await createChatServer({ model: counting, bodyLimit: 64 * 1024 * 1024 });
+    // Not batched: a batched view is made by the model itself, which an Object.create wrapper is not.
+    const big = await createChatServer({ model: counting, bodyLimit: 64 * 1024 * 1024, batched: false });
     const fifty = "Once upon a time ".repeat(3_000_000); // 51 MB
     for (const [path, body] of [["/v1/completions", { prompt: fifty }], ["/v1/chat/completions", { messages: [{ role: "user", content: fifty }] }]] as const) {
       const res = await call(big, path, body);

@@ -118,3 +118,30 @@ export const GGML_TYPE_F16 = 1;
 export const SHIM_POINT = { size: 48, mode: 0, rank: 4, U: 8, V: 16, c: 24, scratch: 32, pos_from: 40, pos_to: 44 } as const;
 /** sk_hooks in shim.c (checked like SHIM_POINT, through `sk_hooks_layout`). */
 export const SHIM_HOOKS = { size: 72, n_embd: 0, n_points: 8, js: 16, points: 24, stop: 32, n_tokens: 36, pos: 40, pre_name: 48, mid_prefix: 56, hits: 64 } as const;
+/** sk_batch in shim.c, the batched eval callback's state (checked like SHIM_POINT, through `sk_batch_layout`). */
+export const SHIM_BATCH = {
+  size: 168,
+  n_embd: 0,
+  n_points: 8,
+  n_groups: 16,
+  points: 24,
+  notify: 32,
+  js_tensor: 40,
+  group_first: 48,
+  group_count: 56,
+  group_out: 64,
+  group_stop: 72,
+  pos: 80,
+  n_tokens: 88,
+  n_outputs: 92,
+  stop: 96,
+  js_done: 100,
+  rc: 104,
+  js_wanted: 112,
+  decode: 120,
+  ctx: 128,
+  batch: 136,
+  pre_name: 144,
+  mid_prefix: 152,
+  hits: 160,
+} as const;

@@ -19,6 +19,7 @@ import {
   LIB_LLAMA,
   MODEL_PARAMS,
   QUANTIZE_PARAMS,
+  SHIM_BATCH,
   SHIM_HOOKS,
   SHIM_POINT,
   VERIFIED_LLAMA_RELEASE,
@@ -88,6 +89,11 @@ const shimSymbols = {
   sk_eval: { args: [P, bool, P], returns: bool },
   sk_point_layout: { args: [P], returns: V },
   sk_hooks_layout: { args: [P], returns: V },
+  // Batched decoding (batch.ts).
+  sk_batch_layout: { args: [P], returns: V },
+  sk_eval_batch: { args: [P, bool, P], returns: bool },
+  sk_batch_resume: { args: [P], returns: V },
+  sk_batch_decode_async: { args: [P], returns: i32 },
 } as const;
 
 function openLlama(path: string) {
@@ -111,7 +117,11 @@ function compileShim() {
  * SHIM_HOOKS in abi.ts, as "sk_point.pos_to at 44, abi.ts says 40"; empty when they agree. JS writes
  * these structs by offset, so a drift would be silent memory corruption.
  */
-export function shimLayoutDrift(shim: { sk_point_layout(out: Pointer): void; sk_hooks_layout(out: Pointer): void }): string[] {
+export function shimLayoutDrift(shim: {
+  sk_point_layout(out: Pointer): void;
+  sk_hooks_layout(out: Pointer): void;
+  sk_batch_layout(out: Pointer): void;
+}): string[] {
   const out: string[] = [];
   const compare = (struct: string, layout: (p: Pointer) => void, expected: Record<string, number>) => {
     const keys = Object.keys(expected); // "size" first, then the fields in declaration order
@@ -123,6 +133,7 @@ export function shimLayoutDrift(shim: { sk_point_layout(out: Pointer): void; sk_
   };
   compare("sk_point", shim.sk_point_layout, SHIM_POINT);
   compare("sk_hooks", shim.sk_hooks_layout, SHIM_HOOKS);
+  compare("sk_batch", shim.sk_batch_layout, SHIM_BATCH);
   return out;
 }
 

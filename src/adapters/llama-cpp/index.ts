@@ -28,7 +28,8 @@ export function loadModel(path: string, options: LlamaLoadOptions = {}): LlamaMo
   return new LlamaModel(lib, path, { ...options, contextLength: options.contextLength ?? defaultContextLength(path) });
 }
 
-export { LlamaModel, LlamaModelError, LLAMA_CPP_CAPABILITIES, type LlamaLoadOptions } from "./model.ts";
+export { LlamaModel, BatchedLlamaModel, LlamaModelError, LLAMA_CPP_CAPABILITIES, type LlamaLoadOptions } from "./model.ts";
+export { LlamaBatch, BatchedSequence, DEFAULT_STEP_TOKENS, type BatchOptions } from "./batch.ts";
 export { LlamaSequence, SequenceError, type LlamaSequenceOptions, type PointMode } from "./sequence.ts";
 export { LlamaLoadError, loadLlamaLibrary, readDefaults, verifyPackage, EXPECTED_DEFAULTS } from "./ffi.ts";
 export { validateModelFile, SUPPORTED_ARCHITECTURES, UnsupportedModelError } from "./validate.ts";

@@ -10,6 +10,7 @@ import { renderChat } from "../../core/chat-template.ts";
 import { asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { LlamaSequence, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
 import { architectureGraph } from "./architectures.ts";
+import { BatchedSequence, LlamaBatch, type BatchOptions } from "./batch.ts";
 import { SteerkitError } from "../../core/errors.ts";
 
 export const LLAMA_CPP_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
@@ -54,7 +55,8 @@ export class LlamaModel implements Model {
   readonly #lib: LlamaLibrary;
   #model: Pointer | null;
   readonly #vocab: Pointer;
-  readonly #sequences = new Set<LlamaSequence>();
+  /** Sequences and batched contexts not yet freed (the weights go when the last one has). */
+  readonly #sequences = new Set<LlamaSequence | LlamaBatch>();
   #nextId = 0;
   readonly #host: SequenceHost;
   readonly #eosPiece: string;
@@ -154,7 +156,7 @@ export class LlamaModel implements Model {
       graph,
       architecture,
       release: (seq) => {
-        this.#sequences.delete(seq);
+        this.#sequences.delete(seq as LlamaSequence | LlamaBatch);
         if (this.#disposing && this.#sequences.size === 0) this.#freeWeights();
       },
     };
@@ -234,7 +236,25 @@ export class LlamaModel implements Model {
     return seq;
   }
 
-  /** Sequences not yet freed. */
+  /**
+   * A view of this model whose sequences share one llama_context and are decoded together, each
+   * with its own hooks (see batch.ts). Disposing the view frees its context, not the weights.
+   * @example
+   * ```ts
+   * const model = loadModel(DEFAULT_MODEL_PATH);
+   * const batched = model.batched({ sequences: 8 });
+   * const results = await Promise.all(prompts.map((prompt) => generate(batched, { prompt, maxTokens: 32 })));
+   * batched.dispose();
+   * ```
+   */
+  batched(options: BatchOptions): BatchedLlamaModel {
+    this.#live();
+    const batch = new LlamaBatch(this.#host, options);
+    this.#sequences.add(batch);
+    return new BatchedLlamaModel(this, batch);
+  }
+
+  /** Sequences (and batched contexts) not yet freed. */
   get liveSequences(): number {
     return this.#sequences.size;
   }
@@ -244,7 +264,7 @@ export class LlamaModel implements Model {
     this.#disposing = true;
     // A sequence freed from inside its own hook frees later, when its llama_decode returns; the
     // weights it is computing with go when the last sequence has gone (see `release`).
-    for (const seq of [...this.#sequences]) seq.free();
+    for (const seq of [...this.#sequences]) (seq instanceof LlamaBatch ? seq.dispose() : seq.free());
     if (this.#sequences.size === 0) this.#freeWeights();
   }
 
@@ -266,6 +286,35 @@ export class LlamaModel implements Model {
     const buf = new Uint8Array(256);
     const n = this.#lib.llama.llama_token_to_piece(this.#vocab, token, ptr(buf), buf.length, 0, true);
     return n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : "";
+  }
+}
+
+/** A LlamaModel whose `createSequence` gives sequences of one shared, batched context. */
+export class BatchedLlamaModel implements Model {
+  readonly info: ModelInfo;
+  readonly capabilities: readonly Capability[];
+  constructor(
+    readonly model: LlamaModel,
+    readonly batch: LlamaBatch,
+  ) {
+    this.info = model.info;
+    this.capabilities = model.capabilities;
+  }
+  tokenize(text: string, options?: TokenizeOptions): number[] {
+    return this.model.tokenize(text, options);
+  }
+  detokenize(tokens: ArrayLike<number>): string {
+    return this.model.detokenize(tokens);
+  }
+  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string {
+    return this.model.applyChatTemplate(messages, options);
+  }
+  createSequence(options?: LlamaSequenceOptions): BatchedSequence {
+    return this.batch.createSequence(options);
+  }
+  /** Free the shared context and its sequences; the model's weights stay (they are the model's). */
+  dispose(): void {
+    this.batch.dispose();
   }
 }
 

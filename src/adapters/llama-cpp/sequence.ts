@@ -18,7 +18,7 @@ import { BATCH, CONTEXT_PARAMS, GGML_TYPE_F32, SHIM_HOOKS, SHIM_POINT, TENSOR } 
 import type { ArchitectureGraph } from "./architectures.ts";
 import { UnsupportedModelError } from "./validate.ts";
 import { addressOf, asPointer, cString, type LlamaLibrary } from "./ffi.ts";
-import { planPoints, type PointMode } from "./plan.ts";
+import { planPoints, type PointMode, type PointPlan } from "./plan.ts";
 
 export type { PointMode };
 
@@ -46,7 +46,8 @@ export interface SequenceHost {
   readonly graph: ArchitectureGraph;
   /** GGUF general.architecture (error messages). */
   readonly architecture: string;
-  release(seq: LlamaSequence): void;
+  /** Called once a sequence (or a batch's shared context) has freed its context. */
+  release(resource: object): void;
 }
 
 const MODE_NATIVE = 1;
@@ -75,11 +76,11 @@ export class SequenceError extends SteerkitError {
 export function f32(n: number): Float32Array {
   return new Float32Array(new ArrayBuffer(n * 4));
 }
-function i32(n: number): Int32Array {
+export function i32(n: number): Int32Array {
   return new Int32Array(new ArrayBuffer(n * 4));
 }
 
-function setPtr(view: DataView, offset: number, p: number | null): void {
+export function setPtr(view: DataView, offset: number, p: number | null): void {
   view.setBigUint64(offset, BigInt(p ?? 0), true);
 }
 
@@ -89,6 +90,103 @@ function pinned(a: Float32Array | null): Float32Array | null {
   const out = f32(a.length);
   out.set(a);
   return out;
+}
+
+/**
+ * Write a plan's native and JS points into sk_point blocks starting at byte `base` of `block`,
+ * keeping the edit copies the shim points at alive in `keepAlive`.
+ */
+export function writePointPlan(block: DataView, base: number, plan: PointPlan, keepAlive: unknown[]): void {
+  for (const e of plan.native) {
+    const at = base + e.index * SHIM_POINT.size;
+    const U = pinned(e.U);
+    const V = pinned(e.V);
+    const c = pinned(e.c);
+    const scratch = f32(Math.max(1, e.rank));
+    keepAlive.push(U, V, c, scratch);
+    block.setInt32(at + SHIM_POINT.mode, MODE_NATIVE, true);
+    block.setInt32(at + SHIM_POINT.rank, e.rank, true);
+    setPtr(block, at + SHIM_POINT.U, U ? ptr(U) : null);
+    setPtr(block, at + SHIM_POINT.V, V ? ptr(V) : null);
+    setPtr(block, at + SHIM_POINT.c, c ? ptr(c) : null);
+    setPtr(block, at + SHIM_POINT.scratch, ptr(scratch));
+    block.setInt32(at + SHIM_POINT.pos_from, e.posFrom, true);
+    block.setInt32(at + SHIM_POINT.pos_to, e.posTo, true);
+  }
+  for (const j of plan.js) block.setInt32(base + j.index * SHIM_POINT.size + SHIM_POINT.mode, MODE_JS, true);
+}
+
+/**
+ * The plan of `hooks` on the host's architecture, the same rules for one context and a batch: parallel
+ * blocks (phi2) refuse resid_mid; `controlVectors` is the architecture's control-vector rule, which a
+ * batch turns off (a control vector is per context, a batch's rows belong to several sequences).
+ */
+export function planForHost(
+  host: SequenceHost,
+  hooks: ResidualHooks | undefined,
+  options: { fastPath?: LlamaSequenceOptions["fastPath"]; controlVectors: boolean },
+): PointPlan {
+  return planPoints(hooks, {
+    nLayers: host.nLayers,
+    dModel: host.dModel,
+    fastPath: options.fastPath,
+    modelName: host.modelName,
+    controlVectors: options.controlVectors && host.graph.controlVector,
+    parallelBlocks: host.graph.parallel ? host.architecture : undefined,
+  });
+}
+
+/** Points the shim serves for a plan (native and JS; control vectors are llama.cpp's own): every pass must reach them. */
+export function hookedIndices(plan: PointPlan): number[] {
+  return [...plan.native.map((e) => e.index), ...plan.js.map((j) => j.index)];
+}
+
+/**
+ * Point the shim's sk_names (at `offsets` of `block`: sk_hooks or sk_batch) at the architecture's
+ * tensor names, NUL-terminated copies kept alive in `keepAlive`.
+ */
+export function writeGraphNames(
+  block: DataView,
+  offsets: { pre_name: number; mid_prefix: number },
+  graph: ArchitectureGraph,
+  keepAlive: unknown[],
+): void {
+  const preName = cString(graph.pre);
+  const midPrefix = graph.mid === null ? null : cString(`${graph.mid}-`);
+  keepAlive.push(preName, midPrefix);
+  setPtr(block, offsets.pre_name, ptr(preName));
+  setPtr(block, offsets.mid_prefix, midPrefix ? ptr(midPrefix) : null);
+}
+
+/**
+ * The error for the first of `mustReach` the shim never served in a pass (`hits` per point index), or
+ * null. A hooked point the graph never produced would be a hook that silently did not run (a graph that
+ * names the residual differently from architectures.ts), so the caller fails the pass instead.
+ */
+export function unreachedPointError(host: SequenceHost, mustReach: readonly number[], hits: Int32Array): UnsupportedModelError | null {
+  const missed = mustReach.find((idx) => hits[idx] === 0);
+  if (missed === undefined) return null;
+  const point = allPoints(host.nLayers)[missed]!;
+  return new UnsupportedModelError(
+    `${host.architecture} model ${host.modelName}: llama.cpp's graph produced no tensor for ${pointName(point)} ` +
+      `(looked for ${toLlamaCppTensor(point, host.nLayers, host.graph)}), so its hook could not run; the forward pass was undone`,
+  );
+}
+
+/**
+ * The problem with hooking tensor `t` at `point` from JS (not contiguous f32 rows of width
+ * `dModel`), or null when it can be hooked.
+ */
+export function unhookableTensor(t: Pointer, point: HookPoint, dModel: number, modelName: string): SequenceError | null {
+  const type = read.i32(t, TENSOR.type);
+  const ne0 = read.intptr(t, TENSOR.ne);
+  const rows = read.intptr(t, TENSOR.ne + 8);
+  const nb1 = read.intptr(t, TENSOR.nb + 8);
+  if (type === GGML_TYPE_F32 && ne0 === dModel && (rows <= 1 || nb1 === dModel * 4)) return null;
+  return new SequenceError(
+    `${pointName(point)} in ${modelName} is not a contiguous f32 [rows, ${dModel}] tensor ` +
+      `(type ${type}, ne0 ${ne0}, row stride ${nb1}); cannot hook it`,
+  );
 }
 
 export class LlamaSequence implements Sequence {
@@ -154,34 +252,15 @@ export class LlamaSequence implements Sequence {
     this.#views = this.#points.map(() => null);
     this.#readOnly = new Uint8Array(this.#points.length);
 
-    const plan = planPoints(options.hooks, {
-      nLayers, dModel, fastPath: options.fastPath, modelName: host.modelName, controlVectors: host.graph.controlVector,
-      parallelBlocks: host.graph.parallel ? host.architecture : undefined,
-    });
+    const plan = planForHost(host, options.hooks, { fastPath: options.fastPath, controlVectors: true });
     this.pointModes = plan.modes;
     for (const j of plan.js) this.#readOnly[j.index] = j.readOnly ? 1 : 0;
 
     // The plan as memory: sk_point blocks and copies of the edits the shim points at.
     const nPoints = 2 * nLayers + 1;
     const pointsBlock = new DataView(new ArrayBuffer(nPoints * SHIM_POINT.size));
-    for (const e of plan.native) {
-      const base = e.index * SHIM_POINT.size;
-      const U = pinned(e.U);
-      const V = pinned(e.V);
-      const c = pinned(e.c);
-      const scratch = f32(Math.max(1, e.rank));
-      this.#keepAlive.push(U, V, c, scratch);
-      pointsBlock.setInt32(base + SHIM_POINT.mode, MODE_NATIVE, true);
-      pointsBlock.setInt32(base + SHIM_POINT.rank, e.rank, true);
-      setPtr(pointsBlock, base + SHIM_POINT.U, U ? ptr(U) : null);
-      setPtr(pointsBlock, base + SHIM_POINT.V, V ? ptr(V) : null);
-      setPtr(pointsBlock, base + SHIM_POINT.c, c ? ptr(c) : null);
-      setPtr(pointsBlock, base + SHIM_POINT.scratch, ptr(scratch));
-      pointsBlock.setInt32(base + SHIM_POINT.pos_from, e.posFrom, true);
-      pointsBlock.setInt32(base + SHIM_POINT.pos_to, e.posTo, true);
-    }
-    for (const j of plan.js) pointsBlock.setInt32(j.index * SHIM_POINT.size + SHIM_POINT.mode, MODE_JS, true);
-    this.#mustReach = [...plan.native.map((e) => e.index), ...plan.js.map((j) => j.index)];
+    writePointPlan(pointsBlock, 0, plan, this.#keepAlive);
+    this.#mustReach = hookedIndices(plan);
     const needCallback = plan.native.length > 0 || plan.js.length > 0;
 
     const params = new DataView(new ArrayBuffer(CONTEXT_PARAMS.size));
@@ -202,12 +281,7 @@ export class LlamaSequence implements Sequence {
       // Positions of the rows the shim edits: the batch's own pos array, n_tokens set per pass.
       setPtr(this.#hooksBlock, SHIM_HOOKS.pos, ptr(this.#pos));
       setPtr(this.#hooksBlock, SHIM_HOOKS.hits, ptr(this.#hits));
-      // The architecture's tensor names (NUL-terminated, kept alive with the sequence).
-      const preName = cString(host.graph.pre);
-      const midPrefix = host.graph.mid === null ? null : cString(`${host.graph.mid}-`);
-      this.#keepAlive.push(preName, midPrefix);
-      setPtr(this.#hooksBlock, SHIM_HOOKS.pre_name, ptr(preName));
-      setPtr(this.#hooksBlock, SHIM_HOOKS.mid_prefix, midPrefix ? ptr(midPrefix) : null);
+      writeGraphNames(this.#hooksBlock, SHIM_HOOKS, host.graph, this.#keepAlive);
       if (plan.js.length) {
         this.#jsCallback = new JSCallback((t: Pointer, idx: number) => this.#runJsHook(t, idx), {
           args: [FFIType.ptr, FFIType.i32],
@@ -324,16 +398,10 @@ export class LlamaSequence implements Sequence {
             : `llama_decode failed with code ${rc} on sequence ${this.id}: ${lib.lastLogError() || "no reason logged"}`,
         );
       }
-      // A hooked point the graph never produced would mean a hook that silently did not run (a graph
-      // that names the residual differently from architectures.ts): fail the pass instead.
-      const missed = this.#mustReach.find((idx) => this.#hits[idx] === 0);
-      if (missed !== undefined) {
+      const unreached = unreachedPointError(host, this.#mustReach, this.#hits);
+      if (unreached) {
         this.#rollback(start);
-        const point = this.#points[missed]!;
-        throw new UnsupportedModelError(
-          `${host.architecture} model ${host.modelName}: llama.cpp's graph produced no tensor for ${pointName(point)} ` +
-            `(looked for ${toLlamaCppTensor(point, host.nLayers, host.graph)}), so its hook could not run; the forward pass was undone`,
-        );
+        throw unreached;
       }
       this.#length += m;
     }
@@ -394,20 +462,13 @@ export class LlamaSequence implements Sequence {
   #runJsHook(t: Pointer, idx: number): boolean {
     const hooks = this.#hooks!;
     const d = this.#host.dModel;
-    const type = read.i32(t, TENSOR.type);
-    const ne0 = read.intptr(t, TENSOR.ne);
-    const rows = read.intptr(t, TENSOR.ne + 8);
-    const nb1 = read.intptr(t, TENSOR.nb + 8);
     const point = this.#points[idx]!;
-    if (type !== GGML_TYPE_F32 || ne0 !== d || (rows > 1 && nb1 !== d * 4)) {
-      this.#fail(
-        new SequenceError(
-          `${pointName(point)} in ${this.#host.modelName} is not a contiguous f32 [rows, ${d}] tensor ` +
-            `(type ${type}, ne0 ${ne0}, row stride ${nb1}); cannot hook it`,
-        ),
-      );
+    const unhookable = unhookableTensor(t, point, d, this.#host.modelName);
+    if (unhookable) {
+      this.#fail(unhookable);
       return false;
     }
+    const rows = read.intptr(t, TENSOR.ne + 8);
     if (rows === 0) return true; // last block on a chunk that produces no logits: nothing computed
     const dataPtr = read.ptr(t, TENSOR.data);
     let view = this.#views[idx];

@@ -176,6 +176,15 @@ typedef struct {
 
 typedef _Bool (*js_hook_fn)(void *tensor, int point);
 
+/* Per architecture (architectures.ts), shared by the one-sequence and the batched callback: the graph
+   tensor that is resid_pre.0 ("embd", Gemma's "inp_scaled", GPT-2's "inpL"), and the prefix of the
+   mid-block sum ("ffn_inp-", Gemma's "sa_out-"); a null prefix means the sum is unnamed (phi3) and is
+   found by its inputs instead. */
+typedef struct {
+  const char *pre_name;
+  const char *mid_prefix;
+} sk_names;
+
 typedef struct {
   long long n_embd;
   long long n_points;
@@ -184,11 +193,7 @@ typedef struct {
   int stop;        /* set by JS when a hook failed: decline everything, end the graph */
   int n_tokens;    /* tokens in the current llama_decode call (one ubatch: n_batch == n_ubatch) */
   const int *pos;  /* their positions, pos[0..n_tokens) (the batch's pos array) */
-  /* Per architecture (architectures.ts): the graph tensor that is resid_pre.0 ("embd", Gemma's
-     "inp_scaled", GPT-2's "inpL"), and the prefix of the mid-block sum ("ffn_inp-", Gemma's
-     "sa_out-"); a null prefix means the sum is unnamed (phi3) and is found by its inputs instead. */
-  const char *pre_name;
-  const char *mid_prefix;
+  sk_names names;
   int *hits;       /* per point: times sk_eval served it in this llama_decode (JS checks every hooked point was reached) */
 } sk_hooks;
 
@@ -214,8 +219,8 @@ void sk_hooks_layout(int *out) {
   out[5] = SK_OFFSET(sk_hooks, stop);
   out[6] = SK_OFFSET(sk_hooks, n_tokens);
   out[7] = SK_OFFSET(sk_hooks, pos);
-  out[8] = SK_OFFSET(sk_hooks, pre_name);
-  out[9] = SK_OFFSET(sk_hooks, mid_prefix);
+  out[8] = SK_OFFSET(sk_hooks, names.pre_name);
+  out[9] = SK_OFFSET(sk_hooks, names.mid_prefix);
   out[10] = SK_OFFSET(sk_hooks, hits);
 }
 
@@ -239,7 +244,7 @@ static int same(const char *a, const char *b) {
 
 /* Point index of the block input a tensor is: resid_pre.0 (pre_name) is 0, "l_out-K" is resid_pre.(K+1)
    = resid_post.K at 2 + 2K; -1 otherwise. */
-static int residual_input(const char *name, const sk_hooks *h) {
+static int residual_input(const char *name, const sk_names *h) {
   int l;
   if (same(name, h->pre_name)) return 0;
   l = parse_layer(name, "l_out-");
@@ -249,7 +254,7 @@ static int residual_input(const char *name, const sk_hooks *h) {
 /* The unnamed mid-block sum of a block written `cur = attn_out + residual` (phi3): an ADD whose second
    input is the block's input (at the last block, the rows of it that get_rows kept). Its layer is one
    past the block input's. */
-static int unnamed_mid(char *tc, const sk_hooks *h) {
+static int unnamed_mid(char *tc, const sk_names *h) {
   char *r;
   int in;
   if (*(int *)(tc + T_OP) != OP_ADD) return -1;
@@ -266,7 +271,7 @@ static int unnamed_mid(char *tc, const sk_hooks *h) {
 
 /* Point index of a residual tensor, or -1. Names per llama.cpp's graph: the architecture's block-0
    input (pre_name), the mid-block sum ("<mid_prefix>L", or unnamed_mid), the block output "l_out-L". */
-static int point_of(char *tc, const sk_hooks *h) {
+static int point_of(char *tc, const sk_names *h, long long n_points) {
   const char *name = tc + T_NAME;
   int l, idx = -1;
   if (same(name, h->pre_name)) {
@@ -279,7 +284,7 @@ static int point_of(char *tc, const sk_hooks *h) {
   } else {
     idx = unnamed_mid(tc, h);
   }
-  return idx < h->n_points ? idx : -1;
+  return idx < n_points ? idx : -1;
 }
 
 /* `pos` holds the positions of the `rows` rows of `x`. */
@@ -309,7 +314,7 @@ _Bool sk_eval(void *t, _Bool ask, void *ud) {
   int idx;
   sk_point *p;
   if (hooks->stop) return 0;
-  idx = point_of(tc, hooks);
+  idx = point_of(tc, &hooks->names, hooks->n_points);
   if (idx < 0) return 0;
   p = &hooks->points[idx];
   if (p->mode == 0) return 0;
@@ -334,4 +339,149 @@ _Bool sk_eval(void *t, _Bool ask, void *ud) {
     apply_affine(p, *(float **)(tc + T_DATA), rows, ne[0], hooks->pos + (hooks->n_tokens - rows));
   }
   return 1;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Batched decoding: several sequences (row groups) in one llama_context and one forward pass,   */
+/* run on a native thread so the JS event loop stays free while the weights stream through.     */
+
+typedef unsigned long sk_thread;
+int pthread_create(sk_thread *th, void *attr, void *(*fn)(void *), void *arg);
+int pthread_detach(sk_thread th);
+long syscall(long n, ...);
+#define SYS_FUTEX 202
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+
+/* Called on the JS thread (a threadsafe JSCallback): kind 1 = run the JS hooks of `arg`'s point
+   over sk_batch.js_tensor, then sk_batch_resume; kind 2 = the pass ended, llama_decode returned `arg`. */
+typedef void (*batch_notify_fn)(int kind, int arg);
+
+typedef struct {
+  long long n_embd;
+  long long n_points;
+  long long n_groups;
+  sk_point *points;      /* [n_groups * n_points]: group g's point i at points[g * n_points + i] */
+  batch_notify_fn notify;
+  void *js_tensor;       /* the tensor a kind-1 notification is about */
+  int *group_first;      /* [n_groups] first batch row of the group in this pass */
+  int *group_count;      /* [n_groups] its rows in this pass (0: not in the pass) */
+  int *group_out;        /* [n_groups] index among the pass's output rows, -1 when it has none */
+  int *group_stop;       /* [n_groups] set when a group's hook failed: its rows are left alone */
+  const int *pos;        /* [n_tokens] the batch's positions */
+  int n_tokens;
+  int n_outputs;
+  int stop;              /* the whole pass: a tensor whose rows this shim cannot place */
+  int js_done;           /* futex word: JS sets it when the hooks of a kind-1 notification ran */
+  int rc;                /* llama_decode's return code */
+  unsigned char *js_wanted; /* [n_points] 1 where some group in the pass runs JS hooks */
+  void *decode;          /* decode_fn */
+  void *ctx;
+  const void *batch;     /* batch_t */
+  sk_names names;        /* the architecture's tensor names, as for sk_eval */
+  int *hits;             /* [n_points] times sk_eval_batch served the point in this pass (JS checks every hooked point was reached) */
+} sk_batch;
+
+void sk_batch_layout(int *out) {
+  out[0] = (int)sizeof(sk_batch);
+  out[1] = SK_OFFSET(sk_batch, n_embd);
+  out[2] = SK_OFFSET(sk_batch, n_points);
+  out[3] = SK_OFFSET(sk_batch, n_groups);
+  out[4] = SK_OFFSET(sk_batch, points);
+  out[5] = SK_OFFSET(sk_batch, notify);
+  out[6] = SK_OFFSET(sk_batch, js_tensor);
+  out[7] = SK_OFFSET(sk_batch, group_first);
+  out[8] = SK_OFFSET(sk_batch, group_count);
+  out[9] = SK_OFFSET(sk_batch, group_out);
+  out[10] = SK_OFFSET(sk_batch, group_stop);
+  out[11] = SK_OFFSET(sk_batch, pos);
+  out[12] = SK_OFFSET(sk_batch, n_tokens);
+  out[13] = SK_OFFSET(sk_batch, n_outputs);
+  out[14] = SK_OFFSET(sk_batch, stop);
+  out[15] = SK_OFFSET(sk_batch, js_done);
+  out[16] = SK_OFFSET(sk_batch, rc);
+  out[17] = SK_OFFSET(sk_batch, js_wanted);
+  out[18] = SK_OFFSET(sk_batch, decode);
+  out[19] = SK_OFFSET(sk_batch, ctx);
+  out[20] = SK_OFFSET(sk_batch, batch);
+  out[21] = SK_OFFSET(sk_batch, names.pre_name);
+  out[22] = SK_OFFSET(sk_batch, names.mid_prefix);
+  out[23] = SK_OFFSET(sk_batch, hits);
+}
+
+/* Hand the tensor to JS and sleep until it is done (the decode thread holds the graph meanwhile). */
+static void batch_call_js(sk_batch *b, void *t, int idx) {
+  b->js_tensor = t;
+  *(volatile int *)&b->js_done = 0;
+  b->notify(1, idx);
+  /* FUTEX_WAIT returns at once when the word is no longer 0, so a wake before the wait is not lost. */
+  while (*(volatile int *)&b->js_done == 0) syscall(SYS_FUTEX, &b->js_done, FUTEX_WAIT, 0, 0, 0, 0);
+}
+
+/* From JS, once the hooks of a kind-1 notification ran. */
+void sk_batch_resume(sk_batch *b) {
+  *(volatile int *)&b->js_done = 1;
+  syscall(SYS_FUTEX, &b->js_done, FUTEX_WAKE, 1, 0, 0, 0);
+}
+
+_Bool sk_eval_batch(void *t, _Bool ask, void *ud) {
+  sk_batch *b = (sk_batch *)ud;
+  char *tc = (char *)t;
+  long long *ne, *nb, rows, g;
+  float *data;
+  int idx, full;
+  if (b->stop) return 0;
+  idx = point_of(tc, &b->names, b->n_points);
+  if (idx < 0) return 0;
+  if (ask) {
+    if (b->js_wanted[idx]) return 1;
+    for (g = 0; g < b->n_groups; g++) {
+      if (b->group_count[g] > 0 && !b->group_stop[g] && b->points[g * b->n_points + idx].mode == 1) return 1;
+    }
+    return 0;
+  }
+  b->hits[idx]++;
+  ne = (long long *)(tc + T_NE);
+  nb = (long long *)(tc + T_NB);
+  rows = ne[1];
+  if (*(int *)(tc + T_TYPE) != 0 || ne[0] != b->n_embd || (rows > 1 && nb[1] != ne[0] * 4)) {
+    if (b->js_wanted[idx]) batch_call_js(b, t, idx); /* JS reports the layout it cannot hook */
+    return 1;
+  }
+  /* Every row of the pass, or (the last block) only its output rows, one per group that has one. */
+  if (rows == b->n_tokens) full = 1;
+  else if (rows == b->n_outputs) full = 0;
+  else {
+    b->stop = 1;
+    return 0;
+  }
+  data = *(float **)(tc + T_DATA);
+  for (g = 0; g < b->n_groups; g++) {
+    sk_point *p = &b->points[g * b->n_points + idx];
+    if (p->mode != 1 || b->group_count[g] == 0 || b->group_stop[g]) continue;
+    if (full) {
+      int first = b->group_first[g];
+      apply_affine(p, data + (long long)first * ne[0], b->group_count[g], ne[0], b->pos + first);
+    } else if (b->group_out[g] >= 0) {
+      int last = b->group_first[g] + b->group_count[g] - 1;
+      apply_affine(p, data + (long long)b->group_out[g] * ne[0], 1, ne[0], b->pos + last);
+    }
+  }
+  if (b->js_wanted[idx]) batch_call_js(b, t, idx);
+  return 1;
+}
+
+static void *batch_run(void *arg) {
+  sk_batch *b = (sk_batch *)arg;
+  b->rc = ((decode_fn)b->decode)(b->ctx, *(const batch_t *)b->batch);
+  b->notify(2, b->rc);
+  return 0;
+}
+
+/* Start llama_decode(b->ctx, *b->batch) on a new thread; returns pthread_create's code (0: started). */
+int sk_batch_decode_async(sk_batch *b) {
+  sk_thread th;
+  int rc = pthread_create(&th, 0, batch_run, b);
+  if (rc == 0) pthread_detach(th);
+  return rc;
 }

@@ -1,0 +1,286 @@
+/**
+ * Batched decoding (batch.ts) against the one-context-per-sequence path, on the real model: mixed
+ * recipes in one batch (JS hooks, native affine edits, positioned edits, a logits plugin, none),
+ * sequences joining and leaving mid-run, prompts spread over several steps, and failures that must
+ * stay inside their own sequence.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import * as v from "valibot";
+import type { Model, Sequence } from "../../src/core/backend.ts";
+import { compileChain, type ChainPlugin } from "../../src/core/chain.ts";
+import { generate, stream } from "../../src/core/generate.ts";
+import { definePlugin } from "../../src/core/plugin.ts";
+import { argmax } from "../../src/core/tensor.ts";
+import { addVector, ablateDirection } from "../../src/plugins/index.ts";
+import { BatchedSequence, DEFAULT_MODEL_PATH, loadModel } from "../../src/adapters/llama-cpp/index.ts";
+import { makeHooks, maxAbsDiff, randomVector } from "./hooks-helpers.ts";
+
+const single = loadModel(DEFAULT_MODEL_PATH, { threads: 1, contextLength: 128 });
+const D = single.info.dModel;
+const LAST = single.info.nLayers - 1;
+/** Steps of at most 12 tokens: every prompt below is spread over several steps. */
+const batched = single.batched({ sequences: 6, stepTokens: 12 });
+afterAll(() => {
+  batched.dispose();
+  single.dispose();
+});
+
+/**
+ * Batched vs one context, max |logit difference| over a run. Alone in the batch a sequence's logits
+ * are bit-identical to its own context's; beside others they differ by float32 rounding (ggml's
+ * kernels block their sums by the pass's shape: more rows, a longer unified KV), measured up to
+ * 8e-3 unsteered and 1.5e-2 with the squashing JS hooks below, on logits of magnitude ~10.
+ */
+const TOLERANCE = 3e-2;
+
+/** A non-affine JS hook: squashes the residual (so no native path can serve it). */
+const squash = definePlugin({
+  name: "test-squash",
+  options: v.object({ layers: v.array(v.number()), site: v.picklist(["resid_mid", "resid_post"]) }),
+  needs: ["residual:write"],
+  create(o) {
+    return {
+      points: o.layers.map((layer) => ({ site: o.site, layer })),
+      onResidual(x) {
+        const d = x.data;
+        for (let i = 0; i < d.length; i++) d[i] = 3 * Math.tanh(d[i]! / 3);
+      },
+    };
+  },
+});
+
+/** Pushes a few tokens up: a logits plugin. */
+const bias = definePlugin({
+  name: "test-bias",
+  options: v.object({ tokens: v.array(v.number()), by: v.number() }),
+  needs: ["logits:write"],
+  create(o) {
+    return {
+      onLogits(logits) {
+        for (const t of o.tokens) logits[t] = logits[t]! + o.by;
+      },
+    };
+  },
+});
+
+const dir = Array.from(randomVector(D, 11, 1));
+const recipes: Record<string, ChainPlugin[]> = {
+  "JS hooks (incl. the last block)": [squash({ site: "resid_post", layers: [0, 2, LAST] })],
+  "native affine (add + rank-1 ablation)": [addVector({ points: ["resid_post.2"], vector: Array.from(randomVector(D, 5, 1)), scale: 1.5 }), ablateDirection({ points: [`resid_mid.${LAST}`, "resid_mid.1"], direction: dir })],
+  "positioned edits": [addVector({ points: ["resid_post.1"], vector: Array.from(randomVector(D, 7, 1)), scale: 2, positions: "generated" }), ablateDirection({ points: ["resid_post.3"], direction: dir, positions: { from: 3, to: 12 } })],
+  "logits plugin": [bias({ tokens: [300, 301, 302], by: 4 })],
+  unsteered: [],
+  "everything at once": [squash({ site: "resid_mid", layers: [1] }), addVector({ points: ["resid_post.3"], vector: Array.from(randomVector(D, 9, 1)), scale: 1 }), bias({ tokens: [400], by: 3 })],
+};
+const prompts = ["Once upon a time, there was a little girl named Lily.", "The cat sat on the mat", "Tom had a big red ball and he", "One day", "She was very happy because her mom", "The sun"];
+
+interface Run {
+  readonly tokens: number[];
+  readonly logits: Float32Array[];
+}
+
+/** Prefill then `steps` greedy decodes through core's chain, recording every logits row. `before(k)` is awaited before decode k. */
+async function run(model: Model, prompt: string, plugins: readonly ChainPlugin[], steps: number, before?: (k: number) => Promise<void>): Promise<Run> {
+  const tokens = model.tokenize(prompt);
+  const chain = compileChain(plugins, model, { promptTokens: tokens });
+  const seq = model.createSequence({ hooks: chain.residual });
+  try {
+    const logits = [Float32Array.from(await seq.prefill(tokens))];
+    const out: number[] = [];
+    for (let k = 0; k < steps; k++) {
+      out.push(argmax(logits.at(-1)!));
+      await before?.(k);
+      logits.push(Float32Array.from(await seq.decode(out.at(-1)!)));
+    }
+    expect(chain.residual.error).toBeNull();
+    return { tokens: out, logits };
+  } finally {
+    seq.free();
+  }
+}
+
+/** Resolves once `counter.n` reaches `k` (counters are bumped by the runs they follow). */
+function gate() {
+  const waiters: { k: number; resolve: () => void }[] = [];
+  return {
+    n: 0,
+    bump() {
+      this.n++;
+      for (const w of waiters.splice(0)) (w.k <= this.n ? w.resolve() : waiters.push(w));
+    },
+    at(k: number): Promise<void> {
+      return k <= this.n ? Promise.resolve() : new Promise((resolve) => waiters.push({ k, resolve }));
+    },
+  };
+}
+
+describe("batched decoding on stories260K", () => {
+  test("mixed recipes in one batch, joining and leaving mid-run: same greedy tokens, logits within tolerance", async () => {
+    const names = Object.keys(recipes);
+    // Steps per run differ (runs leave at different times); the last three join late.
+    const steps = [14, 6, 12, 4, 10, 8];
+    const joinAfter = [0, 0, 0, 3, 5, 7];
+    const expected = await Promise.all(names.map((name, i) => run(single, prompts[i]!, recipes[name]!, steps[i]!)));
+    const lead = gate();
+    const got = await Promise.all(
+      names.map(async (name, i) => {
+        await lead.at(joinAfter[i]!);
+        return run(batched, prompts[i]!, recipes[name]!, steps[i]!, async () => {
+          if (i === 0) lead.bump();
+        });
+      }),
+    );
+    for (const [i, name] of names.entries()) {
+      expect({ name, tokens: got[i]!.tokens }).toEqual({ name, tokens: expected[i]!.tokens });
+      const diff = Math.max(...got[i]!.logits.map((l, s) => maxAbsDiff(l, expected[i]!.logits[s]!)));
+      expect({ name, diff: diff < TOLERANCE }).toEqual({ name, diff: true });
+    }
+    expect(batched.batch.liveSequences).toBe(0);
+  });
+
+  test("generate through the batched model: the same text as one context each, logits plugin included", async () => {
+    const names = Object.keys(recipes);
+    const request = (i: number) => ({ prompt: prompts[i]!, temperature: 0, maxTokens: 8 + 3 * i, plugins: recipes[names[i]!]! });
+    const expected = [];
+    for (let i = 0; i < names.length; i++) expected.push((await generate(single, request(i))).tokens);
+    const got = await Promise.all(names.map((_, i) => generate(batched, request(i))));
+    for (let i = 0; i < names.length; i++) expect(got[i]!.tokens).toEqual(expected[i]!);
+    // The logits plugin changed its sequence's text, so the batch did not mix requests up.
+    expect(expected[3]).not.toEqual((await generate(single, { ...request(3), plugins: [] })).tokens);
+  });
+
+  test("a hook that fails stops only its own sequence; its tokens leave the cache and the others are unchanged", async () => {
+    const plain = await run(single, prompts[0]!, [], 6);
+    let armed = false;
+    const hooks = makeHooks([{ site: "resid_post", layer: 1 }], () => {
+      if (armed) throw new Error("hook broke");
+    });
+    const failing = batched.createSequence({ hooks });
+    const ptoks = single.tokenize(prompts[1]!);
+    const other = run(batched, prompts[0]!, [], 6);
+    await failing.prefill(ptoks);
+    await failing.decode(5);
+    armed = true;
+    await expect(failing.decode(6)).rejects.toThrow("hook broke");
+    // The failed call's token left the cache: the sequence holds what it held before it.
+    expect(failing.length).toBe(ptoks.length + 1);
+    armed = false;
+    (hooks as { error: Error | null }).error = null;
+    const retried = Float32Array.from(await failing.decode(6));
+    failing.free();
+    const alone = single.createSequence();
+    await alone.prefill(ptoks);
+    await alone.decode(5);
+    expect(maxAbsDiff(retried, await alone.decode(6))).toBeLessThan(TOLERANCE);
+    alone.free();
+    const got = await other;
+    expect(got.tokens).toEqual(plain.tokens);
+    expect(Math.max(...got.logits.map((l, s) => maxAbsDiff(l, plain.logits[s]!)))).toBeLessThan(TOLERANCE);
+  });
+
+  test("a JS hook sees only its own rows, at their positions, as in its own context", async () => {
+    const points = [{ site: "resid_pre" as const, layer: 0 }, { site: "resid_mid" as const, layer: 2 }, { site: "resid_post" as const, layer: LAST }];
+    const record = () => {
+      const seen = new Map<string, { rows: number; positions: number[] }[]>();
+      const hooks = makeHooks(points, (p, x, positions) => {
+        const key = `${p.site}.${p.layer}`;
+        seen.set(key, [...(seen.get(key) ?? []), { rows: x.dims[0]!, positions: Array.from(positions) }]);
+      });
+      return { hooks, seen };
+    };
+    const drive = async (model: Model, hooks: ReturnType<typeof record>["hooks"], prompt: number[]) => {
+      const seq = model.createSequence({ hooks });
+      await seq.prefill(prompt);
+      for (let k = 0; k < 4; k++) await seq.decode(20 + k);
+      seq.free();
+    };
+    const promptA = single.tokenize(prompts[0]!);
+    const promptB = single.tokenize(prompts[2]!);
+    const own = record();
+    await drive(single, own.hooks, promptA);
+    const a = record();
+    const b = record();
+    await Promise.all([drive(batched, a.hooks, promptA), drive(batched, b.hooks, promptB)]);
+    const flat = (calls: { positions: number[] }[]) => calls.flatMap((c) => c.positions);
+    for (const p of ["resid_pre.0", "resid_mid.2"]) {
+      expect(flat(a.seen.get(p)!)).toEqual(flat(own.seen.get(p)!));
+      expect(flat(b.seen.get(p)!)).toEqual(Array.from({ length: promptB.length + 4 }, (_, i) => i));
+    }
+    // The last block: one row per call that produces logits, at its last position.
+    const last = `resid_post.${LAST}`;
+    expect(a.seen.get(last)).toEqual(own.seen.get(last)!);
+    expect(b.seen.get(last)!.map((c) => c.positions)).toEqual([[promptB.length - 1], ...[0, 1, 2, 3].map((k) => [promptB.length + k])]);
+    // The prompt went through in steps of at most 12 rows, shared with the other sequence.
+    expect(Math.max(...a.seen.get("resid_pre.0")!.map((c) => c.rows))).toBeLessThanOrEqual(12);
+  });
+
+  test("free() from inside a hook ends that sequence's call; the pass finishes for the others", async () => {
+    const plain = await run(single, prompts[2]!, [], 5);
+    let seq: Sequence | null = null;
+    let armed = false;
+    const hooks = makeHooks([{ site: "resid_mid", layer: 2 }], () => {
+      if (armed) seq!.free();
+    });
+    seq = batched.createSequence({ hooks });
+    const other = run(batched, prompts[2]!, [], 5);
+    await seq.prefill([1, 2, 3]);
+    armed = true;
+    await expect(seq.decode(4)).rejects.toThrow("freed during its forward pass");
+    expect((await other).tokens).toEqual(plain.tokens);
+    expect(batched.batch.liveSequences).toBe(0);
+  });
+
+  test("reset, free and a new sequence while another sequence's pass runs wait for the pass (no cache call races the decode thread)", async () => {
+    const prompt = single.tokenize(prompts[0]!);
+    const plain = await run(single, prompts[0]!, [], 3);
+    const idle = batched.createSequence();
+    await idle.prefill([1, 2, 3]);
+    const busy = run(batched, prompts[0]!, [], 3);
+    await Promise.resolve();
+    await Promise.resolve(); // the first step of `busy` is in flight on the decode thread
+    idle.reset();
+    expect(idle.length).toBe(0);
+    const late = batched.createSequence();
+    late.free();
+    const fresh = await idle.prefill(prompt);
+    const alone = single.createSequence();
+    expect(maxAbsDiff(fresh, await alone.prefill(prompt))).toBeLessThan(TOLERANCE);
+    alone.free();
+    idle.free();
+    expect((await busy).tokens).toEqual(plain.tokens);
+    expect(batched.batch.liveSequences).toBe(0);
+  });
+
+  test("a sequence past its context is refused alone; a full batch refuses a new sequence by name", async () => {
+    const seqs = Array.from({ length: 6 }, () => batched.createSequence());
+    expect(() => batched.createSequence()).toThrow("all 6 sequences");
+    const long = Array.from({ length: 100 }, (_, i) => 10 + i);
+    await seqs[0]!.prefill(long);
+    const [overflow, fine] = await Promise.allSettled([seqs[0]!.prefill(long), seqs[1]!.prefill(long)]);
+    expect(overflow.status).toBe("rejected");
+    expect(String((overflow as PromiseRejectedResult).reason)).toContain("128");
+    expect(fine.status).toBe("fulfilled");
+    expect(seqs[0]!.length).toBe(100);
+    for (const s of seqs) s.free();
+    expect(batched.batch.liveSequences).toBe(0);
+  });
+
+  test("native edits are per row group: every affine point is served natively, never by a control vector", () => {
+    const chain = compileChain(recipes["native affine (add + rank-1 ablation)"]!, batched, { promptTokens: [1] });
+    const seq = batched.createSequence({ hooks: chain.residual }) as BatchedSequence;
+    expect([...seq.pointModes.values()]).toEqual(["native", "native", "native"]);
+    seq.free();
+  });
+
+  test("stream: cancelling one batched stream frees its slot and leaves the others running", async () => {
+    const plain = (await generate(single, { prompt: prompts[4]!, temperature: 0, maxTokens: 12 })).tokens;
+    const cancelled = stream(batched, { prompt: prompts[3]!, temperature: 0, maxTokens: 100, ignoreEos: true });
+    const kept = generate(batched, { prompt: prompts[4]!, temperature: 0, maxTokens: 12 });
+    const reader = cancelled.getReader();
+    for (let i = 0; i < 3; i++) await reader.read();
+    await reader.cancel();
+    expect((await kept).tokens).toEqual(plain);
+    await Bun.sleep(5);
+    expect(batched.batch.liveSequences).toBe(0);
+  });
+});
