@@ -7,6 +7,7 @@ import { GgufError, readGgufHeader, type GgufValue } from "../../src/formats/ggu
 import {
   GgufTokenizer,
   ggufToHfTokenizer,
+  keepByteOrderMarks,
   readTokenizerSpec,
   spmMerges,
   SUPPORTED_BPE_PRE_TOKENIZERS,
@@ -105,6 +106,16 @@ describe("SentencePiece (tokenizer.ggml.model = llama) on stories260K", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("a byte order mark spelled in byte tokens survives decoding (the library's ByteFallback drops it)", () => {
+    const { tokenizerJson, tokenizerConfig } = ggufToHfTokenizer(gguf);
+    const ids = tok.encode("a\ufeffb", { addSpecial: false });
+    expect(ids.map((i) => tok.spec.tokens[i])).toContain("<0xEF>");
+    // When this starts failing, @huggingface/tokenizers has fixed ByteFallback and keepByteOrderMarks can go.
+    expect(new Tokenizer(tokenizerJson, tokenizerConfig).decode(ids)).toBe("ab");
+    expect(keepByteOrderMarks(new Tokenizer(tokenizerJson, tokenizerConfig)).decode(ids)).toBe("a\ufeffb");
+    expect(tok.decode(ids)).toBe("a\ufeffb");
   });
 
   test("spmMerges ranks merges by the merged piece's score", () => {

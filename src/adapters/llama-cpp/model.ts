@@ -171,7 +171,8 @@ export class LlamaModel implements Model {
       this.#textBuffer = new Uint8Array(-len);
       len = this.#lib.llama.llama_detokenize(this.#vocab, ptr(ids), n, ptr(this.#textBuffer), this.#textBuffer.length, true, false);
     }
-    return new TextDecoder().decode(this.#textBuffer.subarray(0, len));
+    // ignoreBOM: a text that starts with U+FEFF keeps it (the default decoder drops it), so it round-trips.
+    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(this.#textBuffer.subarray(0, len));
   }
 
   /**
