@@ -9,7 +9,13 @@
  */
 import type { Tokenizer } from "@huggingface/tokenizers";
 
-/** Make every decoder of `tokenizer` keep a decoded U+FEFF (in place); returns the tokenizer. */
+/**
+ * Make every decoder of `tokenizer` keep a decoded U+FEFF (in place); returns the tokenizer.
+ *
+ * @example
+ * const tokenizer = keepByteOrderMarks(new Tokenizer(tokenizerJson, tokenizerConfig));
+ * tokenizer.decode(tokenizer.encode("\ufeffHello").ids); // "\ufeffHello", not "Hello"
+ */
 export function keepByteOrderMarks<T extends Tokenizer>(tokenizer: T): T {
   const seen = new Set<object>();
   const visit = (decoder: unknown): void => {
@@ -17,8 +23,8 @@ export function keepByteOrderMarks<T extends Tokenizer>(tokenizer: T): T {
     if (decoder === null || (typeof decoder !== "object" && typeof decoder !== "function") || seen.has(decoder)) return;
     seen.add(decoder);
     const d = decoder as { text_decoder?: unknown; decoders?: unknown };
-    if (d.text_decoder instanceof TextDecoder && !d.text_decoder.ignoreBOM) {
-      d.text_decoder = new TextDecoder(d.text_decoder.encoding, { fatal: d.text_decoder.fatal, ignoreBOM: true });
+    if (d.text_decoder instanceof TextDecoder && d.text_decoder.encoding === "utf-8" && !d.text_decoder.ignoreBOM) {
+      d.text_decoder = new TextDecoder("utf-8", { fatal: d.text_decoder.fatal, ignoreBOM: true });
     }
     if (Array.isArray(d.decoders)) d.decoders.forEach(visit);
   };
