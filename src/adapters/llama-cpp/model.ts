@@ -9,6 +9,7 @@ import { MODEL_PARAMS } from "./abi.ts";
 import { renderChat } from "../../core/chat-template.ts";
 import { asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { LlamaSequence, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
+import type { WeightCheck } from "../../formats/gguf-scan.ts";
 import { SteerkitError } from "../../core/errors.ts";
 
 export const LLAMA_CPP_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
@@ -28,6 +29,12 @@ export function defaultThreads(fileBytes: number): number {
 }
 
 export interface LlamaLoadOptions extends LoadOptions {
+  /**
+   * Refuse NaN / ±Inf weights before llama.cpp opens the file (formats/gguf-scan.ts): "small" (default)
+   * reads the 1-D tensors (norms, biases: kilobytes), "all" reads every weight (a full read of the
+   * file: ~0.4 s for 543 MB, see LOAD-CHECKS.md), "none" skips it.
+   */
+  readonly checkWeights?: WeightCheck;
   /** Tokens per forward pass during prefill (default 512, capped by the context length). */
   readonly batchSize?: number;
 }
