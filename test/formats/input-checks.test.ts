@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { deflateRawSync } from "node:zlib";
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { onnx } from "../../src/adapters/onnx/index.ts";
@@ -13,7 +13,7 @@ import { createArtifacts } from "../../src/core/artifacts.ts";
 import { loadRecipeFile, parseRecipe } from "../../src/core/recipe.ts";
 import { directionArtifact } from "../../src/directions/artifact.ts";
 import { crc32, openNpz, readNpyArray } from "../../src/formats/npz.ts";
-import { decodeModel } from "../../src/formats/onnx/decode.ts";
+import { DataType, decodeModel, graph, model, node, readOnnxFile, saveModel, tensorFromFloat32, valueInfo } from "../../src/formats/onnx/index.ts";
 import { openSafetensors } from "../../src/formats/safetensors/read.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-input-checks-"));
@@ -156,6 +156,38 @@ describe("ONNX protobuf", () => {
     ["a valid message without a graph", [0x08, 0x07], "no graph (ModelProto field 7) in the file"],
   ])("%s", (_, bytes, expected) => {
     expect(message(() => decodeModel(new Uint8Array(bytes)))).toContain(expected);
+  });
+});
+
+describe("ONNX external data", () => {
+  /** A one-MatMul model whose weight lives in model.onnx.data. */
+  const saved = (name: string) => {
+    const d = join(dir, name);
+    mkdirSync(d, { recursive: true });
+    const m = model({
+      graph: graph({
+        nodes: [node("MatMul", ["x", "W"], ["y"])],
+        initializers: [tensorFromFloat32("W", [2, 3], new Float32Array([1, 2, 3, 4, 5, 6]))],
+        inputs: [valueInfo("x", DataType.FLOAT, [1, 2])],
+        outputs: [valueInfo("y", DataType.FLOAT, [1, 3])],
+      }),
+      opsets: { "": 17 },
+    });
+    saveModel(join(d, "model.onnx"), m, { externalDataFile: "model.onnx.data", externalThreshold: 16 });
+    return d;
+  };
+  test("a location that leaves the model's directory is refused before anything is opened", () => {
+    const d = saved("escape");
+    const bytes = readFileSync(join(d, "model.onnx"));
+    const at = bytes.indexOf("model.onnx.data");
+    bytes.set(new TextEncoder().encode("../el.onnx.data"), at); // same length: the protobuf stays well-formed
+    writeFileSync(join(d, "model.onnx"), bytes);
+    expect(message(() => readOnnxFile(join(d, "model.onnx")))).toContain('external data location "../el.onnx.data" leaves the model\'s directory');
+  });
+  test("a data file shorter than an initializer needs", () => {
+    const d = saved("short");
+    truncateSync(join(d, "model.onnx.data"), 8);
+    expect(message(() => readOnnxFile(join(d, "model.onnx")))).toContain('external data file "model.onnx.data" is 8 bytes, initializer "W" needs bytes up to 24');
   });
 });
 
