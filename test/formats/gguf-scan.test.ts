@@ -10,6 +10,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/adapters/llama-cpp/index.ts";
+import { onnx } from "../../src/adapters/onnx/index.ts";
+import { cpSync } from "node:fs";
+import { readOnnxFile, tensorBytes } from "../../src/formats/onnx/index.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { GgufError, readGgufHeader } from "../../src/formats/gguf.ts";
 import { checkFiniteWeights, describeNonFinite, scanGgufWeights } from "../../src/formats/gguf-scan.ts";
@@ -109,5 +112,33 @@ describe("what Steerkit does with them", () => {
     const good = Bun.spawnSync(["bun", cli, "inspect", DEFAULT_MODEL_PATH, "--check-weights"]);
     expect(good.exitCode).toBe(0);
     expect(good.stdout.toString()).toMatch(/weights\s+all finite \(48 tensors/);
+  });
+});
+
+describe("the ONNX twin (formats/onnx/scan.ts): initializers of a converted model", () => {
+  let converted: Promise<unknown> | null = null;
+  /** A copy of the converted stories260K with one float of initializer `pick` (the first whose dims match) set to `value`. */
+  async function poked(name: string, pick: (dims: number[]) => boolean, value: number): Promise<{ dir: string; tensor: string }> {
+    const src = join(dir, "converted");
+    await (converted ??= convertGgufToOnnx(DEFAULT_MODEL_PATH, src));
+    const out = join(dir, name);
+    cpSync(src, out, { recursive: true });
+    const file = readOnnxFile(join(out, "model.onnx"));
+    const t = file.model.graph!.initializers.find((i) => i.dataType === 1 && pick(i.dims))!;
+    const bytes = tensorBytes(t, file.externalFiles);
+    const at = bytes.byteOffset - file.bytes.byteOffset + 4; // element 1
+    const patched = new Uint8Array(file.bytes);
+    patched.set(f32(value), at);
+    writeFileSync(join(out, "model.onnx"), patched);
+    return { dir: out, tensor: t.name! };
+  }
+
+  test("a NaN norm weight is refused by default; a matrix one only with checkWeights: all", async () => {
+    const norm = await poked("onnx-norm", (d) => d.length === 1, NaN);
+    await expect(onnx.load(norm.dir)).rejects.toThrow(`non-finite weights: ${norm.tensor}[1] = NaN (float32)`);
+    const matrix = await poked("onnx-matrix", (d) => d.length === 2, -Infinity);
+    const m = await onnx.load(matrix.dir, { contextLength: 32, threads: 1 });
+    m.dispose();
+    await expect(onnx.load(matrix.dir, { checkWeights: "all" })).rejects.toThrow(`${matrix.tensor}[1] = -Inf (float32)`);
   });
 });
