@@ -70,6 +70,8 @@ const work = mkdtempSync(join(tmpdir(), "steerkit-cv-llamacpp-"));
 const count = Number(values.count);
 const table = new Map<string, number>();
 const examples = new Map<string, string[]>();
+/** Why Steerkit refused the files only llama.cpp reads: its message with numbers and quoted text generalised. */
+const stricter = new Map<string, number>();
 try {
   for (let i = 0; i < count; i++) {
     const m = mutateGguf(seed, layout, r);
@@ -78,6 +80,10 @@ try {
     const [a, b] = [steerkit(path), llamaCpp(path)];
     const key = a.ok && b.ok ? (same(a, b) ? "both read, same vector" : "both read, DIFFERENT vectors") : a.ok ? "only Steerkit reads it" : b.ok ? "only llama.cpp reads it" : "both refuse";
     table.set(key, (table.get(key) ?? 0) + 1);
+    if (key === "only llama.cpp reads it" && !a.ok) {
+      const why = a.why.replace(`${path}: `, "").replace(/"[^"]*"/g, '"…"').replace(/\d+/g, "N");
+      stricter.set(why, (stricter.get(why) ?? 0) + 1);
+    }
     const list = examples.get(key) ?? [];
     if (key !== "both read, same vector" && list.length < 6) {
       list.push(`${m.what}\n    Steerkit: ${a.ok ? `layers ${[...a.layers.keys()].join(",")}` : a.why}\n    llama.cpp: ${b.ok ? `layers ${[...b.layers.keys()].join(",")}` : b.why}`);
@@ -91,4 +97,6 @@ try {
 console.log(`\n${count} control-vector mutants (seed ${values.seed}) of models/directions/stories260K-dog/dog.gguf`);
 console.log("| outcome | files |\n|---|---:|");
 for (const [k, n] of [...table].sort((x, y) => y[1] - x[1])) console.log(`| ${k} | ${n} |`);
-for (const [k, list] of examples) for (const e of list) console.log(`- ${k}: ${e}`);
+console.log("\nWhy Steerkit refuses the files only llama.cpp reads:\n| Steerkit's reason | files |\n|---|---:|");
+for (const [k, n] of [...stricter].sort((x, y) => y[1] - x[1])) console.log(`| ${k} | ${n} |`);
+for (const [k, list] of examples) for (const e of list) console.log(`- ${k}: ${e.replaceAll(work + "/cv.gguf: ", "")}`);
