@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
+import { recorded } from "../fixtures/tokenizer/recorded.ts";
 import { GgufError, readGgufHeader, type GgufValue } from "../../src/formats/gguf.ts";
 import {
   GgufTokenizer,
@@ -18,18 +19,6 @@ const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const FIXTURES = join(import.meta.dir, "../fixtures/tokenizer");
 const gguf = readGgufHeader(MODEL);
 const tok = GgufTokenizer.fromGguf(gguf);
-
-interface Recorded {
-  text: string;
-  ids: number[];
-  idsNoBos: number[];
-  idsSpecial: number[];
-  decoded: string;
-  decodedNoBos: string;
-}
-function recorded(file: string): Recorded[] {
-  return readFileSync(join(FIXTURES, file), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-}
 
 describe("SentencePiece (tokenizer.ggml.model = llama) on stories260K", () => {
   test("reads the metadata with llama.cpp's defaults", () => {

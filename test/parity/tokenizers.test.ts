@@ -25,19 +25,11 @@ import { GgufTokenizer, keepByteOrderMarks } from "../../src/formats/gguf-tokeni
 import { DEFAULT_MODEL_PATH } from "../../src/testing/index.ts";
 import { withTokenizerOf } from "../convert/gguf-edit.ts";
 import { FAMILIES, type Family } from "../fixtures/tokenizer/make-vocabs.ts";
+import { recorded } from "../fixtures/tokenizer/recorded.ts";
 
 const FIXTURES = join(import.meta.dir, "../fixtures/tokenizer");
 
-interface Recorded {
-  text: string;
-  ids: number[];
-  idsNoBos: number[];
-  idsSpecial: number[];
-  decoded: string;
-  decodedNoBos: string;
-}
-const recorded = (family: Family): Recorded[] =>
-  readFileSync(join(FIXTURES, `vocab-${family}-llamacpp.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+const recordedFor = (family: Family) => recorded(`vocab-${family}-llamacpp.jsonl`);
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-tokenizers-"));
 const models = new Map<Family, { llama: Model; onnx: Model; gguf: GgufTokenizer }>();
@@ -63,7 +55,7 @@ afterAll(() => {
 
 for (const family of FAMILIES) {
   describe(family, () => {
-    const rows = recorded(family);
+    const rows = recordedFor(family);
     const get = () => models.get(family)!;
 
     test(`ids equal llama.cpp's on ${rows.length} texts: llama.cpp adapter, ONNX adapter (converted tokenizer.json), GgufTokenizer`, () => {
@@ -113,7 +105,7 @@ for (const family of FAMILIES) {
 const llamaTokenize = process.env.STEERKIT_LLAMA_TOKENIZE;
 describe("llama-tokenize (the pinned llama.cpp's tool) agrees with the recordings", () => {
   test.skipIf(!llamaTokenize).each([...FAMILIES])("%s", (family) => {
-    const rows = recorded(family);
+    const rows = recordedFor(family);
     // The multilingual paragraphs and the whole text (the last rows), plus a few corpus strings with special-token text.
     const picked = [...rows.slice(-12), ...rows.filter((r) => r.text.includes("<"))].slice(0, 24);
     const file = join(dir, `live-${family}.txt`);
