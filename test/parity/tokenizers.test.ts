@@ -82,6 +82,18 @@ for (const family of FAMILIES) {
       }
     });
 
+    const roundTrips = rows.filter((r) => r.decodedNoBos === r.text);
+    test(`text round-trips on both backends wherever it does in llama.cpp (${roundTrips.length} of ${rows.length} texts)`, () => {
+      const { llama, onnx } = get();
+      // The rest lose what llama.cpp loses too: control-token text printed as nothing, its space clean-up.
+      expect(roundTrips.length).toBeGreaterThan(rows.length - 8);
+      for (const r of roundTrips) {
+        for (const [name, m] of [["llama.cpp", llama], ["onnx", onnx]] as const) {
+          expect({ backend: name, text: m.detokenize(m.tokenize(r.text)) }).toEqual({ backend: name, text: r.text });
+        }
+      }
+    });
+
     test("decoding gives llama.cpp's text on every backend", () => {
       const { llama, onnx, gguf } = get();
       for (const r of rows) {
