@@ -1,7 +1,9 @@
 /**
- * Non-finite weights in a GGUF: find every NaN or ±Inf a tensor holds (or, for block-quantised
- * types, every non-finite block scale — the quantised integers themselves cannot be NaN, so a block
- * decodes to finite values exactly when its scales are finite).
+ * Non-finite weights in a GGUF: find every NaN or ±Inf a tensor holds, and every float weight beyond
+ * ±65504 (the float16 range: no trained model has one, llama.cpp keeps activations and the KV cache
+ * in F16 in places, and the fuzz campaign's NaN logits from finite weights all came from bit flips
+ * into that range); for block-quantised types, every non-finite block scale (the quantised integers
+ * cannot be NaN, so a block decodes to finite values exactly when its scales are finite).
  *
  * Why a scan at all: llama.cpp loads such a file without a word, and every logit of every token
  * that meets the bad weight comes out NaN, which a user sees as "the model generates token 0" far
@@ -18,7 +20,7 @@ import { openRegularFile } from "./files.ts";
 import { GgufError, type GgufFile, type GgufTensorInfo } from "./gguf.ts";
 import { GGML_TYPES, ggmlTypeName } from "./ggml-types.ts";
 
-/** Where a non-finite value sits: the tensor, the element (or block, for quantised types) and the value. */
+/** Where a non-finite (or beyond ±65504) value sits: the tensor, the element (or block, for quantised types) and the value. */
 export interface NonFiniteWeight {
   readonly tensor: string;
   readonly type: string;
@@ -29,7 +31,7 @@ export interface NonFiniteWeight {
 }
 
 export interface WeightScan {
-  /** The first non-finite values found (at most `limit`), in file order. */
+  /** The first non-finite or out-of-range values found (at most `limit`), in file order. */
   readonly nonFinite: readonly NonFiniteWeight[];
   readonly tensorsScanned: number;
   readonly bytesScanned: number;
@@ -86,6 +88,13 @@ const KINDS: ReadonlyMap<string, Kind> = new Map<string, Kind>([
 ]);
 
 const CHUNK = 8 << 20;
+/** The largest magnitude accepted: float16's largest finite value. */
+export const LIMIT = 65504;
+const F32_LIMIT_BITS = 0x477fe000;
+
+function bf16Value(bits: number): number {
+  return new Float32Array(new Uint32Array([bits << 16]).buffer)[0]!;
+}
 
 /** The value of an f16 whose exponent is all ones. */
 function halfValue(bits: number): number {
@@ -139,13 +148,14 @@ export function scanGgufWeights(file: GgufFile, options: ScanOptions = {}): Weig
         switch (kind.kind) {
           case "f32": {
             const words = words32.subarray(0, n >>> 2);
+            // |x| > 65504 (0x477fe000), NaN and ±Inf in one compare of the magnitude bits.
             for (let w = 0; w < words.length; w++) {
-              if ((words[w]! & 0x7f800000) === 0x7f800000) add(first + w, "value", view.getFloat32(w * 4, true));
+              if ((words[w]! & 0x7fffffff) > F32_LIMIT_BITS) add(first + w, "value", view.getFloat32(w * 4, true));
             }
             break;
           }
           case "f64":
-            for (let i = 0; i < n; i += 8) if (!Number.isFinite(view.getFloat64(i, true))) add(first + i / 8, "value", view.getFloat64(i, true));
+            for (let i = 0; i < n; i += 8) if (!(Math.abs(view.getFloat64(i, true)) <= LIMIT)) add(first + i / 8, "value", view.getFloat64(i, true));
             break;
           case "f16": {
             // Two halves per 32-bit word (little-endian host, as bun:ffi and the GGUF are): the hot case.
@@ -165,7 +175,7 @@ export function scanGgufWeights(file: GgufFile, options: ScanOptions = {}): Weig
           case "bf16":
             for (let i = 0; i < n; i += 2) {
               const b = view.getUint16(i, true);
-              if ((b & 0x7f80) === 0x7f80) add(first + i / 2, "value", (b & 0x7f) !== 0 ? NaN : b & 0x8000 ? -Infinity : Infinity);
+              if ((b & 0x7fff) >= 0x4780) add(first + i / 2, "value", bf16Value(b)); // |x| >= 65536, NaN, ±Inf
             }
             break;
           case "blocks":
@@ -190,9 +200,9 @@ export function scanGgufWeights(file: GgufFile, options: ScanOptions = {}): Weig
   return { nonFinite: found.slice(0, limit), tensorsScanned: scanned, bytesScanned: done, skipped };
 }
 
-/** "token_embd.weight[1234] = NaN" or "blk.0.ffn_down.weight block 7 scale = Inf (Q4_K)". */
+/** "token_embd.weight[1234] = NaN (F32)", "output.weight[5] = 3.4e+38 (F32)" or "blk.0.ffn_down.weight block 7 scale = +Inf (Q4_K)". */
 export function describeNonFinite(w: NonFiniteWeight): string {
-  const value = Number.isNaN(w.value) ? "NaN" : w.value > 0 ? "+Inf" : "-Inf";
+  const value = Number.isNaN(w.value) ? "NaN" : !Number.isFinite(w.value) ? (w.value > 0 ? "+Inf" : "-Inf") : w.value.toPrecision(3);
   return w.field === "value" ? `${w.tensor}[${w.index}] = ${value} (${w.type})` : `${w.tensor} block ${w.index} ${w.field} = ${value} (${w.type})`;
 }
 
@@ -200,7 +210,7 @@ export function describeNonFinite(w: NonFiniteWeight): string {
 export type WeightCheck = "none" | "small" | "all";
 
 /**
- * Refuse a GGUF whose weights (of the chosen scope) hold NaN or ±Inf, naming each (up to 8).
+ * Refuse a GGUF whose weights (of the chosen scope) hold NaN, ±Inf or values beyond ±65504, naming each (up to 8).
  *
  * @example
  * checkFiniteWeights(readGgufHeader("model.gguf"), "all"); // throws GgufError: "... output_norm.weight[3] = NaN (F32) ..."
@@ -212,7 +222,7 @@ export function checkFiniteWeights(file: GgufFile, scope: WeightCheck, options: 
     const more = scan.nonFinite.length >= 8 ? " (the first 8)" : "";
     throw new GgufError(
       file.path,
-      `non-finite weights${more}: ${scan.nonFinite.map(describeNonFinite).join("; ")}: every logit that depends on them would be NaN`,
+      `non-finite or out-of-range weights${more} (beyond ±${LIMIT}): ${scan.nonFinite.map(describeNonFinite).join("; ")}: the logits that depend on them would be NaN or Inf`,
     );
   }
   return scan;

@@ -57,6 +57,13 @@ describe("scanGgufWeights", () => {
     expect(found).toEqual(["output_norm.weight[3] = NaN (F32)", "blk.2.ffn_down.weight[1000] = +Inf (F32)", "blk.2.ffn_down.weight[1001] = -Inf (F32)"]);
   });
 
+  test("finite values beyond the float16 range are refused too (a flipped exponent bit; the fuzz's NaN logits)", () => {
+    const a = poke(base, "blk.0.ffn_gate.weight", 12 * 4, f32(1e30), "huge.gguf");
+    const b = poke(new Uint8Array(readFileSync(a)), "blk.0.ffn_gate.weight", 13 * 4, f32(-65505), "huge2.gguf");
+    const c = poke(new Uint8Array(readFileSync(b)), "blk.0.ffn_gate.weight", 14 * 4, f32(65504), "huge3.gguf"); // the limit itself is fine
+    expect(scanGgufWeights(readGgufHeader(c)).nonFinite.map(describeNonFinite)).toEqual(["blk.0.ffn_gate.weight[12] = 1.00e+30 (F32)", "blk.0.ffn_gate.weight[13] = -6.55e+4 (F32)"]);
+  });
+
   test("F16 and BF16 values, Q8_0 block scales", () => {
     const f16 = poke(toF16(base), "blk.0.attn_q.weight", 7 * 2, [0x00, 0x7e], "f16.gguf"); // 0x7e00: NaN
     expect(scanGgufWeights(readGgufHeader(f16)).nonFinite.map(describeNonFinite)).toEqual(["blk.0.attn_q.weight[7] = NaN (F16)"]);
@@ -82,7 +89,7 @@ describe("what Steerkit does with them", () => {
   const matrix = poke(base, "blk.1.attn_q.weight", 40 * 4, f32(Infinity), "matrix-inf.gguf");
 
   test("llama.cpp adapter, default: a NaN in a 1-D tensor is refused before llama.cpp opens the file", () => {
-    expect(() => loadModel(norm, { contextLength: 32 })).toThrow(/norm-nan\.gguf.*non-finite weights: blk\.3\.attn_norm\.weight\[0\] = NaN \(F32\)/);
+    expect(() => loadModel(norm, { contextLength: 32 })).toThrow(/norm-nan\.gguf.*non-finite or out-of-range weights \(beyond ±65504\): blk\.3\.attn_norm\.weight\[0\] = NaN \(F32\)/);
   });
 
   test("a matrix is read only with checkWeights: all (by default it loads, and its logits are NaN: why the option exists)", async () => {
@@ -135,7 +142,7 @@ describe("the ONNX twin (formats/onnx/scan.ts): initializers of a converted mode
 
   test("a NaN norm weight is refused by default; a matrix one only with checkWeights: all", async () => {
     const norm = await poked("onnx-norm", (d) => d.length === 1, NaN);
-    await expect(onnx.load(norm.dir)).rejects.toThrow(`non-finite weights: ${norm.tensor}[1] = NaN (float32)`);
+    await expect(onnx.load(norm.dir)).rejects.toThrow(`non-finite or out-of-range weights (beyond ±65504): ${norm.tensor}[1] = NaN (float32)`);
     const matrix = await poked("onnx-matrix", (d) => d.length === 2, -Infinity);
     const m = await onnx.load(matrix.dir, { contextLength: 32, threads: 1 });
     m.dispose();

@@ -212,6 +212,22 @@ describe("tokenizer.json of an ONNX export", () => {
   });
 });
 
+describe("ONNX export configs", () => {
+  test.each([
+    ["a fractional bos_token_id", 1.5],
+    ["a negative eos_token_id", -1],
+    ["a list holding a string", [2, "3"]],
+  ])("config.json: %s is refused naming the file and field (it reached the tokenizer as a bare Error)", async (_, value) => {
+    const exp = join(dir, `cfg-${String(value).replace(/\W/g, "")}`);
+    cpSync(join(import.meta.dir, "../fixtures/onnx/genai-gpt2-fp32"), exp, { recursive: true });
+    const field = typeof value === "number" && value === 1.5 ? "bos_token_id" : "eos_token_id";
+    const cfgPath = join(exp, "config.json");
+    const cfg = (await Bun.file(cfgPath).exists()) ? JSON.parse(readFileSync(cfgPath, "utf8")) : {};
+    writeFileSync(cfgPath, JSON.stringify({ ...cfg, [field]: value }));
+    expect(await rejection(onnx.load(exp))).toContain(`${cfgPath}: ${field} must be a token id (a non-negative integer) or a list of them, got ${JSON.stringify(value)}`);
+  });
+});
+
 describe("recipes", () => {
   test.each([
     ["an entry that is not an object", [3], "recipe[0]: expected an object, got number"],
