@@ -14,6 +14,8 @@ import { DEFAULT_MODEL_PATH } from "../../src/default-model.ts";
 import { generate } from "../../src/core/generate.ts";
 import { readGgufHeader } from "../../src/formats/gguf.ts";
 import { checkFiniteWeights } from "../../src/formats/gguf-scan.ts";
+import { checkFiniteInitializers, readOnnxFile } from "../../src/formats/onnx/index.ts";
+import { join } from "node:path";
 import { addVector } from "../../src/plugins/index.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { createArtifacts } from "../../src/core/artifacts.ts";
@@ -51,6 +53,16 @@ async function exercise(m: Model, afterLoad?: () => string): Promise<void> {
   }
 }
 
+/** For a misleading load: whether the opt-in full weight scan (`checkWeights: "all"`) would have refused the file. */
+function fullScan(check: () => unknown): string {
+  try {
+    check();
+    return `checkWeights "all" finds nothing`;
+  } catch (e) {
+    return `checkWeights "all" refuses it: ${(e as Error).message.replace(/^.*?: /, "").slice(0, 160)}`;
+  }
+}
+
 /** stories260K on llama.cpp, loaded once per worker: the model control-vector mutants are applied to. */
 let steered: Model | null = null;
 
@@ -59,18 +71,11 @@ async function load(format: FuzzFormat, path: string): Promise<void> {
     case "gguf": {
       // Load, tokenize and run one forward pass: graph-build assertions happen at the first decode.
       // With the default weight check (1-D tensors); a NaN logit says whether the full scan catches it.
-      return exercise(await llamaCpp.load(path, { contextLength: 32, threads: 1 }), () => {
-        try {
-          checkFiniteWeights(readGgufHeader(path), "all");
-          return `checkWeights "all" finds nothing`;
-        } catch (e) {
-          return `checkWeights "all" refuses it: ${(e as Error).message.slice(0, 160)}`;
-        }
-      });
+      return exercise(await llamaCpp.load(path, { contextLength: 32, threads: 1 }), () => fullScan(() => checkFiniteWeights(readGgufHeader(path), "all")));
     }
     case "onnx": {
       const { onnx } = await import("../../src/adapters/onnx/index.ts");
-      return exercise(await onnx.load(path, { contextLength: 32, threads: 1 }));
+      return exercise(await onnx.load(path, { contextLength: 32, threads: 1 }), () => fullScan(() => checkFiniteInitializers(readOnnxFile(join(path, "model.onnx")), "all")));
     }
     case "sae": {
       const sae = loadSae(path);
