@@ -27,3 +27,4 @@ run("reference-llama.ts");
 run("half.ts", "--rounds", quick ? "3" : "9");
 run("sae.ts", "--rounds", quick ? "2" : "5");
 run("directions.ts", "--rounds", quick ? "2" : "5");
+run("weights-scan.ts", "--rounds", quick ? "2" : "5");

@@ -6,6 +6,7 @@
  * The math and its sources are in llama-gguf.ts, the graph's layout in llama-onnx-graph.ts.
  */
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { checkFiniteWeights } from "../formats/gguf-scan.ts";
 import { join } from "node:path";
 import { ggmlTypeName } from "../formats/ggml-types.ts";
 import { ggufToHfTokenizer, readTokenizerSpec } from "../formats/gguf-tokenizer.ts";
@@ -100,6 +101,8 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   const { format, dtype, bits: quantizeBits, blockSize } = resolved;
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
+  // Every weight is read to convert it anyway; a NaN / Inf one would make every ONNX logit NaN.
+  checkFiniteWeights(g.file, "all");
 
   // The tokenizer (and the chat template, in tokenizer_config.json) come from the GGUF's own
   // tokenizer metadata. Built before anything is written, so an unsupported tokenizer fails fast;

@@ -26,8 +26,10 @@
  * - spm-merges.ts      SentencePiece scores -> BPE merges
  * - tokenizer-json.ts  spec -> tokenizer.json / tokenizer_config.json (and writing them)
  * - tokenizer.ts       {@link GgufTokenizer}, the runtime encode/decode
+ * - byte-order-mark.ts a workaround for @huggingface/tokenizers dropping a decoded U+FEFF
  */
 export { SUPPORTED_BPE_PRE_TOKENIZERS } from "./gguf-tokenizer/pre-tokenizers.ts";
+export { keepByteOrderMarks } from "./gguf-tokenizer/byte-order-mark.ts";
 export { readTokenizerSpec } from "./gguf-tokenizer/read-spec.ts";
 export { TokenType, type GgufTokenizerSpec, type HfTokenizerFiles, type TokenizerKind } from "./gguf-tokenizer/spec.ts";
 export { spmMerges } from "./gguf-tokenizer/spm-merges.ts";

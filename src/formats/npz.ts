@@ -185,6 +185,8 @@ export function readNpyArray(file: NpzFile, name: string, shape?: readonly numbe
       try {
         raw = new Uint8Array(inflateRawSync(stored, { maxOutputLength: Math.max(1, m.size) }));
       } catch (e) {
+        // maxOutputLength stops a member that inflates past its declared size (zlib's ERR_BUFFER_TOO_LARGE).
+        if ((e as { code?: string })?.code === "ERR_BUFFER_TOO_LARGE") return fail(`${at}: inflates to more than the ${m.size} bytes the directory says`);
         return fail(`${at}: cannot inflate (${(e as Error).message})`);
       }
       if (raw.byteLength !== m.size) fail(`${at}: inflates to ${raw.byteLength} bytes, the directory says ${m.size}`);

@@ -175,3 +175,18 @@ export function asArchitecture(src: Uint8Array, arch: string, options: Omit<Rewr
     metadata: { ...options.metadata, "general.architecture": { type: "string", value: arch } },
   });
 }
+
+/**
+ * `src` with the tokenizer of `vocab`: every `tokenizer.*` key and `general.name` (which selects
+ * llama.cpp's per-token attributes) taken from `vocab` byte for byte, the rest and the tensors from
+ * `src`. The vocabularies must have the same size for the tensors to fit.
+ */
+export function withTokenizerOf(src: Uint8Array, vocab: Uint8Array): Uint8Array {
+  const own = (key: string) => key.startsWith("tokenizer.") || key === "general.name";
+  const base = parse(src);
+  const metadata: [string, GgufTyped][] = [
+    ...base.kvs.filter((kv) => !own(kv.key)).map((kv): [string, GgufTyped] => [kv.key, { type: "raw", bytes: kv.raw }]),
+    ...parse(vocab).kvs.filter((kv) => own(kv.key)).map((kv): [string, GgufTyped] => [kv.key, { type: "raw", bytes: kv.raw }]),
+  ];
+  return encodeGguf({ version: base.version, alignment: base.alignment, metadata, tensors: base.tensors });
+}

@@ -4,7 +4,7 @@
 // within the limit) are copied to test/fuzz/regressions/ with a note of the mutation, and replayed by
 // test/fuzz/fuzz.test.ts forever after.
 //
-//   bun run fuzz [--count 300] [--jobs 2] [--seed 1] [--format gguf,onnx,sae,direction] [--timeout 20000]
+//   bun run fuzz [--count 300] [--jobs 2] [--seed 1] [--format gguf,onnx,sae,direction,controlvector] [--timeout 20000]
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -14,22 +14,26 @@ import { DEFAULT_MODEL_PATH } from "../../src/default-model.ts";
 import { ggufLayout, mutateBinary, mutateGguf, mutateJsonText, mutateSafetensors, rng, type Rng } from "./mutate.ts";
 import { RESULT_MARK, type FuzzFormat } from "./worker.ts";
 
-export const FORMATS: readonly FuzzFormat[] = ["gguf", "onnx", "sae", "direction"];
+export const FORMATS: readonly FuzzFormat[] = ["gguf", "onnx", "sae", "direction", "controlvector"];
 const ROOT = join(import.meta.dir, "../..");
 export const REGRESSIONS = join(import.meta.dir, "regressions");
 const WORKER = join(import.meta.dir, "worker.ts");
 
-export type Outcome = "loaded" | "clean" | "unclean" | "abort" | "hang";
+export type Outcome = "loaded" | "clean" | "unclean" | "misleading" | "abort" | "hang";
 
 export interface FormatStats {
   mutations: number;
   loaded: number;
   clean: number;
   unclean: number;
+  /** Loaded, but the first forward pass gave non-finite numbers (see worker.ts). */
+  misleading: number;
   aborts: number;
   hangs: number;
   /** Distinct non-Steerkit error messages (first 20), to fix. */
   uncleanMessages: string[];
+  /** Distinct misleading-success messages (first 20). */
+  misleadingMessages: string[];
   /** Regression files written. */
   saved: string[];
 }
@@ -93,6 +97,7 @@ class Worker {
 /** The seed inputs, prepared once per campaign in `work`. */
 interface Seeds {
   gguf: { bytes: Uint8Array; layout: ReturnType<typeof ggufLayout> };
+  controlVector: { bytes: Uint8Array; layout: ReturnType<typeof ggufLayout> };
   onnxDir: string;
   saeDirs: string[];
   directions: string[];
@@ -107,7 +112,9 @@ function prepareSeeds(work: string): Seeds {
   const saeDirs = ["saelens-v6-relu-f32-cnr", "sparsify-f32", "gemma-scope-2b-pt-res/layer_3/width_1k/average_l0_9"].map((d) => join(sae, d));
   const v = Array.from({ length: 64 }, (_, i) => Math.round(Math.sin(i) * 1e4) / 1e4);
   const directions = [JSON.stringify(v), JSON.stringify({ "resid_post.1": v, "resid_post.3": v.map((x) => -x) })];
-  return { gguf: { bytes, layout: ggufLayout(bytes) }, onnxDir, saeDirs, directions };
+  // The shipped control vector (llama.cpp / repeng layout: direction.1..4, F32).
+  const cv = new Uint8Array(readFileSync(join(ROOT, "models/directions/stories260K-dog/dog.gguf")));
+  return { gguf: { bytes, layout: ggufLayout(bytes) }, controlVector: { bytes: cv, layout: ggufLayout(cv) }, onnxDir, saeDirs, directions };
 }
 
 /** Write mutant `i` of `format` under `work`; returns its path and what was done. */
@@ -149,6 +156,12 @@ function makeInput(format: FuzzFormat, seeds: Seeds, work: string, i: number, r:
       writeFileSync(p, m.bytes ?? m.text!);
       return { path: dir, what: `${basename(src)}/${file}: ${m.what}` };
     }
+    case "controlvector": {
+      const m = mutateGguf(seeds.controlVector.bytes, seeds.controlVector.layout, r);
+      const path = join(work, `in-${i}.gguf`);
+      writeFileSync(path, m.bytes);
+      return { path, what: m.what };
+    }
     case "direction": {
       const seed = seeds.directions[Math.floor(r() * seeds.directions.length)]!;
       const m = mutateJsonText(seed, r);
@@ -181,7 +194,7 @@ export async function runCampaign(o: CampaignOptions): Promise<Record<string, Fo
     const workers = Array.from({ length: jobs }, () => new Worker(o.quiet ?? true));
     try {
       for (const format of o.formats ?? FORMATS) {
-        const stats: FormatStats = { mutations: 0, loaded: 0, clean: 0, unclean: 0, aborts: 0, hangs: 0, uncleanMessages: [], saved: [] };
+        const stats: FormatStats = { mutations: 0, loaded: 0, clean: 0, unclean: 0, misleading: 0, aborts: 0, hangs: 0, uncleanMessages: [], misleadingMessages: [], saved: [] };
         results[format] = stats;
         const r = rng(seed * 7919 + FORMATS.indexOf(format));
         let next = 0;
@@ -194,12 +207,12 @@ export async function runCampaign(o: CampaignOptions): Promise<Record<string, Fo
               stats.mutations++;
               if (res.outcome === "loaded") stats.loaded++;
               else if (res.outcome === "clean") stats.clean++;
-              else if (res.outcome === "unclean") {
-                stats.unclean++;
+              else if (res.outcome === "unclean" || res.outcome === "misleading") {
+                const list = res.outcome === "unclean" ? stats.uncleanMessages : stats.misleadingMessages;
+                if (res.outcome === "unclean") stats.unclean++;
+                else stats.misleading++;
                 const key = (res.message ?? "").replace(/\d+/g, "N").slice(0, 200);
-                if (stats.uncleanMessages.length < 20 && !stats.uncleanMessages.some((m) => m.replace(/\d+/g, "N").slice(0, 200) === key)) {
-                  stats.uncleanMessages.push(`${res.message} [${input.what}]`);
-                }
+                if (list.length < 20 && !list.some((m) => m.replace(/\d+/g, "N").slice(0, 200) === key)) list.push(`${res.message} [${input.what}]`);
               } else {
                 if (res.outcome === "abort") stats.aborts++;
                 else stats.hangs++;
@@ -227,7 +240,7 @@ export async function runCampaign(o: CampaignOptions): Promise<Record<string, Fo
  */
 function saveRegression(format: FuzzFormat, input: { path: string; what: string }, seed: number, i: number, res: { outcome: Outcome; message?: string }): string {
   mkdirSync(REGRESSIONS, { recursive: true });
-  const ext = format === "gguf" ? ".gguf" : format === "direction" ? ".json" : "";
+  const ext = format === "gguf" || format === "controlvector" ? ".gguf" : format === "direction" ? ".json" : "";
   const name = `${format}-s${seed}-${i}${ext}`;
   const patch = format === "gguf" ? ggufPatch(new Uint8Array(readFileSync(input.path))) : null;
   if (patch) writeFileSync(join(REGRESSIONS, `${name}.patch.json`), JSON.stringify(patch));
@@ -307,16 +320,20 @@ if (import.meta.main) {
     seed: Number(values.seed),
     timeoutMs: Number(values.timeout),
     onProgress: (format, done, s) => {
-      if (done % 500 === 0) console.error(`${format}: ${done} (loaded ${s.loaded}, clean ${s.clean}, unclean ${s.unclean}, aborts ${s.aborts}, hangs ${s.hangs})`);
+      if (done % 500 === 0) console.error(`${format}: ${done} (loaded ${s.loaded}, clean ${s.clean}, unclean ${s.unclean}, misleading ${s.misleading}, aborts ${s.aborts}, hangs ${s.hangs})`);
     },
   });
   if (values.json) console.log(JSON.stringify(results, null, 2));
   else {
     console.log(`seed ${values.seed}, ${values.jobs} jobs, ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    console.log("format     mutations  loaded  clean  unclean  aborts  hangs");
+    console.log("| format | mutations | loaded | clean errors | unclean errors | misleading | aborts | hangs |");
+    console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const [f, s] of Object.entries(results)) {
-      console.log(`${f.padEnd(10)} ${String(s.mutations).padStart(9)} ${String(s.loaded).padStart(7)} ${String(s.clean).padStart(6)} ${String(s.unclean).padStart(8)} ${String(s.aborts).padStart(7)} ${String(s.hangs).padStart(6)}`);
-      for (const m of s.uncleanMessages) console.log(`  unclean: ${m}`);
+      console.log(`| ${f} | ${s.mutations} | ${s.loaded} | ${s.clean} | ${s.unclean} | ${s.misleading} | ${s.aborts} | ${s.hangs} |`);
+    }
+    for (const [f, s] of Object.entries(results)) {
+      for (const m of s.uncleanMessages) console.log(`  ${f} unclean: ${m}`);
+      for (const m of s.misleadingMessages) console.log(`  ${f} misleading: ${m}`);
       for (const n of s.saved) console.log(`  saved regression: ${n}`);
     }
   }

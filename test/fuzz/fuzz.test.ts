@@ -12,10 +12,15 @@ const COUNT = Number(process.env.STEERKIT_FUZZ_COUNT ?? 200);
 
 describe("fuzzing: no input aborts or hangs the process", () => {
   for (const format of FORMATS) {
-    test(`${COUNT} mutations of the ${format} seed: only loads and clean errors`, async () => {
+    test(`${COUNT} mutations of the ${format} seed: only loads (with finite logits) and clean errors`, async () => {
       const [stats] = Object.values(await runCampaign({ formats: [format], count: COUNT, jobs: 2, seed: 1, save: false }));
       expect(stats!.mutations).toBe(COUNT);
-      expect({ aborts: stats!.aborts, hangs: stats!.hangs, unclean: stats!.uncleanMessages }).toEqual({ aborts: 0, hangs: 0, unclean: [] });
+      expect({ aborts: stats!.aborts, hangs: stats!.hangs, unclean: stats!.uncleanMessages, misleading: stats!.misleadingMessages }).toEqual({
+        aborts: 0,
+        hangs: 0,
+        unclean: [],
+        misleading: [],
+      });
       // The mutations reach past the first check: some load, some fail cleanly.
       expect(stats!.clean).toBeGreaterThan(0);
       expect(stats!.loaded).toBeGreaterThan(0);

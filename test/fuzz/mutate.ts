@@ -150,6 +150,7 @@ export function mutateGguf(seed: Uint8Array, layout: GgufLayout, r: Rng): { byte
     }
     case 3: {
       // Vocabulary: one token's text made equal to another of the same length, or bytes changed.
+      if (layout.tokens.length === 0) return { bytes: out, what: setField(out, pick(r, layout.fields), r) }; // a control vector has none
       const t = pick(r, layout.tokens);
       const same = layout.tokens.filter((u) => u.length === t.length && u !== t);
       if (same.length > 0 && r() < 0.5) {

@@ -2,6 +2,7 @@
  * The llama.cpp backend: GGUF models through libllama's C API, bound with bun:ffi.
  */
 import { validateModelFile } from "./validate.ts";
+import { checkFiniteWeights } from "../../formats/gguf-scan.ts";
 import type { BackendAdapter } from "../../core/backend.ts";
 import { loadLlamaLibrary } from "./ffi.ts";
 import { LLAMA_CPP_CAPABILITIES, LlamaModel, type LlamaLoadOptions } from "./model.ts";
@@ -23,7 +24,7 @@ export const llamaCpp: BackendAdapter<LlamaLoadOptions> = {
 
 /** `llamaCpp.load`, synchronously. The file is validated (validate.ts) before llama.cpp opens it. */
 export function loadModel(path: string, options: LlamaLoadOptions = {}): LlamaModel {
-  validateModelFile(path);
+  checkFiniteWeights(validateModelFile(path), options.checkWeights ?? "small");
   const lib = loadLlamaLibrary();
   return new LlamaModel(lib, path, { ...options, contextLength: options.contextLength ?? defaultContextLength(path) });
 }

@@ -11,6 +11,7 @@ import { asPointer, cString, type LlamaLibrary } from "./ffi.ts";
 import { LlamaSequence, type LlamaSequenceOptions, type SequenceHost } from "./sequence.ts";
 import { architectureGraph } from "./architectures.ts";
 import { BatchedSequence, LlamaBatch, type BatchOptions } from "./batch.ts";
+import type { WeightCheck } from "../../formats/gguf-scan.ts";
 import { SteerkitError } from "../../core/errors.ts";
 
 export const LLAMA_CPP_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
@@ -30,6 +31,12 @@ export function defaultThreads(fileBytes: number): number {
 }
 
 export interface LlamaLoadOptions extends LoadOptions {
+  /**
+   * Refuse NaN / ±Inf weights before llama.cpp opens the file (formats/gguf-scan.ts): "small" (default)
+   * reads the 1-D tensors (norms, biases: kilobytes), "all" reads every weight (a full read of the
+   * file: ~0.4 s for 543 MB, see LOAD-CHECKS.md), "none" skips it.
+   */
+  readonly checkWeights?: WeightCheck;
   /** Tokens per forward pass during prefill (default 512, capped by the context length). */
   readonly batchSize?: number;
   /**
@@ -213,7 +220,8 @@ export class LlamaModel implements Model {
       this.#textBuffer = new Uint8Array(-len);
       len = this.#lib.llama.llama_detokenize(this.#vocab, ptr(ids), n, ptr(this.#textBuffer), this.#textBuffer.length, true, false);
     }
-    return new TextDecoder().decode(this.#textBuffer.subarray(0, len));
+    // ignoreBOM: a text that starts with U+FEFF keeps it (the default decoder drops it), so it round-trips.
+    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(this.#textBuffer.subarray(0, len));
   }
 
   /**

@@ -56,7 +56,15 @@ function readJson(file: string): Json | null {
 
 const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
 const first = (...vs: unknown[]): number | undefined => vs.map(num).find((v) => v !== undefined);
-const ids = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => typeof x === "number") : typeof v === "number" ? [v] : []);
+/** A token id field (`bos_token_id`, `eos_token_id`: one id or a list): non-negative integers, or a clear error naming the file. */
+function tokenIds(file: string, field: string, v: unknown): number[] {
+  if (v === undefined || v === null) return [];
+  const list: unknown[] = Array.isArray(v) ? v : [v];
+  if (!list.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0)) {
+    throw new OnnxExportError(`${file}: ${field} must be a token id (a non-negative integer) or a list of them, got ${JSON.stringify(v)}`);
+  }
+  return list as number[];
+}
 
 /** True when `path` is an .onnx file or a directory holding an ONNX export (no weights read). */
 export function looksLikeOnnxExport(path: string): boolean {
@@ -123,6 +131,9 @@ export function readExportDir(path: string): ExportConfig {
   const nHeads = first(config?.num_attention_heads, config?.n_head, gd.num_attention_heads);
   const headDim = first(config?.head_dim, gd.head_size) ?? (hiddenSize && nHeads ? hiddenSize / nHeads : undefined);
   const tokenizerFile = pathExists(join(root, "tokenizer.json")) ? join(root, "tokenizer.json") : null;
+  // config.json's id wins over genai_config.json's, as before; an error names the file it came from.
+  const idSource = (field: "bos_token_id" | "eos_token_id"): [string, string, unknown] =>
+    config?.[field] !== undefined && config?.[field] !== null ? [join(root, "config.json"), field, config[field]] : [join(root, "genai_config.json"), `model.${field}`, gm[field]];
   return {
     dir: root,
     modelFile,
@@ -135,8 +146,8 @@ export function readExportDir(path: string): ExportConfig {
     headDim,
     vocabSize: first(config?.vocab_size, gm.vocab_size),
     contextLength: first(gm.context_length, config?.max_position_embeddings, config?.n_positions, config?.n_ctx),
-    bosToken: ids(config?.bos_token_id ?? gm.bos_token_id)[0] ?? null,
-    eosTokens: ids(config?.eos_token_id ?? gm.eos_token_id),
+    bosToken: tokenIds(...idSource("bos_token_id"))[0] ?? null,
+    eosTokens: tokenIds(...idSource("eos_token_id")),
     tokenizerFile,
     tokenizerConfig: readJson(join(root, "tokenizer_config.json")),
   };

@@ -25,6 +25,8 @@ import { findResidualChain } from "./residual.ts";
 import { OnnxSequence } from "./sequence.ts";
 import { loadTextCodec, type TextCodec } from "./text.ts";
 import { SteerkitError } from "../../core/errors.ts";
+import type { WeightCheck } from "../../formats/gguf-scan.ts";
+import { checkFiniteInitializers } from "../../formats/onnx/scan.ts";
 
 export const ONNX_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
 
@@ -48,6 +50,11 @@ export interface OnnxLoadOptions extends LoadOptions {
    * weights, so this bounds memory; a layout still used by a live sequence is never dropped.
    */
   readonly maxCachedPlans?: number;
+  /**
+   * Refuse NaN / ±Inf float initializers before any session is made (formats/onnx/scan.ts): "small"
+   * (default) the 1-D ones (norms, biases), "all" every one (one pass over the weights), "none" skips it.
+   */
+  readonly checkWeights?: WeightCheck;
 }
 
 /** A sequence's hold on a plan: keeps it cached while the sequence lives. */
@@ -258,6 +265,7 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
     throw new OnnxModelError(`${cfg.modelFile}: ${reason}`);
   };
   const file = readOnnxFile(cfg.modelFile);
+  checkFiniteInitializers(file, options.checkWeights ?? "small");
   const m = file.model;
   let g: OnnxGraph;
   try {

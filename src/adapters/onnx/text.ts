@@ -7,6 +7,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import type { ChatMessage, TokenizeOptions } from "../../core/backend.ts";
 import { renderChat } from "../../core/chat-template.ts";
 import { readRegularText } from "../../formats/files.ts";
+import { keepByteOrderMarks } from "../../formats/gguf-tokenizer/byte-order-mark.ts";
 import { OnnxExportError, type ExportConfig } from "./export-dir.ts";
 
 /** tokenizer.json files of 250k-token vocabularies are ~20 MB; anything far larger is not one. */
@@ -67,7 +68,7 @@ export function loadTextCodec(cfg: ExportConfig): TextCodec {
   // at construction or at the first encode: both are tried here, so the error names the file.
   const build = (j: TokenizerJson): Tokenizer => {
     try {
-      const t = new Tokenizer(j, tc);
+      const t = keepByteOrderMarks(new Tokenizer(j, tc));
       t.encode("a \u00e9\u2603", { add_special_tokens: true });
       return t;
     } catch (e) {

@@ -7,7 +7,7 @@
  */
 import { GgufError, type GgufValue } from "../gguf.ts";
 import { PRE_TOKENIZERS } from "./pre-tokenizers.ts";
-import { detectSpecialTokens } from "./special-tokens.ts";
+import { detectSpecialTokens, stripAttributes } from "./special-tokens.ts";
 import { TokenType, type GgufLike, type GgufTokenizerSpec, type TokenizerKind } from "./spec.ts";
 
 function fail(file: GgufLike, reason: string): never {
@@ -132,6 +132,14 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
     },
   });
   const chat = file.metadata.get("tokenizer.chat_template");
+  const text = (key: string) => {
+    const v = file.metadata.get(key);
+    return typeof v === "string" ? v : "";
+  };
+  const strip = stripAttributes(tokens!, types, { model: text("general.name"), pre: pre ?? "", arch: text("general.architecture") });
+  if ("missing" in strip) {
+    fail(file, `general.name "${text("general.name")}" makes llama.cpp set Phi-3's token attributes, which need a token "${strip.missing}" the vocabulary lacks (llama.cpp refuses to load it)`);
+  }
 
   return {
     kind: kind!,
@@ -148,6 +156,8 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
     eogIds: special.eogIds,
     unkId,
     padId,
+    rstripIds: strip.rstrip,
+    lstripIds: strip.lstrip,
     addBos,
     addEos,
     addSpacePrefix: addSpacePrefix!,

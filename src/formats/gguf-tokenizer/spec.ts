@@ -38,6 +38,10 @@ export interface GgufTokenizerSpec {
   /** Tokens that end generation, as llama.cpp's `llama_vocab_is_eog` decides (EOS, EOT, EOM and text rules). */
   readonly eogIds: readonly number[];
   readonly unkId: number | null;
+  /** Tokens after which llama.cpp drops whitespace when splitting text at special tokens (attribute RSTRIP; Phi-3). */
+  readonly rstripIds: readonly number[];
+  /** Tokens before which it drops whitespace (attribute LSTRIP; `<mask>` of some BERT-style vocabularies). */
+  readonly lstripIds: readonly number[];
   readonly padId: number | null;
   readonly addBos: boolean;
   readonly addEos: boolean;

@@ -79,3 +79,40 @@ export function detectSpecialTokens(
   }
   return { eotId: eot, eomId: eom, eogIds: [...eog].sort((a, b) => a - b) };
 }
+
+/**
+ * llama.cpp's per-token strip attributes (llama-vocab.cpp, "Handle per token attributes"; they are not
+ * in the GGUF): chosen by model name, pre-tokenizer or architecture. With RSTRIP the whitespace after
+ * the token is dropped when the text is split at special tokens, LSTRIP the whitespace before it.
+ * `types` are the token types after {@link detectSpecialTokens}, as llama.cpp builds its special-token
+ * cache from them. Returns null when llama.cpp would fail to load (a token the rule names is missing).
+ */
+export function stripAttributes(
+  tokens: readonly string[],
+  types: readonly number[],
+  names: { readonly model: string; readonly pre: string; readonly arch: string },
+): { lstrip: number[]; rstrip: number[] } | { missing: string } {
+  const idOf = new Map<string, number>();
+  tokens.forEach((t, i) => idOf.set(t, i));
+  const lstrip = new Set<number>();
+  const rstrip = new Set<number>();
+  const name = names.model.toLowerCase(); // llama.cpp lowercases general.name (ASCII, std::tolower)
+  const any = (s: string, subs: readonly string[]) => subs.some((x) => s.includes(x));
+  if (any(names.pre, ["jina-v2-de", "jina-v2-es", "jina-v2-code"]) || any(names.arch, ["nomic-bert-moe", "jina-bert-v3"])) {
+    const mask = idOf.get("<mask>");
+    if (mask !== undefined) lstrip.add(mask); // llama.cpp only warns when it is missing
+  } else if (any(name, ["phi-3", "phi3"])) {
+    types.forEach((t, id) => {
+      if (t === TokenType.CONTROL || t === TokenType.USER_DEFINED || t === TokenType.UNKNOWN) rstrip.add(id);
+    });
+    // token_to_id.at(): a missing text throws and the model does not load.
+    for (const text of ["</s>", "<unk>", "<s>", "<|endoftext|>"]) if (!idOf.has(text)) return { missing: text };
+    rstrip.add(idOf.get("</s>")!);
+    for (const text of ["<unk>", "<s>", "<|endoftext|>"]) rstrip.delete(idOf.get(text)!);
+  } else if (any(name, ["modern-bert"])) {
+    const mask = idOf.get("[MASK]");
+    if (mask !== undefined) lstrip.add(mask);
+  }
+  const sorted = (s: Set<number>) => [...s].sort((a, b) => a - b);
+  return { lstrip: sorted(lstrip), rstrip: sorted(rstrip) };
+}

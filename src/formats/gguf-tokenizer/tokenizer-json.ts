@@ -25,10 +25,12 @@ interface AddedTokenJson {
 /** Tokens that llama.cpp splits out of text before tokenizing: control, unknown and user-defined. */
 function addedTokens(spec: GgufTokenizerSpec, includeSpecial: boolean): AddedTokenJson[] {
   const out: AddedTokenJson[] = [];
+  const lstrip = new Set(spec.lstripIds);
+  const rstrip = new Set(spec.rstripIds);
   spec.types.forEach((type, id) => {
     const special = type === TokenType.CONTROL || type === TokenType.UNKNOWN;
     if (!(special && includeSpecial) && type !== TokenType.USER_DEFINED) return;
-    out.push({ id, content: spec.tokens[id]!, single_word: false, lstrip: false, rstrip: false, normalized: false, special });
+    out.push({ id, content: spec.tokens[id]!, single_word: false, lstrip: lstrip.has(id), rstrip: rstrip.has(id), normalized: false, special });
   });
   return out;
 }
@@ -59,10 +61,28 @@ function postProcessor(spec: GgufTokenizerSpec): Record<string, unknown> | null 
 export interface BuildOptions {
   /** Split control/unknown tokens out of text (llama.cpp `parse_special`). HF always does; default true. */
   readonly parseSpecial?: boolean;
+  /**
+   * Put llama.cpp's space clean-up in the decoder (where the vocabulary has it). Default true; the
+   * runtime tokenizer turns it off because it also prints single tokens, which llama.cpp never cleans.
+   */
+  readonly cleanUpInDecoder?: boolean;
 }
+
+/**
+ * llama.cpp's `clean_spaces` pass of detokenize (llama-vocab.cpp: " ?", " !", " .", " ," lose their
+ * space, then " ' " becomes "'", then " 's", " 'm", " 're", " 've" lose theirs), as `Replace`
+ * decoders in the same order. HF's own `clean_up_tokenization_spaces` differs (it also joins
+ * " n't"), so the config turns it off and any consumer of the files decodes as llama.cpp does.
+ */
+const LLAMA_CLEAN_UP: readonly (readonly [string, string])[] = [
+  [" ?", "?"], [" !", "!"], [" .", "."], [" ,", ","],
+  [" ' ", "'"],
+  [" 's", "'s"], [" 'm", "'m"], [" 're", "'re"], [" 've", "'ve"],
+];
 
 export function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOptions = {}): Record<string, unknown> {
   const parseSpecial = options.parseSpecial ?? true;
+  const cleanUp = spec.cleanSpaces && (options.cleanUpInDecoder ?? true);
   const unk = spec.unkId !== null ? spec.tokens[spec.unkId]! : null;
   if (spec.kind === "spm") {
     const normalizers: Record<string, unknown>[] = [];
@@ -117,7 +137,16 @@ export function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOption
     normalizer: null,
     pre_tokenizer: preTokenizer,
     post_processor: postProcessor(spec),
-    decoder: { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: true },
+    decoder: cleanUp
+      ? {
+          type: "Sequence",
+          decoders: [
+            { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: true },
+            { type: "Fuse" }, // one string, so a clean-up pattern spanning two tokens is seen
+            ...LLAMA_CLEAN_UP.map(([pattern, content]) => ({ type: "Replace", pattern: { String: pattern }, content })),
+          ],
+        }
+      : { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: true },
     model: {
       type: "BPE",
       dropout: null,
@@ -148,7 +177,8 @@ export function buildTokenizerConfig(spec: GgufTokenizerSpec): Record<string, un
     pad_token: text(spec.padId),
     add_bos_token: spec.addBos,
     add_eos_token: spec.addEos,
-    clean_up_tokenization_spaces: spec.cleanSpaces,
+    // llama.cpp's clean-up, where the vocabulary has one, is in the decoder (LLAMA_CLEAN_UP); HF's would differ.
+    clean_up_tokenization_spaces: false,
     ...(spec.kind === "spm" ? { legacy: true, add_prefix_space: spec.addSpacePrefix } : {}),
     model_max_length: 1e30,
     added_tokens_decoder: addedTokensDecoder,

@@ -6,6 +6,7 @@
  * class follows llama.cpp.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
+import { keepByteOrderMarks } from "./byte-order-mark.ts";
 import { readTokenizerSpec } from "./read-spec.ts";
 import { SPACE_MARK, TokenType, type GgufLike, type GgufTokenizerSpec } from "./spec.ts";
 import { buildTokenizerConfig, buildTokenizerJson } from "./tokenizer-json.ts";
@@ -28,9 +29,9 @@ export class GgufTokenizer {
   private readonly silent: Uint8Array;
 
   constructor(readonly spec: GgufTokenizerSpec) {
-    const config = { ...buildTokenizerConfig(spec), clean_up_tokenization_spaces: false };
-    this.withSpecial = new Tokenizer(buildTokenizerJson(spec, { parseSpecial: true }), config);
-    this.plain = new Tokenizer(buildTokenizerJson(spec, { parseSpecial: false }), config);
+    const config = buildTokenizerConfig(spec);
+    this.withSpecial = keepByteOrderMarks(new Tokenizer(buildTokenizerJson(spec, { parseSpecial: true, cleanUpInDecoder: false }), config));
+    this.plain = keepByteOrderMarks(new Tokenizer(buildTokenizerJson(spec, { parseSpecial: false, cleanUpInDecoder: false }), config));
     // Token kinds llama.cpp's token_to_piece prints as nothing (without unparse_special).
     this.silent = new Uint8Array(spec.tokens.length);
     spec.types.forEach((t, i) => {

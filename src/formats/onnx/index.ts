@@ -7,3 +7,4 @@ export { decodeModel, OnnxDecodeError } from "./decode.ts";
 export { encodeModel } from "./encode.ts";
 export * from "./build.ts";
 export * from "./external.ts";
+export { checkFiniteInitializers, scanOnnxInitializers } from "./scan.ts";
