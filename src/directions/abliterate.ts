@@ -26,10 +26,10 @@
  * guessed. Edited tensors are dequantized (F16, BF16, Q8_0), projected in float64, and written at
  * `type`; the largest difference between the written values and the exact projection is reported.
  */
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import type { Direction } from "./artifact.ts";
 import { SteerkitError } from "../core/errors.ts";
-import { architecture, metaNumber, readGgufHeader, readTensorBytes, readTensorF32, type GgufFile, type GgufTensorInfo } from "../formats/gguf.ts";
+import { architecture, metaNumber, readGgufHeader, readRawMetadata, readTensorBytes, readTensorF32, type GgufFile, type GgufTensorInfo } from "../formats/gguf.ts";
 import { encodeGgufHeader, type GgufTensorSpec } from "../formats/gguf-write.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
 import { floatToHalf, halfToFloat } from "../formats/half.ts";
@@ -145,7 +145,7 @@ export function abliterate(src: string, out: string, direction: Direction, optio
   const embd = file.tensors.find((t) => t.name === "token_embd.weight");
   if (untied) specs.push({ name: "output.weight", type: embd!.type, dims: embd!.dims, byteLength: embd!.byteLength });
 
-  const metadata = [...file.metadata.keys()].map((key) => [key, { type: "raw" as const, bytes: rawMetadata(file, key) }] as const);
+  const metadata = [...file.metadata.keys()].map((key) => [key, { type: "raw" as const, bytes: readRawMetadata(file, key) }] as const);
   const { header, offsets, dataSize } = encodeGgufHeader({ version: file.version, alignment: file.alignment, metadata, tensors: specs });
   const edited: EditedTensor[] = [];
   const fd = openSync(out, "w");
@@ -184,77 +184,4 @@ export function abliterate(src: string, out: string, direction: Direction, optio
     untied,
     maxAbsError: edited.reduce((m, e) => Math.max(m, e.maxAbsError), 0),
   };
-}
-
-function rawMetadata(file: GgufFile, key: string): Uint8Array {
-  const span = file.metadataSpans?.get(key);
-  if (!span) throw new Error(`abliterate: no byte span for metadata "${key}"`);
-  const bytes = new Uint8Array(span[1] - span[0]);
-  const fd = openSync(file.path, "r");
-  try {
-    readSync(fd, bytes, 0, bytes.length, span[0]);
-  } finally {
-    closeSync(fd);
-  }
-  return bytes;
-}
-
-function checkShape(t: GgufTensorInfo, kind: Kind, d: number): void {
-  const dims = t.dims;
-  const ok = kind === "rows" ? dims.length === 2 && dims[0] === d : kind === "vector" ? dims.length === 1 && dims[0] === d : (dims.length === 2 || dims.length === 3) && dims[1] === d;
-  if (!ok) fail(`tensor "${t.name}" has shape [${dims.join(", ")}] (ggml order); as a residual writer of width ${d} it should be ${kind === "rows" ? `[${d}, n]` : kind === "vector" ? `[${d}]` : `[n, ${d}] or [n, ${d}, experts]`}`);
-}
-
-function targetType(t: GgufTensorInfo, kind: Kind, type: AbliterateType): number {
-  if (kind === "vector") return GGML_TYPE.F32;
-  if (type === "f32") return GGML_TYPE.F32;
-  if (type === "f16") return GGML_TYPE.F16;
-  return t.type === GGML_TYPE.F16 ? GGML_TYPE.F16 : GGML_TYPE.F32;
-}
-
-/** Project r̂ out of one writer (float64 arithmetic), encode at `to`, and measure the encoding's error. */
-function project(w: Float32Array, t: GgufTensorInfo, kind: Kind, r: Float64Array, to: number): { bytes: Uint8Array; maxAbsError: number } {
-  const d = r.length;
-  const half = to === GGML_TYPE.F16;
-  const out32 = half ? null : new Float32Array(w.length);
-  const out16 = half ? new Uint16Array(w.length) : null;
-  let maxAbsError = 0;
-  const store = (k: number, exact: number) => {
-    let written: number;
-    if (out16) {
-      const h = floatToHalf(exact);
-      out16[k] = h;
-      written = halfToFloat(h);
-    } else {
-      out32![k] = exact;
-      written = out32![k]!;
-    }
-    const e = Math.abs(written - exact);
-    if (e > maxAbsError || Number.isNaN(e)) maxAbsError = e;
-  };
-  if (kind === "rows" || kind === "vector") {
-    for (let off = 0; off < w.length; off += d) {
-      let dot = 0;
-      for (let j = 0; j < d; j++) dot += w[off + j]! * r[j]!;
-      for (let j = 0; j < d; j++) store(off + j, w[off + j]! - dot * r[j]!);
-    }
-  } else {
-    const nIn = t.dims[0]!;
-    const s = new Float64Array(nIn);
-    for (let slice = 0; slice < w.length; slice += nIn * d) {
-      s.fill(0);
-      for (let o = 0; o < d; o++) {
-        const ro = r[o]!;
-        const row = slice + o * nIn;
-        for (let i = 0; i < nIn; i++) s[i]! += ro * w[row + i]!;
-      }
-      for (let o = 0; o < d; o++) {
-        const ro = r[o]!;
-        const row = slice + o * nIn;
-        for (let i = 0; i < nIn; i++) store(row + i, w[row + i]! - ro * s[i]!);
-      }
-    }
-  }
-  const bytes = out16 ? new Uint8Array(out16.buffer) : new Uint8Array(out32!.buffer);
-  return { bytes, maxAbsError };
 }
