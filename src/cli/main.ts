@@ -7,6 +7,7 @@ import { CliError, type Command } from "./args.ts";
 import { abliterateCommand } from "./commands/abliterate.ts";
 import { convertCommand } from "./commands/convert.ts";
 import { directionsCommand } from "./commands/directions/index.ts";
+import { evalCommand } from "./commands/eval.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { pluginsCommand } from "./commands/plugins.ts";
@@ -20,6 +21,7 @@ const commands: Record<string, Command> = {
   sae: saeCommand,
   directions: directionsCommand,
   abliterate: abliterateCommand,
+  eval: evalCommand,
 };
 
 const usage = `steerkit — steer language models at inference time

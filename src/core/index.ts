@@ -38,4 +38,5 @@ export {
 } from "./generate.ts";
 export * from "./recipe.ts";
 export { chatPromptTokens } from "./chat-tokens.ts";
+export { score, scoreTokens, type ScoreOptions, type ScoreResult } from "./score.ts";
 export { renderChat, ChatTemplateError, type RenderChatOptions } from "./chat-template.ts";
