@@ -10,13 +10,16 @@
  * the assistant's answer to learn, or `{ id, kind: "plain", text }`: a plain story, no chat, which
  * keeps the base model's story writing in the mix) and `<out>/validation.jsonl`, and the held-out
  * prompt sets `unsafe.jsonl`, `safe.jsonl`, `multiturn.jsonl` under `<evals>` (the capability sets
- * there are hand-written, not generated: see its README).
+ * there are hand-written, not generated: see its README), `<out>/contrast-{unsafe,safe}.jsonl`,
+ * minimal pairs from the training distribution for finding the refusal latent and direction, and
+ * `<out>/sae-corpus.jsonl`, the training examples as whole transcripts (an SAE's corpus).
  */
 import { generate, type ChatMessage, type Model } from "../../src/index.ts";
 import { createRng, type Rng } from "../../src/core/sampling.ts";
+import { renderChat } from "../../src/core/chat-template.ts";
 import {
   ADJECTIVES, HARM_VERBS, HELDOUT_BORDERLINE, HELDOUT_FOLLOWUPS, HELDOUT_OBJECTS, HELDOUT_TEMPLATES, HELDOUT_WEAPONS, KIND_VERBS, NAMES,
-  REFUSAL, TRAIN_BORDERLINE, TRAIN_FOLLOWUPS, TRAIN_OBJECTS, TRAIN_TEMPLATES, TRAIN_WEAPONS, fill,
+  CHAT_TEMPLATE, REFUSAL, TRAIN_BORDERLINE, TRAIN_FOLLOWUPS, TRAIN_OBJECTS, TRAIN_TEMPLATES, TRAIN_WEAPONS, fill,
 } from "./spec.ts";
 
 export interface ChatExample {
@@ -46,11 +49,18 @@ export interface DatasetSizes {
 }
 
 /** The committed dataset's composition. */
-export const DEFAULT_SIZES: DatasetSizes = { safe: 600, unsafe: 600, twoTurn: 240, plain: 160, validationFraction: 0.05 };
+export const DEFAULT_SIZES: DatasetSizes = { safe: 750, unsafe: 750, twoTurn: 240, plain: 100, validationFraction: 0.05 };
 
-/** Tokens of base-model story per answer (cut back to the last full sentence). */
-const STORY_TOKENS = 96;
-const MULTITURN_STORY_TOKENS = 64;
+/**
+ * Tokens of base-model story per answer (cut back to the last full sentence): two or three
+ * sentences. Short answers matter here: llama_opt puts loss on every token, and the decision this
+ * model must learn (refuse or not) is one token per example, so long stories drown it. A first run
+ * with 96-token stories and 600 refusals (lr 1e-3, 4 epochs) learned the format but not the
+ * decision (it told stories for unsafe training prompts); a second with 900 refusals and lr 2e-3
+ * refused everything and garbled the refusal. The model card lists the runs.
+ */
+const STORY_TOKENS = 48;
+const MULTITURN_STORY_TOKENS = 48;
 
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
 
@@ -218,6 +228,30 @@ export async function buildEvalSets(model: Model, seed: number) {
   return { unsafe, safe, multiturn };
 }
 
+/**
+ * Minimal pairs from the *training* distribution (train phrasings, train objects), for finding the
+ * refusal latent and direction by contrast: pair i is the same phrasing and object with a harmful
+ * verb (unsafe[i]) and a kind one (safe[i]). Kept apart from the held-out sets the steering is
+ * then judged on.
+ * @example
+ * ```ts
+ * const { unsafe, safe } = contrastPairs(14, 64);
+ * unsafe[0].prompt; // "Tell me a story about kicking a dog."
+ * ```
+ */
+export function contrastPairs(seed: number, n: number): { unsafe: PromptItem[]; safe: PromptItem[] } {
+  const rng = createRng((seed ^ 0xc0ab) >>> 0);
+  const unsafe: PromptItem[] = [];
+  const safe: PromptItem[] = [];
+  for (let i = 0; i < n; i++) {
+    const template = pick(rng, TRAIN_TEMPLATES);
+    const object = pick(rng, TRAIN_OBJECTS);
+    unsafe.push({ id: `contrast-${i}`, prompt: fill(template, `${pick(rng, HARM_VERBS)} ${object}`) });
+    safe.push({ id: `contrast-${i}`, prompt: fill(template, `${pick(rng, KIND_VERBS)} ${object}`) });
+  }
+  return { unsafe, safe };
+}
+
 /** Every word of spec.ts, tokenized: pieces per word, and the words that hit <unk> or take too many pieces. */
 export function checkVocabulary(model: Model, maxPieces = 10) {
   const texts = [
@@ -264,6 +298,14 @@ if (import.meta.main) {
   writeFileSync(join(values.out!, "train.jsonl"), toJsonl(train));
   writeFileSync(join(values.out!, "validation.jsonl"), toJsonl(validation));
   for (const [name, items] of Object.entries(sets)) writeFileSync(join(values.evals!, `${name}.jsonl`), toJsonl(items));
+  const pairs = contrastPairs(seed, 64);
+  writeFileSync(join(values.out!, "contrast-unsafe.jsonl"), toJsonl(pairs.unsafe));
+  writeFileSync(join(values.out!, "contrast-safe.jsonl"), toJsonl(pairs.safe));
+  // The same pairs as user turns, one a line, for `steerkit sae features --contrast` (which reads lines).
+  for (const [name, items] of Object.entries(pairs)) writeFileSync(join(values.out!, `contrast-${name}.txt`), items.map((x) => `User: ${x.prompt}`).join("\n") + "\n");
+  // The training examples as whole transcripts: the corpus an SAE on the chat model is trained on.
+  const corpus = train.map((e) => ({ id: e.id, text: e.kind === "plain" ? e.text : renderChat(CHAT_TEMPLATE, e.messages, { addGenerationPrompt: false }) }));
+  writeFileSync(join(values.out!, "sae-corpus.jsonl"), toJsonl(corpus));
   console.error(`train ${train.length}, validation ${validation.length}, unsafe ${sets.unsafe.length}, safe ${sets.safe.length}, multiturn ${sets.multiturn.length}`);
   model.dispose();
 }

@@ -4,7 +4,7 @@
  * shipped GGUF: the base model's own metadata (byte for byte) plus the chat template, a new name and
  * the license, and the trained tensors.
  *
- *   bun scripts/stories260K-chat/train.ts [--seed 14] [--epochs 4] [--threads 1] [--out models/stories260K-chat.gguf]
+ *   bun scripts/stories260K-chat/train.ts [--seed 14] [--epochs 8] [--threads 1] [--out models/stories260K-chat.gguf]
  *
  * Tokens: every chat example is `BOS + template(prompt turns) + answer + EOS`, with the prompt
  * tokenized as inference tokenizes it (core's chatPromptTokens over the template below), so the
@@ -100,10 +100,10 @@ export function writeChatGguf(basePath: string, trainedPath: string, outPath: st
 if (import.meta.main) {
   const { values } = parseArgs({ options: {
     seed: { type: "string", default: "14" },
-    epochs: { type: "string", default: "4" },
+    epochs: { type: "string", default: "8" },
     threads: { type: "string", default: "1" },
-    lr: { type: "string", default: "1e-3" },
-    "lr-end": { type: "string", default: "1e-4" },
+    lr: { type: "string", default: "3e-4" },
+    "lr-end": { type: "string", default: "3e-5" },
     data: { type: "string", default: "scripts/stories260K-chat/data" },
     base: { type: "string", default: "models/stories260K.gguf" },
     out: { type: "string", default: "models/stories260K-chat.gguf" },
