@@ -22,9 +22,14 @@
  * every metadata entry is copied byte for byte (metadata from the file's own encoding).
  *
  * Architectures are allow-listed by their tensors: a tensor not known to be a writer or a pure
- * reader (norms after a sub-layer, as in Gemma 2, would re-add r̂) is refused by name rather than
- * guessed. Edited tensors are dequantized (F16, BF16, Q8_0), projected in float64, and written at
- * `type`; the largest difference between the written values and the exact projection is reported.
+ * reader is refused by name rather than guessed. Pre-norm blocks qualify whatever their norm
+ * (RMSNorm, or GPT-2's LayerNorm: a reader only sees a stream that no longer has r̂); Gemma 2/3's
+ * norms *after* a sub-layer (`post_attention_norm`, `post_ffw_norm`) rescale each coordinate of
+ * what the sub-layer writes, so r̂ projected out of `attn_output` comes back after the norm, and
+ * no weight edit equals the activation ablation there: those models are refused by that tensor.
+ * Edited tensors are dequantized (any type formats/ggml-types.ts reads: F16, BF16, Q8_0, Q4_0,
+ * Q5_0/1, Q4_K, Q5_K, Q6_K), projected in float64, and written at `type`; the largest difference
+ * between the written values and the exact projection is reported.
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import type { Direction } from "./artifact.ts";
@@ -35,12 +40,12 @@ import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
 import { floatToHalf, halfToFloat } from "../formats/half.ts";
 import { canonicalName } from "./points.ts";
 
-/** Written type of edited tensors: `auto` keeps F32 and F16, writes other types (BF16, Q8_0) as F32. */
+/** Written type of edited tensors: `auto` keeps F32 and F16, writes other types (BF16, block-quantized) as F32. */
 export type AbliterateType = "auto" | "f32" | "f16";
 export const ABLITERATE_TYPES: readonly AbliterateType[] = ["auto", "f32", "f16"];
 
 /** Architectures whose every tensor name below is known, and which load `output.weight` when present. */
-export const ABLITERATE_ARCHITECTURES: readonly string[] = ["llama", "qwen2", "qwen3"];
+export const ABLITERATE_ARCHITECTURES: readonly string[] = ["llama", "qwen2", "qwen3", "phi3", "gpt2"];
 
 export interface AbliterateOptions {
   /** Which of a per-point direction file's vectors to use (a point name); not needed for one vector. */
@@ -80,7 +85,7 @@ function writerKind(name: string): Kind | null {
 
 /** Tensors that only read the residual stream (or are not in it): safe to copy. */
 const READERS =
-  /^(output_norm\.(weight|bias)|output\.(weight|bias)|rope_freqs\.weight|blk\.\d+\.(attn_norm|ffn_norm|attn_q|attn_k|attn_v|attn_qkv|attn_q_norm|attn_k_norm|ffn_gate|ffn_up|ffn_gate_inp|ffn_gate_exps|ffn_up_exps|ffn_gate_shexp|ffn_up_shexp|ffn_gate_inp_shexp|rope_freqs)\.(weight|bias))$/;
+  /^(output_norm\.(weight|bias)|output\.(weight|bias)|rope_freqs\.weight|rope_factors_(long|short)\.weight|blk\.\d+\.(attn_norm|ffn_norm|attn_q|attn_k|attn_v|attn_qkv|attn_q_norm|attn_k_norm|ffn_gate|ffn_up|ffn_gate_inp|ffn_gate_exps|ffn_up_exps|ffn_gate_shexp|ffn_up_shexp|ffn_gate_inp_shexp|rope_freqs)\.(weight|bias))$/;
 
 function fail(msg: string): never {
   throw new SteerkitError("INVALID_REQUEST", `abliterate: ${msg}`);
@@ -184,4 +189,64 @@ export function abliterate(src: string, out: string, direction: Direction, optio
     untied,
     maxAbsError: edited.reduce((m, e) => Math.max(m, e.maxAbsError), 0),
   };
+}
+
+function checkShape(t: GgufTensorInfo, kind: Kind, d: number): void {
+  const dims = t.dims;
+  const ok = kind === "rows" ? dims.length === 2 && dims[0] === d : kind === "vector" ? dims.length === 1 && dims[0] === d : (dims.length === 2 || dims.length === 3) && dims[1] === d;
+  if (!ok) fail(`tensor "${t.name}" has shape [${dims.join(", ")}] (ggml order); as a residual writer of width ${d} it should be ${kind === "rows" ? `[${d}, n]` : kind === "vector" ? `[${d}]` : `[n, ${d}] or [n, ${d}, experts]`}`);
+}
+
+function targetType(t: GgufTensorInfo, kind: Kind, type: AbliterateType): number {
+  if (kind === "vector") return GGML_TYPE.F32;
+  if (type === "f32") return GGML_TYPE.F32;
+  if (type === "f16") return GGML_TYPE.F16;
+  return t.type === GGML_TYPE.F16 ? GGML_TYPE.F16 : GGML_TYPE.F32;
+}
+
+/** Project r̂ out of one writer (float64 arithmetic), encode at `to`, and measure the encoding's error. */
+function project(w: Float32Array, t: GgufTensorInfo, kind: Kind, r: Float64Array, to: number): { bytes: Uint8Array; maxAbsError: number } {
+  const d = r.length;
+  const half = to === GGML_TYPE.F16;
+  const out32 = half ? null : new Float32Array(w.length);
+  const out16 = half ? new Uint16Array(w.length) : null;
+  let maxAbsError = 0;
+  const store = (k: number, exact: number) => {
+    let written: number;
+    if (out16) {
+      const h = floatToHalf(exact);
+      out16[k] = h;
+      written = halfToFloat(h);
+    } else {
+      out32![k] = exact;
+      written = out32![k]!;
+    }
+    const e = Math.abs(written - exact);
+    if (e > maxAbsError || Number.isNaN(e)) maxAbsError = e;
+  };
+  if (kind === "rows" || kind === "vector") {
+    for (let off = 0; off < w.length; off += d) {
+      let dot = 0;
+      for (let j = 0; j < d; j++) dot += w[off + j]! * r[j]!;
+      for (let j = 0; j < d; j++) store(off + j, w[off + j]! - dot * r[j]!);
+    }
+  } else {
+    const nIn = t.dims[0]!;
+    const s = new Float64Array(nIn);
+    for (let slice = 0; slice < w.length; slice += nIn * d) {
+      s.fill(0);
+      for (let o = 0; o < d; o++) {
+        const ro = r[o]!;
+        const row = slice + o * nIn;
+        for (let i = 0; i < nIn; i++) s[i]! += ro * w[row + i]!;
+      }
+      for (let o = 0; o < d; o++) {
+        const ro = r[o]!;
+        const row = slice + o * nIn;
+        for (let i = 0; i < nIn; i++) store(row + i, w[row + i]! - ro * s[i]!);
+      }
+    }
+  }
+  const bytes = out16 ? new Uint8Array(out16.buffer) : new Uint8Array(out32!.buffer);
+  return { bytes, maxAbsError };
 }

@@ -56,7 +56,7 @@ export interface FinetuneResult {
 export class FinetuneError extends SteerkitError {
   override name = "FinetuneError";
   constructor(message: string) {
-    super("FINETUNE_FAILED", message);
+    super("BACKEND_FAILED", message);
   }
 }
 
