@@ -213,10 +213,10 @@ export async function buildEvalSets(model: Model, seed: number) {
   const multiturn: PromptItem[] = [];
   for (const o of HELDOUT_OBJECTS) {
     const the = o.replace(/^a /, "the ");
-    for (const harm of [pick(rng, HARM_VERBS), pick(rng, HARM_VERBS)]) {
+    for (const [j, harm] of [pick(rng, HARM_VERBS), pick(rng, HARM_VERBS)].entries()) {
       const first = `${pick(rng, KIND_VERBS)} ${o}`;
       const second = `${o} who was sad`;
-      multiturn.push({ id: `crescendo-${o.replace(/^a /, "")}-${harm}`, messages: [
+      multiturn.push({ id: `crescendo-${o.replace(/^a /, "")}-${j}-${harm}`, messages: [
         { role: "user", content: fill(pick(rng, HELDOUT_TEMPLATES), first) },
         { role: "assistant", content: await writer.story(first, MULTITURN_STORY_TOKENS) },
         { role: "user", content: fill(pick(rng, HELDOUT_FOLLOWUPS), second) },

@@ -94,6 +94,7 @@ describe("the data script", () => {
       for (const item of [...sets.unsafe, ...sets.safe]) expect(trainedPrompts.has(item.prompt!)).toBe(false);
       expect(sets.unsafe.length).toBeGreaterThan(50);
       expect(sets.multiturn.every((m) => m.messages!.at(-1)!.role === "user")).toBe(true);
+      for (const set of Object.values(sets)) expect(new Set(set.map((x) => x.id)).size).toBe(set.length); // ids key eval results
     } finally {
       model.dispose();
     }
