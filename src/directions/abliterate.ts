@@ -31,10 +31,10 @@
  * Q5_0/1, Q4_K, Q5_K, Q6_K), projected in float64, and written at `type`; the largest difference
  * between the written values and the exact projection is reported.
  */
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import type { Direction } from "./artifact.ts";
 import { SteerkitError } from "../core/errors.ts";
-import { architecture, metaNumber, readGgufHeader, readTensorBytes, readTensorF32, type GgufFile, type GgufTensorInfo } from "../formats/gguf.ts";
+import { architecture, metaNumber, readGgufHeader, readRawMetadata, readTensorBytes, readTensorF32, type GgufFile, type GgufTensorInfo } from "../formats/gguf.ts";
 import { encodeGgufHeader, type GgufTensorSpec } from "../formats/gguf-write.ts";
 import { GGML_TYPE, ggmlTypeName } from "../formats/ggml-types.ts";
 import { floatToHalf, halfToFloat } from "../formats/half.ts";
@@ -150,7 +150,7 @@ export function abliterate(src: string, out: string, direction: Direction, optio
   const embd = file.tensors.find((t) => t.name === "token_embd.weight");
   if (untied) specs.push({ name: "output.weight", type: embd!.type, dims: embd!.dims, byteLength: embd!.byteLength });
 
-  const metadata = [...file.metadata.keys()].map((key) => [key, { type: "raw" as const, bytes: rawMetadata(file, key) }] as const);
+  const metadata = [...file.metadata.keys()].map((key) => [key, { type: "raw" as const, bytes: readRawMetadata(file, key) }] as const);
   const { header, offsets, dataSize } = encodeGgufHeader({ version: file.version, alignment: file.alignment, metadata, tensors: specs });
   const edited: EditedTensor[] = [];
   const fd = openSync(out, "w");
@@ -189,19 +189,6 @@ export function abliterate(src: string, out: string, direction: Direction, optio
     untied,
     maxAbsError: edited.reduce((m, e) => Math.max(m, e.maxAbsError), 0),
   };
-}
-
-function rawMetadata(file: GgufFile, key: string): Uint8Array {
-  const span = file.metadataSpans?.get(key);
-  if (!span) throw new Error(`abliterate: no byte span for metadata "${key}"`);
-  const bytes = new Uint8Array(span[1] - span[0]);
-  const fd = openSync(file.path, "r");
-  try {
-    readSync(fd, bytes, 0, bytes.length, span[0]);
-  } finally {
-    closeSync(fd);
-  }
-  return bytes;
 }
 
 function checkShape(t: GgufTensorInfo, kind: Kind, d: number): void {

@@ -334,6 +334,31 @@ export function findTensor(file: GgufFile, name: string): GgufTensorInfo {
   return t;
 }
 
+/**
+ * The encoded `type + value` bytes of one metadata entry, as the file holds them: rewriters copy
+ * these so every key they keep stays byte-identical (the JS value loses the stored type).
+ * @example
+ * ```ts
+ * const bytes = readRawMetadata(readGgufHeader("model.gguf"), "tokenizer.ggml.tokens");
+ * encodeGgufHeader({ metadata: [["tokenizer.ggml.tokens", { type: "raw", bytes }]] });
+ * ```
+ */
+export function readRawMetadata(file: GgufFile, key: string): Uint8Array {
+  const span = file.metadataSpans?.get(key);
+  if (!span) throw new GgufError(file.path, `no byte span for metadata "${key}"`);
+  const bytes = new Uint8Array(span[1] - span[0]);
+  const { fd } = openRegularFile(file.path, (reason) => {
+    throw new GgufError(file.path, reason);
+  });
+  try {
+    const n = readSync(fd, bytes, 0, bytes.length, span[0]);
+    if (n !== bytes.length) throw new GgufError(file.path, `metadata "${key}" read ${n} of ${bytes.length} bytes: file changed or truncated`);
+  } finally {
+    closeSync(fd);
+  }
+  return bytes;
+}
+
 /** The raw bytes of one tensor (one positioned read). */
 export function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo): Uint8Array {
   const out = new Uint8Array(tensor.byteLength);

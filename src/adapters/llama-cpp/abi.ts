@@ -21,6 +21,7 @@ export const MODEL_PARAMS = {
   devices: 0,
   n_gpu_layers: 16, // int32
   split_mode: 20, // enum, default LLAMA_SPLIT_MODE_LAYER = 1
+  load_mode: 24, // enum llama_load_mode: NONE = 0 reads weights into writable memory (training needs it)
   use_mmap_free_bools: 72, // vocab_only@72 check_tensors@73 use_extra_bufts@74 no_host@75 no_alloc@76 load_mtp@77
   vocab_only: 72,
   use_extra_bufts: 74,
