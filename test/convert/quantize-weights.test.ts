@@ -15,26 +15,13 @@ import { findTensor, readGgufHeader, readTensorBytes, readTensorF32 } from "../.
 import { OnnxDecoder } from "./run-onnx.ts";
 import { decodeModel } from "../../src/formats/onnx/index.ts";
 import { writeRandomLlamaGguf } from "../helpers/random-gguf.ts";
+import { relativeRms } from "../helpers/relative-rms.ts";
 
 const MODEL = join(import.meta.dir, "../../models/stories260K.gguf");
 const PROMPT = [1, 403, 407, 261, 378];
 const SHAPE = { nLayers: 5, nKvHeads: 4, headDim: 8, vocabSize: 512 };
 const dir = mkdtempSync(join(tmpdir(), "steerkit-qweights-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** RMS(a - b) / std(b). */
-function relativeRms(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (const v of b) m += v;
-  m /= b.length;
-  let s = 0;
-  let d = 0;
-  for (let i = 0; i < b.length; i++) {
-    s += (b[i]! - m) ** 2;
-    d += (a[i]! - b[i]!) ** 2;
-  }
-  return Math.sqrt(d / s);
-}
 
 describe("block quantizer", () => {
   test("MLAS's symmetric rule: scale = extreme / -8, q = round(v / scale) + 8, low nibble first", () => {

@@ -19,6 +19,7 @@ import { readGgufHeader } from "../../src/formats/gguf.ts";
 import { ggmlTypeName } from "../../src/formats/ggml-types.ts";
 import { applyAffineJs, makeHooks, maxAbsDiff, randomVector } from "./hooks-helpers.ts";
 import { writeRandomLlamaGguf } from "../helpers/random-gguf.ts";
+import { relativeRms } from "../helpers/relative-rms.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-quantize-"));
 const f16 = join(dir, "random-d256-f16.gguf");
@@ -53,20 +54,6 @@ async function run(model: LlamaModel, options: LlamaSequenceOptions): Promise<{ 
   } finally {
     seq.free();
   }
-}
-
-/** RMS(a - b) / std(b). */
-function relativeRms(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (const v of b) m += v;
-  m /= b.length;
-  let s = 0;
-  let d = 0;
-  for (let i = 0; i < b.length; i++) {
-    s += (b[i]! - m) ** 2;
-    d += (a[i]! - b[i]!) ** 2;
-  }
-  return Math.sqrt(d / s);
 }
 
 describe("quantizeGguf", () => {
