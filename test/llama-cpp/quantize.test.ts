@@ -11,7 +11,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AffineEdit } from "../../src/core/backend.ts";
-import { argmax } from "../../src/core/tensor.ts";
 import type { HookPoint } from "../../src/core/sites.ts";
 import { generate } from "../../src/core/generate.ts";
 import { DEFAULT_MODEL_PATH, loadModel, quantizeGguf, QUANT_TYPE_INFO, QUANT_TYPES, QuantizeError, type LlamaModel, type LlamaSequenceOptions, type QuantType } from "../../src/adapters/llama-cpp/index.ts";
@@ -20,6 +19,7 @@ import { ggmlTypeName } from "../../src/formats/ggml-types.ts";
 import { applyAffineJs, makeHooks, maxAbsDiff, randomVector } from "./hooks-helpers.ts";
 import { writeRandomLlamaGguf } from "../helpers/random-gguf.ts";
 import { relativeRms } from "../helpers/relative-rms.ts";
+import { greedySequence, type Run } from "../parity/parity-helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-quantize-"));
 const f16 = join(dir, "random-d256-f16.gguf");
@@ -40,20 +40,9 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function run(model: LlamaModel, options: LlamaSequenceOptions): Promise<{ logits: Float32Array[]; tokens: number[] }> {
-  const seq = model.createSequence(options);
-  try {
-    const logits = [Float32Array.from(await seq.prefill(PROMPT))];
-    const tokens: number[] = [];
-    for (let i = 0; i < STEPS; i++) {
-      const next = argmax(logits[logits.length - 1]!);
-      tokens.push(next);
-      logits.push(Float32Array.from(await seq.decode(next)));
-    }
-    return { logits, tokens };
-  } finally {
-    seq.free();
-  }
+/** Prefill PROMPT, then STEPS greedy tokens, on a sequence with these options. */
+function run(model: LlamaModel, options: LlamaSequenceOptions): Promise<Run> {
+  return greedySequence(model, options, STEPS, PROMPT);
 }
 
 describe("quantizeGguf", () => {

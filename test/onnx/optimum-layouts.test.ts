@@ -16,9 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Model } from "../../src/core/backend.ts";
-import { compileChain } from "../../src/core/chain.ts";
 import { allPoints, pointName } from "../../src/core/sites.ts";
-import { argmax } from "../../src/core/tensor.ts";
 import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { readExportDir } from "../../src/adapters/onnx/export-dir.ts";
 import { addVector, ablateDirection } from "../../src/plugins/index.ts";
@@ -27,6 +25,7 @@ import { encodeRandomGguf, writeRandomGguf } from "../../src/testing/random-gguf
 import { rewriteGguf } from "../convert/gguf-edit.ts";
 import { type OptimumLayout, writeOptimumExport } from "./helpers/optimum-export.ts";
 import { makeHooks, maxAbsDiff, wave } from "./helpers/hooks.ts";
+import { greedyChain } from "../parity/parity-helpers.ts";
 
 const STEPS = 32;
 const PROMPT = [1, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140];
@@ -41,23 +40,7 @@ async function greedy(model: Model, steered: { fastPath: boolean } | null) {
     ablateDirection({ direction: Array.from(wave(d, 1, 0.3)), points: ["resid_mid.1"] }),
     addVector({ points: ["resid_post.0"], vector: Array.from(wave(d, 1, 1.1)), scale: 4 }),
   ];
-  const chain = steered ? compileChain(plugins, model, steered) : null;
-  const seq = model.createSequence(chain ? { hooks: chain.residual } : {});
-  const tokens: number[] = [];
-  const logits: Float32Array[] = [];
-  try {
-    let l = (await seq.prefill(PROMPT)).slice();
-    logits.push(l);
-    for (let i = 0; i < STEPS; i++) {
-      tokens.push(argmax(l));
-      l = (await seq.decode(tokens.at(-1)!)).slice();
-      logits.push(l);
-    }
-  } finally {
-    seq.free();
-  }
-  expect(chain?.residual.error ?? null).toBeNull();
-  return { tokens, logits };
+  return greedyChain(model, plugins, steered, STEPS, PROMPT);
 }
 
 const PYTHON = process.env.STEERKIT_ONNX_PYTHON;

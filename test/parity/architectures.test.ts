@@ -18,16 +18,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
 import type { Model } from "../../src/core/backend.ts";
-import { compileChain } from "../../src/core/chain.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import { allPoints, pointName, type HookPoint } from "../../src/core/sites.ts";
-import { addRows, argmax, normalize, projectOutRows } from "../../src/core/tensor.ts";
+import { addRows, normalize, projectOutRows } from "../../src/core/tensor.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import { loadReferenceLlama } from "../../src/testing/reference-llama.ts";
 import { RANDOM_GGUF_ARCHITECTURES, writeRandomGguf } from "../../src/testing/random-gguf.ts";
 import { makeHooks, maxAbsDiff } from "../onnx/helpers/hooks.ts";
+import { greedyChain } from "./parity-helpers.ts";
 
 const STEPS = 32;
 const PROMPT = [1, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140];
@@ -78,23 +78,7 @@ const steer = definePlugin({
 
 type Steering = null | { fastPath: boolean };
 async function greedy(model: Model, steering: Steering) {
-  const chain = steering ? compileChain([steer({ scale: 6 })], model, steering) : null;
-  const seq = model.createSequence(chain ? { hooks: chain.residual } : {});
-  const tokens: number[] = [];
-  const logits: Float32Array[] = [];
-  try {
-    let l = (await seq.prefill(PROMPT)).slice();
-    logits.push(l);
-    for (let i = 0; i < STEPS; i++) {
-      tokens.push(argmax(l));
-      l = (await seq.decode(tokens.at(-1)!)).slice();
-      logits.push(l);
-    }
-  } finally {
-    seq.free();
-  }
-  expect(chain?.residual.error ?? null).toBeNull();
-  return { tokens, logits };
+  return greedyChain(model, [steer({ scale: 6 })], steering, STEPS, PROMPT);
 }
 
 /**

@@ -5,8 +5,8 @@
  */
 import { expect } from "bun:test";
 import * as v from "valibot";
-import type { Model } from "../../src/core/backend.ts";
-import { compileChain } from "../../src/core/chain.ts";
+import type { Model, Sequence } from "../../src/core/backend.ts";
+import { compileChain, type ChainPlugin } from "../../src/core/chain.ts";
 import { definePlugin } from "../../src/core/plugin.ts";
 import type { HookPoint } from "../../src/core/sites.ts";
 import { addRows, argmax, normalize, projectOutRows } from "../../src/core/tensor.ts";
@@ -61,11 +61,14 @@ export interface Run {
   logits: Float32Array[];
 }
 
-export async function greedy(model: Model, steering: { scale: number; fastPath: boolean } | null, steps: number): Promise<Run> {
-  const chain = steering ? compileChain([paritySteer({ scale: steering.scale })], model, { fastPath: steering.fastPath }) : null;
-  const seq = model.createSequence(chain ? { hooks: chain.residual } : {});
+/**
+ * Prefill `prompt` on a fresh sequence of `model` (any backend, with its own sequence options), then
+ * decode `steps` greedy tokens; every step's logits copied. The one greedy loop of the tests.
+ */
+export async function greedySequence<O>(model: { createSequence(options: O): Sequence }, options: O, steps: number, prompt: readonly number[] = PROMPT): Promise<Run> {
+  const seq = model.createSequence(options);
   try {
-    let logits = (await seq.prefill(PROMPT)).slice();
+    let logits = (await seq.prefill([...prompt])).slice();
     const run: Run = { tokens: [], logits: [logits] };
     for (let i = 0; i < steps; i++) {
       const next = argmax(logits);
@@ -73,11 +76,22 @@ export async function greedy(model: Model, steering: { scale: number; fastPath: 
       logits = (await seq.decode(next)).slice();
       run.logits.push(logits);
     }
-    expect(chain?.residual.error ?? null).toBeNull();
     return run;
   } finally {
     seq.free();
   }
+}
+
+/** {@link greedySequence} with `plugins` compiled into a chain (none when `chainOptions` is null); the chain must end without an error. */
+export async function greedyChain(model: Model, plugins: ChainPlugin[], chainOptions: { fastPath: boolean } | null, steps: number, prompt: readonly number[] = PROMPT): Promise<Run> {
+  const chain = chainOptions ? compileChain(plugins, model, chainOptions) : null;
+  const run = await greedySequence(model, chain ? { hooks: chain.residual } : {}, steps, prompt);
+  expect(chain?.residual.error ?? null).toBeNull();
+  return run;
+}
+
+export async function greedy(model: Model, steering: { scale: number; fastPath: boolean } | null, steps: number): Promise<Run> {
+  return greedyChain(model, [paritySteer({ scale: steering?.scale ?? 0 })], steering ? { fastPath: steering.fastPath } : null, steps);
 }
 
 export function maxLogitsDiff(a: Run, b: Run): number {
