@@ -4,7 +4,7 @@
  * data script's determinism on a small slice; the training binding on a few windows.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
@@ -123,6 +123,32 @@ describe("finetune (llama_opt_* through bun:ffi)", () => {
       const trained = await llamaCpp.load(join(dir, "a.gguf"), { threads: 1 });
       trained.dispose();
       expect(() => finetune(DEFAULT_MODEL_PATH, [Int32Array.from([1, 2])], [], join(dir, "c.gguf"), options)).toThrow(/windows\[0\] has 2 tokens, expected window \+ 1 = 257/);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  test("lossWeights: a zero weight masks its position's label, weights of one change nothing", () => {
+    const n = 256;
+    const a = Int32Array.from({ length: n + 1 }, (_, i) => 10 + ((i * 37) % 400));
+    const b = a.slice();
+    b[n] = 77; // the label of the last position only
+    const masked = new Float32Array(n).fill(1);
+    masked[n - 1] = 0;
+    const dir = mkdtempSync(join(tmpdir(), "steerkit-finetune-"));
+    const options = { window: n, threads: 1, epochs: 1, learningRate: 1e-3, seed: 1 };
+    const bytes = (name: string) => Buffer.from(readFileSync(join(dir, name)));
+    try {
+      finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "a.gguf"), { ...options, lossWeights: [masked] });
+      finetune(DEFAULT_MODEL_PATH, [b], [], join(dir, "b.gguf"), { ...options, lossWeights: [masked] });
+      expect(Buffer.compare(bytes("a.gguf"), bytes("b.gguf"))).toBe(0);
+      finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "c.gguf"), options);
+      finetune(DEFAULT_MODEL_PATH, [b], [], join(dir, "d.gguf"), options);
+      expect(Buffer.compare(bytes("c.gguf"), bytes("d.gguf"))).not.toBe(0);
+      finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "e.gguf"), { ...options, lossWeights: [new Float32Array(n).fill(1)] });
+      expect(Buffer.compare(bytes("e.gguf"), bytes("c.gguf"))).toBe(0);
+      expect(() => finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "f.gguf"), { ...options, lossWeights: [new Float32Array(n)] })).toThrow(/lossWeights\[0\] are all zero/);
+      expect(() => finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "f.gguf"), { ...options, lossWeights: [] })).toThrow(/lossWeights has 0 arrays, expected one per training window \(1\)/);
     } finally {
       rmSync(dir, { recursive: true });
     }

@@ -61,3 +61,46 @@ void sk_opt_init(void *fn, void *ctx, void *model, void *filter, void *schedule,
   p.optimizer_type = optimizer_type;
   ((opt_init_fn)fn)(ctx, model, p);
 }
+
+/*
+ * Per-token loss weights, through the scheduler's eval callback (cb_eval of the training context).
+ *
+ * llama_opt_epoch builds one-hot label rows with no per-token weight, and ggml's cross-entropy loss
+ * averages over every row. Its backward node (GGML_OP_CROSS_ENTROPY_LOSS_BACK) computes the
+ * gradient of the loss with respect to the logits, one row per position, before anything consumes it.
+ * The scheduler lets an eval callback see a node right after it is computed, so scaling row r of
+ * that gradient by w[r] here trains on sum_r w[r] * loss_r / n: a zero weight masks a position
+ * (a prompt token), and weights that average to one keep the step size of the unweighted loss.
+ * The forward loss the API reports stays the unweighted mean.
+ *
+ * `ud` is a block JS owns: int op (the enum value of CROSS_ENTROPY_LOSS_BACK, checked by name at
+ * bind time), int n_vocab, int n_rows, int hits (incremented per gradient scaled; -1 on a shape
+ * mismatch), then n_rows floats of weights. A gradient of another shape leaves hits at -1 and the
+ * gradient untouched, so the caller can fail instead of training on the wrong mask.
+ */
+typedef struct {
+  int op, n_vocab, n_rows, hits;
+  float w[];
+} loss_weights_t;
+
+_Bool sk_train_weigh(void *t, _Bool ask, void *ud) {
+  loss_weights_t *m = (loss_weights_t *)ud;
+  char *tb = (char *)t;
+  if (*(int *)(tb + 80) != m->op) return ask ? 0 : 1;
+  if (ask) return 1;
+  long long ne0 = *(long long *)(tb + 16), ne1 = *(long long *)(tb + 24);
+  unsigned long nb1 = *(unsigned long *)(tb + 56);
+  if (*(int *)tb != 0 || ne0 != m->n_vocab || ne1 != m->n_rows) {
+    m->hits = -1;
+    return 1;
+  }
+  char *data = *(char **)(tb + 248);
+  for (long long r = 0; r < ne1; r++) {
+    float w = m->w[r];
+    if (w == 1.0f) continue;
+    float *row = (float *)(data + r * nb1);
+    for (long long j = 0; j < ne0; j++) row[j] *= w;
+  }
+  if (m->hits >= 0) m->hits++;
+  return 1;
+}

@@ -6,9 +6,11 @@
  *
  * What the API decides for us (the pinned release, llama-context.cpp `opt_epoch_iter`):
  * - Every position of a window carries loss: labels are one-hot rows built from the next tokens, and
- *   there is no per-token weight. `llama_opt_epoch`'s `idata_split` only splits *windows* into a
- *   trained part and an evaluated part. So "loss on the assistant's tokens only" is not expressible;
- *   callers that want it must shape their data instead (see the stories260K-chat data script).
+ *   there is no per-token weight (`idata_split` only splits *windows* into trained and evaluated
+ *   ones). Steerkit adds one from outside: `lossWeights` scales each position's row of the loss
+ *   gradient in the scheduler's eval callback (train-shim.c `sk_train_weigh`), so a zero weight masks
+ *   a position, e.g. the prompt of a chat example ("loss on the assistant's tokens only"). The loss
+ *   the API reports (and `trainLoss` / `validationLoss` here) stays the unweighted mean.
  * - One window is one optimizer step (`n_batch = n_ubatch = window`, so `opt_period` is 1).
  * - The token embedding matrix is not trained (`llama_set_param(model->tok_embd, ...)` is a FIXME
  *   there); every other weight, output matrix included, is.
@@ -40,6 +42,13 @@ export interface FinetuneOptions {
   readonly weightDecay?: number;
   /** Seeds the order of the windows in each epoch. */
   readonly seed: number;
+  /**
+   * Per-position loss weights, one array of `window` weights per training window: weight r scales the
+   * loss of predicting token r + 1 from tokens 0..r. A step then follows the gradient of
+   * `sum_r w[r] * loss_r / window`: 0 masks a position, and weights averaging 1 over the data keep
+   * the step size of the unweighted loss. Omitted: every position weighs 1.
+   */
+  readonly lossWeights?: readonly Float32Array[];
   /** Called after every optimizer step. */
   readonly onStep?: (step: number, steps: number, trainLoss: number) => void;
 }
@@ -76,6 +85,7 @@ const ggmlOptSymbols = {
   ggml_opt_result_free: { args: [P], returns: V },
   ggml_opt_result_reset: { args: [P], returns: V },
   ggml_opt_result_loss: { args: [P, P, P], returns: V },
+  ggml_op_name: { args: [i32], returns: FFIType.cstring },
 } as const;
 
 const shimSymbols = {
@@ -83,6 +93,7 @@ const shimSymbols = {
   sk_sizeof_opt_pars: { args: [], returns: i32 },
   sk_opt_pars: { args: [P], returns: V },
   sk_opt_init: { args: [P, P, P, P, P, i32, u32], returns: V },
+  sk_train_weigh: { args: [P, FFIType.bool, P], returns: FFIType.bool },
 } as const;
 
 /** llama_opt_params is 48 bytes and ggml_opt_optimizer_params 28 on x86-64 (pinned llama.h / ggml-opt.h). */
@@ -90,6 +101,8 @@ const OPT_PARAMS_SIZE = 48;
 const OPT_PARS_SIZE = 28;
 const GGML_TYPE_I32 = 26;
 const OPTIMIZER_ADAMW = 0;
+/** enum ggml_op GGML_OP_CROSS_ENTROPY_LOSS_BACK in the pinned ggml.h; checked by name at bind time. */
+const OP_CROSS_ENTROPY_LOSS_BACK = 97;
 
 let bound: { llama: ReturnType<typeof openTrain>; ggml: ReturnType<typeof openGgml>; shim: ReturnType<typeof compileShim> } | null = null;
 
@@ -110,7 +123,12 @@ function bind() {
   if (shim.symbols.sk_sizeof_opt_params() !== OPT_PARAMS_SIZE || shim.symbols.sk_sizeof_opt_pars() !== OPT_PARS_SIZE) {
     throw new LlamaLoadError("train-shim.c's llama_opt_params / ggml_opt_optimizer_params sizes differ from the pinned headers");
   }
-  bound = { llama: openTrain(lib.binsDir), ggml: openGgml(lib.binsDir), shim };
+  const ggml = openGgml(lib.binsDir);
+  const opName = String(ggml.symbols.ggml_op_name(OP_CROSS_ENTROPY_LOSS_BACK));
+  if (opName !== "CROSS_ENTROPY_LOSS_BACK") {
+    throw new LlamaLoadError(`ggml op ${OP_CROSS_ENTROPY_LOSS_BACK} is ${opName} in this libggml, expected CROSS_ENTROPY_LOSS_BACK (the pinned ggml.h)`);
+  }
+  bound = { llama: openTrain(lib.binsDir), ggml, shim };
   return bound;
 }
 
@@ -149,6 +167,7 @@ export function finetune(
     });
   }
   if (windows.length === 0) throw new FinetuneError("no training windows");
+  checkLossWeights(options.lossWeights, windows.length, n);
   for (const key of ["window", "threads", "epochs"] as const) {
     if (!Number.isInteger(options[key]) || options[key] < 1) throw new FinetuneError(`${key} must be a positive integer, got ${options[key]}`);
   }
@@ -176,7 +195,16 @@ export function finetune(
   cp.setInt32(CONTEXT_PARAMS.flash_attn_type, 0, true); // no backward pass for FLASH_ATTN_EXT
   cp.setInt32(CONTEXT_PARAMS.type_k, 0, true); // F32 cache: OUT_PROD has no F16 backward
   cp.setInt32(CONTEXT_PARAMS.type_v, 0, true);
+  // int op, n_vocab, n_rows, hits; float w[window] (see sk_train_weigh). Lives until the end of this call.
+  const weighBlock = new ArrayBuffer(16 + 4 * n);
+  const weighHeader = new Int32Array(weighBlock, 0, 4);
+  const weighRows = new Float32Array(weighBlock, 16, n);
+  if (options.lossWeights) {
+    setPtr(cp, CONTEXT_PARAMS.cb_eval, addressOf(shim.symbols.sk_train_weigh));
+    setPtr(cp, CONTEXT_PARAMS.cb_eval_user_data, ptr(weighBlock));
+  }
   const ctx = asPointer(lib.shim.sk_init_from_model(lib.fn.initFromModel, model, ptr(cp)));
+  weighHeader.set([OP_CROSS_ENTROPY_LOSS_BACK, lib.llama.llama_vocab_n_tokens(lib.llama.llama_model_get_vocab(model)), n, 0]);
   if (!ctx) {
     lib.llama.llama_model_free(model);
     throw new FinetuneError(`llama.cpp could not create a training context of ${n} tokens: ${lib.lastLogError() || "no reason logged"}`);
@@ -242,7 +270,14 @@ export function finetune(
       }
       ggml.symbols.ggml_opt_result_reset(resultTrain);
       for (const i of order) {
+        if (options.lossWeights) {
+          weighRows.set(options.lossWeights[i]!);
+          weighHeader[3] = 0;
+        }
         runWindows([windows[i]!], true);
+        if (options.lossWeights && weighHeader[3] !== 1) {
+          throw new FinetuneError(`the loss weights were not applied to window ${i} (${weighHeader[3] === -1 ? "the loss gradient had an unexpected shape" : `${weighHeader[3]} gradients weighted, expected 1`})`);
+        }
         step++;
         options.onStep?.(step, steps, readLoss(resultTrain));
       }
@@ -265,3 +300,14 @@ export function finetune(
   return { steps, trainLoss, validationLoss, seconds: (performance.now() - started) / 1000 };
 }
 
+
+function checkLossWeights(weights: readonly Float32Array[] | undefined, count: number, window: number): void {
+  if (!weights) return;
+  if (weights.length !== count) throw new FinetuneError(`lossWeights has ${weights.length} arrays, expected one per training window (${count})`);
+  weights.forEach((w, i) => {
+    if (w.length !== window) throw new FinetuneError(`lossWeights[${i}] has ${w.length} weights, expected window = ${window}`);
+    const bad = w.findIndex((x) => !Number.isFinite(x) || x < 0);
+    if (bad >= 0) throw new FinetuneError(`lossWeights[${i}][${bad}] is ${w[bad]}: weights must be finite and >= 0`);
+    if (!w.some((x) => x > 0)) throw new FinetuneError(`lossWeights[${i}] are all zero: window ${i} has nothing to learn (drop it)`);
+  });
+}
