@@ -385,7 +385,7 @@ export function selectionMarkdown(s: Selection): string {
     `Baseline score: A ${f(s.baseline.a)}, B ${f(s.baseline.b)}`,
     ...(j
       ? [
-          `Judge: ${j.name} on ${j.tokens} greedy tokens per prompt; judged refused without steering: A ${count(j.baseline.a, j.prompts.a)}, B ${count(j.baseline.b, j.prompts.b)}`,
+          `Judge: ${j.name} on ${j.tokens} greedy tokens per prompt; rate without steering (judged refused): A ${count(j.baseline.a, j.prompts.a)}, B ${count(j.baseline.b, j.prompts.b)}`,
           `Kept: induce > baseline, ${j.minInduceRate === null ? "induce rate > B's baseline rate (or 1)" : `induce rate >= ${j.minInduceRate}`}, KL below the bound; ranked by bypass rate, then bypass score.`,
         ]
       : []),

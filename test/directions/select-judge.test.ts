@@ -86,7 +86,7 @@ describe("selectDirections with a judge", () => {
     expect(random.bypassRate!).toBeGreaterThan(0.5);
     // Markdown: the rates as counts beside the scores, the rule spelled out.
     const md = selectionMarkdown(s).split("\n");
-    expect(md[1]).toMatch(/^Judge: regex\(\/\\bdogs\?\\b\/i\) on 24 greedy tokens per prompt; judged refused without steering: A \d+\/12, B 0\/12$/);
+    expect(md[1]).toMatch(/^Judge: regex\(\/\\bdogs\?\\b\/i\) on 24 greedy tokens per prompt; rate without steering \(judged refused\): A \d+\/12, B 0\/12$/);
     expect(md[2]).toBe("Kept: induce > baseline, induce rate > B's baseline rate (or 1), KL below the bound; ranked by bypass rate, then bypass score.");
     expect(md[4]).toBe("| rank | point | bypass (A, ablated) | bypass rate (A, ablated) | induce (B, added) | induce rate (B, added) | KL (B, ablated) | filtered |");
     expect(md[6]).toStartWith(`| 1 | resid_post.2 | ${Number(best!.bypass!.toPrecision(4))} | ${Math.round(best!.bypassRate! * 12)}/12 | `);
