@@ -18,6 +18,20 @@
  * log-probability mass of given tokens (`log Σ_t p(t)`), the paper's refusal-opening tokens ("I",
  * "As") for refusal, or a concept's own tokens (" dog") for a concept model such as stories260K.
  * One prefill per prompt and run, greedy, so the table is deterministic on a backend.
+ *
+ * A judge is optional (`judge`, off by default: the table is then exactly the one above). With one,
+ * the bypass and induce runs (and the unsteered ones) do not stop at the next token: they generate
+ * `judgeTokens` tokens greedily through `generate`, the SDK's normal path, and a judge of
+ * `steerkit eval` (select-judge.ts) reads each generation. The score still comes from the first
+ * step's logits, so it does not change. Per candidate: the bypass rate (fraction of A still judged
+ * refused with the direction ablated: lower is better) and the induce rate (fraction of B judged
+ * refused with it added), and the unsteered rates once. The rule then judges by the text, as the
+ * paper's evaluation does, and keeps the score where the text cannot tell candidates apart:
+ * - kept when induce > baseline (score), induce rate > B's baseline rate (or = 1, when B is
+ *   already all refused; or >= `minInduceRate` when given) and kl < `maxKl`;
+ * - ranked by bypass rate, then bypass score, then point order.
+ * A judge that throws stops the run with a `SelectionError` naming the judge and the prompt; its
+ * `partial` holds the table of every candidate finished before it.
  */
 import * as v from "valibot";
 import type { Direction } from "./artifact.ts";
@@ -28,7 +42,9 @@ import type { ChainPlugin } from "../core/chain.ts";
 import { definePlugin } from "../core/plugin.ts";
 import { parsePoint } from "../core/sites.ts";
 import { addVector, ablateDirection } from "../plugins/steering.ts";
+import type { JudgeInput } from "../eval/judges.ts";
 import { preparePrompt, type PromptFormat } from "./prompts.ts";
+import { selectionJudge, type SelectJudge, type SelectionJudge } from "./select-judge.ts";
 
 /** A score of one prompt's next-token logits (higher = more of the behaviour, e.g. refusal). */
 export type SelectScore = (logits: Float32Array) => number;
@@ -47,6 +63,16 @@ export interface SelectOptions {
   /** Skip candidates at layers >= this fraction of n_layers (default 0.8). */
   readonly skipFrom?: number;
   readonly format?: PromptFormat;
+  /**
+   * Also generate and judge (see the module comment): "refusal-substring", `{ type: "regex", pattern }`,
+   * `{ type: "module", path }` as in an eval config, or a judge function. Default: no judge.
+   */
+  readonly judge?: SelectJudge;
+  /** Tokens generated greedily per prompt for the judge (default 24). */
+  readonly judgeTokens?: number;
+  /** With a judge: keep candidates whose induce rate is at least this (0-1) instead of above B's baseline rate. */
+  readonly minInduceRate?: number;
+  /** Forward passes done and to do (a prefill or one generated token; without a judge, one per run). */
   readonly onProgress?: (done: number, total: number) => void;
   readonly signal?: AbortSignal;
 }
@@ -60,19 +86,60 @@ export interface SelectRow {
   readonly rank: number | null;
   /** Mean score on A with the direction ablated everywhere. */
   readonly bypass: number | null;
+  /** With a judge: the fraction of A judged refused with the direction ablated everywhere (lower is better). */
+  readonly bypassRate?: number | null;
   /** Mean score on B with the direction added at its point. */
   readonly induce: number | null;
+  /** With a judge: the fraction of B judged refused with the direction added at its point. */
+  readonly induceRate?: number | null;
   /** Mean KL(original || ablated) on B's next-token distributions (nats). */
   readonly kl: number | null;
-  /** Why the candidate is not ranked: "last 20% of layers", "induce <= baseline", "kl >= 0.1". */
+  /**
+   * Why the candidate is not ranked: "last 20% of layers", "induce <= baseline", "kl >= 0.1"; with a
+   * judge also "induce rate <= baseline" (or "induce rate < x"), and in a partial table "not scored".
+   */
   readonly filtered: string | null;
+}
+
+/** The judge's part of a selection (present only when a judge was given). */
+export interface SelectionJudging {
+  /** The judge, as `steerkit eval` names it. */
+  readonly name: string;
+  /** Tokens generated greedily per prompt. */
+  readonly tokens: number;
+  /** Prompts in A and B (the rates' denominators). */
+  readonly prompts: { readonly a: number; readonly b: number };
+  /** Fraction judged refused without steering, on A and on B. */
+  readonly baseline: { readonly a: number; readonly b: number };
+  /** The induce-rate threshold given, or null: above B's baseline rate (or 1). */
+  readonly minInduceRate: number | null;
 }
 
 export interface Selection {
   /** Mean score without steering on A and on B. */
   readonly baseline: { readonly a: number; readonly b: number };
+  /** With a judge: its name, budget and unsteered rates. */
+  readonly judge?: SelectionJudging;
   /** Ranked candidates first, then filtered ones, then skipped ones (each in point order). */
   readonly rows: readonly SelectRow[];
+  /** Only in a `SelectionError`'s partial table: why the run stopped. */
+  readonly incomplete?: string;
+}
+
+/**
+ * A judge threw (or answered something that is not a verdict): the message names the judge, the set,
+ * the prompt and the steering; `partial` is the table of every candidate finished before it (the
+ * others "not scored"), or null when the unsteered runs had not finished.
+ */
+export class SelectionError extends SteerkitError {
+  override name = "SelectionError";
+  constructor(
+    message: string,
+    readonly partial: Selection | null,
+    options?: { cause?: unknown },
+  ) {
+    super("INVALID_REQUEST", message, options);
+  }
 }
 
 /** `log Σ_t p(t)` over `tokenIds` under softmax(logits). */
@@ -120,11 +187,17 @@ const logitsTap = definePlugin({
   }),
 });
 
-/** How many prefills `selectDirections` runs (for a progress bar). */
-export function selectRunCount(directions: Direction | readonly Direction[], nA: number, nB: number, nLayers: number, skipFrom = 0.8): number {
+/**
+ * How many forward passes `selectDirections` runs (for a progress bar): one per run without a judge;
+ * with `judgeTokens`, that many for each judged run (the unsteered, bypass and induce runs).
+ * @example
+ * const bar = progressBar(selectRunCount(direction, setA.length, setB.length, model.info.nLayers, 0.8, 24), "passes");
+ */
+export function selectRunCount(directions: Direction | readonly Direction[], nA: number, nB: number, nLayers: number, skipFrom = 0.8, judgeTokens = 0): number {
   const list: readonly Direction[] = Array.isArray(directions) ? directions : [directions as Direction];
   const kept = list.reduce((sum, d) => sum + [...d.byPoint.keys()].filter((name) => parsePoint(name).layer < skipFrom * nLayers).length, 0);
-  return nA + nB + kept * (nA + 2 * nB);
+  const judged = Math.max(1, judgeTokens);
+  return (nA + nB) * judged + kept * ((nA + nB) * judged + nB);
 }
 
 interface Candidate {
@@ -174,54 +247,119 @@ export async function selectDirections(model: Model, directions: Direction | rea
   const skipFrom = options.skipFrom ?? 0.8;
   for (const id of options.tokenIds ?? []) if (!Number.isInteger(id) || id < 0 || id >= model.info.vocabSize) fail(`token id ${id} is outside the vocabulary (${model.info.vocabSize} tokens)`);
   const score = options.score ?? (options.tokenIds ? logProbMass(options.tokenIds) : fail("give a score function or the token ids whose probability mass is the score"));
+  const judgeTokens = options.judgeTokens ?? 24;
+  if (!Number.isSafeInteger(judgeTokens) || judgeTokens < 1) fail(`judgeTokens must be a whole number of tokens, at least 1 (got ${judgeTokens})`);
+  const { minInduceRate } = options;
+  if (minInduceRate !== undefined && !(minInduceRate >= 0 && minInduceRate <= 1)) fail(`minInduceRate is a fraction of prompts, 0 to 1 (got ${minInduceRate})`);
+  if (options.judge === undefined && (options.judgeTokens !== undefined || minInduceRate !== undefined)) fail("judgeTokens and minInduceRate need a judge");
   const format = options.format ?? "text";
   const prompts = (set: readonly string[], side: string) => set.map((p, k) => preparePrompt(model, p, format, `set ${side} prompt ${k + 1}`).tokens);
   const tokensA = prompts(setA, "A");
   const tokensB = prompts(setB, "B");
+  // Before any model work: a module judge that cannot be imported fails now.
+  const judge: SelectionJudge | null = options.judge === undefined ? null : await selectionJudge(options.judge);
 
   const candidates = candidatesOf(list);
   const kept = candidates.filter((c) => c.layer < skipFrom * nLayers);
-  const total = selectRunCount(list, tokensA.length, tokensB.length, nLayers, skipFrom);
+  const total = selectRunCount(list, tokensA.length, tokensB.length, nLayers, skipFrom, judge ? judgeTokens : 0);
   let done = 0;
-  const run = async (tokens: readonly number[], plugins: ChainPlugin[]): Promise<Float32Array> => {
+  /** One prompt's run: its next-token logits, and with a judge whether the greedy generation is judged refused. */
+  const run = async (tokens: readonly number[], plugins: ChainPlugin[], judged: Omit<JudgeInput, "output" | "messages"> | null): Promise<{ logits: Float32Array; refused: boolean }> => {
     options.signal?.throwIfAborted();
     let out: Float32Array | null = null;
-    await generate(model, { tokens: [...tokens], maxTokens: 1, temperature: 0, ignoreEos: true, plugins: [...plugins, logitsTap({ onLogits: (l) => (out = l) })], signal: options.signal });
-    options.onProgress?.(++done, total);
+    const generating = judge !== null && judged !== null;
+    const r = await generate(model, {
+      tokens: [...tokens], temperature: 0, plugins: [...plugins, logitsTap({ onLogits: (l) => (out = l) })], signal: options.signal,
+      // Without a judge only the next token's logits matter; with one the generation stops where the model stops.
+      ...(generating ? { maxTokens: judgeTokens } : { maxTokens: 1, ignoreEos: true }),
+    });
+    done += generating ? judgeTokens : 1;
+    options.onProgress?.(done, total);
     if (!out) throw new SteerkitError("BACKEND_FAILED", "select directions: the backend passed no logits for the prompt");
-    return out;
+    if (!generating) return { logits: out, refused: false };
+    const input: JudgeInput = { ...judged, output: r.text, messages: [{ role: "user", content: judged.prompt ?? "" }] };
+    try {
+      return { logits: out, refused: (await judge.judge(input)).refused };
+    } catch (e) {
+      const steering = input.extra.steering === "none" ? "unsteered" : `${input.extra.position !== null ? `position ${input.extra.position}, ` : ""}${input.extra.point} ${input.extra.steering}`;
+      const prompt = judged.prompt!.length > 80 ? `${judged.prompt!.slice(0, 77)}...` : judged.prompt;
+      const message = `judge ${judge.source} failed on set ${judged.set} prompt ${judged.id.slice(1)} (${JSON.stringify(prompt)}, ${steering}): ${(e as Error).message ?? String(e)}`;
+      throw new SelectionError(`select directions: ${message}`, partial(message), { cause: e });
+    }
   };
   const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const rate = (xs: readonly boolean[]) => xs.filter(Boolean).length / xs.length;
+  const judgedAs = (side: "A" | "B", k: number, steering: "none" | "ablated" | "added", c: Candidate | null): Omit<JudgeInput, "output" | "messages"> => ({
+    prompt: (side === "A" ? setA : setB)[k]!, id: `${side}${k + 1}`, set: side, expect: side === "A" ? "refuse" : "comply",
+    extra: { steering, point: c?.name ?? null, position: c?.position ?? null, format },
+  });
 
-  const baseA: number[] = [];
-  for (const t of tokensA) baseA.push(score(await run(t, [])));
-  const baseLogitsB: Float32Array[] = [];
-  for (const t of tokensB) baseLogitsB.push(await run(t, []));
-  const baseline = { a: mean(baseA), b: mean(baseLogitsB.map(score)) };
-
+  let baseline: Selection["baseline"] | null = null;
+  let judging: SelectionJudging | undefined;
   const scored: SelectRow[] = [];
+  /** The table of the candidates scored so far (all of them at the end); the rest "not scored". */
+  const assemble = (incomplete?: string): Selection => {
+    const byRate = (x: SelectRow, y: SelectRow) => (judging ? x.bypassRate! - y.bypassRate! : 0);
+    const ranked = scored.filter((r) => r.filtered === null).sort((x, y) => byRate(x, y) || x.bypass! - y.bypass! || order(x.point, y.point) || (x.position ?? "").localeCompare(y.position ?? ""));
+    const empty = (c: Candidate, filtered: string): SelectRow => ({ point: c.name, position: c.position, layer: c.layer, rank: null, bypass: null, ...(judging ? { bypassRate: null } : {}), induce: null, ...(judging ? { induceRate: null } : {}), kl: null, filtered });
+    const rows: SelectRow[] = [
+      ...ranked.map((r, i) => ({ ...r, rank: i + 1 })),
+      ...scored.filter((r) => r.filtered !== null),
+      ...kept.slice(scored.length).map((c) => empty(c, "not scored")),
+      ...candidates.filter((c) => !kept.includes(c)).map((c) => empty(c, `last ${Math.round((1 - skipFrom) * 100)}% of layers`)),
+    ];
+    return { baseline: baseline!, ...(judging ? { judge: judging } : {}), rows, ...(incomplete !== undefined ? { incomplete } : {}) };
+  };
+  const partial = (why: string): Selection | null => (judging ? assemble(why) : null);
+
+  const baseA: { logits: Float32Array; refused: boolean }[] = [];
+  for (const [k, t] of tokensA.entries()) baseA.push(await run(t, [], judgedAs("A", k, "none", null)));
+  const baseB: { logits: Float32Array; refused: boolean }[] = [];
+  for (const [k, t] of tokensB.entries()) baseB.push(await run(t, [], judgedAs("B", k, "none", null)));
+  baseline = { a: mean(baseA.map((r) => score(r.logits))), b: mean(baseB.map((r) => score(r.logits))) };
+  if (judge) {
+    judging = {
+      name: judge.name, tokens: judgeTokens, prompts: { a: tokensA.length, b: tokensB.length },
+      baseline: { a: rate(baseA.map((r) => r.refused)), b: rate(baseB.map((r) => r.refused)) }, minInduceRate: minInduceRate ?? null,
+    };
+  }
+
   for (const c of kept) {
     const ablate = ablateDirection({ direction: Array.from(c.vec), points: "all" });
     const add = addVector({ vector: Array.from(c.vec), points: [c.name] });
     const bypass: number[] = [];
-    for (const t of tokensA) bypass.push(score(await run(t, [ablate])));
+    const bypassRefused: boolean[] = [];
+    for (const [k, t] of tokensA.entries()) {
+      const r = await run(t, [ablate], judgedAs("A", k, "ablated", c));
+      bypass.push(score(r.logits));
+      bypassRefused.push(r.refused);
+    }
     const induce: number[] = [];
+    const induceRefused: boolean[] = [];
     const kl: number[] = [];
-    for (let k = 0; k < tokensB.length; k++) {
-      induce.push(score(await run(tokensB[k]!, [add])));
-      kl.push(klDivergence(baseLogitsB[k]!, await run(tokensB[k]!, [ablate])));
+    for (const [k, t] of tokensB.entries()) {
+      const r = await run(t, [add], judgedAs("B", k, "added", c));
+      induce.push(score(r.logits));
+      induceRefused.push(r.refused);
+      kl.push(klDivergence(baseB[k]!.logits, (await run(t, [ablate], null)).logits));
     }
     const row = { point: c.name, position: c.position, layer: c.layer, bypass: mean(bypass), induce: mean(induce), kl: mean(kl) };
-    const filtered = !(row.induce > baseline.b) ? "induce <= baseline" : !(row.kl < maxKl) ? `kl >= ${maxKl}` : null;
-    scored.push({ ...row, rank: null, filtered });
+    if (!judging) {
+      const filtered = !(row.induce > baseline.b) ? "induce <= baseline" : !(row.kl < maxKl) ? `kl >= ${maxKl}` : null;
+      scored.push({ ...row, rank: null, filtered });
+      continue;
+    }
+    const bypassRate = rate(bypassRefused);
+    const induceRate = rate(induceRefused);
+    const rateFails = minInduceRate !== undefined ? induceRate < minInduceRate : !(induceRate > judging.baseline.b || induceRate === 1);
+    const filtered =
+      !(row.induce > baseline.b) ? "induce <= baseline"
+      : rateFails ? (minInduceRate !== undefined ? `induce rate < ${minInduceRate}` : "induce rate <= baseline")
+      : !(row.kl < maxKl) ? `kl >= ${maxKl}`
+      : null;
+    scored.push({ point: row.point, position: row.position, layer: row.layer, bypass: row.bypass, bypassRate, induce: row.induce, induceRate, kl: row.kl, rank: null, filtered });
   }
-  const ranked = scored.filter((r) => r.filtered === null).sort((x, y) => x.bypass! - y.bypass! || order(x.point, y.point) || (x.position ?? "").localeCompare(y.position ?? ""));
-  const rows: SelectRow[] = [
-    ...ranked.map((r, i) => ({ ...r, rank: i + 1 })),
-    ...scored.filter((r) => r.filtered !== null),
-    ...candidates.filter((c) => !kept.includes(c)).map((c) => ({ point: c.name, position: c.position, layer: c.layer, rank: null, bypass: null, induce: null, kl: null, filtered: `last ${Math.round((1 - skipFrom) * 100)}% of layers` })),
-  ];
-  return { baseline, rows };
+  return assemble();
 }
 
 /** Forward order: resid_pre.L, resid_mid.L, resid_post.L, then L+1. */
@@ -233,18 +371,28 @@ function order(a: string, b: string): number {
   return key(a) - key(b) || (a < b ? -1 : a > b ? 1 : 0);
 }
 
-/** The table as Markdown (numbers to 4 significant digits). */
+/** The table as Markdown (numbers to 4 significant digits; with a judge, its rates as counts). */
 export function selectionMarkdown(s: Selection): string {
   const f = (x: number | null) => (x === null ? "" : Number(x.toPrecision(4)).toString());
   // The position column only when candidates come from more than one position.
   const positioned = new Set(s.rows.map((r) => r.position)).size > 1;
   const pos = (r: SelectRow) => (positioned ? ` ${r.position ?? ""} |` : "");
+  const j = s.judge;
+  const count = (x: number | null | undefined, n: number) => (x === null || x === undefined ? "" : `${Math.round(x * n)}/${n}`);
+  const judged = (x: number | null | undefined, n: number) => (j ? ` ${count(x, n)} |` : "");
   const lines = [
+    ...(s.incomplete !== undefined ? [`**Incomplete**: ${s.incomplete}`, ""] : []),
     `Baseline score: A ${f(s.baseline.a)}, B ${f(s.baseline.b)}`,
+    ...(j
+      ? [
+          `Judge: ${j.name} on ${j.tokens} greedy tokens per prompt; rate without steering (judged refused): A ${count(j.baseline.a, j.prompts.a)}, B ${count(j.baseline.b, j.prompts.b)}`,
+          `Kept: induce > baseline, ${j.minInduceRate === null ? "induce rate > B's baseline rate (or 1)" : `induce rate >= ${j.minInduceRate}`}, KL below the bound; ranked by bypass rate, then bypass score.`,
+        ]
+      : []),
     "",
-    `| rank |${positioned ? " position |" : ""} point | bypass (A, ablated) | induce (B, added) | KL (B, ablated) | filtered |`,
-    `|---:|${positioned ? "---|" : ""}---|---:|---:|---:|---|`,
-    ...s.rows.map((r) => `| ${r.rank ?? ""} |${pos(r)} ${r.point} | ${f(r.bypass)} | ${f(r.induce)} | ${f(r.kl)} | ${r.filtered ?? ""} |`),
+    `| rank |${positioned ? " position |" : ""} point | bypass (A, ablated) |${j ? " bypass rate (A, ablated) |" : ""} induce (B, added) |${j ? " induce rate (B, added) |" : ""} KL (B, ablated) | filtered |`,
+    `|---:|${positioned ? "---|" : ""}---|---:|${j ? "---:|" : ""}---:|${j ? "---:|" : ""}---:|---|`,
+    ...s.rows.map((r) => `| ${r.rank ?? ""} |${pos(r)} ${r.point} | ${f(r.bypass)} |${judged(r.bypassRate, j?.prompts.a ?? 0)} ${f(r.induce)} |${judged(r.induceRate, j?.prompts.b ?? 0)} ${f(r.kl)} | ${r.filtered ?? ""} |`),
   ];
   return lines.join("\n") + "\n";
 }

@@ -210,7 +210,15 @@ export async function createJudge(config: JudgeConfig, at: string): Promise<Name
   }
 }
 
-function toVerdict(r: unknown, name: string): Verdict {
+/**
+ * A judge function's answer as a verdict; throws a TypeError naming the judge for anything but a boolean or `{ refused }`.
+ * @example
+ * ```ts
+ * toVerdict(true, "mine"); // { refused: true }
+ * toVerdict({ refused: false, note: "story" }, "mine"); // { refused: false, note: "story" }
+ * ```
+ */
+export function toVerdict(r: unknown, name: string): Verdict {
   if (typeof r === "boolean") return { refused: r };
   if (typeof r === "object" && r !== null && typeof (r as Verdict).refused === "boolean") {
     const note = (r as Verdict).note;
