@@ -97,7 +97,8 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
     addSpacePrefix = false;
     cleanSpaces = info!.cleanSpaces ?? true;
     ignoreMerges = info!.ignoreMerges ?? false;
-    const raw = stringArray(file, "tokenizer.ggml.merges");
+    // llama.cpp lets Kimi K2 (a tiktoken vocabulary) go without merges: every word is then spelled in single characters.
+    const raw = stringArray(file, "tokenizer.ggml.merges") ?? (pre === "kimi-k2" ? [] : null);
     if (!raw) fail(file, `metadata "tokenizer.ggml.merges" is missing: a "gpt2" tokenizer needs its BPE merges`);
     merges = raw!.map((m, i) => {
       // As llama.cpp does: split at the first space after the first character (a merge may start with a space).
@@ -111,7 +112,8 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
   addSpacePrefix = optionalBool(file, "tokenizer.ggml.add_space_prefix", addSpacePrefix!);
 
   const spm = kind! === "spm";
-  const bosId = specialId(file, "tokenizer.ggml.bos_token_id", spm ? 1 : 11, n);
+  const noDefaultBos = pre !== null && PRE_TOKENIZERS[pre]!.noDefaultBos === true;
+  const bosId = specialId(file, "tokenizer.ggml.bos_token_id", spm ? 1 : noDefaultBos ? null : 11, n);
   const eosId = specialId(file, "tokenizer.ggml.eos_token_id", spm ? 2 : 11, n);
   const unkId = specialId(file, "tokenizer.ggml.unknown_token_id", spm ? 0 : null, n);
   const padId = specialId(file, "tokenizer.ggml.padding_token_id", null, n);
