@@ -108,8 +108,17 @@ export interface PreTokenizerInfo {
   readonly ignoreMerges?: boolean;
   readonly cleanSpaces?: boolean;
   readonly addBos?: boolean;
-  /** llama.cpp's default BOS id when the file names none (`null`: none, as for GLM-4). */
+  /** No default BOS id when the file names none (GLM-4; llama.cpp's BPE default is 11). */
   readonly noDefaultBos?: boolean;
+  /**
+   * SentencePiece-style BPE (Gemma 4): spaces become ▁ before splitting, pieces are raw UTF-8 with
+   * <0xXX> byte tokens instead of GPT-2's byte mapping.
+   */
+  readonly escapeWhitespaces?: boolean;
+  /** A run of newlines that is a token is taken whole, not merged (llama.cpp's Gemma 4 fix). */
+  readonly newlineRunsWhole?: boolean;
+  /** BOS is added whatever `add_bos_token` says (llama.cpp's Gemma 4 workaround). */
+  readonly forceBos?: boolean;
 }
 
 const GPT2: PreTokenizerInfo = { regexes: GPT2_REGEX };
@@ -221,6 +230,9 @@ export const PRE_TOKENIZERS: Record<string, PreTokenizerInfo> = {
     addBos: true,
     cleanSpaces: false,
   },
+  gemma4: { regexes: [NEWLINE_RUNS], escapeWhitespaces: true, newlineRunsWhole: true, forceBos: true },
+  "granite-embed-multi-311m": { regexes: [NEWLINE_RUNS], escapeWhitespaces: true, newlineRunsWhole: true, forceBos: true },
+  "sarvam-moe": { regexes: [NEWLINE_RUNS], escapeWhitespaces: true, cleanSpaces: false },
   "deepseek-llm": { regexes: DEEPSEEK_LLM_REGEXES, cleanSpaces: false },
   "deepseek-v3": DEEPSEEK3,
   "hunyuan-dense": DEEPSEEK3,
@@ -230,6 +242,12 @@ export const PRE_TOKENIZERS: Record<string, PreTokenizerInfo> = {
   "gpt3-finnish": { regexes: [BLOOM_REGEX] },
   "poro-chat": { regexes: [BLOOM_REGEX], cleanSpaces: false },
   viking: { regexes: [BLOOM_REGEX, String.raw`\p{N}`], cleanSpaces: false },
+};
+
+/** Names of the pinned llama.cpp this module does not convert, and why (the reader's error says it). */
+export const REFUSED_PRE_TOKENIZERS: Readonly<Record<string, string>> = {
+  whitespace:
+    'llama.cpp itself aborts on it with a "gpt2" model (GGML_ASSERT in find_bpe_rank on any two whitespace characters in a row); it belongs to the "whitespace" tokenizer model of jina-embeddings-v2-base-zh, which is not supported',
 };
 
 /** The `tokenizer.ggml.pre` values this module converts. */
