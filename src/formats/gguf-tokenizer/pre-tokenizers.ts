@@ -2,7 +2,7 @@
  * The `tokenizer.ggml.pre` table: which split regexes and flags llama.cpp uses for each BPE
  * pre-tokenizer name. A table of data rather than code so that supporting a new model family is
  * one line; both the reader (flags, "is it supported") and the tokenizer.json builder (the regexes)
- * read it, and test/parity/pre-tokenizers.test.ts checks every name against llama.cpp's recordings.
+ * read it, and test/parity/tokenizers-pre.test.ts checks every name against llama.cpp's recordings.
  *
  * The regexes reproduce what llama.cpp *runs*, which is not always the model's original
  * tokenizer.json. llama.cpp splits text in two ways (src/unicode.cpp):
@@ -18,8 +18,6 @@
  * The regexes are Oniguruma syntax (HF tokenizers' Rust), which @huggingface/tokenizers translates.
  */
 
-/** `null` regexes: GPT-2's own ByteLevel split. */
-export const GPT2_REGEX = null;
 
 /** Contractions as the original tokenizer.json writes them (llama.cpp's hand-written splitters agree). */
 const CONTRACTIONS = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)`;
@@ -27,6 +25,12 @@ const CONTRACTIONS = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)`;
 const CONTRACTIONS_CS = String.raw`(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])`;
 
 const GPT2_BODY = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)`;
+/**
+ * GPT-2's split as a Split rather than ByteLevel's own (`use_regex`): @huggingface/tokenizers runs that
+ * one as a JavaScript regex, whose `\s` takes U+FEFF for whitespace and U+0085 not (Oniguruma's and
+ * llama.cpp's the opposite); a Split regex is translated to Unicode White_Space first.
+ */
+const GPT2_REGEX = `${GPT2_BODY}|\\s+`;
 const LLAMA3_REGEX = String.raw`${CONTRACTIONS}|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
 const QWEN2_REGEX = String.raw`${CONTRACTIONS}|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
 const QWEN35_REGEX = String.raw`${CONTRACTIONS}|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
@@ -58,27 +62,39 @@ const YOUTU_REGEXES = [
 ];
 
 /**
- * Digit runs cut into groups of three from the right (1234567 -> 1 234 567): llama.cpp's hand-written
- * AFMoE splitter, which it also runs for Tiny Aya's `\d{1,3}(?=(?:\d{3})*\b)`. Any `\p{N}` counts.
+ * Digit runs cut into groups of three from the right (1234567 -> 1 234 567), as llama.cpp's
+ * hand-written AFMoE splitter does, which it also runs for Tiny Aya's `\d{1,3}(?=(?:\d{3})*\b)`. Any
+ * `\p{N}` counts. That splitter keeps the text before a digit run in one piece with the run's first
+ * group ("x  1234" -> "x  1", "234"), which changes what the later regexes see (two spaces before a
+ * number split in two), so the regex does the same: a match starts at the text's start or right after
+ * a digit (which also keeps it linear: no retry inside a run of non-digits).
  */
-const DIGITS_BY_THREE_FROM_RIGHT = String.raw`\p{N}{1,3}(?=(?:\p{N}{3})*(?!\p{N}))`;
+const DIGITS_BY_THREE_FROM_RIGHT = String.raw`(?:\A|(?<=\p{N}))\P{N}*\p{N}{1,3}(?=(?:\p{N}{3})*(?!\p{N}))`;
 
 const DEEPSEEK3_REGEXES = [
   String.raw`\p{N}{1,3}`,
   "[一-龥぀-ゟ゠-ヿ]+",
   String.raw`[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + "`" + String.raw`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
 ];
+/**
+ * Regexes without `\p{..}` run on llama.cpp's text with every non-ASCII space replaced by U+000B (so
+ * that `\s` sees it), which a literal class holding such a space (U+3000 in DeepSeek's ranges) can then
+ * never match: written here as the class less the spaces.
+ */
+const NOT_SPACE = String.raw`(?!\s)`;
+const CJK_RUN = `(?:${NOT_SPACE}[一-龥ࠀ-一가-퟿])+`;
+
 // Escaped: these classes hold canonical singletons (U+1FD3, U+2126, U+212A...) that an editor's
 // Unicode normalization would silently turn into other characters.
 const DEEPSEEK_LLM_REGEXES = [
   "[\\r\\n]",
   "\\s?[A-Za-z\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293\u0295-\u02AF\u0370-\u0373\u0376\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA\u1CBD-\u1CBF\u1D00-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D\u212F-\u2134\u2139\u213C-\u213F\u2145-\u2149\u214E\u2183\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2\u2CF3\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06\uFB13-\uFB17\uFF21-\uFF3A\uFF41-\uFF5A\u{10400}-\u{1044F}\u{104B0}-\u{104D3}\u{104D8}-\u{104FB}\u{10C80}-\u{10CB2}\u{10CC0}-\u{10CF2}\u{118A0}-\u{118DF}\u{1E900}-\u{1E943}]+",
-  "\\s?[!-/:-~\uFF01-\uFF0F\uFF1A-\uFF5E\u2018-\u201F\u3000-\u3002]+",
+  "\\s?[!-/:-~\uFF01-\uFF0F\uFF1A-\uFF5E\u2018-\u201F\u3001-\u3002]+", // llama.cpp's \u3000-\u3002, less the space (see NOT_SPACE)
   "\\s+$",
-  "[\u4E00-\u9FA5\u0800-\u4E00\uAC00-\uD7FF]+",
+  `(?:${NOT_SPACE}[\u4E00-\u9FA5\u0800-\u4E00\uAC00-\uD7FF])+`,
   "\\p{N}+",
 ];
-const DEEPSEEK_CODER_REGEXES = [String.raw`[\r\n]`, String.raw`\s?\p{L}+`, String.raw`\s?\p{P}+`, "[一-龥ࠀ-一가-퟿]+", String.raw`\p{N}`];
+const DEEPSEEK_CODER_REGEXES = [String.raw`[\r\n]`, String.raw`\s?\p{L}+`, String.raw`\s?\p{P}+`, CJK_RUN, String.raw`\p{N}`];
 const AFMOE_REGEXES = [
   DIGITS_BY_THREE_FROM_RIGHT,
   "[一-鿿㐀-䶿豈-﫿぀-ゟ゠-ヿ･-ﾟ⼀-⿟เ-๿຀-໿ក-៿က-႟ꩠ-ꩿꧠ-꧿가-힯ᄀ-ᇿ]+",
@@ -104,7 +120,8 @@ const DIGITS_THEN_GPT2 = [String.raw`\p{N}`, GPT2_BODY];
 const NEWLINE_RUNS = String.raw`[^\n]+|[\n]+`;
 
 export interface PreTokenizerInfo {
-  readonly regexes: readonly string[] | typeof GPT2_REGEX;
+  /** Split regexes, applied in order, each isolating its matches; then GPT-2's byte mapping (unless escapeWhitespaces). */
+  readonly regexes: readonly string[];
   readonly ignoreMerges?: boolean;
   readonly cleanSpaces?: boolean;
   readonly addBos?: boolean;
@@ -121,8 +138,8 @@ export interface PreTokenizerInfo {
   readonly forceBos?: boolean;
 }
 
-const GPT2: PreTokenizerInfo = { regexes: GPT2_REGEX };
-const GPT2_NO_CLEAN: PreTokenizerInfo = { regexes: GPT2_REGEX, cleanSpaces: false };
+const GPT2: PreTokenizerInfo = { regexes: [GPT2_REGEX] };
+const GPT2_NO_CLEAN: PreTokenizerInfo = { regexes: [GPT2_REGEX], cleanSpaces: false };
 const LLAMA3: PreTokenizerInfo = { regexes: [LLAMA3_REGEX], ignoreMerges: true, addBos: true };
 const QWEN2: PreTokenizerInfo = { regexes: [QWEN2_REGEX], cleanSpaces: false };
 const STARCODER: PreTokenizerInfo = { regexes: DIGITS_THEN_GPT2 };

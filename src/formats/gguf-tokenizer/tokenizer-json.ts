@@ -7,7 +7,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { GPT2_REGEX, PRE_TOKENIZERS } from "./pre-tokenizers.ts";
+import { PRE_TOKENIZERS } from "./pre-tokenizers.ts";
 import { readTokenizerSpec } from "./read-spec.ts";
 import { SPACE_MARK, TokenType, type GgufLike, type GgufTokenizerSpec, type HfTokenizerFiles } from "./spec.ts";
 import { memoSpmMerges } from "./spm-merges.ts";
@@ -147,20 +147,16 @@ export function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOption
       padding: null,
       added_tokens: addedTokens(spec, parseSpecial),
       normalizer: { type: "Replace", pattern: { String: " " }, content: SPACE_MARK },
-      pre_tokenizer: { type: "Sequence", pretokenizers: splits(info.regexes ?? []) },
+      pre_tokenizer: { type: "Sequence", pretokenizers: splits(info.regexes) },
       post_processor: postProcessor(spec),
       decoder: { type: "Sequence", decoders: [...spaceMarkDecoders, ...(cleanUp ? cleanUpDecoders : [])] },
       model: bpeModel(true),
     };
   }
-  const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: info.regexes === GPT2_REGEX };
-  const preTokenizer =
-    info.regexes === GPT2_REGEX
-      ? byteLevel
-      : {
-          type: "Sequence",
-          pretokenizers: [...splits(info.regexes), byteLevel],
-        };
+  const preTokenizer = {
+    type: "Sequence",
+    pretokenizers: [...splits(info.regexes), { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false }],
+  };
   return {
     version: "1.0",
     truncation: null,
