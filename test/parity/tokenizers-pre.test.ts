@@ -20,7 +20,7 @@ import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import type { Model } from "../../src/core/backend.ts";
-import { readGgufHeader } from "../../src/formats/gguf.ts";
+import { readGgufHeader, type GgufValue } from "../../src/formats/gguf.ts";
 import { GgufTokenizer, keepByteOrderMarks, readTokenizerSpec } from "../../src/formats/gguf-tokenizer.ts";
 import { PRE_TOKENIZERS, REFUSED_PRE_TOKENIZERS } from "../../src/formats/gguf-tokenizer/pre-tokenizers.ts";
 import { DEFAULT_MODEL_PATH } from "../../src/testing/index.ts";
@@ -64,6 +64,30 @@ describe("each converted name: GgufTokenizer equals llama.cpp on every text", ()
       };
       expect(got).toEqual(r);
     }
+  });
+});
+
+describe("defaults llama.cpp sets by name (llama-vocab.cpp), where the recorded vocabulary does not reach them", () => {
+  const header = (pre: string, drop: string, set: [string, GgufValue][] = []) => {
+    writeFileSync(vocabPath(pre), preVocabGguf(pre));
+    const file = readGgufHeader(vocabPath(pre));
+    const metadata = new Map(file.metadata);
+    metadata.delete(drop);
+    for (const [k, v] of set) metadata.set(k, v);
+    return { path: file.path, metadata };
+  };
+  test("without a bos_token_id, GLM-4 has no BOS (llama.cpp's BPE default is 11 otherwise)", () => {
+    expect(readTokenizerSpec(header("glm4", "tokenizer.ggml.bos_token_id")).bosId).toBeNull();
+    expect(readTokenizerSpec(header("chatglm-bpe", "tokenizer.ggml.bos_token_id")).bosId).toBeNull();
+    expect(readTokenizerSpec(header("qwen2", "tokenizer.ggml.bos_token_id")).bosId).toBe(11);
+  });
+  test("Kimi K2 may go without merges (llama.cpp loads it; words are then spelled by characters), other names may not", () => {
+    expect(readTokenizerSpec(header("kimi-k2", "tokenizer.ggml.merges")).merges).toEqual([]);
+    expect(() => readTokenizerSpec(header("gpt-4o", "tokenizer.ggml.merges"))).toThrow(/merges" is missing/);
+  });
+  test("Gemma 4 adds BOS even when the file says not to", () => {
+    expect(readTokenizerSpec(header("gemma4", "tokenizer.ggml.add_bos_token", [["tokenizer.ggml.add_bos_token", false]])).addBos).toBe(true);
+    expect(readTokenizerSpec(header("sarvam-moe", "tokenizer.ggml.add_bos_token", [["tokenizer.ggml.add_bos_token", false]])).addBos).toBe(false);
   });
 });
 
