@@ -2,7 +2,7 @@
  * Every `tokenizer.ggml.pre` name of the pinned llama.cpp, against llama.cpp itself (issue 9): the
  * same vocabulary under each name (test/fixtures/tokenizer/record-pre-tokenizers.ts; 87 names, 86
  * converted in 28 split-regex sets), the ids with BOS, without and with special-token parsing and the decoded text
- * that llama.cpp recorded on 130 texts (the corpus, the multilingual text: 14 languages, combining
+ * that llama.cpp recorded on 134 texts (the corpus, the multilingual text: 14 languages, combining
  * marks, emoji, code, whitespace runs).
  * - each converted name, by name: GgufTokenizer (which runs the converted tokenizer.json) equals
  *   llama.cpp on every text, so the flags per name (clean-up, BOS) are checked as well as the regexes;
