@@ -18,7 +18,6 @@
  * The regexes are Oniguruma syntax (HF tokenizers' Rust), which @huggingface/tokenizers translates.
  */
 
-
 /** Contractions as the original tokenizer.json writes them (llama.cpp's hand-written splitters agree). */
 const CONTRACTIONS = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)`;
 /** llama.cpp's case-insensitive contractions for std::regex, which has no `(?i:)`. */

@@ -1,9 +1,11 @@
 /**
  * {@link GgufTokenizerSpec} -> Hugging Face `tokenizer.json` + `tokenizer_config.json`. The output
  * follows HF's own converters (`LlamaConverter` for SentencePiece: Prepend/Replace normalizers,
- * byte-fallback BPE; ByteLevel BPE with Split pre-tokenizers for gpt2), so other HF consumers see
- * what they expect; where llama.cpp behaves differently at runtime, tokenizer.ts corrects for it
- * instead of bending the files.
+ * byte-fallback BPE; ByteLevel BPE with Split pre-tokenizers for gpt2; for Gemma 4's BPE a Replace
+ * normalizer, a newline Split and byte-fallback BPE), so other HF consumers see what they expect.
+ * The split regexes are the ones llama.cpp runs (pre-tokenizers.ts), so that a consumer of the files
+ * tokenizes as the GGUF does in llama.cpp; where llama.cpp's decoding differs at runtime, tokenizer.ts
+ * corrects for it instead of bending the files.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
