@@ -1,7 +1,8 @@
 /**
  * Tokenizer parity per vocabulary family (issue 9): for each test vocabulary of
  * test/fixtures/tokenizer/make-vocabs.ts (SentencePiece as Llama 2, Gemma and Phi-3 lay it out;
- * byte-level BPE with the gpt-2, llama-bpe and qwen2 pre-tokenizers), put on stories260K's tensors,
+ * byte-level BPE with the gpt-2, llama-bpe and qwen2 pre-tokenizers; Gemma 4's SentencePiece-style BPE),
+ * put on stories260K's tensors,
  * the ids of
  *   - the llama.cpp adapter (libllama's llama_tokenize through bun:ffi),
  *   - the ONNX adapter's text path (`steerkit convert`'s tokenizer.json in @huggingface/tokenizers),
@@ -85,8 +86,9 @@ for (const family of FAMILIES) {
     const roundTrips = rows.filter((r) => r.decodedNoBos === r.text);
     test(`text round-trips on both backends wherever it does in llama.cpp (${roundTrips.length} of ${rows.length} texts)`, () => {
       const { llama, onnx } = get();
-      // The rest lose what llama.cpp loses too: control-token text printed as nothing, its space clean-up.
-      expect(roundTrips.length).toBeGreaterThan(rows.length - 8);
+      // The rest lose what llama.cpp loses too: control-token text printed as nothing, its space clean-up
+      // (which Gemma 4's BPE applies too, 13 texts), a typed ▁ read back as a space (Gemma 4).
+      expect(roundTrips.length).toBeGreaterThan(rows.length - 14);
       for (const r of roundTrips) {
         for (const [name, m] of [["llama.cpp", llama], ["onnx", onnx]] as const) {
           expect({ backend: name, text: m.detokenize(m.tokenize(r.text)) }).toEqual({ backend: name, text: r.text });

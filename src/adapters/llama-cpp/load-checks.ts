@@ -20,7 +20,7 @@ export const LLAMA_MAX_EXPERTS = 1024;
 const ROPE_SCALING = ["none", "linear", "yarn", "longrope"];
 
 /** Tokenizer models this adapter loads (llama-vocab.cpp `load`): SentencePiece and byte-level BPE. */
-const TOKENIZER_MODELS = ["llama", "gpt2"];
+const TOKENIZER_MODELS = ["llama", "gpt2", "gemma4"];
 
 /** Types a weight matrix may have for the CPU backend's mul_mat (ggml-cpu: every float and block-quantised type). */
 const NOT_MATMUL = new Set(["I8", "I16", "I32", "I64", "F64"]);
@@ -194,8 +194,10 @@ function checkVocab(file: GgufFile, fail: Fail): VocabFacts {
     if (typeof v !== "boolean") fail(`metadata "${key}" must be a bool, got ${show(v)}`);
     return v as boolean;
   };
-  const bos = special("tokenizer.ggml.bos_token_id", spm ? 1 : 11);
-  const eos = special("tokenizer.ggml.eos_token_id", spm ? 2 : 11);
+  // llama.cpp's defaults: SentencePiece 1/2, "gpt2" 11/11, "gemma4" none.
+  const bpeDefault = model === "gemma4" ? null : 11;
+  const bos = special("tokenizer.ggml.bos_token_id", spm ? 1 : bpeDefault);
+  const eos = special("tokenizer.ggml.eos_token_id", spm ? 2 : bpeDefault);
   // BPE pre-tokenizers choose their own add_bos default; assume the worst when the key is absent.
   const addBos = bool("tokenizer.ggml.add_bos_token") ?? true;
   const addEos = bool("tokenizer.ggml.add_eos_token") ?? false;

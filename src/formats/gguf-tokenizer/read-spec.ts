@@ -6,7 +6,7 @@
  * the builder and the runtime tokenizer never see a half-valid spec.
  */
 import { GgufError, type GgufValue } from "../gguf.ts";
-import { PRE_TOKENIZERS } from "./pre-tokenizers.ts";
+import { PRE_TOKENIZERS, REFUSED_PRE_TOKENIZERS } from "./pre-tokenizers.ts";
 import { detectSpecialTokens, stripAttributes } from "./special-tokens.ts";
 import { TokenType, type GgufLike, type GgufTokenizerSpec, type TokenizerKind } from "./spec.ts";
 
@@ -61,9 +61,9 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
   const model = modelValue as string;
   let kind: TokenizerKind;
   if (model === "llama") kind = "spm";
-  else if (model === "gpt2") kind = "bpe";
+  else if (model === "gpt2" || model === "gemma4") kind = "bpe";
   else {
-    fail(file, `tokenizer model "${model}" is not supported (supported: "llama" = SentencePiece, "gpt2" = byte-level BPE)`);
+    fail(file, `tokenizer model "${model}" is not supported (supported: "llama" = SentencePiece, "gpt2" = BPE, "gemma4" = Gemma 4's BPE)`);
   }
 
   const tokens = stringArray(file, "tokenizer.ggml.tokens");
@@ -78,6 +78,7 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
   let addSpacePrefix: boolean;
   let cleanSpaces: boolean;
   let ignoreMerges = false;
+  let escapeWhitespaces = false;
   if (kind! === "spm") {
     addBos = true;
     addSpacePrefix = true;
@@ -88,16 +89,20 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
     }
   } else {
     const preValue = file.metadata.get("tokenizer.ggml.pre");
-    pre = typeof preValue === "string" && preValue.length > 0 ? preValue : "default";
+    // llama.cpp ignores the key for a "gemma4" model: its pre-tokenizer is always Gemma 4's.
+    pre = model === "gemma4" ? "gemma4" : typeof preValue === "string" && preValue.length > 0 ? preValue : "default";
     const info = PRE_TOKENIZERS[pre];
     if (!info) {
-      fail(file, `BPE pre-tokenizer "${pre}" (tokenizer.ggml.pre) is not supported (supported: ${Object.keys(PRE_TOKENIZERS).join(", ")})`);
+      const why = REFUSED_PRE_TOKENIZERS[pre] ?? `the pinned llama.cpp does not know it either; supported: ${Object.keys(PRE_TOKENIZERS).join(", ")}`;
+      fail(file, `BPE pre-tokenizer "${pre}" (tokenizer.ggml.pre) is not supported: ${why}`);
     }
     addBos = info!.addBos ?? false;
     addSpacePrefix = false;
     cleanSpaces = info!.cleanSpaces ?? true;
     ignoreMerges = info!.ignoreMerges ?? false;
-    const raw = stringArray(file, "tokenizer.ggml.merges");
+    escapeWhitespaces = info!.escapeWhitespaces ?? false;
+    // llama.cpp lets Kimi K2 (a tiktoken vocabulary) go without merges: every word is then spelled in single characters.
+    const raw = stringArray(file, "tokenizer.ggml.merges") ?? (pre === "kimi-k2" ? [] : null);
     if (!raw) fail(file, `metadata "tokenizer.ggml.merges" is missing: a "gpt2" tokenizer needs its BPE merges`);
     merges = raw!.map((m, i) => {
       // As llama.cpp does: split at the first space after the first character (a merge may start with a space).
@@ -106,13 +111,16 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
       return [m.slice(0, at), m.slice(at + 1)] as [string, string];
     });
   }
-  addBos = optionalBool(file, "tokenizer.ggml.add_bos_token", addBos!);
+  addBos = optionalBool(file, "tokenizer.ggml.add_bos_token", addBos!) || (pre !== null && PRE_TOKENIZERS[pre]!.forceBos === true);
   const addEos = optionalBool(file, "tokenizer.ggml.add_eos_token", false);
   addSpacePrefix = optionalBool(file, "tokenizer.ggml.add_space_prefix", addSpacePrefix!);
 
   const spm = kind! === "spm";
-  const bosId = specialId(file, "tokenizer.ggml.bos_token_id", spm ? 1 : 11, n);
-  const eosId = specialId(file, "tokenizer.ggml.eos_token_id", spm ? 2 : 11, n);
+  // llama.cpp's default special ids: SentencePiece 1/2, "gpt2" 11/11 (GLM-4: no BOS), "gemma4" none.
+  const bpeDefault = model === "gemma4" ? null : 11;
+  const noDefaultBos = pre !== null && PRE_TOKENIZERS[pre]!.noDefaultBos === true;
+  const bosId = specialId(file, "tokenizer.ggml.bos_token_id", spm ? 1 : noDefaultBos ? null : bpeDefault, n);
+  const eosId = specialId(file, "tokenizer.ggml.eos_token_id", spm ? 2 : bpeDefault, n);
   const unkId = specialId(file, "tokenizer.ggml.unknown_token_id", spm ? 0 : null, n);
   const padId = specialId(file, "tokenizer.ggml.padding_token_id", null, n);
   if (addBos && bosId === null) fail(file, `tokenizer adds a BOS token (add_bos_token) but has no usable bos_token_id`);
@@ -163,6 +171,7 @@ export function readTokenizerSpec(file: GgufLike): GgufTokenizerSpec {
     addSpacePrefix: addSpacePrefix!,
     cleanSpaces: cleanSpaces!,
     ignoreMerges,
+    escapeWhitespaces,
     chatTemplate: typeof chat === "string" ? chat : null,
   };
 }

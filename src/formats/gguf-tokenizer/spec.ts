@@ -48,6 +48,8 @@ export interface GgufTokenizerSpec {
   readonly addSpacePrefix: boolean;
   readonly cleanSpaces: boolean;
   readonly ignoreMerges: boolean;
+  /** BPE over raw UTF-8 with spaces as ▁ and <0xXX> byte tokens (Gemma 4), not GPT-2's byte-level BPE. */
+  readonly escapeWhitespaces: boolean;
   readonly chatTemplate: string | null;
 }
 

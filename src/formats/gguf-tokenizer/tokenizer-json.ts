@@ -1,13 +1,15 @@
 /**
  * {@link GgufTokenizerSpec} -> Hugging Face `tokenizer.json` + `tokenizer_config.json`. The output
  * follows HF's own converters (`LlamaConverter` for SentencePiece: Prepend/Replace normalizers,
- * byte-fallback BPE; ByteLevel BPE with Split pre-tokenizers for gpt2), so other HF consumers see
- * what they expect; where llama.cpp behaves differently at runtime, tokenizer.ts corrects for it
- * instead of bending the files.
+ * byte-fallback BPE; ByteLevel BPE with Split pre-tokenizers for gpt2; for Gemma 4's BPE a Replace
+ * normalizer, a newline Split and byte-fallback BPE), so other HF consumers see what they expect.
+ * The split regexes are the ones llama.cpp runs (pre-tokenizers.ts), so that a consumer of the files
+ * tokenizes as the GGUF does in llama.cpp; where llama.cpp's decoding differs at runtime, tokenizer.ts
+ * corrects for it instead of bending the files.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { GPT2_REGEX, PRE_TOKENIZERS } from "./pre-tokenizers.ts";
+import { PRE_TOKENIZERS } from "./pre-tokenizers.ts";
 import { readTokenizerSpec } from "./read-spec.ts";
 import { SPACE_MARK, TokenType, type GgufLike, type GgufTokenizerSpec, type HfTokenizerFiles } from "./spec.ts";
 import { memoSpmMerges } from "./spm-merges.ts";
@@ -22,14 +24,20 @@ interface AddedTokenJson {
   special: boolean;
 }
 
-/** Tokens that llama.cpp splits out of text before tokenizing: control, unknown and user-defined. */
+/**
+ * Tokens that llama.cpp splits out of text before tokenizing: control, unknown and user-defined; and,
+ * for Gemma 4's pre-tokenizer, the tokens made only of newlines, which llama.cpp takes whole when a newline run
+ * spells one (a run longer than the longest such token is where the two can differ: see the README).
+ */
 function addedTokens(spec: GgufTokenizerSpec, includeSpecial: boolean): AddedTokenJson[] {
   const out: AddedTokenJson[] = [];
   const lstrip = new Set(spec.lstripIds);
   const rstrip = new Set(spec.rstripIds);
+  const newlineRunsWhole = spec.pre !== null && PRE_TOKENIZERS[spec.pre]?.newlineRunsWhole === true;
   spec.types.forEach((type, id) => {
     const special = type === TokenType.CONTROL || type === TokenType.UNKNOWN;
-    if (!(special && includeSpecial) && type !== TokenType.USER_DEFINED) return;
+    const newlineRun = newlineRunsWhole && type === TokenType.NORMAL && /^\n+$/.test(spec.tokens[id]!);
+    if (!(special && includeSpecial) && type !== TokenType.USER_DEFINED && !newlineRun) return;
     out.push({ id, content: spec.tokens[id]!, single_word: false, lstrip: lstrip.has(id), rstrip: rstrip.has(id), normalized: false, special });
   });
   return out;
@@ -84,15 +92,17 @@ export function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOption
   const parseSpecial = options.parseSpecial ?? true;
   const cleanUp = spec.cleanSpaces && (options.cleanUpInDecoder ?? true);
   const unk = spec.unkId !== null ? spec.tokens[spec.unkId]! : null;
+  const spaceMarkDecoders: Record<string, unknown>[] = [
+    { type: "Replace", pattern: { String: SPACE_MARK }, content: " " },
+    { type: "ByteFallback" },
+    { type: "Fuse" },
+  ];
+  const cleanUpDecoders = LLAMA_CLEAN_UP.map(([pattern, content]) => ({ type: "Replace", pattern: { String: pattern }, content }));
   if (spec.kind === "spm") {
     const normalizers: Record<string, unknown>[] = [];
     if (spec.addSpacePrefix) normalizers.push({ type: "Prepend", prepend: SPACE_MARK });
     normalizers.push({ type: "Replace", pattern: { String: " " }, content: SPACE_MARK });
-    const decoders: Record<string, unknown>[] = [
-      { type: "Replace", pattern: { String: SPACE_MARK }, content: " " },
-      { type: "ByteFallback" },
-      { type: "Fuse" },
-    ];
+    const decoders = [...spaceMarkDecoders];
     if (spec.addSpacePrefix) decoders.push({ type: "Strip", content: " ", start: 1, stop: 0 });
     return {
       version: "1.0",
@@ -118,17 +128,37 @@ export function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOption
     };
   }
   const info = PRE_TOKENIZERS[spec.pre ?? "default"]!;
-  const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: info.regexes === GPT2_REGEX };
-  const preTokenizer =
-    info.regexes === GPT2_REGEX
-      ? byteLevel
-      : {
-          type: "Sequence",
-          pretokenizers: [
-            ...info.regexes.map((regex) => ({ type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false })),
-            byteLevel,
-          ],
-        };
+  const bpeModel = (byteFallback: boolean) => ({
+    type: "BPE",
+    dropout: null,
+    unk_token: unk,
+    continuing_subword_prefix: null,
+    end_of_word_suffix: null,
+    fuse_unk: false,
+    byte_fallback: byteFallback,
+    ignore_merges: spec.ignoreMerges,
+    vocab: vocabObject(spec.tokens),
+    merges: spec.merges.map(([a, b]) => [a, b]),
+  });
+  const splits = (regexes: readonly string[]) => regexes.map((regex) => ({ type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false }));
+  if (spec.escapeWhitespaces) {
+    // Gemma 4: as llama.cpp, spaces -> ▁, split at newline runs, BPE over characters, <0xXX> bytes for the rest.
+    return {
+      version: "1.0",
+      truncation: null,
+      padding: null,
+      added_tokens: addedTokens(spec, parseSpecial),
+      normalizer: { type: "Replace", pattern: { String: " " }, content: SPACE_MARK },
+      pre_tokenizer: { type: "Sequence", pretokenizers: splits(info.regexes) },
+      post_processor: postProcessor(spec),
+      decoder: { type: "Sequence", decoders: [...spaceMarkDecoders, ...(cleanUp ? cleanUpDecoders : [])] },
+      model: bpeModel(true),
+    };
+  }
+  const preTokenizer = {
+    type: "Sequence",
+    pretokenizers: [...splits(info.regexes), { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false }],
+  };
   return {
     version: "1.0",
     truncation: null,
@@ -143,22 +173,11 @@ export function buildTokenizerJson(spec: GgufTokenizerSpec, options: BuildOption
           decoders: [
             { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: true },
             { type: "Fuse" }, // one string, so a clean-up pattern spanning two tokens is seen
-            ...LLAMA_CLEAN_UP.map(([pattern, content]) => ({ type: "Replace", pattern: { String: pattern }, content })),
+            ...cleanUpDecoders,
           ],
         }
       : { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: true },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: unk,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: spec.ignoreMerges,
-      vocab: vocabObject(spec.tokens),
-      merges: spec.merges.map(([a, b]) => [a, b]),
-    },
+    model: bpeModel(false),
   };
 }
 
