@@ -39,6 +39,11 @@ export interface DiscoverOptions {
   readonly topk?: TopKMode;
   /** Leave out the BOS row (its residual is an outlier that dominates means); default true. */
   readonly skipBos?: boolean;
+  /**
+   * "text" (default): each text is the prompt as it is. "chat": each text is one user turn, rendered
+   * with the model's chat template and its generation prompt, as the model sees a request.
+   */
+  readonly format?: "text" | "chat";
   /** Artifacts the sets' plugins load. */
   readonly artifacts?: Artifacts;
   /** Called after each text with (texts done, texts in all). */
@@ -150,7 +155,7 @@ async function readText(
     }
   };
   const result = await generate(model, {
-    prompt: text,
+    ...(options.format === "chat" ? { messages: [{ role: "user" as const, content: text }] } : { prompt: text }),
     maxTokens: 1,
     temperature: 0,
     seed: 0,
@@ -176,7 +181,16 @@ export async function contrastLatents(
   point: HookPoint | string | undefined,
   setA: PromptSet | readonly string[],
   setB: PromptSet | readonly string[],
-  options: DiscoverOptions & { readonly top?: number; readonly higherIn?: "a" | "b"; readonly overridePoint?: boolean } = {},
+  options: DiscoverOptions & {
+    readonly top?: number;
+    readonly higherIn?: "a" | "b";
+    readonly overridePoint?: boolean;
+    /**
+     * "all" (default): every prompt token counts. "last": only each prompt's last token, where a
+     * chat model decides how to answer (with `format: "chat"`, the end of the generation prompt).
+     */
+    readonly positions?: "all" | "last";
+  } = {},
 ): Promise<ContrastResult> {
   const at = discoveryPoint(model, sae, point, options.overridePoint);
   const n = sae.info.dSae;
@@ -186,21 +200,37 @@ export async function contrastLatents(
   const a = asSet(setA), b = asSet(setB);
   const total = a.texts.length + b.texts.length;
   let done = 0;
+  const lastOnly = options.positions === "last";
+  const last = new Float64Array(n);
   const side = async (set: PromptSet) => {
     const sum = new Float64Array(n);
     const active = new Uint32Array(n);
     let tokens = 0;
+    const add = (row: Float64Array) => {
+      tokens++;
+      for (let i = 0; i < n; i++) {
+        const f = row[i]!;
+        if (f !== 0) {
+          sum[i] = sum[i]! + f;
+          if (f > 0) active[i]!++;
+        }
+      }
+    };
     for (const text of set.texts) {
-      await readText(model, at, text, set.plugins ?? [], options, reader, acts, () => {
-        tokens++;
-        for (let i = 0; i < n; i++) {
-          const f = acts[i]!;
-          if (f !== 0) {
-            sum[i] = sum[i]! + f;
-            if (f > 0) active[i]!++;
-          }
+      let lastPosition = -1;
+      const prompt = await readText(model, at, text, set.plugins ?? [], options, reader, acts, (position) => {
+        if (!lastOnly) return add(acts);
+        if (position > lastPosition) {
+          lastPosition = position;
+          last.set(acts);
         }
       });
+      if (lastOnly) {
+        if (lastPosition !== prompt.length - 1) {
+          throw new SteerkitError("INVALID_REQUEST", `positions "last": the backend handed over no row for the last token of ${JSON.stringify(text)} at ${pointName(at)}`);
+        }
+        add(last);
+      }
       options.onProgress?.(++done, total);
     }
     return { sum, active, tokens };

@@ -54,5 +54,7 @@ describe("steerkit sae features", () => {
     await expect(cli().run("--latent", "x", "--texts", "t.txt")).rejects.toThrow('--latent must be an integer >= 0, got "x"');
     await expect(cli().run("--latent", "1", "--texts", join(dir, "missing.txt"))).rejects.toThrow(/--texts: cannot read/);
     await expect(cli().run("--prompt", "hi", "--point", "resid_post.3")).rejects.toThrow(/was trained at resid_post.2, not resid_post.3/);
+    await expect(cli().run("--contrast", "a.txt", "--against", "b.txt", "--positions", "first")).rejects.toThrow('--positions must be all or last, got "first"');
+    await expect(cli().run("--prompt", "hi", "--positions", "last")).rejects.toThrow("--positions applies to --contrast only");
   });
 });

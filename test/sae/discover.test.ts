@@ -8,6 +8,9 @@ import { activeLatents, contrastLatents, topContexts } from "../../src/sae/disco
 import type { Sae } from "../../src/sae/sae.ts";
 import { loadTestModel, runPlugin } from "../../src/testing/index.ts";
 import { orthonormal, randomSae } from "./make-sae.ts";
+import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
+
+const CHAT_MODEL = new URL("../../models/stories260K-chat.gguf", import.meta.url).pathname;
 
 const d = 64;
 const A = ["Once upon a time there was a girl", "The sun was warm and bright", "Tom wanted to play outside"];
@@ -34,6 +37,29 @@ describe("contrastLatents", () => {
     const plain = await contrastLatents(model, sae, "resid_post.2", A, B, { top: 3, higherIn: "a" });
     expect(plain.latents.slice(0, 1).map((c) => c.latent)).not.toEqual([37]);
     expect(await contrastLatents(model, sae, "resid_post.2", { texts: A, plugins: [planted] }, B, { top: 5, higherIn: "a" })).toEqual(r); // deterministic
+  });
+
+  test("positions last reads one row per prompt, and format chat reads each text as a rendered user turn", async () => {
+    const model = await llamaCpp.load(CHAT_MODEL, { threads: 1 });
+    try {
+      const sae = randomSae({ architecture: "relu", dIn: d, dSae: 64, seed: 41 });
+      const u = orthonormal(1, d, 5);
+      sae.encoder.set(u, 37 * d);
+      sae.encoderBias[37] = 0;
+      const planted = addVector({ points: ["resid_post.2"], vector: Array.from(u, (x) => 12 * x) });
+      const last = await contrastLatents(model, sae, "resid_post.2", { texts: A, plugins: [planted] }, B, { top: 5, higherIn: "a", positions: "last", format: "chat" });
+      expect([last.tokensA, last.tokensB]).toEqual([A.length, B.length]);
+      expect(last.latents[0]!.latent).toBe(37);
+      expect(last.latents[0]!.activeA).toBe(A.length);
+      // "chat" is the same as giving the rendered turns as text.
+      const rendered = (texts: readonly string[]) => texts.map((t) => model.applyChatTemplate([{ role: "user", content: t }]));
+      const asText = await contrastLatents(model, sae, "resid_post.2", { texts: rendered(A), plugins: [planted] }, rendered(B), { top: 5, higherIn: "a", positions: "last" });
+      expect(asText).toEqual(last);
+      const all = await contrastLatents(model, sae, "resid_post.2", { texts: A, plugins: [planted] }, B, { top: 5, higherIn: "a", format: "chat" });
+      expect(all.tokensA).toBeGreaterThan(5 * A.length);
+    } finally {
+      model.dispose();
+    }
   });
 
   test("an SAE of another width or an unknown point is a clear error", async () => {

@@ -25,6 +25,10 @@ Usage: steerkit sae features <sae-dir> [--model <m>] --prompt <text>
   --prompt <text>        list the strongest active latents at each token
   --contrast <file>      prompts of set A, one per line; with --against <file> (set B): latents whose
                          mean activation per token differs most (--higher-in a|b to rank one way)
+  --chat                 render each line as a user turn with the model's chat template (and its
+                         generation prompt), as the model sees a request
+  --positions all|last   contrast: every prompt token (default) or only each prompt's last one
+                         (with --chat: where the model decides how to answer)
   --latent <i> --texts <file>
                          the token windows (one text per line) where latent i fires hardest
   --point <p>            the point to read (default: the SAE's own; another needs --override-point)
@@ -68,6 +72,8 @@ export function makeFeaturesCommand(io: FeaturesIo = defaultIo): Command {
           contrast: { type: "string" },
           against: { type: "string" },
           "higher-in": { type: "string" },
+          chat: { type: "boolean" },
+          positions: { type: "string" },
           latent: { type: "string" },
           texts: { type: "string" },
           point: { type: "string" },
@@ -87,6 +93,9 @@ export function makeFeaturesCommand(io: FeaturesIo = defaultIo): Command {
       if (values.topk !== undefined && values.topk !== "exact" && values.topk !== "approximate") throw new CliError(`--topk must be exact or approximate, got "${values.topk}"`);
       const higherIn = values["higher-in"];
       if (higherIn !== undefined && higherIn !== "a" && higherIn !== "b") throw new CliError(`--higher-in must be a or b, got "${higherIn}"`);
+      const positions = values.positions;
+      if (positions !== undefined && positions !== "all" && positions !== "last") throw new CliError(`--positions must be all or last, got "${positions}"`);
+      if (positions !== undefined && values.contrast === undefined) throw new CliError("--positions applies to --contrast only");
       const top = numberFlag("top", values.top, { integer: true, min: 1, max: 10000 }) ?? 10;
       const latent = numberFlag("latent", values.latent, { integer: true, min: 0 });
       const threads = numberFlag("threads", values.threads, { integer: true, min: 1 });
@@ -97,7 +106,7 @@ export function makeFeaturesCommand(io: FeaturesIo = defaultIo): Command {
       const sae = await io.loadSae(positionals[0]!);
       const model = await openModel(values.model ?? DEFAULT_MODEL_PATH, { backend: values.backend, ...(threads ? { threads } : {}) });
       try {
-        const common = { topk: values.topk as "exact" | "approximate" | undefined, overridePoint: values["override-point"] ?? false, top };
+        const common = { topk: values.topk as "exact" | "approximate" | undefined, overridePoint: values["override-point"] ?? false, top, format: values.chat ? ("chat" as const) : ("text" as const) };
         const point = values.point;
         if (values.prompt !== undefined) {
           const r = await activeLatents(model, sae, point, values.prompt, common);
@@ -110,7 +119,7 @@ export function makeFeaturesCommand(io: FeaturesIo = defaultIo): Command {
         }
         if (values.contrast !== undefined) {
           const bar = progressBar(setA.length + setB.length, "contrast");
-          const r = await contrastLatents(model, sae, point, setA, setB, { ...common, ...(higherIn ? { higherIn } : {}), onProgress: (d) => bar.update(d) });
+          const r = await contrastLatents(model, sae, point, setA, setB, { ...common, ...(higherIn ? { higherIn } : {}), ...(positions ? { positions } : {}), onProgress: (d) => bar.update(d) });
           bar.done();
           if (values.json) return io.print(JSON.stringify(r));
           io.print(`latents at ${r.point}: set A ${setA.length} prompts / ${r.tokensA} tokens, set B ${setB.length} prompts / ${r.tokensB} tokens`);
