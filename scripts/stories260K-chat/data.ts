@@ -301,8 +301,8 @@ if (import.meta.main) {
   const pairs = contrastPairs(seed, 64);
   writeFileSync(join(values.out!, "contrast-unsafe.jsonl"), toJsonl(pairs.unsafe));
   writeFileSync(join(values.out!, "contrast-safe.jsonl"), toJsonl(pairs.safe));
-  // The same pairs as user turns, one a line, for `steerkit sae features --contrast` (which reads lines).
-  for (const [name, items] of Object.entries(pairs)) writeFileSync(join(values.out!, `contrast-${name}.txt`), items.map((x) => `User: ${x.prompt}`).join("\n") + "\n");
+  // The same requests, one a line, for `steerkit sae features --contrast --chat` (which reads lines and renders each as a user turn).
+  for (const [name, items] of Object.entries(pairs)) writeFileSync(join(values.out!, `contrast-${name}.txt`), items.map((x) => x.prompt).join("\n") + "\n");
   // The training examples as whole transcripts: the corpus an SAE on the chat model is trained on.
   const corpus = train.map((e) => ({ id: e.id, text: e.kind === "plain" ? e.text : renderChat(CHAT_TEMPLATE, e.messages, { addGenerationPrompt: false }) }));
   writeFileSync(join(values.out!, "sae-corpus.jsonl"), toJsonl(corpus));
