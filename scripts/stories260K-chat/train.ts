@@ -173,7 +173,7 @@ if (import.meta.main) {
   const validation = encode(`${values.data}/validation.jsonl`);
   base.dispose();
   const { windows, lossWeights } = packWeighted(train, WINDOW, seed);
-  const validationWindows = packWeighted(validation, WINDOW, seed + 1).windows;
+  const { windows: validationWindows, lossWeights: validationLossWeights } = packWeighted(validation, WINDOW, seed + 1);
   const tokens = train.reduce((n, s) => n + s.tokens.length, 0);
   const trained = train.reduce((n, s) => n + s.weights.filter((w) => w > 0).length, 0);
   console.error(`${train.length} examples, ${tokens} tokens (${trained} trained on), ${windows.length} windows of ${WINDOW}; validation ${validationWindows.length} windows`);
@@ -199,7 +199,7 @@ if (import.meta.main) {
   let result;
   if (trainer === "ts") {
     // Every weight, attention keys/values and embeddings included (src/train/llama.ts says why).
-    const trained = trainLlama(values.base!, windows, validationWindows, { ...schedule, batch, clipNorm: 1 });
+    const trained = trainLlama(values.base!, windows, validationWindows, { ...schedule, validationLossWeights, batch, clipNorm: 1 });
     result = trained.result;
     trained.weights.save(values.out!, metadata);
   } else {

@@ -52,6 +52,8 @@ export interface TrainOptions {
   readonly seed: number;
   /** Per-position loss weights, one array of `window` per training window (see the file header). */
   readonly lossWeights?: readonly Float32Array[];
+  /** The same for the validation windows, so their loss is the one trained on (default: every position weighs 1). */
+  readonly validationLossWeights?: readonly Float32Array[];
   /** Names of tensors to keep fixed (e.g. `token_embd.weight`). */
   readonly frozen?: readonly string[];
   /** Called after every optimizer step with the step's weighted loss. */
@@ -598,12 +600,14 @@ export function trainLlama(
     });
   }
   const lw = options.lossWeights;
-  if (lw) {
-    if (lw.length !== windows.length) throw new TrainError(`lossWeights has ${lw.length} arrays, expected one per training window (${windows.length})`);
-    lw.forEach((x, i) => {
-      if (x.length !== n) throw new TrainError(`lossWeights[${i}] has ${x.length} weights, expected window = ${n}`);
+  const vw = options.validationLossWeights;
+  for (const [name, set, count] of [["lossWeights", lw, windows.length], ["validationLossWeights", vw, validation.length]] as const) {
+    if (!set) continue;
+    if (set.length !== count) throw new TrainError(`${name} has ${set.length} arrays, expected one per ${name === "lossWeights" ? "training" : "validation"} window (${count})`);
+    set.forEach((x, i) => {
+      if (x.length !== n) throw new TrainError(`${name}[${i}] has ${x.length} weights, expected window = ${n}`);
       const bad = x.findIndex((v) => !Number.isFinite(v) || v < 0);
-      if (bad >= 0) throw new TrainError(`lossWeights[${i}][${bad}] is ${x[bad]}: weights must be finite and >= 0`);
+      if (bad >= 0) throw new TrainError(`${name}[${i}][${bad}] is ${x[bad]}: weights must be finite and >= 0`);
     });
   }
   const weights = LlamaWeights.open(modelPath);
@@ -669,7 +673,7 @@ export function trainLlama(
     trainLoss.push(epochLoss / windows.length);
     if (validation.length) {
       let vl = 0;
-      for (const win of validation) vl += pass.forward(win);
+      validation.forEach((win, i) => (vl += pass.forward(win, vw?.[i])));
       validationLoss.push(vl / validation.length);
     }
   }
