@@ -53,8 +53,8 @@ export const DEFAULT_SIZES: DatasetSizes = { safe: 750, unsafe: 750, twoTurn: 24
 
 /**
  * Tokens of base-model story per answer (cut back to the last full sentence): two or three
- * sentences. Short answers matter here: llama_opt puts loss on every token, and the decision this
- * model must learn (refuse or not) is one token per example, so long stories drown it. A first run
+ * sentences. Short answers matter here: the decision this model must learn (refuse or not) is one
+ * token per example, so long stories drown it (the first runs, with loss on every token). A first run
  * with 96-token stories and 600 refusals (lr 1e-3, 4 epochs) learned the format but not the
  * decision (it told stories for unsafe training prompts); a second with 900 refusals and lr 2e-3
  * refused everything and garbled the refusal. The model card lists the runs.

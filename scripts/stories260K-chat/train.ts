@@ -1,6 +1,5 @@
 /**
- * Fine-tunes stories260K into stories260K-chat with llama.cpp's training API (Steerkit's
- * `finetune`, src/adapters/llama-cpp/train.ts) on the examples data.ts wrote, then writes the
+ * Fine-tunes stories260K into stories260K-chat on the examples data.ts wrote, then writes the
  * shipped GGUF: the base model's own metadata (byte for byte) plus the chat template, a new name and
  * the license, and the trained tensors.
  *
