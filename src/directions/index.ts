@@ -11,5 +11,5 @@ export { readControlVector, sumControlVectors, controlVectorPoints, encodeContro
 export { readPromptSet, hashPromptSet, preparePrompt, type PromptFormat, type PreparedPrompt } from "./prompts.ts";
 export { differenceOfMeans, pcaOfDifferences, separation, cosine, type PcaResult, type Separation } from "./math.ts";
 export { abliterate, chooseDirection, ABLITERATE_TYPES, ABLITERATE_ARCHITECTURES, type AbliterateOptions, type AbliterateReport, type AbliterateType, type EditedTensor } from "./abliterate.ts";
-export { selectDirections, selectionMarkdown, selectRunCount, logProbMass, klDivergence, SelectionError, type SelectOptions, type SelectRow, type SelectScore, type Selection, type SelectionJudging } from "./select.ts";
+export { selectDirections, selectionMarkdown, selectRunCount, logProbMass, klDivergence, SelectionError, type SelectOptions, type SelectRow, type SelectScore, type JudgedGeneration, type Selection, type SelectionJudging } from "./select.ts";
 export { selectionJudge, type SelectJudge, type SelectJudgeConfig, type SelectionJudge } from "./select-judge.ts";

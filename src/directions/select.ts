@@ -72,9 +72,26 @@ export interface SelectOptions {
   readonly judgeTokens?: number;
   /** With a judge: keep candidates whose induce rate is at least this (0-1) instead of above B's baseline rate. */
   readonly minInduceRate?: number;
+  /** With a judge: called with every generation and its verdict, in run order (an audit trail; the CLI's `--generations`). */
+  readonly onGeneration?: (record: JudgedGeneration) => void;
   /** Forward passes done and to do (a prefill or one generated token; without a judge, one per run). */
   readonly onProgress?: (done: number, total: number) => void;
   readonly signal?: AbortSignal;
+}
+
+/** One judged generation of a selection run (`onGeneration`). */
+export interface JudgedGeneration {
+  /** "A" or "B", and the prompt's id in its set ("A3": the third prompt of A). */
+  readonly set: "A" | "B";
+  readonly id: string;
+  readonly prompt: string;
+  /** "none" (the unsteered baseline), "ablated" (A, the candidate ablated everywhere) or "added" (B, added at its point). */
+  readonly steering: "none" | "ablated" | "added";
+  /** The candidate's point and position (null for the baseline). */
+  readonly point: string | null;
+  readonly position: string | null;
+  readonly output: string;
+  readonly refused: boolean;
 }
 
 export interface SelectRow {
@@ -251,7 +268,7 @@ export async function selectDirections(model: Model, directions: Direction | rea
   if (!Number.isSafeInteger(judgeTokens) || judgeTokens < 1) fail(`judgeTokens must be a whole number of tokens, at least 1 (got ${judgeTokens})`);
   const { minInduceRate } = options;
   if (minInduceRate !== undefined && !(minInduceRate >= 0 && minInduceRate <= 1)) fail(`minInduceRate is a fraction of prompts, 0 to 1 (got ${minInduceRate})`);
-  if (options.judge === undefined && (options.judgeTokens !== undefined || minInduceRate !== undefined)) fail("judgeTokens and minInduceRate need a judge");
+  if (options.judge === undefined && (options.judgeTokens !== undefined || minInduceRate !== undefined || options.onGeneration !== undefined)) fail("judgeTokens, minInduceRate and onGeneration need a judge");
   const format = options.format ?? "text";
   const prompts = (set: readonly string[], side: string) => set.map((p, k) => preparePrompt(model, p, format, `set ${side} prompt ${k + 1}`).tokens);
   const tokensA = prompts(setA, "A");
@@ -278,14 +295,18 @@ export async function selectDirections(model: Model, directions: Direction | rea
     if (!out) throw new SteerkitError("BACKEND_FAILED", "select directions: the backend passed no logits for the prompt");
     if (!generating) return { logits: out, refused: false };
     const input: JudgeInput = { ...judged, output: r.text, messages: [{ role: "user", content: judged.prompt ?? "" }] };
+    let refused: boolean;
     try {
-      return { logits: out, refused: (await judge.judge(input)).refused };
+      refused = (await judge.judge(input)).refused;
     } catch (e) {
       const steering = input.extra.steering === "none" ? "unsteered" : `${input.extra.position !== null ? `position ${input.extra.position}, ` : ""}${input.extra.point} ${input.extra.steering}`;
       const prompt = judged.prompt!.length > 80 ? `${judged.prompt!.slice(0, 77)}...` : judged.prompt;
       const message = `judge ${judge.source} failed on set ${judged.set} prompt ${judged.id.slice(1)} (${JSON.stringify(prompt)}, ${steering}): ${(e as Error).message ?? String(e)}`;
       throw new SelectionError(`select directions: ${message}`, partial(message), { cause: e });
     }
+    const extra = input.extra as { steering: JudgedGeneration["steering"]; point: string | null; position: string | null };
+    options.onGeneration?.({ set: judged.set as "A" | "B", id: judged.id, prompt: judged.prompt ?? "", steering: extra.steering, point: extra.point, position: extra.position, output: r.text, refused });
+    return { logits: out, refused };
   };
   const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const rate = (xs: readonly boolean[]) => xs.filter(Boolean).length / xs.length;

@@ -16,7 +16,7 @@ import { createArtifacts } from "../../src/core/artifacts.ts";
 import { generate } from "../../src/core/generate.ts";
 import { directionArtifact, type Direction } from "../../src/directions/artifact.ts";
 import { readPromptSet } from "../../src/directions/prompts.ts";
-import { SelectionError, selectDirections, selectionMarkdown, selectRunCount, type SelectOptions, type Selection, type SelectRow } from "../../src/directions/select.ts";
+import { SelectionError, selectDirections, selectionMarkdown, selectRunCount, type JudgedGeneration, type SelectOptions, type Selection, type SelectRow } from "../../src/directions/select.ts";
 import { selectionJudge, type SelectJudge, type SelectionJudge } from "../../src/directions/select-judge.ts";
 import type { Judge, JudgeInput } from "../../src/eval/judges.ts";
 import { ablateDirection, addVector } from "../../src/plugins/steering.ts";
@@ -93,6 +93,25 @@ describe("selectDirections with a judge", () => {
     expect(JSON.parse(JSON.stringify(s))).toEqual(s);
   });
 
+  test("onGeneration: every judged generation, in run order, and the rates are their counts", async () => {
+    const seen: JudgedGeneration[] = [];
+    const s = await selectDirections(model, planted(), { ...base, judge: DOG_JUDGE, judgeTokens: 8, onGeneration: (g) => seen.push(g) });
+    const scored = s.rows.filter((r) => r.bypass !== null);
+    expect(seen).toHaveLength(24 + scored.length * 24);
+    expect(seen.slice(0, 24).map((g) => [g.set, g.steering, g.point])).toEqual([...setA.map(() => ["A", "none", null]), ...setB.map(() => ["B", "none", null])]);
+    expect(seen[0]).toMatchObject({ id: "A1", prompt: setA[0], position: null });
+    const refused = (f: (g: JudgedGeneration) => boolean) => seen.filter((g) => f(g) && g.refused).length;
+    expect(refused((g) => g.set === "A" && g.steering === "none") / 12).toBe(s.judge!.baseline.a);
+    for (const r of scored) {
+      expect(refused((g) => g.steering === "ablated" && g.point === r.point) / 12).toBe(r.bypassRate!);
+      expect(refused((g) => g.steering === "added" && g.point === r.point) / 12).toBe(r.induceRate!);
+    }
+    // What the judge read is what generate writes for the same prompt, unsteered.
+    const first = await generate(model, { prompt: setA[0]!, maxTokens: 8, temperature: 0 });
+    expect(seen[0]!.output).toBe(first.text);
+    await expect(selectDirections(model, dog, { ...base, onGeneration: () => {} })).rejects.toThrow("judgeTokens, minInduceRate and onGeneration need a judge");
+  });
+
   test("a user-module judge reads the prompt, the set and the steering, and sees exactly what generate writes", async () => {
     const path = join(dir, "dog-judge.ts");
     writeFileSync(path, [
@@ -157,7 +176,7 @@ describe("selectDirections with a judge", () => {
     await expect(selectDirections(model, dog, { ...base, judge: "refusal-substring", judgeTokens: 0 })).rejects.toThrow(/judgeTokens must be a whole number of tokens, at least 1 \(got 0\)/);
     await expect(selectDirections(model, dog, { ...base, judge: "refusal-substring", judgeTokens: 2.5 })).rejects.toThrow(/got 2\.5/);
     await expect(selectDirections(model, dog, { ...base, judge: "refusal-substring", minInduceRate: 1.5 })).rejects.toThrow(/minInduceRate is a fraction of prompts, 0 to 1 \(got 1\.5\)/);
-    await expect(selectDirections(model, dog, { ...base, judgeTokens: 8 })).rejects.toThrow(/judgeTokens and minInduceRate need a judge/);
+    await expect(selectDirections(model, dog, { ...base, judgeTokens: 8 })).rejects.toThrow(/judgeTokens, minInduceRate and onGeneration need a judge/);
   });
 
   test("types: the judge option takes a config, a judge function or a built judge; rows gain optional rates", async () => {
@@ -215,6 +234,11 @@ describe("steerkit directions select --judge", () => {
     const lib = await selectDirections(model, dog, { ...base, judge: DOG_JUDGE, judgeTokens: 8, minInduceRate: 0 });
     expect(JSON.parse(readFileSync(join(dir, "t.json"), "utf8"))).toEqual(lib);
     expect(readFileSync(join(dir, "t.md"), "utf8")).toBe(selectionMarkdown(lib));
+    const trail = await run("--judge", "regex:/\\bdogs?\\b/i", "--judge-tokens", "8", "--min-induce-rate", "0", "--generations", join(dir, "g.jsonl"));
+    expect(trail.code).toBe(0);
+    const lines = readFileSync(join(dir, "g.jsonl"), "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as JudgedGeneration);
+    expect(lines).toHaveLength(24 + lib.rows.filter((r) => r.bypass !== null).length * 24);
+    expect(lines.filter((g) => g.set === "A" && g.steering === "none" && g.refused).length / 12).toBe(lib.judge!.baseline.a);
 
     for (const [args, message] of [
       [["--judge", "nope"], /--judge: unknown judge "nope"/],
@@ -225,6 +249,8 @@ describe("steerkit directions select --judge", () => {
       [["--judge", "refusal-substring", "--judge-tokens", "0"], /--judge-tokens must be an integer >= 1, got "0"/],
       [["--judge", "refusal-substring", "--judge-tokens", "1.5"], /--judge-tokens must be an integer >= 1, got "1.5"/],
       [["--judge-tokens", "4"], /--judge-tokens needs --judge/],
+      [["--generations", join(dir, "x.jsonl")], /--generations needs --judge/],
+      [["--judge", "refusal-substring", "--generations", join(dir, "no-such-dir", "g.jsonl")], /--generations: cannot write .*no-such-dir\/g\.jsonl \(ENOENT\)/],
       [["--judge", "refusal-substring", "--min-induce-rate", "2"], /--min-induce-rate must be a number >= 0 <= 1, got "2"/],
     ] as const) {
       const r = await run(...args);

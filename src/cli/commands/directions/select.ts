@@ -5,14 +5,14 @@
  * refusal, a concept's first token for a concept). `--judge` adds generated-text rates judged by
  * one of `steerkit eval`'s judges, named in one flag (see `judgeFlag`).
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { resolve } from "node:path";
 import { openModel } from "../../../adapters/index.ts";
 import { createArtifacts } from "../../../core/artifacts.ts";
 import { directionArtifact } from "../../../directions/artifact.ts";
 import { DEFAULT_MODEL_PATH } from "../../../default-model.ts";
 import { readPromptSet } from "../../../directions/prompts.ts";
-import { SelectionError, selectDirections, selectionMarkdown, selectRunCount, type Selection } from "../../../directions/select.ts";
+import { SelectionError, selectDirections, selectionMarkdown, selectRunCount, type JudgedGeneration, type Selection } from "../../../directions/select.ts";
 import { selectionJudge, type SelectJudgeConfig } from "../../../directions/select-judge.ts";
 import { CliError, numberFlag, parse, type Command } from "../../args.ts";
 import { progressBar } from "../../progress.ts";
@@ -34,6 +34,8 @@ Usage: steerkit directions select <direction file>... --a <set A> --b <set B> (-
   --judge-tokens <n>    tokens generated greedily per prompt for the judge (default 24)
   --min-induce-rate <x> with --judge: keep candidates whose induce rate is >= x (0-1)
                         instead of above B's unsteered rate
+  --generations <file>  with --judge: write every generation and its verdict as JSONL (set, id,
+                        prompt, steering, point, position, output, refused), as the run goes
   --chat                render each prompt with the model's chat template
   --model <path>        (default: the embedded stories260K.gguf)   --backend <name>   --threads <n>
   --json <file>         write the table as JSON     --md <file>   write it as Markdown
@@ -102,6 +104,7 @@ export const directionsSelectCommand: Command = {
       judge: { type: "string" },
       "judge-tokens": { type: "string" },
       "min-induce-rate": { type: "string" },
+      generations: { type: "string" },
       chat: { type: "boolean" },
       model: { type: "string" },
       backend: { type: "string" },
@@ -122,7 +125,11 @@ export const directionsSelectCommand: Command = {
     const judge = values.judge === undefined ? undefined : judgeFlag(values.judge);
     const judgeTokens = numberFlag("judge-tokens", values["judge-tokens"], { integer: true, min: 1 });
     const minInduceRate = numberFlag("min-induce-rate", values["min-induce-rate"], { min: 0, max: 1 });
-    if (judge === undefined && (judgeTokens !== undefined || minInduceRate !== undefined)) throw new CliError(`${judgeTokens !== undefined ? "--judge-tokens" : "--min-induce-rate"} needs --judge`);
+    if (judge === undefined && (judgeTokens !== undefined || minInduceRate !== undefined || values.generations !== undefined)) {
+      throw new CliError(`${judgeTokens !== undefined ? "--judge-tokens" : minInduceRate !== undefined ? "--min-induce-rate" : "--generations"} needs --judge`);
+    }
+    // Opened (truncated) before the model: an unwritable path fails at once, and a rerun does not append to an old trail.
+    const audit = values.generations === undefined ? undefined : openAudit(values.generations);
     const setA = readPromptSet(values.a, `--a ${values.a}`);
     const setB = readPromptSet(values.b, `--b ${values.b}`);
     // The judge before the model: a bad judge object or module fails at once.
@@ -154,6 +161,7 @@ export const directionsSelectCommand: Command = {
           setA, setB, tokenIds: [...new Set(ids)], format: values.chat ? "chat" : "text",
           ...(maxKl !== undefined ? { maxKl } : {}),
           ...(judgeReady !== undefined ? { judge: judgeReady, ...(judgeTokens !== undefined ? { judgeTokens } : {}), ...(minInduceRate !== undefined ? { minInduceRate } : {}) } : {}),
+          ...(audit ? { onGeneration: (g: JudgedGeneration) => writeSync(audit, JSON.stringify(g) + "\n") } : {}),
           onProgress: (done) => bar.update(done),
         }));
       } finally {
@@ -172,6 +180,15 @@ export const directionsSelectCommand: Command = {
       throw e;
     } finally {
       model.dispose();
+      if (audit !== undefined) closeSync(audit);
     }
   },
 };
+
+function openAudit(path: string): number {
+  try {
+    return openSync(path, "w");
+  } catch (e) {
+    throw new CliError(`--generations: cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
