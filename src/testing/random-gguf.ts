@@ -23,10 +23,16 @@
  * special tokens (GPT-2 `<|endoftext|>`, Llama 3 `<|begin_of_text|>`..., Qwen `<|im_start|>`...).
  *
  * Per-architecture facts a backend needs that GGUF does not spell out (llama.cpp decides them from
- * the architecture name): rope type NORM for llama, NEOX for phi3/gemma2/gemma3/qwen2/qwen3, none for
+ * the architecture name): rope type NORM for llama, mistral3 and smollm3, NEOX for phi3/gemma2/gemma3/qwen2/qwen3, none for
  * gpt2 (learned positions); Gemma scales embeddings by sqrt(n_embd); gemma2's sliding-window layers
  * are the even ones (period 2), gemma3's are il % 6 < 5 (period 6, the default: the converter
- * writes no pattern key); phi3's sliding_window key is ignored by llama.cpp (it disables SWA).
+ * writes no pattern key); phi3's sliding_window key is ignored by llama.cpp (it disables SWA);
+ * smollm3 skips rope in blocks with (il + 1) % 4 == 0 (llama.cpp hard-codes the step: the converter
+ * writes no key for it).
+ *
+ * mistral3's optional features stay off, as in Mistral Small 3.1's conversion (its text config is
+ * plain Mistral): no yarn rope scaling and no `attention.temperature_scale` (Ministral 3's llama-4
+ * attention temperature, which the adapter, the reference and the converter refuse by name).
  */
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
@@ -35,8 +41,12 @@ import { readGgufHeader } from "../formats/gguf.ts";
 import { encodeGgufHeader, type GgufTyped } from "../formats/gguf-write.ts";
 import { float32ToHalfBits, halfBitsToFloat32 } from "../formats/half.ts";
 
-/** The architectures of issue 9, which every backend supports (GGUF `general.architecture` values). */
-export const RANDOM_GGUF_ARCHITECTURES = ["llama", "phi3", "gemma2", "gemma3", "gpt2", "qwen2", "qwen3"] as const;
+/**
+ * The architectures of issue 9, which every backend supports (GGUF `general.architecture` values).
+ * mistral3 and smollm3 are llama blocks under their own names, written as llama.cpp's converter
+ * writes Mistral Small 3.1 / Ministral and SmolLM3 (see TINY for what each adds).
+ */
+export const RANDOM_GGUF_ARCHITECTURES = ["llama", "phi3", "gemma2", "gemma3", "gpt2", "qwen2", "qwen3", "mistral3", "smollm3"] as const;
 /**
  * Architectures the generator also writes, supported by fewer backends: phi2 (Phi-2), whose blocks
  * add attention and MLP to the stream together (parallel residual: there is no resid_mid).
@@ -57,20 +67,20 @@ export interface RandomGgufOptions {
   readonly nHead?: number;
   /** KV heads (GQA when < nHead). gpt2 has none of its own (= nHead). */
   readonly nHeadKv?: number;
-  /** Per-head width; default nEmbd / nHead. gemma2/gemma3/qwen3 write it as `key_length`/`value_length`. */
+  /** Per-head width; default nEmbd / nHead. gemma2/gemma3/qwen3/mistral3 write it as `key_length`/`value_length`. */
   readonly headDim?: number;
   readonly nCtx?: number;
-  /** Default: "bpe" for llama (Llama 3 style), gpt2, qwen2, qwen3; "stories" for phi3, gemma2, gemma3. */
+  /** Default: "bpe" for llama (Llama 3 style), gpt2, qwen2, qwen3, mistral3 (Tekken), smollm3; "stories" for phi3, gemma2, gemma3. */
   readonly vocab?: "stories" | "bpe";
   /** Pad the vocabulary with unused placeholder tokens up to this size (benchmarks: a real output matrix). */
   readonly vocabSize?: number;
   /** Matrices' storage type (norms, biases and 1-D tensors are always f32, as the converter writes them). */
   readonly weightType?: "f32" | "f16";
-  /** Untied output matrix; default: tied for gemma2, gemma3, gpt2, qwen2, qwen3 (as their small models). gemma2 is always tied. */
+  /** Untied output matrix; default: tied for gemma2, gemma3, gpt2, qwen2, qwen3, smollm3 (as their small models). gemma2 is always tied. */
   readonly tieEmbeddings?: boolean;
   /** gemma2 / gemma3 / phi3 `attention.sliding_window`. Default 8 tokens (so tests cross it), phi3 nCtx. */
   readonly slidingWindow?: number;
-  /** `rope.freq_base`. Defaults: llama 500000, qwen2/qwen3/gemma3 1e6, phi3 10000; gemma2 writes none (10000). */
+  /** `rope.freq_base`. Defaults: llama 500000, qwen2/qwen3/gemma3 1e6, phi3 10000, mistral3 1e9, smollm3 5e6; gemma2 writes none (10000). */
   readonly ropeTheta?: number;
   /** gemma3 `rope.freq_base_swa` (the sliding layers' base). Default 10000. */
   readonly ropeThetaSwa?: number;
@@ -134,6 +144,11 @@ const TINY: Record<RandomGgufArchitecture, Partial<RandomGgufConfig>> = {
   qwen2: { nEmbd: 64, nLayers: 3, nHead: 4, nHeadKv: 2, nFf: 160 },
   // Qwen 3: head_dim * n_head (128) != n_embd (64), as in the real 0.6B.
   qwen3: { nEmbd: 64, nLayers: 3, nHead: 4, nHeadKv: 2, headDim: 32, nFf: 160 },
+  // Mistral Small 3.1 / Ministral 3: head_dim (key_length) * n_head != n_embd (128 * 32 vs 5120 in
+  // the 24B), GQA, untied output, Tekken byte-level BPE vocabulary (specials first).
+  mistral3: { nEmbd: 64, nLayers: 3, nHead: 4, nHeadKv: 2, headDim: 32, nFf: 160 },
+  // SmolLM3: 4 blocks so block 3 is a no-rope block ((il + 1) % 4 == 0), GQA, tied embeddings, Llama 3 vocabulary.
+  smollm3: { nEmbd: 64, nLayers: 4, nHead: 4, nHeadKv: 2, nFf: 128 },
   // Phi-2: parallel attention + MLP from one LayerNorm, partial rotary (rope.dimension_count 6 of 16), biases.
   phi2: { nEmbd: 64, nLayers: 3, nHead: 4, nHeadKv: 4, nFf: 256 },
 };
@@ -170,9 +185,9 @@ export function randomGgufConfig(options: RandomGgufOptions): RandomGgufConfig {
     vocab,
     vocabSize: options.vocabSize ?? 0,
     weightType: options.weightType ?? "f32",
-    tieEmbeddings: arch === "gemma2" ? true : arch === "phi2" ? false : (options.tieEmbeddings ?? (arch !== "llama" && arch !== "phi3")),
+    tieEmbeddings: arch === "gemma2" ? true : arch === "phi2" ? false : (options.tieEmbeddings ?? (arch !== "llama" && arch !== "phi3" && arch !== "mistral3")),
     slidingWindow: options.slidingWindow ?? (arch === "phi3" ? nCtx : 8),
-    ropeTheta: options.ropeTheta ?? { llama: 500000, phi3: 10000, gemma2: 10000, gemma3: 1e6, gpt2: 0, qwen2: 1e6, qwen3: 1e6, phi2: 10000 }[arch],
+    ropeTheta: options.ropeTheta ?? { llama: 500000, phi3: 10000, gemma2: 10000, gemma3: 1e6, gpt2: 0, qwen2: 1e6, qwen3: 1e6, mistral3: 1e9, smollm3: 5e6, phi2: 10000 }[arch],
     ropeThetaSwa: options.ropeThetaSwa ?? 10000,
     name: options.name ?? "",
   };
@@ -184,8 +199,8 @@ export function randomGgufConfig(options: RandomGgufOptions): RandomGgufConfig {
   }
   if (nHead % nHeadKv !== 0) bad(`nHead ${nHead} is not a multiple of nHeadKv ${nHeadKv}`);
   if (headDim % 2 !== 0) bad(`headDim ${headDim} must be even (rope rotates pairs)`);
-  if ((arch === "llama" || arch === "phi3" || arch === "phi2" || arch === "gpt2" || arch === "qwen2") && headDim * nHead !== nEmbd) {
-    bad(`${arch} needs headDim * nHead = nEmbd (${headDim} * ${nHead} != ${nEmbd}); only gemma2, gemma3 and qwen3 store key_length`);
+  if ((arch === "llama" || arch === "phi3" || arch === "phi2" || arch === "gpt2" || arch === "qwen2" || arch === "smollm3") && headDim * nHead !== nEmbd) {
+    bad(`${arch} needs headDim * nHead = nEmbd (${headDim} * ${nHead} != ${nEmbd}); only gemma2, gemma3, qwen3 and mistral3 store key_length`);
   }
   return { ...config, name: config.name || `random ${arch} d${nEmbd} l${config.nLayers} seed ${config.seed}` };
 }
@@ -256,12 +271,16 @@ function byteChars(): string[] {
   return chars;
 }
 
-const BPE_SPECIALS: Record<string, { pre: string; specials: string[]; bos: number; eos: number; addBos: boolean }> = {
-  // index into specials
+const BPE_SPECIALS: Record<string, { pre: string; specials: string[]; bos: number; eos: number; addBos: boolean; specialsFirst?: boolean }> = {
+  // index into specials; specialsFirst: the special tokens take ids 0.. (Tekken), else they follow the vocabulary
   gpt2: { pre: "gpt-2", specials: ["<|endoftext|>"], bos: 0, eos: 0, addBos: false },
   llama: { pre: "llama-bpe", specials: ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"], bos: 0, eos: 1, addBos: true },
   qwen2: { pre: "qwen2", specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], bos: 0, eos: 0, addBos: false },
   phi2: { pre: "phi-2", specials: ["<|endoftext|>"], bos: 0, eos: 0, addBos: false },
+  // Mistral Small 3.1's Tekken: <unk> <s> </s> [INST] [/INST] ... at ids 0.., then the byte tokens.
+  mistral3: { pre: "tekken", specials: ["<unk>", "<s>", "</s>", "[INST]", "[/INST]"], bos: 1, eos: 2, addBos: true, specialsFirst: true },
+  // SmolLM3's Llama 3 vocabulary; chat turns end with <|im_end|>, and no BOS is added.
+  smollm3: { pre: "llama-bpe", specials: ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>"], bos: 0, eos: 3, addBos: false },
 };
 
 function bpeVocab(arch: RandomGgufArchitecture, vocabSize: number): Vocab {
@@ -298,11 +317,9 @@ function bpeVocab(arch: RandomGgufArchitecture, vocabSize: number): Vocab {
     tokens.push(`<pad${i}>`);
     types.push(NORMAL);
   }
-  const first = tokens.length;
-  for (const sp of fam.specials) {
-    tokens.push(sp);
-    types.push(CONTROL);
-  }
+  const first = fam.specialsFirst ? 0 : tokens.length;
+  tokens.splice(first, 0, ...fam.specials);
+  types.splice(first, 0, ...fam.specials.map(() => CONTROL));
   return {
     tokens, types, merges,
     keys: [
@@ -388,13 +405,15 @@ export function randomGguf(options: RandomGgufOptions): RandomGguf {
   else meta.push([a("attention.layer_norm_rms_epsilon"), f32(arch.startsWith("gemma") ? 1e-6 : 1e-5)]);
   if (arch !== "gpt2" && arch !== "gemma2" && arch !== "phi2") meta.push([a("rope.freq_base"), f32(c.ropeTheta)]);
   if (arch === "gemma3") meta.push([a("rope.freq_base_swa"), f32(c.ropeThetaSwa)]);
-  if (arch === "gemma2" || arch === "gemma3" || arch === "qwen3") {
+  if (arch === "gemma2" || arch === "gemma3" || arch === "qwen3" || arch === "mistral3") {
     meta.push([a("attention.key_length"), u32(headDim)], [a("attention.value_length"), u32(headDim)]);
   }
-  if (arch === "llama" || arch === "phi3") meta.push([a("rope.dimension_count"), u32(headDim)]);
+  // LlamaModel (llama, mistral3, smollm3) writes head_dim as rope.dimension_count, and vocab_size.
+  const llamaConverted = arch === "llama" || arch === "mistral3" || arch === "smollm3";
+  if (llamaConverted || arch === "phi3") meta.push([a("rope.dimension_count"), u32(headDim)]);
   // Phi-2 rotates partial_rotary_factor 0.4 of each head: int(0.4 * n_embd) // n_head, as the converter computes it.
   if (arch === "phi2") meta.push([a("rope.dimension_count"), u32(Math.floor(Math.floor(0.4 * d) / nHead))]);
-  if (arch === "llama") meta.push([a("vocab_size"), u32(nVocab)]);
+  if (llamaConverted) meta.push([a("vocab_size"), u32(nVocab)]);
   if (arch === "phi3") meta.push([a("rope.scaling.original_context_length"), u32(c.nCtx)]);
   if (arch === "gemma2") meta.push([a("attn_logit_softcapping"), f32(50)], [a("final_logit_softcapping"), f32(30)]);
   if (arch === "gemma2" || arch === "gemma3" || arch === "phi3") meta.push([a("attention.sliding_window"), u32(c.slidingWindow)]);

@@ -370,6 +370,9 @@ describe("load checks cover each architecture's own tensors and keys", () => {
     ["phi2", "no-output-bias", { drop: "output.bias" }, /tensor "output\.bias" is missing \(a phi2 model/],
     ["phi2", "odd-rope", { setKey: ["phi2.rope.dimension_count", { type: "u32", value: 7 }] }, /"phi2\.rope\.dimension_count" is 7, expected an even number of rotated dimensions in 2\.\.16/],
     ["qwen3", "no-q-norm", { drop: "blk.2.attn_q_norm.weight" }, /tensor "blk\.2\.attn_q_norm\.weight" is missing \(a qwen3 model/],
+    ["mistral3", "rope-not-head", { setKey: ["mistral3.rope.dimension_count", { type: "u32", value: 16 }] }, /"mistral3\.rope\.dimension_count" is 16, expected the head size 32 \(the mistral3 graph asserts it\)/],
+    ["mistral3", "q-of-n-embd", { dims: ["blk.1.attn_q.weight", [64, 64]] }, /"blk\.1\.attn_q\.weight" has shape \[64, 64\], expected \[64, 128\]/],
+    ["smollm3", "no-gate", { drop: "blk.3.ffn_gate.weight" }, /tensor "blk\.3\.ffn_gate\.weight" is missing \(a smollm3 model with 4 layers/],
   ];
   for (const [arch, name, change, message] of cases) {
     test(`${arch}: ${name} is refused before llama.cpp opens it`, () => {

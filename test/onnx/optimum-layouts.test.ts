@@ -3,7 +3,7 @@
  * (`decoder_model_merged.onnx`: an `If` on `use_cache_branch` around the no-past and with-past
  * decoders) and transformers.js v3's `onnx/model.onnx` with the configs at the root. The fixtures are
  * written by test/onnx/helpers/optimum-export.ts from seeded random GGUFs (llama: q/k un-permuted to
- * HF's layout with rotate_half; qwen2: biases; phi3: fused qkv/gate_up, partial rotary; qwen3 / gemma3: q/k norms; gemma2/3: normalizer, soft-caps,
+ * HF's layout with rotate_half; mistral3: head_dim x heads != hidden_size; smollm3: NoPE blocks without rotary; qwen2: biases; phi3: fused qkv/gate_up, partial rotary; qwen3 / gemma3: q/k norms; gemma2/3: normalizer, soft-caps,
  * sliding masks, post-norms, gemma3's local rotary; gpt2: learned positions, decomposed LayerNorm, Conv1D
  * c_attn split into q/k/v, gelu_new), so the reference backend on the same GGUF is the oracle: every
  * residual point is found at the Adds the exporter names (`/model/layers.N/Add` and `Add_1`,
@@ -56,9 +56,9 @@ const LAYOUTS: [OptimumLayout, string][] = [
 ];
 
 /** Where the exporter's residual Adds are: the scope of block L. */
-const BLOCK_SCOPE = { llama: "/model/layers.", qwen2: "/model/layers.", qwen3: "/model/layers.", phi3: "/model/layers.", gemma2: "/model/layers.", gemma3: "/model/layers.", gpt2: "/transformer/h." } as const;
+const BLOCK_SCOPE = { llama: "/model/layers.", mistral3: "/model/layers.", smollm3: "/model/layers.", qwen2: "/model/layers.", qwen3: "/model/layers.", phi3: "/model/layers.", gemma2: "/model/layers.", gemma3: "/model/layers.", gpt2: "/transformer/h." } as const;
 
-for (const arch of ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2"] as const) {
+for (const arch of ["llama", "mistral3", "smollm3", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2"] as const) {
   for (const [layout, what] of LAYOUTS) {
     describe(`${arch} laid out as ${what}`, () => {
       const gguf = join(dir, `${arch}.gguf`);
@@ -84,7 +84,8 @@ for (const arch of ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2
 
       test("the export is found from its directory, with its config and tokenizer", async () => {
         await open();
-        expect(exported.info).toMatchObject({ architecture: arch, nLayers: reference.info.nLayers, dModel: reference.info.dModel, vocabSize: reference.info.vocabSize });
+        // The export names its HF model_type: Mistral Small 3.1's text model is "mistral" (GGUF: mistral3).
+        expect(exported.info).toMatchObject({ architecture: arch === "mistral3" ? "mistral" : arch, nLayers: reference.info.nLayers, dModel: reference.info.dModel, vocabSize: reference.info.vocabSize });
         expect(exported.tokenize("Once upon a time")).toEqual(reference.tokenize("Once upon a time"));
       });
 

@@ -72,6 +72,24 @@ describe("random GGUF generator", () => {
     expect(phi2.get("output.bias")).toEqual([phi2.get("output.weight")![1]!]);
     expect(phi2.get("blk.1.attn_q.bias")).toEqual([64]);
     expect((keys("phi2").get("phi2.rope.dimension_count") as { value: number }).value).toBe(6); // int(0.4 * 64) // 4
+    // mistral3 (Mistral Small 3.1): head_dim 32 x 4 heads != n_embd, written as key_length and rope.dimension_count;
+    // no yarn or attention-temperature keys; Tekken's specials at ids 0..; untied output.
+    const m3 = names("mistral3"), m3keys = keys("mistral3");
+    expect(m3.get("blk.0.attn_q.weight")).toEqual([64, 128]);
+    expect(m3.get("blk.0.attn_output.weight")).toEqual([128, 64]);
+    expect(m3.has("output.weight")).toBe(true);
+    for (const k of ["attention.key_length", "attention.value_length", "rope.dimension_count"]) expect((m3keys.get(`mistral3.${k}`) as { value: number }).value).toBe(32);
+    expect([...m3keys.keys()].filter((k) => /temperature|yarn|rope\.scaling/.test(k))).toEqual([]);
+    expect((m3keys.get("tokenizer.ggml.pre") as { value: string }).value).toBe("tekken");
+    expect(((m3keys.get("tokenizer.ggml.tokens") as { value: unknown }).value as string[]).slice(0, 3)).toEqual(["<unk>", "<s>", "</s>"]);
+    expect((m3keys.get("tokenizer.ggml.bos_token_id") as { value: number }).value).toBe(1);
+    // smollm3: llama tensors, tied, 4 blocks (block 3 has no rope: llama.cpp's fixed step, no key), Llama 3 vocabulary.
+    const s3 = names("smollm3"), s3keys = keys("smollm3");
+    expect(s3.has("output.weight")).toBe(false);
+    expect(s3.has("blk.3.ffn_gate.weight")).toBe(true);
+    expect(s3.has("blk.4.ffn_gate.weight")).toBe(false);
+    expect([...s3keys.keys()].filter((k) => /no_rope|key_length/.test(k))).toEqual([]);
+    expect((s3keys.get("tokenizer.ggml.pre") as { value: string }).value).toBe("llama-bpe");
   });
 
   test("bad options are refused naming the option", () => {

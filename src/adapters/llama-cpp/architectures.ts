@@ -37,10 +37,11 @@ const graph = (arch: string, learnedPositions = false): ArchitectureGraph => {
 };
 
 /**
- * Every architecture the adapter hooks (names from core's LLAMA_CPP_RESIDUAL_NAMES). llama (Llama 2/3,
- * Mistral), phi3, gemma2, gemma3, gpt2, qwen2, qwen3 and phi2 (parallel blocks: no resid_mid) are verified against llama.cpp's own tools on
- * random-weight models (test/llama-cpp/architectures.test.ts); mistral3 and smollm3 were checked in
- * the builders' source only.
+ * Every architecture the adapter hooks (names from core's LLAMA_CPP_RESIDUAL_NAMES). Each one —
+ * llama (Llama 2/3, Mistral), mistral3 (Mistral Small 3.1; without yarn or attention temperature),
+ * smollm3 (its no-rope blocks), phi3, gemma2, gemma3, gpt2, qwen2, qwen3 and phi2 (parallel blocks: no
+ * resid_mid) — is verified against llama.cpp's own tools on random-weight models
+ * (test/llama-cpp/architectures.test.ts).
  */
 export const ARCHITECTURE_GRAPHS: Readonly<Record<string, ArchitectureGraph>> = {
   llama: graph("llama"),

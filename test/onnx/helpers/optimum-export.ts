@@ -1,5 +1,5 @@
 /**
- * Fixture generator: lay a GGUF model (llama, qwen2, qwen3, phi3, gemma2, gemma3 or gpt2) out as Hugging Face Optimum's ONNX
+ * Fixture generator: lay a GGUF model (llama, mistral3, smollm3, qwen2, qwen3, phi3, gemma2, gemma3 or gpt2) out as Hugging Face Optimum's ONNX
  * exporter does for `text-generation-with-past`, in the two layouts people download:
  *
  * - `optimum-merged`: `decoder_model_merged.onnx` at the root, as `optimum-cli export onnx` writes
@@ -315,8 +315,10 @@ function decoderGraph(g: LlamaGguf, w: Weights, withPast: boolean): { graph: Onn
       q = rmsNorm(q, l.qNorm, `${p}.self_attn.q_norm.weight`, `${s}/self_attn/q_norm`);
       k = rmsNorm(k, l.kNorm, `${p}.self_attn.k_norm.weight`, `${s}/self_attn/k_norm`);
     }
-    const qr = gpt2 ? q : rotaryFor(L)(q, `${s}/self_attn`);
-    const kr = gpt2 ? k : rotaryFor(L)(k, `${s}/self_attn`);
+    // SmolLM3's NoPE blocks (HF no_rope_layers[L] = 0) and gpt2 apply no rotary.
+    const rotates = !gpt2 && h.layerRope[L]!.rotate;
+    const qr = rotates ? rotaryFor(L)(q, `${s}/self_attn`) : q;
+    const kr = rotates ? rotaryFor(L)(k, `${s}/self_attn`) : k;
     if (withPast) {
       inputs.push(valueInfo(`past_key_values.${L}.key`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length", D]));
       inputs.push(valueInfo(`past_key_values.${L}.value`, DataType.FLOAT, ["batch_size", KV, "past_sequence_length", D]));
@@ -437,8 +439,8 @@ export function quantizeDynamicInt8(graph: OnnxGraph): OnnxGraph {
 export function writeOptimumExport(ggufPath: string, outDir: string, layout: OptimumLayout, options: { quantized?: boolean } = {}): string {
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
-  if (!["llama", "qwen2", "qwen3", "phi3", "gpt2", "gemma2", "gemma3"].includes(h.architecture)) {
-    throw new Error(`${ggufPath}: this generator lays out llama, qwen2, qwen3, phi3, gemma2, gemma3 and gpt2, not ${h.architecture}`);
+  if (!["llama", "mistral3", "smollm3", "qwen2", "qwen3", "phi3", "gpt2", "gemma2", "gemma3"].includes(h.architecture)) {
+    throw new Error(`${ggufPath}: this generator lays out llama, mistral3, smollm3, qwen2, qwen3, phi3, gemma2, gemma3 and gpt2, not ${h.architecture}`);
   }
   const fused = h.architecture === "gpt2" || h.architecture === "phi3";
   if (g.layers.some((l) => (l.wqkv !== null) !== fused)) throw new Error(`${ggufPath}: q/k/v are laid out fused for gpt2 and phi3 only, separate for the others`);
@@ -467,12 +469,15 @@ export function writeOptimumExport(ggufPath: string, outDir: string, layout: Opt
   const config = {
     _name_or_path: h.name,
     architectures: [h.profile.hfClass],
-    model_type: h.architecture,
+    // Mistral Small 3.1's text model is HF "mistral" (MistralForCausalLM); GGUF calls it mistral3.
+    model_type: h.architecture === "mistral3" ? "mistral" : h.architecture,
     hidden_size: h.nEmbd,
     intermediate_size: h.nFf,
     num_hidden_layers: h.nLayers,
     num_attention_heads: h.nHead,
     num_key_value_heads: h.nHeadKv,
+    head_dim: h.headDim,
+    ...(h.architecture === "smollm3" ? { no_rope_layers: h.ropeLayers.map((r) => (r ? 1 : 0)), no_rope_layer_interval: 4 } : {}),
     vocab_size: h.vocabSize,
     max_position_embeddings: h.contextLength,
     ...(h.profile.norm === "rms" ? { rms_norm_eps: h.normEps } : { layer_norm_epsilon: h.normEps, n_positions: h.contextLength }),
