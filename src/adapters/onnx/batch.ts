@@ -629,9 +629,11 @@ export async function batchRefusal(model: OnnxRuntimeModel): Promise<string | nu
   }
   if (!io.attentionMask) return `it has no attention_mask input, so a row's padding cannot be hidden`;
   if (!io.positionIds) return `it has no position_ids input, so rows cannot have their own positions`;
+  const window = model.config.slidingWindow;
   const sliding = graph.nodes.find((n) => /sliding/i.test(n.name ?? "") || n.outputs.some((o) => /sliding/i.test(o)));
-  if (sliding) {
-    return `it has sliding-window attention ("${sliding.name ?? sliding.outputs[0]}"), whose window is measured in cache slots, which a padded batch shifts`;
+  if (window !== undefined || sliding) {
+    const what = window !== undefined ? `config.json: ${typeof window === "number" ? `sliding_window ${window}` : window}` : `"${sliding!.name || sliding!.outputs[0]}"`;
+    return `it has sliding-window attention (${what}); exports measure the window in cache slots from the end, which padding a row's cache shifts`;
   }
   return probe(model);
 }
