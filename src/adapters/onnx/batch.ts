@@ -158,7 +158,7 @@ export class OnnxBatch {
   #disposed = false;
   #nextId = 1;
   #passes = 0;
-  #lease: { key: string; lease: PlanLease } | null = null;
+  #lease: { spec: PlanSpec; lease: PlanLease } | null = null;
   /** Row moves and clears asked for during a pass, done when it ends. */
   #deferred: (() => void)[] = [];
 
@@ -267,6 +267,10 @@ export class OnnxBatch {
       }
       this.#zeroRow(this.#rows.length);
       if (this.#rows.length > 0) this.wake();
+      else {
+        this.#lease?.lease.release();
+        this.#lease = null;
+      }
     });
   }
 
@@ -369,14 +373,20 @@ export class OnnxBatch {
     else call.resolve(seq.logits);
   }
 
-  /** The plan for the union of the live sequences' hook layouts, kept leased while it is the one. */
+  /**
+   * The plan for the union of the live sequences' hook layouts, kept leased while it serves. A plan
+   * that covers every live sequence is kept when one leaves (a sequence leaving would otherwise cost
+   * an ORT session build each time the mix changes; the rows just pass through unused points), and
+   * replaced by the exact union when a sequence needs a point it lacks or the batch empties.
+   */
   #plan(): Promise<RuntimePlan> {
-    const spec = unionSpec(this.#rows.map((s) => s.spec), this.model.info.nLayers);
-    const key = JSON.stringify([spec.split.map(pointName), spec.affine.map((a) => [pointName(a.point), a.lowRank]), spec.read.map(pointName)]);
-    if (this.#lease?.key !== key) {
+    const nLayers = this.model.info.nLayers;
+    const specs = this.#rows.map((s) => s.spec);
+    if (!this.#lease || !specs.every((s) => covers(this.#lease!.spec, s))) {
+      const spec = unionSpec(specs, nLayers);
       const lease = this.model.acquirePlan(spec);
       this.#lease?.lease.release();
-      this.#lease = { key, lease };
+      this.#lease = { spec, lease };
     }
     return this.#lease.lease.plan;
   }
@@ -511,6 +521,21 @@ export function unionSpec(specs: readonly PlanSpec[], nLayers: number): PlanSpec
     read: byIndex(read, (p) => p),
     batched: true,
   };
+}
+
+/** True when a plan built for `plan` serves a sequence whose own layout is `need`. */
+function covers(plan: PlanSpec, need: PlanSpec): boolean {
+  const split = new Set(plan.split.map(pointName));
+  const read = new Set(plan.read.map(pointName));
+  const affine = new Map(plan.affine.map((a) => [pointName(a.point), a]));
+  return (
+    need.split.every((p) => split.has(pointName(p))) &&
+    need.read.every((p) => read.has(pointName(p)) || split.has(pointName(p))) &&
+    need.affine.every((a) => {
+      const have = affine.get(pointName(a.point));
+      return have !== undefined && (have.lowRank || !a.lowRank);
+    })
+  );
 }
 
 /** Per-row affine inputs: each active row's own edit (rank padded with zeros), zeros elsewhere. */
