@@ -11,7 +11,10 @@ import { onnx } from "../../src/adapters/onnx/index.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import type { Model } from "../../src/core/backend.ts";
 import { generate } from "../../src/core/generate.ts";
+import { definePlugin } from "../../src/core/plugin.ts";
 import { addVector } from "../../src/plugins/index.ts";
+import * as v from "valibot";
+import { DEFAULT_MODEL_PATH } from "../../src/testing/index.ts";
 import { writeRandomGguf, type RandomGgufArchitecture } from "../../src/testing/random-gguf.ts";
 import { writeDecoderDir } from "./helpers/decoder-builder.ts";
 import { wave } from "./helpers/hooks.ts";
@@ -20,7 +23,20 @@ import { writeOptimumExport, type OptimumLayout } from "./helpers/optimum-export
 const dir = mkdtempSync(join(tmpdir(), "steerkit-onnx-batched-layouts-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Four requests (two steered) alone, then together on the batched view: the same greedy tokens. */
+/** A JS hook (no affine form): the graph is cut there for the whole batch. */
+const squash = definePlugin({
+  name: "test-squash",
+  options: v.object({}),
+  needs: ["residual:write"],
+  create: () => ({
+    points: [{ site: "resid_mid", layer: 1 }],
+    onResidual(x) {
+      for (let i = 0; i < x.data.length; i++) x.data[i] = 2 * Math.tanh(x.data[i]! / 2);
+    },
+  }),
+});
+
+/** Five requests (three steered, one by a JS hook) alone, then together on the batched view: the same greedy tokens. */
 async function sameTokens(model: Model, batched: Model): Promise<void> {
   const d = model.info.dModel;
   const requests = [
@@ -28,6 +44,7 @@ async function sameTokens(model: Model, batched: Model): Promise<void> {
     { tokens: [1, 9, 8], plugins: [] },
     { tokens: [1, 100, 200, 45, 46, 47], plugins: [addVector({ points: ["resid_mid.0"], vector: Array.from(wave(d, 3, 1)), positions: "generated" })] },
     { tokens: [1, 61], plugins: [] },
+    { tokens: [1, 7, 7], plugins: [squash({})] },
   ].map((r, i) => ({ ...r, maxTokens: 12 + 3 * i, temperature: 0, ignoreEos: true }));
   const alone = [];
   for (const r of requests) alone.push((await generate(model, r)).tokens);
@@ -43,13 +60,27 @@ describe("exports that batch", () => {
       const model = await onnx.load(writeOptimumExport(gguf, join(dir, `${arch}-${layout}`), layout), { threads: 1 });
       try {
         expect(model.batchRefusal).toBeNull();
-        const batched = model.batched!({ sequences: 4 });
+        const batched = model.batched!({ sequences: 5 });
         await sameTokens(model, batched);
         batched.dispose();
       } finally {
         model.dispose();
       }
     });
+  }
+});
+
+test("steerkit convert, float16 (KV cache, residual and logits in half precision)", async () => {
+  const out = join(dir, "stories-fp16");
+  await convertGgufToOnnx(DEFAULT_MODEL_PATH, out, { dtype: "float16" });
+  const model = await onnx.load(out, { threads: 1 });
+  try {
+    expect(model.batchRefusal).toBeNull();
+    const batched = model.batched!({ sequences: 5 });
+    await sameTokens(model, batched);
+    batched.dispose();
+  } finally {
+    model.dispose();
   }
 });
 
