@@ -52,28 +52,9 @@ async function sameTokens(model: Model, batched: Model): Promise<void> {
   expect(together).toEqual(alone);
 }
 
-describe("exports that batch", () => {
-  for (const [arch, layout] of [["llama", "transformers.js"], ["gpt2", "optimum-merged"], ["qwen3", "optimum-merged"]] as [RandomGgufArchitecture, OptimumLayout][]) {
-    test(`${arch} laid out as ${layout}`, async () => {
-      const gguf = join(dir, `${arch}.gguf`);
-      writeRandomGguf(gguf, { arch });
-      const model = await onnx.load(writeOptimumExport(gguf, join(dir, `${arch}-${layout}`), layout), { threads: 1 });
-      try {
-        expect(model.batchRefusal).toBeNull();
-        const batched = model.batched!({ sequences: 5 });
-        await sameTokens(model, batched);
-        batched.dispose();
-      } finally {
-        model.dispose();
-      }
-    });
-  }
-});
-
-test("steerkit convert, float16 (KV cache, residual and logits in half precision)", async () => {
-  const out = join(dir, "stories-fp16");
-  await convertGgufToOnnx(DEFAULT_MODEL_PATH, out, { dtype: "float16" });
-  const model = await onnx.load(out, { threads: 1 });
+/** The export at `path` is not refused, and its batched view gives what one sequence each gives. */
+async function batchesAsAlone(path: string): Promise<void> {
+  const model = await onnx.load(path, { threads: 1 });
   try {
     expect(model.batchRefusal).toBeNull();
     const batched = model.batched!({ sequences: 5 });
@@ -82,6 +63,22 @@ test("steerkit convert, float16 (KV cache, residual and logits in half precision
   } finally {
     model.dispose();
   }
+}
+
+describe("exports that batch", () => {
+  for (const [arch, layout] of [["llama", "transformers.js"], ["gpt2", "optimum-merged"], ["qwen3", "optimum-merged"]] as [RandomGgufArchitecture, OptimumLayout][]) {
+    test(`${arch} laid out as ${layout}`, async () => {
+      const gguf = join(dir, `${arch}.gguf`);
+      writeRandomGguf(gguf, { arch });
+      await batchesAsAlone(writeOptimumExport(gguf, join(dir, `${arch}-${layout}`), layout));
+    });
+  }
+});
+
+test("steerkit convert, float16 (KV cache, residual and logits in half precision)", async () => {
+  const out = join(dir, "stories-fp16");
+  await convertGgufToOnnx(DEFAULT_MODEL_PATH, out, { dtype: "float16" });
+  await batchesAsAlone(out);
 });
 
 describe("exports refused by name, still served one sequence at a time", () => {

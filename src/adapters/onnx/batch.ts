@@ -44,6 +44,7 @@ import { float32ToHalfBits, halfBitsToFloat32 } from "../../formats/half.ts";
 import type { OnnxRuntimeModel, PlanLease, RuntimePlan } from "./model.ts";
 import { float16Tensor, halfBits, ort, type OrtTensor } from "./ort.ts";
 import type { AffineSpec, PlanSpec } from "./plan.ts";
+import { runSegment } from "./sequence.ts";
 
 export interface OnnxBatchOptions extends CoreBatchOptions {
   /** Sequences alive at once (rows of the batched KV buffer), 1..256. */
@@ -425,14 +426,7 @@ export class OnnxBatch {
     const cutValues = new Map<string, Float32Array>();
     try {
       for (const seg of plan.segments) {
-        const segFeeds: Record<string, OrtTensor> = {};
-        for (const name of seg.inputs) segFeeds[name] = feeds[name]!;
-        let out: Record<string, OrtTensor>;
-        try {
-          out = await seg.session.run(segFeeds);
-        } catch (e) {
-          throw new SteerkitError("BACKEND_FAILED", `onnxruntime failed running the model: ${(e as Error)?.message ?? String(e)}`, { cause: e });
-        }
+        const out = await runSegment(seg, feeds);
         Object.assign(results, out);
         if (!seg.cut) continue;
         const name = pointName(seg.cut.point);
