@@ -302,6 +302,38 @@ describe("batched ONNX decoding on stories260K (steerkit convert)", () => {
     expect(batched.batch.liveSequences).toBe(0);
   });
 
+  test("a long prompt goes in by chunks between the others' decode steps; a failure in a later chunk rolls the whole call back", async () => {
+    const chunked = single.batched!({ sequences: 3, promptChunk: 12 });
+    try {
+      const long = Array.from({ length: 50 }, (_, i) => 5 + ((i * 7) % 300));
+      const alone = single.createSequence();
+      const expected = Float32Array.from(await alone.prefill(long));
+      alone.free();
+      const plain = await run(single, prompts[1]!, [], 8);
+      const decoding = run(chunked, prompts[1]!, [], 8);
+      await Bun.sleep(1);
+      let chunks = 0;
+      const hooks = makeHooks({ points: ["resid_post.0"], edit: (_p, x) => void (x.dims[0]! > 1 && chunks++) });
+      const seq = chunked.createSequence({ hooks });
+      const passes = chunked.batch.passes;
+      expect(maxAbsDiff(await seq.prefill(long), expected)).toBeLessThan(TOLERANCE);
+      expect(chunks).toBe(5); // 12 + 12 + 12 + 12 + 2
+      expect(chunked.batch.passes - passes).toBeGreaterThan(5); // decode passes of the other ran in between
+      expect((await decoding).tokens).toEqual(plain.tokens);
+      // A hook failing in the third chunk: the call rejects and the sequence holds what it held before.
+      let calls = 0;
+      const failing = chunked.createSequence({ hooks: makeHooks({ points: ["resid_post.0"], edit: () => { if (++calls === 3) throw new Error("third chunk"); } }) });
+      await failing.prefill([1, 2, 3]);
+      calls = 0;
+      await expect(failing.prefill(long)).rejects.toThrow("third chunk");
+      expect(failing.length).toBe(3);
+      seq.free();
+      failing.free();
+    } finally {
+      chunked.dispose();
+    }
+  });
+
   test("stream: cancelling one batched stream frees its row and leaves the others running", async () => {
     const plain = (await generate(single, { prompt: prompts[4]!, temperature: 0, maxTokens: 12 })).tokens;
     const cancelled = stream(batched, { prompt: prompts[3]!, temperature: 0, maxTokens: 100, ignoreEos: true });

@@ -29,8 +29,8 @@
  *
  * Scheduling: a step starts when every live sequence has a call waiting (or `gatherMs` after the
  * first call). It runs one decode pass for all one-token calls (sequences waiting on something else
- * ride along as rows whose results are dropped), then each longer call (a prompt) as its own pass of
- * batch 1, against its row of the same buffer. A hook error, a freed sequence or a full context
+ * ride along as rows whose results are dropped), then the next chunk (`promptChunk` tokens) of each
+ * longer call (a prompt) as its own pass of batch 1, against its row of the same buffer. A hook error, a freed sequence or a full context
  * fails only that sequence's call; an onnxruntime error fails the calls of that pass.
  */
 import type { Capability, ChatMessage, Model, ModelInfo, ResidualHooks, Sequence, SequenceOptions, TokenizeOptions, BatchOptions as CoreBatchOptions } from "../../core/backend.ts";
@@ -54,6 +54,11 @@ export interface OnnxBatchOptions extends CoreBatchOptions {
    * (default 2 ms). A step starts at once when every live sequence is waiting.
    */
   readonly gatherMs?: number;
+  /**
+   * Most prompt tokens of one sequence per step (default 64): a long prompt goes in over several
+   * steps, each after the decode pass of the others, so it does not stall them.
+   */
+  readonly promptChunk?: number;
 }
 
 /** The KV buffer's width grows and shrinks in steps of this many tokens (bounds reallocations and masked keys). */
@@ -61,6 +66,10 @@ export const WIDTH_STEP = 16;
 
 interface Call {
   readonly tokens: readonly number[];
+  /** Tokens of `tokens` already in the cache (a prompt goes in by chunks). */
+  done: number;
+  /** The sequence's length when the call began: a failure rolls back to it. */
+  readonly start: number;
   readonly resolve: (logits: Float32Array) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -111,7 +120,7 @@ export class BatchedOnnxSequence implements Sequence {
       return Promise.reject(e);
     }
     return new Promise<Float32Array>((resolve, reject) => {
-      this.call = { tokens: Array.from(tokens), resolve, reject };
+      this.call = { tokens: Array.from(tokens), done: 0, start: this.tokens, resolve, reject };
       this.batch.wake();
     });
   }
@@ -144,6 +153,7 @@ export class BatchedOnnxSequence implements Sequence {
 export class OnnxBatch {
   readonly sequences: number;
   readonly #gatherMs: number;
+  readonly #promptChunk: number;
   /** Live sequences by row: row r of the KV buffer is #rows[r]'s. */
   readonly #rows: BatchedOnnxSequence[] = [];
   /** One buffer per KV input, `[sequences, kvHeads, width, headDim]`. */
@@ -175,6 +185,9 @@ export class OnnxBatch {
     if (refusal) throw new SteerkitError("UNSUPPORTED_MODEL", `${model.config.modelFile}: cannot batch sequences: ${refusal}`);
     this.sequences = sequences;
     this.#gatherMs = gatherMs;
+    const promptChunk = options.promptChunk ?? 64;
+    if (!Number.isInteger(promptChunk) || promptChunk < 1) throw new RangeError(`promptChunk must be an integer >= 1, got ${promptChunk}`);
+    this.#promptChunk = promptChunk;
     const dims = model.io.kv.entries[0]!.emptyDims; // optimum: [1, kvHeads, 0, headDim]
     this.#heads = dims[1]!;
     this.#headDim = dims[3]!;
@@ -354,8 +367,9 @@ export class OnnxBatch {
           this.#settle(s, new Error(`sequence ${s.id} was freed`));
           continue;
         }
-        this.#fit(s.tokens + s.call.tokens.length);
-        await this.#pass(plan, s.row, 1, s.call.tokens.length, new Set([s]));
+        const n = Math.min(this.#promptChunk, s.call.tokens.length - s.call.done);
+        this.#fit(s.tokens + n);
+        await this.#pass(plan, s.row, 1, n, new Set([s]));
       }
     } finally {
       this.#running = false;
@@ -366,12 +380,14 @@ export class OnnxBatch {
     }
   }
 
+  /** End `seq`'s call: resolve with its logits, or reject and roll its cache back to where the call began. */
   #settle(seq: BatchedOnnxSequence, error: unknown): void {
     const call = seq.call;
     seq.call = null;
     if (!call) return;
-    if (error !== null) call.reject(error);
-    else call.resolve(seq.logits);
+    if (error === null) return call.resolve(seq.logits);
+    seq.tokens = call.start;
+    call.reject(error);
   }
 
   /**
@@ -406,7 +422,7 @@ export class OnnxBatch {
     const width = this.#width;
     const rows = this.#rows.slice(first, first + count);
     const feeds: Record<string, OrtTensor> = {};
-    const tokenIds = rows.map((s) => (active.has(s) ? s.call!.tokens : Array.from({ length: n }, () => 0)));
+    const tokenIds = rows.map((s) => (active.has(s) ? s.call!.tokens.slice(s.call!.done, s.call!.done + n) : Array.from({ length: n }, () => 0)));
     const positions = rows.map((s) => Array.from({ length: n }, (_, i) => s.tokens + i));
     feeds[io.inputIds.name] = intTensor(io.inputIds.type, [count, n], (r, i) => tokenIds[r]![i]!);
     if (io.positionIds) feeds[io.positionIds.name] = intTensor(io.positionIds.type, [count, n], (r, i) => positions[r]![i]!);
@@ -486,6 +502,9 @@ export class OnnxBatch {
       const error = failed.get(s);
       if (error !== undefined) return this.#settle(s, error);
       s.tokens += n;
+      const call = s.call!;
+      call.done += n;
+      if (call.done < call.tokens.length) return; // the next chunk goes in next step
       rowLogits(logits, (r + 1) * n - 1, vocab, s.logits);
       this.#settle(s, null);
     });
