@@ -17,7 +17,7 @@ import * as v from "valibot";
 import { DEFAULT_MODEL_PATH } from "../../src/testing/index.ts";
 import { writeRandomGguf, type RandomGgufArchitecture } from "../../src/testing/random-gguf.ts";
 import { writeDecoderDir } from "./helpers/decoder-builder.ts";
-import { wave } from "./helpers/hooks.ts";
+import { maxAbsDiff, wave } from "./helpers/hooks.ts";
 import { writeOptimumExport, type OptimumLayout } from "./helpers/optimum-export.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-onnx-batched-layouts-"));
@@ -57,8 +57,18 @@ async function batchesAsAlone(path: string): Promise<void> {
   const model = await onnx.load(path, { threads: 1 });
   try {
     expect(model.batchRefusal).toBeNull();
-    const batched = model.batched!({ sequences: 5 });
+    const batched = model.batched!({ sequences: 5, promptChunk: 12 });
     await sameTokens(model, batched);
+    // A prompt in chunks (past and padding before each), beside a decoding sequence: the logits of one run.
+    const long = Array.from({ length: 40 }, (_, i) => 5 + ((i * 7) % 200));
+    const alone = model.createSequence();
+    const expected = Float32Array.from(await alone.prefill(long));
+    alone.free();
+    const other = batched.createSequence();
+    await other.prefill([1, 2, 3]);
+    const seq = batched.createSequence();
+    const [got] = await Promise.all([seq.prefill(long), other.decode(4).then(() => other.decode(5))]);
+    expect(maxAbsDiff(got!, expected)).toBeLessThan(1e-4);
     batched.dispose();
   } finally {
     model.dispose();
@@ -81,16 +91,21 @@ test("steerkit convert, float16 (KV cache, residual and logits in half precision
   await batchesAsAlone(out);
 });
 
-describe("exports refused by name, still served one sequence at a time", () => {
-  const cases: [string, () => Promise<string>, string][] = [
-    ["onnxruntime-genai layout (GroupQueryAttention)", async () => {
+describe("onnxruntime-genai layout (GroupQueryAttention: each row's past length from the mask's sum)", () => {
+  for (const genaiRotary of ["attention", "separate"] as const) {
+    test(`rotary ${genaiRotary === "attention" ? "inside GroupQueryAttention (positions from seqlens_k)" : "in RotaryEmbedding nodes (position_ids)"}`, async () => {
       // A random llama with head_dim 16 (ORT's GroupQueryAttention wants a multiple of 16; stories260K's is 8).
       const gguf = join(dir, "llama-genai.gguf");
       writeRandomGguf(gguf, { arch: "llama" });
-      const out = join(dir, "genai");
-      await convertGgufToOnnx(gguf, out, { layout: "genai" });
-      return out;
-    }, "GroupQueryAttention"],
+      const out = join(dir, `genai-${genaiRotary}`);
+      await convertGgufToOnnx(gguf, out, { layout: "genai", genaiRotary });
+      await batchesAsAlone(out);
+    });
+  }
+});
+
+describe("exports refused by name, still served one sequence at a time", () => {
+  const cases: [string, () => Promise<string>, string][] = [
     ["legacy past_N KV layout", async () => join(import.meta.dir, "../fixtures/onnx/genai-gpt2-fp32"), "legacy past_N"],
     ["sliding-window attention (gemma2)", async () => {
       const gguf = join(dir, "gemma2.gguf");

@@ -16,10 +16,12 @@
  *
  * Which exports: the mask must be honoured per row with positions taken from `position_ids` (the
  * graph's causal mask is by cache index, which padding shifts; keys are rotated at their own
- * positions, so their slot does not matter). `batchRefusal` checks that statically and by a probe
- * run; exports whose attention places each row's new KV by its own length (onnxruntime-genai's
- * GroupQueryAttention, `seqlens_k`) or whose masks are by cache index (sliding windows) are refused
- * by name, and their sequences still work one per `session.run` (`createSequence`).
+ * positions, so their slot does not matter). onnxruntime-genai's GroupQueryAttention reads each
+ * row's past length from the mask's sum (`seqlens_k`) and writes its new KV rows right after it,
+ * which this left-aligned layout is; outputNewKvRows (kv.ts) gathers them there. `batchRefusal`
+ * checks all that statically and by a probe run; other fused attention ops, the legacy `past_N`
+ * layout and sliding windows (masks by cache index, which padding shifts) are refused by name, and
+ * their sequences still work one per `session.run` (`createSequence`).
  *
  * Steering per row: a pass runs one plan, built for the union of the live sequences' hook layouts
  * (plan.ts, `batched`): affine inputs carry one edit per row (zeros and a zero row mask for rows
@@ -645,7 +647,7 @@ export class BatchedOnnxModel implements Model {
 }
 
 /** Fused attention ops that place or mask KV rows by their own rules (not by attention_mask + position_ids). */
-const OWN_KV_ATTENTION = new Set(["GroupQueryAttention", "Attention", "MultiHeadAttention", "PackedAttention", "SparseAttention"]);
+const OWN_KV_ATTENTION = new Set(["Attention", "MultiHeadAttention", "PackedAttention", "SparseAttention"]);
 
 /**
  * Why this export cannot run batched passes, or null when it can. Static checks name the layout;
@@ -663,10 +665,13 @@ export async function batchRefusal(model: OnnxRuntimeModel): Promise<string | nu
   if (io.kv.style !== "optimum") return `its KV inputs use the legacy past_N layout ([2, batch, heads, past, head]); batched passes are implemented for past_key_values.N.key/value`;
   const fused = graph.nodes.find((n) => OWN_KV_ATTENTION.has(n.opType ?? "") && n.domain === "com.microsoft");
   if (fused) {
-    return `it uses com.microsoft ${fused.opType} ("${fused.name ?? fused.outputs[0]}"), which places each row's new KV rows and positions by its own length (seqlens_k / mask sums) rather than at the padded cache end; batching it needs a per-row KV copy-out by length (not implemented)`;
+    return `it uses com.microsoft ${fused.opType} ("${fused.name || fused.outputs[0]}"), whose past/mask conventions batched passes do not implement (the graph would need each row's padding hidden per row)`;
   }
   if (!io.attentionMask) return `it has no attention_mask input, so a row's padding cannot be hidden`;
-  if (!io.positionIds) return `it has no position_ids input, so rows cannot have their own positions`;
+  // GroupQueryAttention takes each row's past length (and rotary positions) from seqlens_k, the
+  // mask's sum: a row's cache left-aligned in the padded buffer is exactly what it expects.
+  const gqa = graph.nodes.some((n) => n.opType === "GroupQueryAttention");
+  if (!io.positionIds && !gqa) return `it has no position_ids input, so rows cannot have their own positions`;
   const window = model.config.slidingWindow;
   const sliding = graph.nodes.find((n) => /sliding/i.test(n.name ?? "") || n.outputs.some((o) => /sliding/i.test(o)));
   if (window !== undefined || sliding) {
@@ -683,7 +688,7 @@ async function probe(model: OnnxRuntimeModel): Promise<string | null> {
   const run = async (rows: number, past: number): Promise<Float32Array> => {
     const feeds: Record<string, OrtTensor> = {};
     feeds[io.inputIds.name] = intTensor(io.inputIds.type, [rows, 1], () => token);
-    feeds[io.positionIds!.name] = intTensor(io.positionIds!.type, [rows, 1], () => 0);
+    if (io.positionIds) feeds[io.positionIds.name] = intTensor(io.positionIds.type, [rows, 1], () => 0);
     feeds[io.attentionMask!.name] = intTensor(io.attentionMask!.type, [rows, past + 1], (_, j) => (j === past ? 1 : 0));
     for (const e of io.kv.entries) {
       const dims = [rows, e.emptyDims[1]!, past, e.emptyDims[3]!];
