@@ -8,7 +8,7 @@
  *
  *   bun bench/make-random-gguf.ts && bun bench/onnx.ts --converted   # once: bench/models/random-d1024-l16-f16-onnx
  *   bun bench/batched-onnx.ts [--onnx <export dir>] [--threads 2] [--prompt 32] [--decode 16] [--n 1,2,4,8] [--rounds 2]
- *   bun bench/batched.ts --onnx <export dir> ...   # the same table after the llama.cpp one
+ *   STEERKIT_BENCH_ONNX=<export dir> bun bench/batched.ts ...   # the same table after the llama.cpp one
  *
  * Prefill and decode are separate phases (as in bench/batched.ts): every prompt goes in first,
  * then each sequence decodes `--decode` tokens greedily; aggregate = N × decode / the decode

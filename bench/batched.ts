@@ -11,7 +11,7 @@
  *   bun bench/make-random-gguf.ts         # once: bench/models/random-d1024-l16-f16.gguf
  *   STEERKIT_LLAMA_BATCHED_BENCH=/tmp/lcpp-build/bin/llama-batched-bench \
  *     bun bench/batched.ts [--threads 2] [--prompt 32] [--decode 16] [--n 1,2,4,8,16] [--rounds 2]
- *   --onnx <export dir> adds the ONNX Runtime table (bench/batched-onnx.ts) after this one, same run.
+ *   STEERKIT_BENCH_ONNX=<export dir> adds the ONNX Runtime table (bench/batched-onnx.ts) after this one.
  *
  * With the tool set, Steerkit loads the libraries next to it (STEERKIT_LLAMA_LIB_DIR, unless set),
  * so both sides run the same build. Without it, the llama.cpp column is skipped with a message.
@@ -42,7 +42,6 @@ const { values: args } = parseArgs({
     decode: { type: "string", default: "16" },
     n: { type: "string", default: "1,2,4,8,16" },
     rounds: { type: "string", default: "2" },
-    onnx: { type: "string" },
   },
 });
 const modelPath = args.model!;
@@ -217,7 +216,8 @@ if (!tool) console.log("\n(llama.cpp column skipped: set STEERKIT_LLAMA_BATCHED_
 model.dispose();
 
 // ---- ONNX Runtime (bench/batched-onnx.ts): batched view vs one session.run per sequence ----
-if (args.onnx) {
+const onnxDir = process.env.STEERKIT_BENCH_ONNX;
+if (onnxDir) {
   const { runOnnxBatchedBench } = await import("./batched-onnx.ts");
-  console.log(`\n${(await runOnnxBatchedBench({ dir: args.onnx, threads, nPrompt, nDecode, Ns, rounds })).join("\n")}`);
+  console.log(`\n${(await runOnnxBatchedBench({ dir: onnxDir, threads, nPrompt, nDecode, Ns, rounds })).join("\n")}`);
 }
