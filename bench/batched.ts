@@ -11,6 +11,7 @@
  *   bun bench/make-random-gguf.ts         # once: bench/models/random-d1024-l16-f16.gguf
  *   STEERKIT_LLAMA_BATCHED_BENCH=/tmp/lcpp-build/bin/llama-batched-bench \
  *     bun bench/batched.ts [--threads 2] [--prompt 32] [--decode 16] [--n 1,2,4,8,16] [--rounds 2]
+ *   STEERKIT_BENCH_ONNX=<export dir> adds the ONNX Runtime table (bench/batched-onnx.ts) after this one.
  *
  * With the tool set, Steerkit loads the libraries next to it (STEERKIT_LLAMA_LIB_DIR, unless set),
  * so both sides run the same build. Without it, the llama.cpp column is skipped with a message.
@@ -213,3 +214,10 @@ for (const [name, xs] of [["batched", healthBatched], ["one context each", healt
 }
 if (!tool) console.log("\n(llama.cpp column skipped: set STEERKIT_LLAMA_BATCHED_BENCH to llama-batched-bench of the pinned release)");
 model.dispose();
+
+// ---- ONNX Runtime (bench/batched-onnx.ts): batched view vs one session.run per sequence ----
+const onnxDir = process.env.STEERKIT_BENCH_ONNX;
+if (onnxDir) {
+  const { runOnnxBatchedBench } = await import("./batched-onnx.ts");
+  console.log(`\n${(await runOnnxBatchedBench({ dir: onnxDir, threads, nPrompt, nDecode, Ns, rounds })).join("\n")}`);
+}

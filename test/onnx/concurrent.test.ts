@@ -1,7 +1,8 @@
 /**
  * Concurrent sequences on one ONNX model: requests with different recipes (in-graph affine edits,
  * a JS split, a positioned edit, a logits plugin, none) running interleaved give exactly what each
- * gives alone. The adapter does not batch them (see its README, "Concurrent sequences").
+ * gives alone. This export (legacy past_N KV) is one the adapter does not batch; batched passes are
+ * tested in batched.test.ts (see the README, "Concurrent sequences").
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";

@@ -30,6 +30,12 @@ export interface ExportConfig {
   readonly contextLength?: number;
   readonly bosToken: number | null;
   readonly eosTokens: number[];
+  /**
+   * What config.json says about sliding-window attention: the window, when some layers use one
+   * (`sliding_window` with `use_sliding_window` not false, or `layer_types` naming sliding layers),
+   * or the model type of a family whose configs always have them (gemma2/3, cohere2).
+   */
+  readonly slidingWindow?: number | string;
   /** tokenizer.json, when present. */
   readonly tokenizerFile: string | null;
   readonly tokenizerConfig: Record<string, unknown> | null;
@@ -148,7 +154,21 @@ export function readExportDir(path: string): ExportConfig {
     contextLength: first(gm.context_length, config?.max_position_embeddings, config?.n_positions, config?.n_ctx),
     bosToken: tokenIds(...idSource("bos_token_id"))[0] ?? null,
     eosTokens: tokenIds(...idSource("eos_token_id")),
+    slidingWindow: slidingWindowOf(config),
     tokenizerFile,
     tokenizerConfig: readJson(join(root, "tokenizer_config.json")),
   };
+}
+
+/** Model types whose layers alternate sliding and global attention whatever the config spells out. */
+const SLIDING_FAMILIES = new Set(["gemma2", "gemma3", "gemma3_text", "cohere2"]);
+
+function slidingWindowOf(config: Json | null): number | string | undefined {
+  if (!config) return undefined;
+  const window = config.sliding_window;
+  const types = Array.isArray(config.layer_types) ? config.layer_types : [];
+  if (typeof window === "number" && window > 0 && config.use_sliding_window !== false) return window;
+  if (types.some((t) => typeof t === "string" && t.includes("sliding"))) return typeof window === "number" ? window : "layer_types";
+  const family = String(config.model_type ?? "");
+  return SLIDING_FAMILIES.has(family) ? family : undefined;
 }

@@ -133,9 +133,74 @@ export function outputNewKvRows(graph: OnnxGraph, layout: KvLayout): { graph: On
   initializers.push(tensorFromInt64(end, [1], [9223372036854775807n]));
   const axisNames = new Map<number, string>();
   const newRows = new Map<string, string>();
+  const producers = new Map<string, string>();
+  for (const n of graph.nodes) for (const o of n.outputs) producers.set(o, n.opType ?? "");
+  const hasMask = graph.inputs.some((i) => i.name === "attention_mask");
+  const idsName = graph.inputs.find((i) => i.name === "input_ids" || i.name === "input_ids_0")?.name ?? "input_ids";
+  let gqaIndex: string | null = null;
+  /**
+   * GroupQueryAttention writes each row's new KV rows right after that row's own past length
+   * (`seqlens_k` + 1 - seq, from the mask's sum), not at the end of `present`: rows whose past is
+   * padded (batch.ts) get theirs before the padding. So the rows are gathered per row at
+   * `sum(attention_mask) - seq + i`, which for an unpadded row is the past length, as the Slice takes.
+   */
+  const gqaRows = (present: string): string => {
+    if (gqaIndex === null) {
+      const c = (name: string, dims: number[], v: bigint[]) => {
+        const n = fresh(name);
+        initializers.push(tensorFromInt64(n, dims, v));
+        return n;
+      };
+      const one = c("steerkit/kv_gqa_one", [], [1n]);
+      const t = (b: string) => fresh(`steerkit/kv_gqa_${b}`);
+      const [mask, sum, idsShape, seq, start, range, rangeRow, idx2, idx4] = ["mask", "sum", "ids_shape", "seq", "start", "range", "range_row", "idx2", "idx4"].map(t) as [string, string, string, string, string, string, string, string, string];
+      nodes.push(
+        node("Cast", ["attention_mask"], [mask], [attr.int("to", DataType.INT64)]),
+        node("ReduceSum", [mask, c("steerkit/kv_gqa_axes_1", [1], [1n])], [sum], [attr.int("keepdims", 1)]), // [batch, 1]
+        node("Shape", [idsName], [idsShape]),
+        node("Gather", [idsShape, one], [seq], [attr.int("axis", 0)]),
+        node("Sub", [sum, seq], [start]), // each row's past length
+        node("Range", [c("steerkit/kv_gqa_zero", [], [0n]), seq, one], [range]),
+        node("Unsqueeze", [range, c("steerkit/kv_gqa_axes_0", [1], [0n])], [rangeRow]), // [1, seq]
+        node("Add", [start, rangeRow], [idx2]), // [batch, seq]
+        node("Unsqueeze", [idx2, c("steerkit/kv_gqa_axes_13", [2], [1n, 3n])], [idx4]), // [batch, 1, seq, 1]
+      );
+      gqaIndex = idx4;
+    }
+    const shape = fresh(`${present}/steerkit_shape`);
+    const outer = fresh(`${present}/steerkit_outer`);
+    const inner = fresh(`${present}/steerkit_inner`);
+    const seqDim = fresh(`${present}/steerkit_seq`);
+    const target = fresh(`${present}/steerkit_rows_shape`);
+    const index = fresh(`${present}/steerkit_rows_index`);
+    const rows = fresh(`${present}/steerkit_new_rows`);
+    const c = (name: string, v: bigint[]) => {
+      const n = fresh(name);
+      initializers.push(tensorFromInt64(n, [v.length], v));
+      return n;
+    };
+    const idsShape = fresh(`${present}/steerkit_ids_shape`);
+    nodes.push(
+      node("Shape", [present], [shape]),
+      node("Slice", [shape, c("steerkit/kv_gqa_s0", [0n]), c("steerkit/kv_gqa_s2", [2n])], [outer]),
+      node("Slice", [shape, c("steerkit/kv_gqa_s3", [3n]), c("steerkit/kv_gqa_s4", [4n])], [inner]),
+      node("Shape", [idsName], [idsShape]),
+      node("Slice", [idsShape, c("steerkit/kv_gqa_s1", [1n]), c("steerkit/kv_gqa_s2b", [2n])], [seqDim]),
+      node("Concat", [outer, seqDim, inner], [target], [attr.int("axis", 0)]),
+      node("Expand", [gqaIndex, target], [index]),
+      node("GatherElements", [present, index], [rows], [attr.int("axis", 2)]),
+    );
+    return rows;
+  };
   const outputs = graph.outputs.map((o) => {
     const e = layout.entries.find((x) => x.output === o.name);
     if (!e) return o;
+    if (hasMask && producers.get(e.output) === "GroupQueryAttention") {
+      const rows = gqaRows(e.output);
+      newRows.set(e.output, rows);
+      const dims = valueInfoShape(o);
+      return valueInfo(rows, e.elemType, dims ? dims.map((d, i) => (i === e.seqAxis ? "steerkit_new_len" : d)) : null);
+    }
     let axis = axisNames.get(e.seqAxis);
     if (!axis) {
       axis = fresh(`steerkit/kv_seq_axis_${e.seqAxis}`);

@@ -23,6 +23,7 @@ import { ort, type OrtSession } from "./ort.ts";
 import { buildPlanGraphs, planKey, type AffineSpec, type PlanSpec, type SteerInputs } from "./plan.ts";
 import { findResidualChain } from "./residual.ts";
 import { OnnxSequence } from "./sequence.ts";
+import { batchRefusal, BatchedOnnxModel, type OnnxBatchOptions } from "./batch.ts";
 import { loadTextCodec, type TextCodec } from "./text.ts";
 import { SteerkitError } from "../../core/errors.ts";
 import type { WeightCheck } from "../../formats/gguf-scan.ts";
@@ -101,6 +102,24 @@ export class OnnxRuntimeModel implements Model {
   private nextSequenceId = 1;
   private disposed = false;
   private readonly base: Promise<RuntimePlan>;
+  /**
+   * Why this export's sequences cannot be decoded together (batch.ts), or null when they can. Set
+   * at load; while it is non-null `batched` is absent, so callers (the chat server) fall back to one
+   * `session.run` per sequence.
+   */
+  batchRefusal: string | null = "not checked yet";
+  /**
+   * A view whose sequences (at most `sequences` alive at once) are decoded together: one
+   * `session.run` with batch B per decode step, each row with its own positions, mask and steering
+   * (batch.ts). Absent when the export cannot (see `batchRefusal`).
+   * @example
+   * ```ts
+   * const model = await onnx.load(dir);
+   * const batched = model.batched?.({ sequences: 8 }) ?? model;
+   * const results = await Promise.all(prompts.map((prompt) => generate(batched, { prompt, maxTokens: 32 })));
+   * ```
+   */
+  batched?: (options: OnnxBatchOptions) => BatchedOnnxModel;
 
   constructor(
     readonly info: ModelInfo,
@@ -131,6 +150,12 @@ export class OnnxRuntimeModel implements Model {
   /** Resolves when the unhooked session is ready (load awaits it so errors surface there). */
   ready(): Promise<unknown> {
     return this.base;
+  }
+
+  /** Decide whether sequences can be batched (load calls it once the base session is ready). */
+  async checkBatching(): Promise<void> {
+    this.batchRefusal = await batchRefusal(this);
+    if (this.batchRefusal === null) this.batched = (options) => new BatchedOnnxModel(this, options);
   }
 
   tokenize(text: string, options?: TokenizeOptions): number[] {
@@ -357,6 +382,7 @@ export async function loadOnnxModel(path: string, options: OnnxLoadOptions = {})
   } catch (e) {
     return fail(`onnxruntime cannot load it: ${(e as Error).message}`);
   }
+  await model.checkBatching();
   return model;
 }
 

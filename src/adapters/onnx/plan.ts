@@ -21,6 +21,7 @@ import {
   type OnnxModel,
   type OnnxNode,
   type OnnxValueInfo,
+  type DimSpec,
 } from "../../formats/onnx/index.ts";
 import { freshNamer, indexGraph } from "./graph.ts";
 
@@ -31,6 +32,13 @@ export interface PlanSpec {
   readonly affine: readonly AffineSpec[];
   /** Points only read, in forward order. */
   readonly read: readonly HookPoint[];
+  /**
+   * A plan for batched passes (batch.ts): every affine input has a leading batch axis (one edit per
+   * row: `c` `[B, 1, d]`, `U` `[B, d, k]`, `V` `[B, k, d]`) and every affine site takes a row mask
+   * `[B, seq, 1]`, so rows with different edits, or none, share one plan. A point may then be both
+   * affine (the rows that edit it in-graph) and split (the rows with a JS hook there).
+   */
+  readonly batched?: boolean;
 }
 
 export interface AffineSpec {
@@ -42,12 +50,12 @@ export interface AffineSpec {
 
 /** Names of one affine point's graph inputs. */
 export interface SteerInputs {
-  /** `[dModel]` float32 bias (zeros when the edit has none). */
+  /** `[dModel]` float32 bias (zeros when the edit has none); `[B, 1, dModel]` in a batched plan. */
   readonly c: string;
-  /** `[dModel, rank]` and `[rank, dModel]` float32, when the edit has a low-rank part. */
+  /** `[dModel, rank]` and `[rank, dModel]` float32, when the edit has a low-rank part (`[B, ..]` batched). */
   readonly U: string | null;
   readonly V: string | null;
-  /** `[1, seq, 1]` float32 row mask, fed every step, when the edit is limited to positions. */
+  /** `[1, seq, 1]` float32 row mask, fed every step, when the edit is limited to positions (`[B, seq, 1]` batched, always). */
   readonly mask: string | null;
 }
 
@@ -69,6 +77,7 @@ export interface PlanGraphs {
 
 export function planKey(spec: PlanSpec): string {
   return JSON.stringify([
+    spec.batched ? "batched" : "one",
     spec.split.map(pointName),
     spec.affine.map((a) => `${pointName(a.point)}${a.lowRank ? "+uv" : ""}${a.positioned ? "@mask" : ""}`),
     spec.read.map(pointName),
@@ -103,7 +112,7 @@ export function buildPlanGraphs(
     if (at < 0) throw new Error(`hook point ${name}: tensor "${site}" has no producer`);
     const producer = nodes[at]!;
     const renamed: OnnxNode = { ...producer, outputs: producer.outputs.map((o) => (o === site ? raw : o)) };
-    const { inputs, added } = affineNodes(a, name, raw, site, dModel, elemType, fresh, extraInputs);
+    const { inputs, added } = affineNodes(a, name, raw, site, dModel, elemType, fresh, extraInputs, spec.batched === true);
     steer.set(name, inputs);
     nodes = [...nodes.slice(0, at), renamed, ...added, ...nodes.slice(at + 1)];
   }
@@ -133,10 +142,13 @@ function affineNodes(
   elemType: number,
   fresh: (b: string) => string,
   extraInputs: OnnxValueInfo[],
+  batched: boolean,
 ): { inputs: SteerInputs; added: OnnxNode[] } {
   const added: OnnxNode[] = [];
   const cIn = `steerkit.${name}.c`;
-  extraInputs.push(valueInfo(cIn, DataType.FLOAT, [dModel]));
+  // Batched: one edit per row, broadcast over the row's positions; MatMul batches over the leading axis.
+  const rows: DimSpec[] = batched ? ["steerkit_batch"] : [];
+  extraInputs.push(valueInfo(cIn, DataType.FLOAT, batched ? [...rows, 1, dModel] : [dModel]));
   const c = castIfNeeded(cIn, elemType, fresh, added);
   let U: string | null = null;
   let V: string | null = null;
@@ -144,22 +156,22 @@ function affineNodes(
   if (a.lowRank) {
     U = `steerkit.${name}.U`;
     V = `steerkit.${name}.V`;
-    extraInputs.push(valueInfo(U, DataType.FLOAT, [dModel, `steerkit_rank_${name}`]));
-    extraInputs.push(valueInfo(V, DataType.FLOAT, [`steerkit_rank_${name}`, dModel]));
+    extraInputs.push(valueInfo(U, DataType.FLOAT, [...rows, dModel, `steerkit_rank_${name}`]));
+    extraInputs.push(valueInfo(V, DataType.FLOAT, [...rows, `steerkit_rank_${name}`, dModel]));
     const hu = fresh(`${site}/steerkit_hU`);
     huv = fresh(`${site}/steerkit_hUV`);
     added.push(node("MatMul", [raw, castIfNeeded(U, elemType, fresh, added)], [hu]));
     added.push(node("MatMul", [hu, castIfNeeded(V, elemType, fresh, added)], [huv]));
   }
   let mask: string | null = null;
-  if (!a.positioned) {
+  if (!a.positioned && !batched) {
     if (huv) {
       const shifted = fresh(`${site}/steerkit_shifted`);
       added.push(node("Add", [raw, c], [shifted]), node("Add", [shifted, huv], [site]));
     } else added.push(node("Add", [raw, c], [site]));
   } else {
     mask = `steerkit.${name}.mask`;
-    extraInputs.push(valueInfo(mask, DataType.FLOAT, [1, null, 1]));
+    extraInputs.push(valueInfo(mask, DataType.FLOAT, [batched ? "steerkit_batch" : 1, null, 1]));
     let delta = c;
     if (huv) {
       delta = fresh(`${site}/steerkit_delta`);

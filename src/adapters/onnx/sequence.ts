@@ -77,16 +77,7 @@ export class OnnxSequence implements Sequence {
       const tokenIds = Array.from(tokens);
       const hooks = this.hooks;
       for (const seg of plan.segments) {
-        const segFeeds: Record<string, OrtTensor> = {};
-        for (const name of seg.inputs) segFeeds[name] = feeds[name]!;
-        let out: Record<string, OrtTensor>;
-        try {
-          out = await seg.session.run(segFeeds);
-        } catch (e) {
-          // onnxruntime's own errors (a damaged graph's bad axis, shape or type at run time) reach the
-          // caller as a SteerkitError, like every other backend failure.
-          throw new SteerkitError("BACKEND_FAILED", `onnxruntime failed running the model: ${(e as Error)?.message ?? String(e)}`, { cause: e });
-        }
+        const out = await runSegment(seg, feeds);
         Object.assign(results, out);
         if (seg.cut && hooks) {
           const x = toResidual(out[seg.cut.tensor]!, n, info.dModel);
@@ -158,6 +149,25 @@ export class OnnxSequence implements Sequence {
     this.caches.length = 0;
     this.lease?.release();
     this.onFree();
+  }
+}
+
+/**
+ * Run one plan segment on the feeds it takes (from `feeds`, which may hold more). onnxruntime's own
+ * errors (a damaged graph's bad axis, shape or type at run time) reach the caller as a
+ * SteerkitError, like every other backend failure.
+ * @example
+ * ```ts
+ * for (const seg of plan.segments) Object.assign(results, await runSegment(seg, feeds));
+ * ```
+ */
+export async function runSegment(seg: RuntimePlan["segments"][number], feeds: Readonly<Record<string, OrtTensor>>): Promise<Record<string, OrtTensor>> {
+  const segFeeds: Record<string, OrtTensor> = {};
+  for (const name of seg.inputs) segFeeds[name] = feeds[name]!;
+  try {
+    return await seg.session.run(segFeeds);
+  } catch (e) {
+    throw new SteerkitError("BACKEND_FAILED", `onnxruntime failed running the model: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   }
 }
 
