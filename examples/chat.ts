@@ -27,7 +27,8 @@ const HELP = `bun examples/chat.ts [options]
   --parallel <n>          generations at once                   (default 4)
   --queue <n>             requests that may wait; more get 429  (default 16)
   --no-batching           one forward pass per generation (default: generations running at once
-                          are decoded together where the backend can, llama.cpp)
+                          are decoded together where the backend can: llama.cpp, and ONNX
+                          exports with a batch dimension; /health says "batched")
   --presets <dir>         named recipes, one <name>.json each (trusted: requests pick them by name)
   --plugin <package>      import a plugin package you trust and register its plugins (repeatable;
                           env STEERKIT_PLUGINS, comma-separated); requests never import code
