@@ -29,6 +29,7 @@ import { openLlamaGguf, readWeightF32, ropeFactors, ropeInverseFrequencies, type
 import { readRawMetadata, readTensorBytes, type GgufTensorInfo } from "../formats/gguf.ts";
 import { GGML_TYPE } from "../formats/ggml-types.ts";
 import { encodeGguf, type GgufTyped } from "../formats/gguf-write.ts";
+import { checkLossWeights, type TrainingResult, type TrainingSchedule } from "./schedule.ts";
 
 export class TrainError extends SteerkitError {
   override name = "TrainError";
@@ -37,38 +38,18 @@ export class TrainError extends SteerkitError {
   }
 }
 
-export interface TrainOptions {
-  /** Tokens per window; every window holds `window + 1` tokens (inputs and next-token labels). */
-  readonly window: number;
-  readonly epochs: number;
+export interface TrainOptions extends TrainingSchedule {
   /** Windows per optimizer step (their gradients are averaged). Default 1. */
   readonly batch?: number;
-  /** AdamW learning rate at the first step, decaying linearly to `learningRateEnd` at the last. */
-  readonly learningRate: number;
-  readonly learningRateEnd?: number;
-  readonly weightDecay?: number;
   /** Clip the gradient to this global L2 norm before each step (0 or omitted: no clipping). */
   readonly clipNorm?: number;
-  /** Seeds the order of the windows in each epoch. */
-  readonly seed: number;
-  /** Per-position loss weights, one array of `window` per training window (see the file header). */
-  readonly lossWeights?: readonly Float32Array[];
-  /** The same for the validation windows, so their loss is the one trained on (default: every position weighs 1). */
+  /** Loss weights of the validation windows, so their loss is the one trained on (default: every position weighs 1). */
   readonly validationLossWeights?: readonly Float32Array[];
   /** Names of tensors to keep fixed (e.g. `token_embd.weight`). */
   readonly frozen?: readonly string[];
-  /** Called after every optimizer step with the step's weighted loss. */
-  readonly onStep?: (step: number, steps: number, loss: number) => void;
 }
 
-export interface TrainResult {
-  readonly steps: number;
-  /** Mean weighted training loss of each epoch. */
-  readonly trainLoss: number[];
-  /** Mean weighted loss of the validation windows after each epoch (empty without them). */
-  readonly validationLoss: number[];
-  readonly seconds: number;
-}
+export type TrainResult = TrainingResult;
 
 interface Layer {
   attnNorm: Float64Array;
@@ -263,6 +244,14 @@ function rope(X: Float64Array, T: number, nHeads: number, headDim: number, cos: 
   }
 }
 
+/** The widths the passes index by: residual, q, kv, ffn, vocabulary, head; heads per kv head; rope layout. */
+function shapes(h: LlamaHParams) {
+  return {
+    D: h.nEmbd, Q: h.nHead * h.headDim, KV: h.nHeadKv * h.headDim, F: h.nFf, V: h.vocabSize, hd: h.headDim,
+    group: h.nHead / h.nHeadKv, neox: h.profile.rope === "neox", half: h.nRot / 2,
+  };
+}
+
 interface LayerCache {
   xIn: Float64Array;
   inv1: Float64Array;
@@ -360,17 +349,9 @@ export class LlamaPass {
   forward(tokens: Int32Array, weights?: Float32Array): number {
     const { T, w } = this;
     const h = w.hparams;
-    const D = h.nEmbd;
-    const Q = h.nHead * h.headDim;
-    const KV = h.nHeadKv * h.headDim;
-    const F = h.nFf;
-    const V = h.vocabSize;
-    const hd = h.headDim;
-    const group = h.nHead / h.nHeadKv;
+    const { D, Q, KV, F, V, hd, group, neox, half } = shapes(h);
     const scale = h.queryScale;
     const eps = h.normEps;
-    const neox = h.profile.rope === "neox";
-    const half = h.nRot / 2;
     if (tokens.length !== T + 1) throw new TrainError(`a window has ${tokens.length} tokens, expected ${T + 1}`);
     for (let i = 0; i <= T; i++) {
       const id = tokens[i]!;
@@ -465,16 +446,8 @@ export class LlamaPass {
   backward(grads: Map<string, Float64Array>, scale: number): void {
     const { T, w } = this;
     const h = w.hparams;
-    const D = h.nEmbd;
-    const Q = h.nHead * h.headDim;
-    const KV = h.nHeadKv * h.headDim;
-    const F = h.nFf;
-    const V = h.vocabSize;
-    const hd = h.headDim;
-    const group = h.nHead / h.nHeadKv;
+    const { D, Q, KV, F, V, hd, group, neox, half } = shapes(h);
     const qs = h.queryScale;
-    const neox = h.profile.rope === "neox";
-    const half = h.nRot / 2;
     const g = w.gguf;
     const grad = (t: GgufTensorInfo) => grads.get(t.name) ?? null;
 
@@ -605,15 +578,11 @@ export function trainLlama(
   }
   const lw = options.lossWeights;
   const vw = options.validationLossWeights;
-  for (const [name, set, count] of [["lossWeights", lw, windows.length], ["validationLossWeights", vw, validation.length]] as const) {
-    if (!set) continue;
-    if (set.length !== count) throw new TrainError(`${name} has ${set.length} arrays, expected one per ${name === "lossWeights" ? "training" : "validation"} window (${count})`);
-    set.forEach((x, i) => {
-      if (x.length !== n) throw new TrainError(`${name}[${i}] has ${x.length} weights, expected window = ${n}`);
-      const bad = x.findIndex((v) => !Number.isFinite(v) || v < 0);
-      if (bad >= 0) throw new TrainError(`${name}[${i}][${bad}] is ${x[bad]}: weights must be finite and >= 0`);
-    });
-  }
+  const fail = (m: string): never => {
+    throw new TrainError(m);
+  };
+  checkLossWeights("lossWeights", lw, windows.length, n, fail);
+  checkLossWeights("validationLossWeights", vw, validation.length, n, fail);
   const weights = LlamaWeights.open(modelPath);
   for (const name of options.frozen ?? []) {
     if (!weights.tensors.has(name)) throw new TrainError(`frozen: ${modelPath} has no trainable tensor ${name}`);

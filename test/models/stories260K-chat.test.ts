@@ -150,7 +150,7 @@ describe("finetune (llama_opt_* through bun:ffi)", () => {
       finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "e.gguf"), { ...options, lossWeights: [new Float32Array(n).fill(1)] });
       expect(Buffer.compare(bytes("e.gguf"), bytes("c.gguf"))).toBe(0);
       expect(() => finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "f.gguf"), { ...options, lossWeights: [new Float32Array(n)] })).toThrow(/lossWeights\[0\] are all zero/);
-      expect(() => finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "f.gguf"), { ...options, lossWeights: [] })).toThrow(/lossWeights has 0 arrays, expected one per training window \(1\)/);
+      expect(() => finetune(DEFAULT_MODEL_PATH, [a], [], join(dir, "f.gguf"), { ...options, lossWeights: [] })).toThrow(/lossWeights has 0 arrays, expected one per window \(1\)/);
     } finally {
       rmSync(dir, { recursive: true });
     }

@@ -27,40 +27,17 @@ import { BATCH, CONTEXT_PARAMS, LIB_GGML_BASE, LIB_LLAMA, MODEL_PARAMS, TENSOR }
 import { addressOf, asPointer, cString, loadLlamaLibrary, LlamaLoadError, OWN_BUILD_ENV } from "./ffi.ts";
 import { createRng } from "../../core/sampling.ts";
 import { SteerkitError } from "../../core/errors.ts";
+import { checkLossWeights, type TrainingResult, type TrainingSchedule } from "../../train/schedule.ts";
 
 const { i32, i64, u32, ptr: P, void: V } = FFIType;
 
-export interface FinetuneOptions {
-  /** Tokens per training window (the context the model trains at); every window is `window + 1` tokens (inputs and next-token labels). */
-  readonly window: number;
+export interface FinetuneOptions extends TrainingSchedule {
   /** CPU threads; the result is bit-identical only for the same count. */
   readonly threads: number;
-  readonly epochs: number;
-  /** AdamW learning rate at the first step; it decays linearly to `learningRateEnd` at the last. */
-  readonly learningRate: number;
-  readonly learningRateEnd?: number;
-  readonly weightDecay?: number;
-  /** Seeds the order of the windows in each epoch. */
-  readonly seed: number;
-  /**
-   * Per-position loss weights, one array of `window` weights per training window: weight r scales the
-   * loss of predicting token r + 1 from tokens 0..r. A step then follows the gradient of
-   * `sum_r w[r] * loss_r / window`: 0 masks a position, and weights averaging 1 over the data keep
-   * the step size of the unweighted loss. Omitted: every position weighs 1.
-   */
-  readonly lossWeights?: readonly Float32Array[];
-  /** Called after every optimizer step. */
-  readonly onStep?: (step: number, steps: number, trainLoss: number) => void;
 }
 
-export interface FinetuneResult {
-  readonly steps: number;
-  /** Mean training loss (nats per token) of each epoch. */
-  readonly trainLoss: number[];
-  /** Mean loss on the validation windows after each epoch (empty without validation windows). */
-  readonly validationLoss: number[];
-  readonly seconds: number;
-}
+/** Losses are llama.cpp's: unweighted means over every position, whatever `lossWeights` trained on. */
+export type FinetuneResult = TrainingResult;
 
 export class FinetuneError extends SteerkitError {
   override name = "FinetuneError";
@@ -167,7 +144,9 @@ export function finetune(
     });
   }
   if (windows.length === 0) throw new FinetuneError("no training windows");
-  checkLossWeights(options.lossWeights, windows.length, n);
+  checkLossWeights("lossWeights", options.lossWeights, windows.length, n, (m) => {
+    throw new FinetuneError(m);
+  });
   for (const key of ["window", "threads", "epochs"] as const) {
     if (!Number.isInteger(options[key]) || options[key] < 1) throw new FinetuneError(`${key} must be a positive integer, got ${options[key]}`);
   }
@@ -298,16 +277,4 @@ export function finetune(
     if (threadpool) lib.threadpool.free(threadpool);
   }
   return { steps, trainLoss, validationLoss, seconds: (performance.now() - started) / 1000 };
-}
-
-
-function checkLossWeights(weights: readonly Float32Array[] | undefined, count: number, window: number): void {
-  if (!weights) return;
-  if (weights.length !== count) throw new FinetuneError(`lossWeights has ${weights.length} arrays, expected one per training window (${count})`);
-  weights.forEach((w, i) => {
-    if (w.length !== window) throw new FinetuneError(`lossWeights[${i}] has ${w.length} weights, expected window = ${window}`);
-    const bad = w.findIndex((x) => !Number.isFinite(x) || x < 0);
-    if (bad >= 0) throw new FinetuneError(`lossWeights[${i}][${bad}] is ${w[bad]}: weights must be finite and >= 0`);
-    if (!w.some((x) => x > 0)) throw new FinetuneError(`lossWeights[${i}] are all zero: window ${i} has nothing to learn (drop it)`);
-  });
 }
