@@ -39,7 +39,7 @@ import { allPoints, type HookPoint } from "../../core/sites.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import { BATCH, CONTEXT_PARAMS, SHIM_BATCH, SHIM_POINT, TENSOR } from "./abi.ts";
 import { addressOf, asPointer } from "./ffi.ts";
-import type { CvecPlan, PointMode } from "./plan.ts";
+import type { PointMode } from "./plan.ts";
 import {
   f32,
   hookedIndices,
@@ -84,20 +84,6 @@ interface Call {
   readonly start: number;
   readonly resolve: (logits: Float32Array) => void;
   readonly reject: (e: unknown) => void;
-}
-
-/**
- * A sequence's unrestricted additive edits at resid_post L >= 1, as llama.cpp's control vector: a
- * pass whose sequences all carry the same one (equal `key`) adds it in the graph instead of per row.
- */
-interface SharedEdit {
-  readonly key: string;
-  readonly first: number;
-  readonly last: number;
-  /** One [dModel] vector per layer from layer 1 (llama_set_adapter_cvec's layout). */
-  readonly data: Float32Array;
-  /** The point indices it serves. */
-  readonly points: readonly number[];
 }
 
 /** A JS view of one group's rows of one hooked tensor, rebuilt only when they move. */
@@ -201,7 +187,6 @@ export class LlamaBatch {
     this.#groupStop = i32(sequences);
     this.#jsWanted = new Uint8Array(new ArrayBuffer(this.#nPoints));
     this.#hits = i32(this.#nPoints);
-    this.#cvecServed = new Uint8Array(new ArrayBuffer(this.#nPoints));
     this.#slots = Array.from({ length: sequences }, () => null);
     this.#views = Array.from({ length: sequences * this.#nPoints }, () => null);
     this.#notify = new JSCallback((kind: number, arg: number) => this.#onNotify(kind, arg), {
@@ -225,7 +210,6 @@ export class LlamaBatch {
     setPtr(b, SHIM_BATCH.decode, lib.fn.decode);
     setPtr(b, SHIM_BATCH.batch, ptr(this.#batch));
     setPtr(b, SHIM_BATCH.hits, ptr(this.#hits));
-    setPtr(b, SHIM_BATCH.cvec_served, ptr(this.#cvecServed));
     writeGraphNames(b, SHIM_BATCH, host.graph, this.#keepAlive);
     this.#blockPtr = ptr(b);
 
@@ -261,12 +245,6 @@ export class LlamaBatch {
   readonly #slotIdBase: number;
   readonly #views: (RowView | null)[];
 
-  /** @internal Passes so far whose shared edit a control vector applied (tests, diagnostics). */
-  get cvecPasses(): number {
-    return this.#cvecPasses;
-  }
-  #cvecPasses = 0;
-
   /** Sequences alive now. */
   get liveSequences(): number {
     return this.#slots.filter((s) => s !== null).length;
@@ -287,11 +265,8 @@ export class LlamaBatch {
     if (slot < 0) {
       throw new SequenceError(`all ${this.sequences} sequences of the batched context of ${this.#host.modelName} are in use; free one first`);
     }
-    // Every affine edit is planned natively, per row group; the ones a control vector could serve
-    // (unrestricted additive edits at resid_post L >= 1, as in one context) are also kept as this
-    // sequence's control vector, which a pass uses when every sequence in it has the same one.
+    // Control vectors are per context: every affine edit runs natively, per row group.
     const plan = planForHost(this.#host, options.hooks, { fastPath: "callback", controlVectors: false });
-    const cvec = this.#sharedEdit(planForHost(this.#host, options.hooks, { fastPath: options.fastPath, controlVectors: true }).cvec);
     const base = slot * this.#nPoints * SHIM_POINT.size;
     new Uint8Array(this.#pointsBlock.buffer, base, this.#nPoints * SHIM_POINT.size).fill(0);
     const keepAlive: unknown[] = [];
@@ -304,53 +279,10 @@ export class LlamaBatch {
     }
     for (let i = 0; i < this.#nPoints; i++) this.#views[slot * this.#nPoints + i] = null;
     // The slot's cells were removed when its last sequence was freed (see #clearSlot).
-    const mustReach = hookedIndices(plan);
-    const beside = cvec ? mustReach.filter((i) => !cvec.points.includes(i)) : mustReach;
-    const seq = new BatchedSequence(this, this.#nextId++, slot, options.hooks, plan.modes, js, readOnly, mustReach, beside, cvec, keepAlive);
+    const seq = new BatchedSequence(this, this.#nextId++, slot, options.hooks, plan.modes, js, readOnly, hookedIndices(plan), keepAlive);
     this.#slots[slot] = seq;
     return seq;
   }
-
-  /**
-   * A sequence's control-vector candidate, keyed by its content so sequences with equal edits (the
-   * same preset, made separately) share a key; a key already taken by different numbers (a hash
-   * collision) gets a key of its own, so equal keys always mean equal vectors.
-   */
-  #sharedEdit(plan: CvecPlan | null): SharedEdit | null {
-    if (!plan) return null;
-    const { nLayers, dModel } = this.#host;
-    const data = f32((nLayers - 1) * dModel); // llama.cpp's layout: one vector per layer from layer 1
-    for (const l of plan.layers) data.set(l.c, (l.layer - 1) * dModel);
-    let key = `${plan.first}-${plan.last}:${plan.layers.map((l) => l.layer).join(",")}:${Bun.hash(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)).toString(36)}`;
-    // Forget the edits no live sequence carries any more (the registry only serves the check below).
-    for (const k of this.#editsByKey.keys()) if (!this.#slots.some((q) => q?.cvec?.key === k)) this.#editsByKey.delete(k);
-    const known = this.#editsByKey.get(key);
-    if (known && !known.data.every((x, i) => Object.is(x, data[i]))) key += `#${this.#nextId}`;
-    const edit: SharedEdit = { key, first: plan.first, last: plan.last, data, points: plan.layers.map((l) => 2 + 2 * l.layer) };
-    if (!known) this.#editsByKey.set(key, edit);
-    return edit;
-  }
-  readonly #editsByKey = new Map<string, SharedEdit>();
-
-  /** Make `edit` (or none) the context's control vector for the next pass; false when llama.cpp refused it. */
-  #useCvec(edit: SharedEdit | null): boolean {
-    if ((edit?.key ?? null) === (this.#cvec?.key ?? null)) return true;
-    const { lib, dModel } = this.#host;
-    this.#cvecServed.fill(0);
-    this.#cvec = null;
-    const off = () => lib.llama.llama_set_adapter_cvec(this.#ctx!, null, 0, dModel, -1, -1);
-    if (!edit) return off() === 0;
-    if (lib.llama.llama_set_adapter_cvec(this.#ctx!, ptr(edit.data), edit.data.length, dModel, edit.first, edit.last) !== 0) {
-      off();
-      return false;
-    }
-    this.#cvec = edit;
-    for (const i of edit.points) this.#cvecServed[i] = 1;
-    return true;
-  }
-  /** The control vector set on the context now (null: none), and the points it serves. */
-  #cvec: SharedEdit | null = null;
-  readonly #cvecServed: Uint8Array;
 
   /** Free the shared context (after the pass running now, if any). Every sequence is freed. */
   dispose(): void {
@@ -445,15 +377,6 @@ export class LlamaBatch {
       count[g] = 1 + extra;
       budget -= extra;
     }
-    // A control vector serves the pass when every sequence in it carries the same one (see #sharedEdit).
-    let shared: SharedEdit | null | undefined;
-    for (const g of order) {
-      const edit = this.#slots[g]!.cvec;
-      shared = shared === undefined ? edit : shared?.key === edit?.key ? shared : null;
-    }
-    this.#useCvec(shared ?? null); // when llama.cpp refuses it, the pass edits natively
-    const cvecKey = this.#cvec?.key;
-    if (cvecKey !== undefined) this.#cvecPasses++;
     // Lay the groups out contiguously, in slot order.
     let row = 0;
     let outputs = 0;
@@ -480,7 +403,7 @@ export class LlamaBatch {
       }
       const js = seq.jsPoints;
       for (let i = 0; i < this.#nPoints; i++) this.#jsWanted[i]! |= js[i]!;
-      if (seq.reachOf(cvecKey).length > 0) hooked = 1;
+      if (seq.mustReach.length > 0) hooked = 1;
       row += n;
     }
     this.#batch.setInt32(BATCH.n_tokens, row, true);
@@ -581,7 +504,7 @@ export class LlamaBatch {
             ? new SequenceError(`a hooked tensor of ${modelName} had a row count the batch cannot place (neither its ${nTokens} tokens nor its outputs)`)
             : this.#groupStop[g]
               ? seq.takeError()
-              : unreachedPointError(this.#host, seq.reachOf(this.#cvec?.key), this.#hits));
+              : unreachedPointError(this.#host, seq.mustReach, this.#hits));
       if (seq.freed) {
         this.#clearSlot(g);
         seq.settle(null, new SequenceError(`sequence ${seq.id} was freed during its forward pass`));
@@ -680,10 +603,6 @@ export class BatchedSequence implements Sequence {
     readonly readOnly: Uint8Array,
     /** @internal Points the shim serves for this sequence: every pass it is in must reach them. */
     readonly mustReach: readonly number[],
-    /** @internal The same without the points its control vector serves (when a pass uses it). */
-    readonly reachBesideCvec: readonly number[],
-    /** @internal This sequence's edits a control vector could serve, or null. */
-    readonly cvec: SharedEdit | null,
     readonly keepAlive: unknown[],
   ) {
     this.id = id;
@@ -693,11 +612,6 @@ export class BatchedSequence implements Sequence {
 
   get length(): number {
     return this.#length;
-  }
-
-  /** @internal Points the shim must serve for this sequence in a pass whose control vector is `cvecKey`. */
-  reachOf(cvecKey: string | undefined): readonly number[] {
-    return cvecKey !== undefined && this.cvec?.key === cvecKey ? this.reachBesideCvec : this.mustReach;
   }
 
   get freed(): boolean {

@@ -388,7 +388,6 @@ typedef struct {
   sk_names names;        /* the architecture's tensor names, as for sk_eval */
   int *hits;             /* [n_points] times sk_eval_batch served the point in this pass (JS checks every hooked point was reached) */
   int hooked;            /* some group in the pass has hooks (else the callback declines every tensor at once) */
-  unsigned char *cvec_served; /* [n_points] 1 where this pass's control vector applies every group's (identical) edit */
   int work;              /* futex word of the decode thread: 0 idle, 1 run a pass, 2 exit */
   sk_thread thread;      /* the decode thread, once `started` */
   int started;
@@ -420,10 +419,9 @@ void sk_batch_layout(int *out) {
   out[22] = SK_OFFSET(sk_batch, names.mid_prefix);
   out[23] = SK_OFFSET(sk_batch, hits);
   out[24] = SK_OFFSET(sk_batch, hooked);
-  out[25] = SK_OFFSET(sk_batch, cvec_served);
-  out[26] = SK_OFFSET(sk_batch, work);
-  out[27] = SK_OFFSET(sk_batch, thread);
-  out[28] = SK_OFFSET(sk_batch, started);
+  out[25] = SK_OFFSET(sk_batch, work);
+  out[26] = SK_OFFSET(sk_batch, thread);
+  out[27] = SK_OFFSET(sk_batch, started);
 }
 
 /* Hand the tensor to JS and sleep until it is done (the decode thread holds the graph meanwhile). */
@@ -452,7 +450,6 @@ _Bool sk_eval_batch(void *t, _Bool ask, void *ud) {
   if (idx < 0) return 0;
   if (ask) {
     if (b->js_wanted[idx]) return 1;
-    if (b->cvec_served[idx]) return 0;
     for (g = 0; g < b->n_groups; g++) {
       if (b->group_count[g] > 0 && !b->group_stop[g] && b->points[g * b->n_points + idx].mode == 1) return 1;
     }
@@ -474,7 +471,7 @@ _Bool sk_eval_batch(void *t, _Bool ask, void *ud) {
     return 0;
   }
   data = *(float **)(tc + T_DATA);
-  for (g = 0; g < b->n_groups && !b->cvec_served[idx]; g++) {
+  for (g = 0; g < b->n_groups; g++) {
     sk_point *p = &b->points[g * b->n_points + idx];
     if (p->mode != 1 || b->group_count[g] == 0 || b->group_stop[g]) continue;
     if (full) {
