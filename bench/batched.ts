@@ -4,7 +4,8 @@
  *   - Steerkit batched (`model.batched`: one context, one forward pass per step for all N),
  *   - Steerkit batched and steered: half the sequences with a JS hook at every layer, half with an
  *     affine edit (native, per row group) at every layer,
- *   - Steerkit one context per sequence (N forward passes per step, on the JS thread),
+ *   - Steerkit one context per sequence (N forward passes per step, on the JS thread; run in a
+ *     child process, see below),
  *   - llama.cpp's own `llama-batched-bench` (unified KV cache, the same prompt/decode lengths).
  * Then the chat server's /health latency while 8 streams generate, batched and unbatched.
  *
@@ -22,6 +23,14 @@
  * shared machine only ratios from one run mean anything. With 2 threads on a loaded machine ggml's
  * per-op spin barriers dominate (a descheduled thread stalls every op); `--threads 1` then gives
  * the cleaner comparison.
+ *
+ * Why the one-context runs live in a child process: a llama.cpp built with OpenMP (the default on
+ * Linux, as the pinned build) keeps one worker team per thread that calls llama_decode, and libgomp
+ * cuts its barrier spinning to almost nothing once a process holds more OpenMP threads than cores.
+ * One-context sequences decode on the JS thread, a batch on its decode thread: in one process, two
+ * teams of 2 threads on 2 cores, and every barrier of both paths sleeps in the kernel (~1.4x slower
+ * per pass when the machine is quiet). Each path alone, as a server runs it, gets llama.cpp's own
+ * behaviour; so does each column here. The adapter README ("Threads") says the same for users.
  */
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -42,6 +51,8 @@ const { values: args } = parseArgs({
     decode: { type: "string", default: "16" },
     n: { type: "string", default: "1,2,4,8,16" },
     rounds: { type: "string", default: "2" },
+    /** Internal: run the one-context measurement at this N and print it as JSON (the child process). */
+    "one-context": { type: "string" },
   },
 });
 const modelPath = args.model!;
@@ -61,6 +72,7 @@ const threads = Number(args.threads), nPrompt = Number(args.prompt), nDecode = N
 const Ns = args.n!.split(",").map(Number);
 const contextLength = nPrompt + nDecode + 8;
 const model = loadModel(modelPath, { threads, contextLength });
+const childN = args["one-context"];
 const { nLayers, dModel, vocabSize } = model.info;
 const vector = Float32Array.from({ length: dModel }, (_, i) => Math.sin(i) * 0.05);
 
@@ -119,6 +131,15 @@ async function drive(m: Model, n: number, steered: boolean, sequential: boolean)
   }
 }
 
+/** The one-context measurement at N, in a child process (why: the file header). */
+async function oneContextRun(n: number): Promise<Measure> {
+  const cmd = [process.execPath, import.meta.path, "--one-context", String(n), "--model", modelPath, "--threads", String(threads), "--prompt", String(nPrompt), "--decode", String(nDecode)];
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: process.env });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`${cmd.join(" ")} exited with ${code}: ${err.slice(-500)}`);
+  return JSON.parse(out.trim().split("\n").at(-1)!) as Measure;
+}
+
 /**
  * llama-batched-bench at N sequences: its aggregate decode t/s and prefill time (its first token
  * comes after all N prompts, in one batch). Run per N, between Steerkit's runs at that N, so drift
@@ -173,15 +194,28 @@ const results = new Map<string, Measure[]>();
 const key = (c: Config | "llama.cpp", n: number) => `${c}:${n}`;
 const push = (k: string, m: Measure) => results.set(k, [...(results.get(k) ?? []), m]);
 
-// Warm-up, not recorded: the first passes after loading fault the mmap'd weights in.
-await drive(model, 1, false, true);
+if (childN !== undefined) {
+  // The child: warm up (the first passes fault the mmap'd weights in), measure, print, exit.
+  await drive(model, 1, false, true);
+  console.log(JSON.stringify(await drive(model, Number(childN), false, true)));
+  model.dispose();
+  process.exit(0);
+}
+
+// Warm-up, not recorded: the first passes after loading fault the mmap'd weights in. Through a
+// batch, so this process never decodes on the JS thread before the /health runs (file header).
+{
+  const warm = model.batched({ sequences: 1 });
+  await drive(warm, 1, false, false);
+  warm.dispose();
+}
 const configs: (Config | "llama.cpp")[] = tool ? ["batched", "llama.cpp", "steered", "single"] : ["batched", "steered", "single"];
 const bar = progressBar(rounds * Ns.length * configs.length + 2, "batched bench");
 for (let r = 0; r < rounds; r++) {
   for (const n of Ns) {
     const batch = model.batched({ sequences: n });
     for (const c of r % 2 ? [...configs].reverse() : configs) {
-      const m = c === "llama.cpp" ? await llamaCppRun(n) : c === "single" ? await drive(model, n, false, true) : await drive(batch, n, c === "steered", false);
+      const m = c === "llama.cpp" ? await llamaCppRun(n) : c === "single" ? await oneContextRun(n) : await drive(batch, n, c === "steered", false);
       push(key(c, n), m);
       bar.tick(1, `N=${n} ${c}`);
     }

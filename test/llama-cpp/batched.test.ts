@@ -5,6 +5,7 @@
  * stay inside their own sequence.
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
 import * as v from "valibot";
 import type { Model, Sequence } from "../../src/core/backend.ts";
 import { compileChain, type ChainPlugin } from "../../src/core/chain.ts";
@@ -270,6 +271,31 @@ describe("batched decoding on stories260K", () => {
     const seq = batched.createSequence({ hooks: chain.residual }) as BatchedSequence;
     expect([...seq.pointModes.values()]).toEqual(["native", "native", "native"]);
     seq.free();
+  });
+
+  test("one decode thread serves every pass of a batch (no thread per step); dispose ends it", async () => {
+    // The shim names its decode threads "sk-decode"; the suite's shared batch has one already.
+    const decodeThreads = () =>
+      readdirSync("/proc/self/task").filter((tid) => {
+        try {
+          return readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim() === "sk-decode";
+        } catch {
+          return false; // a thread that ended while we looked
+        }
+      });
+    const before = new Set(decodeThreads());
+    const own = single.batched({ sequences: 2 });
+    const seq = own.createSequence();
+    const seen = new Set<string>();
+    let logits = await seq.prefill([1, 2, 3]);
+    for (let i = 0; i < 8; i++) {
+      for (const tid of decodeThreads()) if (!before.has(tid)) seen.add(tid);
+      logits = await seq.decode(argmax(logits));
+    }
+    expect(seen.size).toBe(1);
+    seq.free();
+    own.dispose();
+    expect(decodeThreads().filter((tid) => !before.has(tid))).toEqual([]);
   });
 
   test("stream: cancelling one batched stream frees its slot and leaves the others running", async () => {

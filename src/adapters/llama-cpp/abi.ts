@@ -121,7 +121,7 @@ export const SHIM_POINT = { size: 48, mode: 0, rank: 4, U: 8, V: 16, c: 24, scra
 export const SHIM_HOOKS = { size: 72, n_embd: 0, n_points: 8, js: 16, points: 24, stop: 32, n_tokens: 36, pos: 40, pre_name: 48, mid_prefix: 56, hits: 64 } as const;
 /** sk_batch in shim.c, the batched eval callback's state (checked like SHIM_POINT, through `sk_batch_layout`). */
 export const SHIM_BATCH = {
-  size: 168,
+  size: 192,
   n_embd: 0,
   n_points: 8,
   n_groups: 16,
@@ -145,4 +145,8 @@ export const SHIM_BATCH = {
   pre_name: 144,
   mid_prefix: 152,
   hits: 160,
+  hooked: 168,
+  work: 172,
+  thread: 176,
+  started: 184,
 } as const;

@@ -22,12 +22,15 @@
  * left alone for the rest of the pass, then removed from the cache); a free during the pass frees
  * that sequence when the pass ends; the others' results are untouched.
  *
- * Threads: `llama_decode` runs on a native thread (`sk_batch_decode_async`), so the JS event loop
- * keeps serving while the weights stream through. JS hooks stay synchronous inside the pass: at a
- * JS-hooked tensor the decode thread posts to the JS thread (a threadsafe JSCallback) and sleeps on
- * a futex until the chain has run; the end of the pass is posted the same way. What crosses threads
- * is a tensor address and a point index; everything else (plans, positions, the batch) is memory
- * both sides read, written by JS only while no pass runs. See the README ("Batched decoding").
+ * Threads: `llama_decode` runs on the batch's own native thread (`sk_batch_decode_async` wakes it;
+ * started on the first pass, joined by dispose), so the JS event loop keeps serving while the
+ * weights stream through. One thread for the batch's life, not one per pass: ggml's OpenMP worker
+ * team belongs to the thread that calls it, so a thread per pass paid a new team per pass. JS
+ * hooks stay synchronous inside the pass: at a JS-hooked tensor the decode thread posts to the JS
+ * thread (a threadsafe JSCallback) and sleeps on a futex until the chain has run; the end of the
+ * pass is posted the same way (JS sleeps in its event loop meanwhile: no polling). What crosses
+ * threads is a tensor address and a point index; everything else (plans, positions, the batch) is
+ * memory both sides read, written by JS only while no pass runs. See the README ("Batched decoding").
  */
 import { JSCallback, ptr, read, toArrayBuffer, FFIType, type Pointer } from "bun:ffi";
 import type { BatchOptions as CoreBatchOptions, ResidualHooks, Sequence } from "../../core/backend.ts";
@@ -377,6 +380,7 @@ export class LlamaBatch {
     // Lay the groups out contiguously, in slot order.
     let row = 0;
     let outputs = 0;
+    let hooked = 0;
     this.#jsWanted.fill(0);
     for (let g = 0; g < S; g++) {
       const n = count[g]!;
@@ -399,12 +403,14 @@ export class LlamaBatch {
       }
       const js = seq.jsPoints;
       for (let i = 0; i < this.#nPoints; i++) this.#jsWanted[i]! |= js[i]!;
+      if (seq.mustReach.length > 0) hooked = 1;
       row += n;
     }
     this.#batch.setInt32(BATCH.n_tokens, row, true);
     this.#block.setInt32(SHIM_BATCH.n_tokens, row, true);
     this.#block.setInt32(SHIM_BATCH.n_outputs, outputs, true);
     this.#block.setInt32(SHIM_BATCH.stop, 0, true);
+    this.#block.setInt32(SHIM_BATCH.hooked, hooked, true);
     this.#hits.fill(0);
     this.#running = true;
     this.#keepAwake ??= setInterval(() => {}, 1 << 30);
@@ -557,6 +563,7 @@ export class LlamaBatch {
     this.#ctx = null;
     this.#sleep();
     if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#host.lib.shim.sk_batch_stop(this.#blockPtr);
     this.#host.lib.llama.llama_free(ctx);
     if (this.#threadpool) this.#host.lib.threadpool.free(this.#threadpool);
     this.#threadpool = null;

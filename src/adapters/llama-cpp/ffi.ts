@@ -94,6 +94,7 @@ const shimSymbols = {
   sk_eval_batch: { args: [P, bool, P], returns: bool },
   sk_batch_resume: { args: [P], returns: V },
   sk_batch_decode_async: { args: [P], returns: i32 },
+  sk_batch_stop: { args: [P], returns: V },
 } as const;
 
 function openLlama(path: string) {

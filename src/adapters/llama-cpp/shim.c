@@ -344,10 +344,17 @@ _Bool sk_eval(void *t, _Bool ask, void *ud) {
 /* ------------------------------------------------------------------------------------------- */
 /* Batched decoding: several sequences (row groups) in one llama_context and one forward pass,   */
 /* run on a native thread so the JS event loop stays free while the weights stream through.     */
+/*                                                                                              */
+/* One decode thread per batch, for the batch's life: it sleeps on a futex between passes. Why  */
+/* not a thread per pass: ggml's CPU backend (when built with OpenMP, as a llama.cpp build on   */
+/* Linux is by default) keeps its worker team per calling thread, so a new caller means a new   */
+/* team every pass; and a pass must run on a thread whose team outlives it for libgomp's        */
+/* barriers to behave as they do in llama.cpp's own tools (see the adapter README).             */
 
 typedef unsigned long sk_thread;
 int pthread_create(sk_thread *th, void *attr, void *(*fn)(void *), void *arg);
-int pthread_detach(sk_thread th);
+int pthread_join(sk_thread th, void **ret);
+int pthread_setname_np(sk_thread th, const char *name);
 long syscall(long n, ...);
 #define SYS_FUTEX 202
 #define FUTEX_WAIT 0
@@ -380,6 +387,10 @@ typedef struct {
   const void *batch;     /* batch_t */
   sk_names names;        /* the architecture's tensor names, as for sk_eval */
   int *hits;             /* [n_points] times sk_eval_batch served the point in this pass (JS checks every hooked point was reached) */
+  int hooked;            /* some group in the pass has hooks (else the callback declines every tensor at once) */
+  int work;              /* futex word of the decode thread: 0 idle, 1 run a pass, 2 exit */
+  sk_thread thread;      /* the decode thread, once `started` */
+  int started;
 } sk_batch;
 
 void sk_batch_layout(int *out) {
@@ -407,6 +418,10 @@ void sk_batch_layout(int *out) {
   out[21] = SK_OFFSET(sk_batch, names.pre_name);
   out[22] = SK_OFFSET(sk_batch, names.mid_prefix);
   out[23] = SK_OFFSET(sk_batch, hits);
+  out[24] = SK_OFFSET(sk_batch, hooked);
+  out[25] = SK_OFFSET(sk_batch, work);
+  out[26] = SK_OFFSET(sk_batch, thread);
+  out[27] = SK_OFFSET(sk_batch, started);
 }
 
 /* Hand the tensor to JS and sleep until it is done (the decode thread holds the graph meanwhile). */
@@ -430,7 +445,7 @@ _Bool sk_eval_batch(void *t, _Bool ask, void *ud) {
   long long *ne, *nb, rows, g;
   float *data;
   int idx, full;
-  if (b->stop) return 0;
+  if (!b->hooked || b->stop) return 0;
   idx = point_of(tc, &b->names, b->n_points);
   if (idx < 0) return 0;
   if (ask) {
@@ -471,17 +486,42 @@ _Bool sk_eval_batch(void *t, _Bool ask, void *ud) {
   return 1;
 }
 
-static void *batch_run(void *arg) {
+/* The decode thread: a pass each time `work` turns 1, until it turns 2. `work` goes back to 0 before
+   the pass-end notification, so a pass JS starts from that notification is never lost; FUTEX_WAIT
+   returns at once when the word is no longer 0, so a wake before the wait is not lost either. */
+static void *batch_loop(void *arg) {
   sk_batch *b = (sk_batch *)arg;
-  b->rc = ((decode_fn)b->decode)(b->ctx, *(const batch_t *)b->batch);
-  b->notify(2, b->rc);
+  int w;
+  for (;;) {
+    while ((w = *(volatile int *)&b->work) == 0) syscall(SYS_FUTEX, &b->work, FUTEX_WAIT, 0, 0, 0, 0);
+    if (w == 2) return 0;
+    b->rc = ((decode_fn)b->decode)(b->ctx, *(const batch_t *)b->batch);
+    *(volatile int *)&b->work = 0;
+    b->notify(2, b->rc);
+  }
+}
+
+/* Run llama_decode(b->ctx, *b->batch) on the batch's decode thread (started on the first pass);
+   returns pthread_create's code (0: the pass is on its way). Only while no pass runs. */
+int sk_batch_decode_async(sk_batch *b) {
+  if (!b->started) {
+    int rc;
+    *(volatile int *)&b->work = 0;
+    rc = pthread_create(&b->thread, 0, batch_loop, b);
+    if (rc != 0) return rc;
+    pthread_setname_np(b->thread, "sk-decode"); /* for top/perf and the tests; a failure is harmless */
+    b->started = 1;
+  }
+  *(volatile int *)&b->work = 1;
+  syscall(SYS_FUTEX, &b->work, FUTEX_WAKE, 1, 0, 0, 0);
   return 0;
 }
 
-/* Start llama_decode(b->ctx, *b->batch) on a new thread; returns pthread_create's code (0: started). */
-int sk_batch_decode_async(sk_batch *b) {
-  sk_thread th;
-  int rc = pthread_create(&th, 0, batch_run, b);
-  if (rc == 0) pthread_detach(th);
-  return rc;
+/* End the decode thread and wait for it (before the context is freed). Only while no pass runs. */
+void sk_batch_stop(sk_batch *b) {
+  if (!b->started) return;
+  *(volatile int *)&b->work = 2;
+  syscall(SYS_FUTEX, &b->work, FUTEX_WAKE, 1, 0, 0, 0);
+  pthread_join(b->thread, 0);
+  b->started = 0;
 }
