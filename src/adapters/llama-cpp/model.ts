@@ -13,6 +13,7 @@ import { architectureGraph } from "./architectures.ts";
 import { BatchedSequence, LlamaBatch, type BatchOptions } from "./batch.ts";
 import type { WeightCheck } from "../../formats/gguf-scan.ts";
 import { SteerkitError } from "../../core/errors.ts";
+import { BatchedModelView } from "../../core/batched-view.ts";
 
 export const LLAMA_CPP_CAPABILITIES: readonly Capability[] = ["residual:read", "residual:write", "logits:read", "logits:write"];
 
@@ -298,31 +299,12 @@ export class LlamaModel implements Model {
 }
 
 /** A LlamaModel whose `createSequence` gives sequences of one shared, batched context. */
-export class BatchedLlamaModel implements Model {
-  readonly info: ModelInfo;
-  readonly capabilities: readonly Capability[];
+export class BatchedLlamaModel extends BatchedModelView<LlamaSequenceOptions, BatchedSequence, LlamaBatch> {
   constructor(
-    readonly model: LlamaModel,
-    readonly batch: LlamaBatch,
+    override readonly model: LlamaModel,
+    batch: LlamaBatch,
   ) {
-    this.info = model.info;
-    this.capabilities = model.capabilities;
-  }
-  tokenize(text: string, options?: TokenizeOptions): number[] {
-    return this.model.tokenize(text, options);
-  }
-  detokenize(tokens: ArrayLike<number>): string {
-    return this.model.detokenize(tokens);
-  }
-  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string {
-    return this.model.applyChatTemplate(messages, options);
-  }
-  createSequence(options?: LlamaSequenceOptions): BatchedSequence {
-    return this.batch.createSequence(options);
-  }
-  /** Free the shared context and its sequences; the model's weights stay (they are the model's). */
-  dispose(): void {
-    this.batch.dispose();
+    super(model, batch);
   }
 }
 

@@ -37,6 +37,7 @@
  */
 import type { Capability, ChatMessage, Model, ModelInfo, ResidualHooks, Sequence, SequenceOptions, TokenizeOptions, BatchOptions as CoreBatchOptions } from "../../core/backend.ts";
 import { checkAffineEdit, checkPrefill } from "../../core/backend-kit.ts";
+import { BatchedModelView } from "../../core/batched-view.ts";
 import { SteerkitError } from "../../core/errors.ts";
 import { inPositions } from "../../core/points.ts";
 import { pointIndex, pointName, type HookPoint } from "../../core/sites.ts";
@@ -616,33 +617,12 @@ function rowLogits(t: OrtTensor, at: number, vocab: number, out: Float32Array): 
 }
 
 /** A model whose `createSequence` gives sequences decoded together (see OnnxBatch). */
-export class BatchedOnnxModel implements Model {
-  readonly info: ModelInfo;
-  readonly capabilities: readonly Capability[];
-  readonly batch: OnnxBatch;
+export class BatchedOnnxModel extends BatchedModelView<SequenceOptions, BatchedOnnxSequence, OnnxBatch> {
   constructor(
-    readonly model: OnnxRuntimeModel,
+    override readonly model: OnnxRuntimeModel,
     options: OnnxBatchOptions,
   ) {
-    this.batch = new OnnxBatch(model, options);
-    this.info = model.info;
-    this.capabilities = model.capabilities;
-  }
-  tokenize(text: string, options?: TokenizeOptions): number[] {
-    return this.model.tokenize(text, options);
-  }
-  detokenize(tokens: ArrayLike<number>): string {
-    return this.model.detokenize(tokens);
-  }
-  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string {
-    return this.model.applyChatTemplate(messages, options);
-  }
-  createSequence(options?: SequenceOptions): BatchedOnnxSequence {
-    return this.batch.createSequence(options);
-  }
-  /** Free the batch's sequences and KV buffer; the model (weights, plans) stays. */
-  dispose(): void {
-    this.batch.dispose();
+    super(model, new OnnxBatch(model, options));
   }
 }
 
