@@ -6,12 +6,11 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
-import * as v from "valibot";
 import type { Model, Sequence } from "../../src/core/backend.ts";
 import { compileChain, type ChainPlugin } from "../../src/core/chain.ts";
-import { generate, stream } from "../../src/core/generate.ts";
-import { definePlugin } from "../../src/core/plugin.ts";
 import { argmax } from "../../src/core/tensor.ts";
+import { generate, stream } from "../../src/core/generate.ts";
+import { bias, gate, PROMPTS as prompts, run, squash } from "../helpers/batched.ts";
 import { addVector, ablateDirection } from "../../src/plugins/index.ts";
 import { BatchedSequence, DEFAULT_MODEL_PATH, loadModel } from "../../src/adapters/llama-cpp/index.ts";
 import { makeHooks, maxAbsDiff, randomVector } from "./hooks-helpers.ts";
@@ -34,35 +33,6 @@ afterAll(() => {
  */
 const TOLERANCE = 3e-2;
 
-/** A non-affine JS hook: squashes the residual (so no native path can serve it). */
-const squash = definePlugin({
-  name: "test-squash",
-  options: v.object({ layers: v.array(v.number()), site: v.picklist(["resid_mid", "resid_post"]) }),
-  needs: ["residual:write"],
-  create(o) {
-    return {
-      points: o.layers.map((layer) => ({ site: o.site, layer })),
-      onResidual(x) {
-        const d = x.data;
-        for (let i = 0; i < d.length; i++) d[i] = 3 * Math.tanh(d[i]! / 3);
-      },
-    };
-  },
-});
-
-/** Pushes a few tokens up: a logits plugin. */
-const bias = definePlugin({
-  name: "test-bias",
-  options: v.object({ tokens: v.array(v.number()), by: v.number() }),
-  needs: ["logits:write"],
-  create(o) {
-    return {
-      onLogits(logits) {
-        for (const t of o.tokens) logits[t] = logits[t]! + o.by;
-      },
-    };
-  },
-});
 
 const dir = Array.from(randomVector(D, 11, 1));
 const recipes: Record<string, ChainPlugin[]> = {
@@ -73,47 +43,6 @@ const recipes: Record<string, ChainPlugin[]> = {
   unsteered: [],
   "everything at once": [squash({ site: "resid_mid", layers: [1] }), addVector({ points: ["resid_post.3"], vector: Array.from(randomVector(D, 9, 1)), scale: 1 }), bias({ tokens: [400], by: 3 })],
 };
-const prompts = ["Once upon a time, there was a little girl named Lily.", "The cat sat on the mat", "Tom had a big red ball and he", "One day", "She was very happy because her mom", "The sun"];
-
-interface Run {
-  readonly tokens: number[];
-  readonly logits: Float32Array[];
-}
-
-/** Prefill then `steps` greedy decodes through core's chain, recording every logits row. `before(k)` is awaited before decode k. */
-async function run(model: Model, prompt: string, plugins: readonly ChainPlugin[], steps: number, before?: (k: number) => Promise<void>): Promise<Run> {
-  const tokens = model.tokenize(prompt);
-  const chain = compileChain(plugins, model, { promptTokens: tokens });
-  const seq = model.createSequence({ hooks: chain.residual });
-  try {
-    const logits = [Float32Array.from(await seq.prefill(tokens))];
-    const out: number[] = [];
-    for (let k = 0; k < steps; k++) {
-      out.push(argmax(logits.at(-1)!));
-      await before?.(k);
-      logits.push(Float32Array.from(await seq.decode(out.at(-1)!)));
-    }
-    expect(chain.residual.error).toBeNull();
-    return { tokens: out, logits };
-  } finally {
-    seq.free();
-  }
-}
-
-/** Resolves once `counter.n` reaches `k` (counters are bumped by the runs they follow). */
-function gate() {
-  const waiters: { k: number; resolve: () => void }[] = [];
-  return {
-    n: 0,
-    bump() {
-      this.n++;
-      for (const w of waiters.splice(0)) (w.k <= this.n ? w.resolve() : waiters.push(w));
-    },
-    at(k: number): Promise<void> {
-      return k <= this.n ? Promise.resolve() : new Promise((resolve) => waiters.push({ k, resolve }));
-    },
-  };
-}
 
 describe("batched decoding on stories260K", () => {
   test("mixed recipes in one batch, joining and leaving mid-run: same greedy tokens, logits within tolerance", async () => {

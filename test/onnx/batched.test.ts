@@ -8,15 +8,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as v from "valibot";
 import { onnx, type OnnxRuntimeModel } from "../../src/adapters/onnx/index.ts";
 import type { BatchedOnnxModel } from "../../src/adapters/onnx/batch.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import type { Model, Sequence } from "../../src/core/backend.ts";
-import { compileChain, type ChainPlugin } from "../../src/core/chain.ts";
+import type { ChainPlugin } from "../../src/core/chain.ts";
 import { generate, stream } from "../../src/core/generate.ts";
-import { definePlugin } from "../../src/core/plugin.ts";
-import { argmax } from "../../src/core/tensor.ts";
+import { bias, gate, PROMPTS as prompts, run, squash } from "../helpers/batched.ts";
 import { ablateDirection, addVector } from "../../src/plugins/index.ts";
 import { DEFAULT_MODEL_PATH } from "../../src/testing/index.ts";
 import { makeHooks, maxAbsDiff, wave } from "./helpers/hooks.ts";
@@ -46,28 +44,6 @@ afterAll(() => {
  */
 const TOLERANCE = 1e-4;
 
-const squash = definePlugin({
-  name: "test-squash",
-  options: v.object({ layers: v.array(v.number()), site: v.picklist(["resid_mid", "resid_post"]) }),
-  needs: ["residual:write"],
-  create: (o) => ({
-    points: o.layers.map((layer) => ({ site: o.site, layer })),
-    onResidual(x) {
-      const d = x.data;
-      for (let i = 0; i < d.length; i++) d[i] = 3 * Math.tanh(d[i]! / 3);
-    },
-  }),
-});
-const bias = definePlugin({
-  name: "test-bias",
-  options: v.object({ tokens: v.array(v.number()), by: v.number() }),
-  needs: ["logits:write"],
-  create: (o) => ({
-    onLogits(logits) {
-      for (const t of o.tokens) logits[t] = logits[t]! + o.by;
-    },
-  }),
-});
 
 function recipes(): Record<string, ChainPlugin[]> {
   const dirVec = Array.from(wave(D, 1, 0.3));
@@ -84,46 +60,6 @@ function recipes(): Record<string, ChainPlugin[]> {
     "logits plugin": [bias({ tokens: [300, 301, 302], by: 4 })],
     unsteered: [],
     "everything at once": [squash({ site: "resid_mid", layers: [1] }), addVector({ points: ["resid_post.2"], vector: Array.from(wave(D, 1, 3)), scale: 1 }), bias({ tokens: [400], by: 3 })],
-  };
-}
-const prompts = ["Once upon a time, there was a little girl named Lily.", "The cat sat on the mat", "Tom had a big red ball and he", "One day", "She was very happy because her mom", "The sun"];
-
-interface Run {
-  readonly tokens: number[];
-  readonly logits: Float32Array[];
-}
-
-/** Prefill then `steps` greedy decodes through core's chain, recording every logits row. `before(k)` is awaited before decode k. */
-async function run(model: Model, prompt: string, plugins: readonly ChainPlugin[], steps: number, before?: (k: number) => Promise<void>): Promise<Run> {
-  const tokens = model.tokenize(prompt);
-  const chain = compileChain(plugins, model, { promptTokens: tokens });
-  const seq = model.createSequence({ hooks: chain.residual });
-  try {
-    const logits = [Float32Array.from(await seq.prefill(tokens))];
-    const out: number[] = [];
-    for (let k = 0; k < steps; k++) {
-      out.push(argmax(logits.at(-1)!));
-      await before?.(k);
-      logits.push(Float32Array.from(await seq.decode(out.at(-1)!)));
-    }
-    expect(chain.residual.error).toBeNull();
-    return { tokens: out, logits };
-  } finally {
-    seq.free();
-  }
-}
-
-function gate() {
-  const waiters: { k: number; resolve: () => void }[] = [];
-  return {
-    n: 0,
-    bump() {
-      this.n++;
-      for (const w of waiters.splice(0)) (w.k <= this.n ? w.resolve() : waiters.push(w));
-    },
-    at(k: number): Promise<void> {
-      return k <= this.n ? Promise.resolve() : new Promise((resolve) => waiters.push({ k, resolve }));
-    },
   };
 }
 
