@@ -17,7 +17,7 @@
  * Children are bench/llama-cpu-path-worker.ts, one per path, asked for one decode round at a time
  * so their rounds interleave with the in-process ones.
  */
-import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LIB_GGML, LIB_GGML_BASE, LIB_LLAMA } from "../src/adapters/llama-cpp/abi.ts";
@@ -32,6 +32,12 @@ export interface LlamaCpuPath {
   rate(): Promise<number>;
   close(): void;
 }
+
+/** Temporary library directories and the compiled shim, removed when this process exits. */
+const temporary = new Set<string>();
+process.on("exit", () => {
+  for (const t of temporary) rmSync(t, { recursive: true, force: true });
+});
 
 /** The CPU backend variants the prebuilt package ships (libggml-cpu-<name>.so). */
 export function cpuVariants(): string[] {
@@ -50,6 +56,7 @@ function libraryDir(variant: string): string {
   }
   const dir = join(tmpdir(), `steerkit-ggml-${variant}-${process.pid}`);
   mkdirSync(dir, { recursive: true });
+  temporary.add(dir);
   // The names the adapter opens for an own build (STEERKIT_LLAMA_LIB_DIR) and the sonames the
   // libraries need from each other ($ORIGIN), all pointing at the package's files.
   const links: [string, string][] = [
@@ -68,8 +75,15 @@ function libraryDir(variant: string): string {
 function noExtraBuftsShim(): string {
   const out = join(tmpdir(), `steerkit-no-extra-bufts-${process.pid}.so`);
   if (existsSync(out)) return out;
-  const cc = Bun.spawnSync(["cc", "-O2", "-shared", "-fPIC", "-o", out, join(import.meta.dir, "no-extra-bufts.c"), "-ldl"], { stderr: "pipe" });
-  if (!cc.success) throw new Error(`llama.cpp CPU path +plain needs a C compiler (cc) to build bench/no-extra-bufts.c: ${cc.stderr.toString().trim() || "cc not found"}`);
+  let error = "";
+  try {
+    const cc = Bun.spawnSync(["cc", "-O2", "-shared", "-fPIC", "-o", out, join(import.meta.dir, "no-extra-bufts.c"), "-ldl"], { stderr: "pipe" });
+    if (!cc.success) error = cc.stderr.toString().trim();
+  } catch (e) {
+    error = (e as Error).message; // no cc on PATH
+  }
+  if (error) throw new Error(`llama.cpp CPU path +plain needs a C compiler (cc) to build bench/no-extra-bufts.c: ${error}`);
+  temporary.add(out);
   return out;
 }
 

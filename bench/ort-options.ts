@@ -71,39 +71,37 @@ const VARIANTS: Variant[] = [
 ];
 
 console.log(`\nONNX Runtime session options on MatMulNBits decode: ${threads} threads, ${PROMPT.length}-token prompt, ${tokens} decode tokens, best of ${rounds} rounds (load average at start ${loadAverage()})\n`);
-console.log("| export | session option | ONNX Runtime tok/s | vs adapter's options | llama.cpp tok/s (same rounds) | ONNX / llama.cpp |");
+console.log("| export | session option | ONNX Runtime tok/s | ratio vs adapter's options' ratio | llama.cpp tok/s (same rounds) | ONNX / llama.cpp |");
 console.log("|---|---|---:|---:|---:|---:|");
 for (const key of args.exports!.split(",")) {
   const { gguf, onnxDir } = files(key);
-  const variants = VARIANTS;
   const llama = await llamaCpp.load(gguf, { threads });
-  const decoders: (PlainDecoder | string)[] = [];
-  for (const v of variants) {
-    try {
-      decoders.push(await PlainDecoder.create(onnxDir, v.options));
-    } catch (e) {
-      decoders.push(`session refused: ${(e as Error).message.split("\n")[0]}`);
-    }
-  }
   const llamaRate = async () => (await generate(llama, { tokens: PROMPT, maxTokens: tokens, temperature: 0, ignoreEos: true })).timings.tokensPerSecond;
   await llamaRate(); // warm-up: page in the weights
-  for (const d of decoders) if (typeof d !== "string") await d.decode(PROMPT, 4);
-  let bestLlama = 0;
-  const best = decoders.map(() => 0);
-  for (let round = 0; round < rounds; round++) {
-    bestLlama = Math.max(bestLlama, await llamaRate());
-    for (let i = 0; i < decoders.length; i++) {
-      const d = decoders[i]!;
-      if (typeof d !== "string") best[i] = Math.max(best[i]!, await d.decode(PROMPT, tokens));
+  let baseRatio = 0;
+  // One session at a time: idle sessions' spinning intra-op threads would steal the cores from the
+  // one being timed. Each variant gets its own llama.cpp rounds, so its ratio is from its own minutes.
+  for (const v of VARIANTS) {
+    let decoder: PlainDecoder;
+    try {
+      decoder = await PlainDecoder.create(onnxDir, v.options);
+    } catch (e) {
+      console.log(`| ${key} | ${v.name} | session refused: ${(e as Error).message.split("\n")[0]} | | | |`);
+      continue;
     }
+    await decoder.decode(PROMPT, 4);
+    let bestLlama = 0;
+    let best = 0;
+    for (let round = 0; round < rounds; round++) {
+      bestLlama = Math.max(bestLlama, await llamaRate());
+      best = Math.max(best, await decoder.decode(PROMPT, tokens));
+    }
+    await decoder.release();
+    const ratio = best / bestLlama;
+    if (!baseRatio) baseRatio = ratio;
+    console.log(`| ${key} | ${v.name} | ${best.toFixed(1)} | ${(ratio / baseRatio).toFixed(2)} | ${bestLlama.toFixed(1)} | ${ratio.toFixed(2)} |`);
   }
   llama.dispose();
-  for (const d of decoders) if (typeof d !== "string") await d.release();
-  variants.forEach((v, i) => {
-    const d = decoders[i]!;
-    if (typeof d === "string") console.log(`| ${key} | ${v.name} | ${d} | | | |`);
-    else console.log(`| ${key} | ${v.name} | ${best[i]!.toFixed(1)} | ${(best[i]! / best[0]!).toFixed(2)} | ${bestLlama.toFixed(1)} | ${(best[i]! / bestLlama).toFixed(2)} |`);
-  });
 }
 console.log(`\nload average at end: ${loadAverage()}`);
 
