@@ -18,20 +18,27 @@
  *
  *   bun bench/equal-bits.ts [--gguf bench/models/random-d1024-l16-f16.gguf] [--tokens 32] [--rounds 3]
  *       [--threads 2] [--pairs f16,8bit,4bit,4bit-b128] [--layouts optimum,genai] [--profile]
+ *       [--llama-cpu auto,icelake,haswell,auto+plain]
+ *
+ * `--llama-cpu` adds llama.cpp rows on other ggml CPU paths (bench/llama-cpu-path.ts: one prebuilt
+ * CPU variant only, and/or without ggml's extra buffer types), each in a child process whose decode
+ * rounds interleave with the rest; `auto` is the adapter as users get it, in this process.
  *
  * `4bit-b128` is the faster int4 on ONNX Runtime's kernels: MatMulNBits block 128 (4.25 bits per
  * weight, fewer than Q4_0's 4.5), rounded from the F16 original.
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { llamaCpp, quantizeGguf, type QuantType } from "../src/adapters/llama-cpp/index.ts";
+import { llamaCpp, loadLlamaLibrary, quantizeGguf, type QuantType } from "../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../src/adapters/onnx/index.ts";
-import { ort } from "../src/adapters/onnx/ort.ts";
 import { convertGgufToOnnx } from "../src/convert/gguf-to-onnx.ts";
 import type { WeightFormat } from "../src/convert/quantize-weights.ts";
 import type { Model } from "../src/core/backend.ts";
 import { generate } from "../src/core/generate.ts";
+import { cpuFeatures, type LlamaCpuPath, startLlamaCpuPath } from "./llama-cpu-path.ts";
+import { PlainDecoder } from "./ort-decode.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -42,6 +49,7 @@ const { values: args } = parseArgs({
     pairs: { type: "string", default: "f16,8bit,4bit,4bit-b128" },
     layouts: { type: "string", default: "optimum,genai" },
     profile: { type: "boolean", default: false },
+    "llama-cpu": { type: "string", default: "auto" },
   },
 });
 const f16 = args.gguf!;
@@ -53,6 +61,14 @@ const threads = Number(args.threads);
 const tokens = Number(args.tokens);
 const rounds = Number(args.rounds);
 const PROMPT = Array.from({ length: 16 }, (_, i) => 300 + i);
+const cpuPaths = args["llama-cpu"]!.split(",");
+if (!cpuPaths.includes("auto")) {
+  console.error("--llama-cpu must include auto (the adapter's own path, the baseline of every ratio)");
+  process.exit(1);
+}
+const otherPaths = cpuPaths.filter((p) => p !== "auto");
+const loadAverage = () => loadavg().map((x) => x.toFixed(1)).join(" ");
+const loadAtStart = loadAverage();
 
 interface Pair {
   readonly key: string;
@@ -99,6 +115,10 @@ function sizeMb(path: string): number {
 
 type Row = { pair: Pair; layout: Layout; llama: number; onnx: number; ggufMb: number; onnxMb: number };
 const rows: Row[] = [];
+/** llama.cpp on the other CPU paths, per pair: best decode rate of the same rounds. */
+type PathRow = { pair: Pair; path: string; features: string; llama: number; onnx: number[] };
+const pathRows: PathRow[] = [];
+let autoFeatures = "";
 const chosen = PAIRS.filter((p) => args.pairs!.split(",").includes(p.key));
 const layoutsFor = (p: Pair): Layout[] => (args.layouts!.split(",") as Layout[]).filter((l) => l === "optimum" || (l === "genai" && p.weights !== "fp16"));
 for (const pair of chosen) {
@@ -106,29 +126,48 @@ for (const pair of chosen) {
   const exports = await Promise.all(layouts.map((l) => prepare(pair, l)));
   const gguf = exports[0]!.gguf;
   const a = await llamaCpp.load(gguf, { threads });
+  const paths: LlamaCpuPath[] = [];
+  for (const spec of otherPaths) paths.push(await startLlamaCpuPath(spec, gguf, { threads, tokens, prompt: PROMPT }));
   const bs = await Promise.all(exports.map((e) => onnx.load(e.onnxDir, { threads })));
   let llama = 0;
   const best = bs.map(() => 0);
+  const bestPath = paths.map(() => 0);
   await decodeRate(a); // warm-up: page in the weights
+  for (const p of paths) await p.rate();
   for (const b of bs) await decodeRate(b);
   for (let round = 0; round < rounds; round++) {
     llama = Math.max(llama, await decodeRate(a));
+    for (let i = 0; i < paths.length; i++) bestPath[i] = Math.max(bestPath[i]!, await paths[i]!.rate());
     for (let i = 0; i < bs.length; i++) best[i] = Math.max(best[i]!, await decodeRate(bs[i]!));
   }
   a.dispose();
+  for (const p of paths) p.close();
   for (const b of bs) b.dispose();
   layouts.forEach((layout, i) => {
     const onnxDir = exports[i]!.onnxDir;
     const data = join(onnxDir, "model.onnx.data");
     rows.push({ pair, layout, llama, onnx: best[i]!, ggufMb: sizeMb(gguf), onnxMb: sizeMb(join(onnxDir, "model.onnx")) + (existsSync(data) ? sizeMb(data) : 0) });
   });
+  if (!autoFeatures) autoFeatures = cpuFeatures(loadLlamaLibrary().systemInfo);
+  pathRows.push({ pair, path: "auto", features: autoFeatures, llama, onnx: best });
+  paths.forEach((p, i) => pathRows.push({ pair, path: p.name, features: p.features, llama: bestPath[i]!, onnx: best }));
 }
 
-console.log(`\nEqual bits per weight: ${f16}, ${threads} threads, ${PROMPT.length}-token prompt, ${tokens} decode tokens, best of ${rounds} rounds\n`);
+console.log(`\nEqual bits per weight: ${f16}, ${threads} threads, ${PROMPT.length}-token prompt, ${tokens} decode tokens, best of ${rounds} rounds; load average ${loadAtStart} at start, ${loadAverage()} at end\n`);
 console.log("| weights (llama.cpp vs ONNX) | ONNX layout | GGUF MB | ONNX MB | llama.cpp tok/s | ONNX Runtime tok/s | ONNX / llama.cpp |");
 console.log("|---|---|---:|---:|---:|---:|---:|");
 for (const r of rows) {
   console.log(`| ${r.pair.label} | ${r.layout} | ${r.ggufMb.toFixed(0)} | ${r.onnxMb.toFixed(0)} | ${r.llama.toFixed(1)} | ${r.onnx.toFixed(1)} | ${(r.onnx / r.llama).toFixed(2)} |`);
+}
+
+if (otherPaths.length) {
+  console.log("\nllama.cpp on other ggml CPU paths, the same rounds (auto = the adapter as shipped; +plain = without extra buffer types):\n");
+  const layoutNames = (p: Pair) => layoutsFor(p).join(" / ");
+  console.log("| weights | llama.cpp CPU path | ggml CPU features | llama.cpp tok/s | ONNX / llama.cpp (ONNX layouts) |");
+  console.log("|---|---|---|---:|---:|");
+  for (const r of pathRows) {
+    console.log(`| ${r.pair.label} | ${r.path} | ${r.features} | ${r.llama.toFixed(1)} | ${r.onnx.map((o) => (o / r.llama).toFixed(2)).join(" / ")} (${layoutNames(r.pair)}) |`);
+  }
 }
 
 if (args.profile) {
@@ -141,52 +180,17 @@ if (args.profile) {
   }
 }
 
-/**
- * Decode `tokens` steps with onnxruntime's profiler on and sum kernel time per operator type.
- * A plain loop over the export (KV cache fed back as it comes out), the way the adapter's unhooked
- * graph runs minus its KV-slice outputs.
- */
+/** Decode `tokens` steps with onnxruntime's profiler on and sum kernel time per operator type. */
 async function profile(onnxDir: string): Promise<[string, number, number][]> {
-  const config = JSON.parse(readFileSync(join(onnxDir, "config.json"), "utf8")) as {
-    num_hidden_layers: number;
-    num_key_value_heads: number;
-    head_dim: number;
-    torch_dtype: string;
-  };
-  const session = await ort.InferenceSession.create(join(onnxDir, "model.onnx"), {
+  const decoder = await PlainDecoder.create(onnxDir, {
     intraOpNumThreads: threads,
-    interOpNumThreads: 1,
     graphOptimizationLevel: "all",
     enableProfiling: true,
     profileFilePrefix: join(onnxDir, "profile"),
-    logSeverityLevel: 3,
   });
-  const half = config.torch_dtype === "float16";
-  const i64 = (v: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(v, BigInt), dims);
-  let past: Record<string, ort.Tensor> = {};
-  for (let l = 0; l < config.num_hidden_layers; l++) {
-    for (const kind of ["key", "value"]) {
-      const dims = [1, config.num_key_value_heads, 0, config.head_dim];
-      past[`past_key_values.${l}.${kind}`] = half ? new ort.Tensor("float16", new Uint16Array(0), dims) : new ort.Tensor("float32", new Float32Array(0), dims);
-    }
-  }
-  let length = 0;
-  const feed = async (ids: number[]) => {
-    const total = length + ids.length;
-    const out = await session.run({
-      input_ids: i64(ids, [1, ids.length]),
-      attention_mask: i64(new Array(total).fill(1), [1, total]),
-      ...(session.inputNames.includes("position_ids") ? { position_ids: i64(ids.map((_, i) => length + i), [1, ids.length]) } : {}),
-      ...past,
-    });
-    length = total;
-    past = {};
-    for (const [name, t] of Object.entries(out)) if (name.startsWith("present.")) past[name.replace("present.", "past_key_values.")] = t;
-  };
-  await feed(PROMPT);
-  for (let i = 0; i < tokens; i++) await feed([400 + (i % 50)]);
-  session.endProfiling(); // writes <profileFilePrefix>_<timestamp>.json (onnxruntime-node returns nothing)
-  await session.release();
+  await decoder.decode(PROMPT, tokens);
+  decoder.session.endProfiling(); // writes <profileFilePrefix>_<timestamp>.json (onnxruntime-node returns nothing)
+  await decoder.release();
   const file = readdirSync(onnxDir).filter((f) => f.startsWith("profile") && f.endsWith(".json")).map((f) => join(onnxDir, f))[0];
   if (!file) throw new Error(`onnxruntime wrote no profile in ${onnxDir}`);
   const events = JSON.parse(readFileSync(file, "utf8")) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
