@@ -181,6 +181,36 @@ describe("batched decoding on stories260K", () => {
     expect(batched.batch.liveSequences).toBe(0);
   });
 
+  test("a full batch whose sequence is freed mid-pass takes a new one at once (a server reusing its request slot)", async () => {
+    const plain = await run(single, prompts[2]!, [], 3);
+    let next: Sequence | null = null;
+    let thrown: unknown = null;
+    let armed = false;
+    const seqs: Sequence[] = [];
+    // Inside a hook the pass holds every row: free this sequence there and ask for a new one at once.
+    const hooks = makeHooks([{ site: "resid_post", layer: 1 }], () => {
+      if (!armed || next || thrown) return;
+      seqs[0]!.free(); // its slot stays held until the pass ends...
+      try {
+        next = batched.createSequence(); // ...but the batch is not full: 5 live sequences of 6
+        expect(() => batched.createSequence()).toThrow("all 6 sequences");
+      } catch (e) {
+        thrown = e;
+      }
+    });
+    seqs.push(batched.createSequence({ hooks }), ...Array.from({ length: 5 }, () => batched.createSequence()));
+    await Promise.all(seqs.map((q) => q.prefill([1, 5, 9])));
+    armed = true;
+    await Promise.all(seqs.map((q) => q.decode(11).catch((e: Error) => e)));
+    expect(thrown).toBeNull();
+    expect(next).not.toBeNull();
+    for (const q of seqs) q.free();
+    const fresh = next!;
+    const got = await run({ info: batched.info, tokenize: (t: string) => batched.tokenize(t), createSequence: () => fresh } as unknown as Model, prompts[2]!, [], 3);
+    expect(got.tokens).toEqual(plain.tokens);
+    expect(batched.batch.liveSequences).toBe(0);
+  });
+
   test("a sequence past its context is refused alone; a full batch refuses a new sequence by name", async () => {
     const seqs = Array.from({ length: 6 }, () => batched.createSequence());
     expect(() => batched.createSequence()).toThrow("all 6 sequences");

@@ -3,10 +3,12 @@
  * its own steering.
  *
  * Why: decode is memory-bound (every forward pass reads all the weights), so N sequences in one
- * pass cost little more than one. One context holds `sequences` KV streams (a unified cache of
- * `sequences × contextLength` cells, seq id = slot): a sequence can never hold more than its
+ * pass cost little more than one. One context holds up to `sequences` live KV streams (a unified
+ * cache of `sequences × contextLength` cells, seq id = slot): a sequence can never hold more than its
  * `contextLength` (checked before each call), so the shared cache cannot fill under another
- * sequence. Each step gathers one row per waiting sequence, then prefill chunks of the others up to
+ * sequence. There are twice as many slots (seq ids) as live sequences: a sequence freed while a
+ * pass holds its rows keeps its slot until the pass ends, and the new sequence that replaces it
+ * (a server reusing its request slot at once) takes another instead of failing. Each step gathers one row per waiting sequence, then prefill chunks of the others up to
  * `stepTokens`, into one `llama_batch` with seq ids: a long prompt is spread over several steps and
  * does not stall the sequences that are decoding.
  *
@@ -56,7 +58,7 @@ import {
 } from "./sequence.ts";
 
 export interface BatchOptions extends CoreBatchOptions {
-  /** Sequences that may be alive at once (the context's seq ids). */
+  /** Sequences that may be alive at once, 1..128 (the context reserves twice as many seq ids: see the file header). */
   readonly sequences: number;
   /**
    * Most tokens in one forward pass (default 512, at least `sequences`): every waiting sequence
@@ -72,6 +74,8 @@ export interface BatchOptions extends CoreBatchOptions {
 
 /** Default tokens per batched forward pass. */
 export const DEFAULT_STEP_TOKENS = 512;
+/** llama.cpp's LLAMA_MAX_SEQ (pinned llama-cparams.h): seq ids a context can hold. */
+const MAX_SLOTS = 256;
 
 const NOTIFY_HOOK = 1;
 const NOTIFY_DONE = 2;
@@ -147,9 +151,13 @@ export class LlamaBatch {
 
   constructor(host: SequenceHost, options: BatchOptions) {
     const { sequences } = options;
-    if (!Number.isInteger(sequences) || sequences < 1 || sequences > 256) {
-      throw new RangeError(`sequences must be an integer in 1..256 (llama.cpp's seq ids), got ${sequences}`);
+    if (!Number.isInteger(sequences) || sequences < 1 || sequences > MAX_SLOTS / 2) {
+      throw new RangeError(`sequences must be an integer in 1..${MAX_SLOTS / 2} (twice as many of llama.cpp's ${MAX_SLOTS} seq ids are reserved), got ${sequences}`);
     }
+    // A sequence freed while a pass holds its rows keeps its slot (its KV cells, its rows in the
+    // pass) until that pass ends. Twice as many slots as live sequences means a caller that frees one
+    // and creates the next at once (a server reusing its request slot) always finds a free slot.
+    const slotCount = 2 * sequences;
     const stepTokens = options.stepTokens ?? Math.max(DEFAULT_STEP_TOKENS, sequences);
     if (!Number.isInteger(stepTokens) || stepTokens < sequences) {
       throw new RangeError(`stepTokens must be an integer >= sequences (${sequences}: one row each), got ${stepTokens}`);
@@ -169,7 +177,7 @@ export class LlamaBatch {
     this.#outputs = new Int8Array(new ArrayBuffer(stepTokens));
     const nSeqId = i32(stepTokens).fill(1);
     // Row r's seq id is its group's slot: seq_id[r] points at slotIds[slot].
-    const slotIds = i32(sequences).map((_, g) => g);
+    const slotIds = i32(slotCount).map((_, g) => g);
     this.#seqIdPtrs = new BigUint64Array(new ArrayBuffer(stepTokens * 8));
     this.#slotIdBase = ptr(slotIds);
     this.#keepAlive.push(nSeqId, slotIds);
@@ -180,15 +188,15 @@ export class LlamaBatch {
     setPtr(this.#batch, BATCH.seq_id, ptr(this.#seqIdPtrs));
     setPtr(this.#batch, BATCH.logits, ptr(this.#outputs));
 
-    this.#pointsBlock = new DataView(new ArrayBuffer(sequences * this.#nPoints * SHIM_POINT.size));
-    this.#groupFirst = i32(sequences);
-    this.#groupCount = i32(sequences);
-    this.#groupOut = i32(sequences);
-    this.#groupStop = i32(sequences);
+    this.#pointsBlock = new DataView(new ArrayBuffer(slotCount * this.#nPoints * SHIM_POINT.size));
+    this.#groupFirst = i32(slotCount);
+    this.#groupCount = i32(slotCount);
+    this.#groupOut = i32(slotCount);
+    this.#groupStop = i32(slotCount);
     this.#jsWanted = new Uint8Array(new ArrayBuffer(this.#nPoints));
     this.#hits = i32(this.#nPoints);
-    this.#slots = Array.from({ length: sequences }, () => null);
-    this.#views = Array.from({ length: sequences * this.#nPoints }, () => null);
+    this.#slots = Array.from({ length: slotCount }, () => null);
+    this.#views = Array.from({ length: slotCount * this.#nPoints }, () => null);
     this.#notify = new JSCallback((kind: number, arg: number) => this.#onNotify(kind, arg), {
       args: [FFIType.i32, FFIType.i32],
       returns: FFIType.void,
@@ -198,7 +206,7 @@ export class LlamaBatch {
     const b = this.#block;
     b.setBigInt64(SHIM_BATCH.n_embd, BigInt(dModel), true);
     b.setBigInt64(SHIM_BATCH.n_points, BigInt(this.#nPoints), true);
-    b.setBigInt64(SHIM_BATCH.n_groups, BigInt(sequences), true);
+    b.setBigInt64(SHIM_BATCH.n_groups, BigInt(slotCount), true);
     setPtr(b, SHIM_BATCH.points, ptr(this.#pointsBlock));
     setPtr(b, SHIM_BATCH.notify, this.#notify.ptr);
     setPtr(b, SHIM_BATCH.group_first, ptr(this.#groupFirst));
@@ -220,7 +228,7 @@ export class LlamaBatch {
     // batch "simply", in order), so the rows of a hooked tensor are the batch's rows in order.
     params.setUint32(CONTEXT_PARAMS.n_batch, stepTokens, true);
     params.setUint32(CONTEXT_PARAMS.n_ubatch, stepTokens, true);
-    params.setUint32(CONTEXT_PARAMS.n_seq_max, sequences, true);
+    params.setUint32(CONTEXT_PARAMS.n_seq_max, slotCount, true);
     params.setUint8(CONTEXT_PARAMS.kv_unified, 1);
     params.setInt32(CONTEXT_PARAMS.n_threads, host.threads, true);
     params.setInt32(CONTEXT_PARAMS.n_threads_batch, host.threads, true);
@@ -245,9 +253,9 @@ export class LlamaBatch {
   readonly #slotIdBase: number;
   readonly #views: (RowView | null)[];
 
-  /** Sequences alive now. */
+  /** Sequences alive now (not freed; a freed one may still hold its slot until the pass ends). */
   get liveSequences(): number {
-    return this.#slots.filter((s) => s !== null).length;
+    return this.#slots.filter((s) => s !== null && !s.freed).length;
   }
 
   /**
@@ -261,10 +269,12 @@ export class LlamaBatch {
    */
   createSequence(options: LlamaSequenceOptions = {}): BatchedSequence {
     if (this.#ctx === null || this.#disposing) throw new SequenceError(`the batched context of ${this.#host.modelName} was disposed`);
-    const slot = this.#slots.indexOf(null);
-    if (slot < 0) {
+    if (this.liveSequences >= this.sequences) {
       throw new SequenceError(`all ${this.sequences} sequences of the batched context of ${this.#host.modelName} are in use; free one first`);
     }
+    // Live < sequences and at most `sequences` freed ones still held by the pass: a slot is free.
+    const slot = this.#slots.indexOf(null);
+    if (slot < 0) throw new SequenceError(`internal: no free slot with ${this.liveSequences} of ${this.sequences} sequences live`);
     // Control vectors are per context: every affine edit runs natively, per row group.
     const plan = planForHost(this.#host, options.hooks, { fastPath: "callback", controlVectors: false });
     const base = slot * this.#nPoints * SHIM_POINT.size;
@@ -353,7 +363,7 @@ export class LlamaBatch {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    const S = this.sequences;
+    const S = this.#slots.length;
     const count = this.#groupCount;
     count.fill(0);
     // One row for every waiting sequence, then prefill chunks in slot order from the rotation
@@ -443,7 +453,7 @@ export class LlamaBatch {
     const full = rows === nTokens;
     const unhookable = unhookableTensor(t, point, d, this.#host.modelName);
     const data = read.ptr(t, TENSOR.data);
-    for (let g = 0; g < this.sequences; g++) {
+    for (let g = 0; g < this.#slots.length; g++) {
       const n = this.#groupCount[g]!;
       const seq = this.#slots[g];
       if (n === 0 || !seq || !seq.jsPoints[idx] || this.#groupStop[g]) continue;
@@ -487,7 +497,7 @@ export class LlamaBatch {
     const shimStopped = this.#block.getInt32(SHIM_BATCH.stop, true) !== 0;
     const nTokens = this.#block.getInt32(SHIM_BATCH.n_tokens, true);
     const reason = lib.lastLogError();
-    for (let g = 0; g < this.sequences; g++) {
+    for (let g = 0; g < this.#slots.length; g++) {
       const n = this.#groupCount[g]!;
       const seq = this.#slots[g];
       if (n === 0 || !seq) continue;
