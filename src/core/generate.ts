@@ -241,11 +241,18 @@ function prepare(model: Model, options: GenerateOptions): Execute {
     // Set when the request has ended (returned, failed or was cancelled): a token middleware that
     // was abandoned while hung and calls `next` later must find nothing to run.
     let ended = false;
+    // Settles once the sequence is freed. A cancel ends the wait below at once (a hung middleware must
+    // not hold the request), but the sequence may still be in a forward pass (batched: until the pass
+    // ends): the request is over only when its sequence is freed, so a server that hands the
+    // request's slot to the next one finds the sequence gone.
+    let freed: Promise<void> = Promise.resolve();
     const loop = async () => {
       signal?.throwIfAborted(); // an onRequest abandoned while hung that calls next() late starts nothing
 
       ran = true;
       const sequence = model.createSequence({ hooks: chain.residual });
+      let markFreed!: () => void;
+      freed = new Promise<void>((resolve) => (markFreed = resolve));
       try {
         const detok = new IncrementalDetokenizer((t) => model.detokenize(t), prompt);
         const stops = new StopStringMatcher(o.stop);
@@ -303,6 +310,7 @@ function prepare(model: Model, options: GenerateOptions): Execute {
       } finally {
         ended = true;
         sequence.free();
+        markFreed();
       }
     };
 
@@ -314,6 +322,7 @@ function prepare(model: Model, options: GenerateOptions): Execute {
       await untilAborted(chain.request(request, loop), signal);
     } finally {
       ended = true;
+      await freed;
     }
     if (responded !== null) {
       text = responded;

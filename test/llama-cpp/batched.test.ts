@@ -268,4 +268,20 @@ describe("batched decoding on stories260K", () => {
     await Bun.sleep(5);
     expect(batched.batch.liveSequences).toBe(0);
   });
+
+  test("an aborted generation settles only once its sequence is freed (a server may reuse the request's slot at once)", async () => {
+    const controller = new AbortController();
+    const events = stream(batched, { prompt: prompts[3]!, temperature: 0, maxTokens: 100, ignoreEos: true, signal: controller.signal });
+    const reader = events.getReader();
+    for (let i = 0; i < 3; i++) await reader.read();
+    await new Promise((r) => setTimeout(r, 0)); // the next decode is queued or in a pass now
+    controller.abort();
+    for (;;) {
+      const r = await reader.read().catch(() => ({ done: true }));
+      if (r.done) break;
+    }
+    // The abort raced the decode in flight; the stream ended only after the sequence was freed.
+    expect(batched.batch.liveSequences).toBe(0);
+  });
+
 });
