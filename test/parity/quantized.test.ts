@@ -35,7 +35,17 @@ const LOGITS_TOLERANCE = 0.6;
 const dir = mkdtempSync(join(tmpdir(), "steerkit-parity-quant-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-for (const [type, weights] of [["q4_0", "int4"], ["q8_0", "int8"]] as const) {
+/**
+ * int8-dynamic (DynamicQuantizeLinear + MatMulInteger, onnxruntime's quantize_dynamic layout) is not
+ * the same weights: Q8_0's blocks are dequantized and rounded again to one scale per output column,
+ * and activations are rounded to uint8 with one scale per tensor. Measured on stories260K Q8_0 over
+ * 48 steps: max |logit difference| 0.43 unsteered, 0.38 steered (MatMulNBits int8 on the same file:
+ * 0.32 / 0.28; logits reach ~22); greedy tokens still identical.
+ */
+const TOLERANCES = { int4: LOGITS_TOLERANCE, int8: LOGITS_TOLERANCE, "int8-dynamic": 0.6 } as const;
+
+for (const [type, weights] of [["q4_0", "int4"], ["q8_0", "int8"], ["q8_0", "int8-dynamic"]] as const) {
+  const tolerance = TOLERANCES[weights];
   describe(`${type} GGUF on llama.cpp = its ${weights} ONNX conversion on ONNX Runtime`, () => {
     let llama: Model;
     let ort: Model;
@@ -52,10 +62,26 @@ for (const [type, weights] of [["q4_0", "int4"], ["q8_0", "int8"]] as const) {
       ort?.dispose();
     });
 
-    test("the export multiplies with MatMulNBits exactly where the GGUF has quantized blocks", () => {
+    test(`the export multiplies with ${weights === "int8-dynamic" ? "MatMulInteger" : "MatMulNBits"} exactly where the GGUF has quantized blocks`, () => {
       const file = readGgufHeader(gguf);
       const quantized = file.tensors.filter((t) => t.dims.length === 2 && ggmlTypeName(t.type) === type.toUpperCase()).length;
       const graph = decodeModel(readFileSync(join(out, "model.onnx"))).graph!;
+      if (weights === "int8-dynamic") {
+        const count = (op: string) => graph.nodes.filter((n) => n.opType === op).length;
+        expect(count("MatMulNBits")).toBe(0);
+        expect(count("MatMulInteger")).toBe(quantized - 1);
+        // q/k/v share one quantized input, as do gate/up: 1 (attention) + 1 (o) + 1 (gate/up) per layer + head.
+        const layers = file.tensors.filter((t) => t.name.endsWith(".attn_q.weight")).length;
+        expect(count("DynamicQuantizeLinear")).toBe(3 * layers + 1);
+        for (const n of graph.nodes.filter((x) => x.opType === "MatMulInteger")) {
+          const w = graph.initializers.find((t) => t.name === n.inputs[1])!;
+          const zp = graph.initializers.find((t) => t.name === n.inputs[3]);
+          expect(w.dataType).toBe(3); // int8
+          expect(zp?.dataType).toBe(3);
+          expect(zp?.rawData?.every((x) => x === 0)).toBe(true); // symmetric: zero point 0, as quantize_dynamic's per-channel int8
+        }
+        return;
+      }
       const nbits = graph.nodes.filter((n) => n.opType === "MatMulNBits");
       // token_embd is gathered (dequantized), every other quantized matrix is a MatMulNBits.
       expect(nbits.length).toBe(quantized - 1);
@@ -68,11 +94,11 @@ for (const [type, weights] of [["q4_0", "int4"], ["q8_0", "int8"]] as const) {
 
     for (const steering of [null, { scale: 2, fastPath: false }, { scale: 2, fastPath: true }]) {
       const what = steering ? `steered (${steering.fastPath ? "native affine paths" : "JS hooks"})` : "unsteered";
-      test(`${what}: identical greedy tokens for ${STEPS} steps, logits within ${LOGITS_TOLERANCE}`, async () => {
+      test(`${what}: identical greedy tokens for ${STEPS} steps, logits within ${tolerance}`, async () => {
         const a = await greedy(llama, steering, STEPS);
         const b = await greedy(ort, steering, STEPS);
         expect(b.tokens).toEqual(a.tokens);
-        expect(maxLogitsDiff(a, b)).toBeLessThan(LOGITS_TOLERANCE);
+        expect(maxLogitsDiff(a, b)).toBeLessThan(tolerance);
         expect(new Set(a.tokens).size).toBeGreaterThan(15); // a story, not one repeated token
         if (steering) expect(maxLogitsDiff(a, await greedy(llama, null, STEPS))).toBeGreaterThan(1);
       });
