@@ -107,6 +107,41 @@ for (const [type, weights] of [["q4_0", "int4"], ["q8_0", "int8"], ["q8_0", "int
 }
 
 /**
+ * int8-dynamic on a random llama with 256-wide rows (every matrix Q8_0, no float fallback): random
+ * weights give near-tied logits, so greedy runs of any two int8 roundings part after a dozen steps
+ * (measured: MatMulNBits int8 at step 19 / 14 steered, int8-dynamic at 19 / 15). Compared: the prompt's
+ * logits relative to their largest magnitude (~10), measured 0.043 unsteered, 0.038 steered (MatMulNBits
+ * int8 on the same file: 0.020 / 0.021), and the first 8 greedy tokens.
+ */
+describe("random d256 Q8_0 on llama.cpp = its int8-dynamic ONNX conversion", () => {
+  const f16 = join(dir, "random-d256-dyn.gguf");
+  const gguf = join(dir, "random-d256-dyn-q8_0.gguf");
+  const out = join(dir, "random-d256-dyn-onnx");
+  let llama: Model;
+  let ort: Model;
+  beforeAll(async () => {
+    writeRandomLlamaGguf(f16, { d: 256, layers: 3, ff: 512, heads: 4, kvHeads: 2, vocab: 512, ctx: 256 });
+    quantizeGguf(f16, gguf, { type: "q8_0", pure: true, threads: 2 });
+    await convertGgufToOnnx(gguf, out, { weights: "int8-dynamic" });
+    llama = await llamaCpp.load(gguf, { contextLength: 128, threads: 1 });
+    ort = await onnx.load(out, { contextLength: 128, threads: 1 });
+  });
+  afterAll(() => {
+    llama?.dispose();
+    ort?.dispose();
+  });
+  for (const steering of [null, { scale: 2, fastPath: true }]) {
+    test(`${steering ? "steered" : "unsteered"}: the prompt's logits within 0.08 of their largest, the first 8 greedy tokens equal`, async () => {
+      const a = await greedy(llama, steering, 8);
+      const b = await greedy(ort, steering, 8);
+      expect(b.tokens).toEqual(a.tokens);
+      const scale = Math.max(...a.logits[0]!.map(Math.abs));
+      expect(maxLogitsDiff({ tokens: [], logits: [a.logits[0]!] }, { tokens: [], logits: [b.logits[0]!] }) / scale).toBeLessThan(0.08);
+    });
+  }
+});
+
+/**
  * GGUFs in llama.cpp's K-quant mixes converted to float32 ONNX (the blocks dequantized exactly as
  * ggml does: ggml-quants.ts, checked bit for bit against gguf-py's dequantizers during development):
  * the export runs llama.cpp's weights in float arithmetic, llama.cpp the same weights with 8-bit
