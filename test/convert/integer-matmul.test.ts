@@ -49,7 +49,7 @@ describe("--weights int8-dynamic", () => {
     expect(mm.inputs.slice(1)).toEqual(["model.layers.0.self_attn.q_proj.weight_quantized", mm.inputs[2]!, "model.layers.0.self_attn.q_proj.weight_zero_point"]);
     const dql = byOutput.get(mm.inputs[0]!)!;
     expect(dql.opType).toBe("DynamicQuantizeLinear");
-    expect(dql.outputs).toEqual([mm.inputs[0], `${dql.inputs[0]}_scale`, mm.inputs[2]]);
+    expect(dql.outputs).toEqual([mm.inputs[0]!, `${dql.inputs[0]}_scale`, mm.inputs[2]!]);
     // k and v reuse q's quantized input.
     expect(g.nodes.find((n) => n.name === "/model/layers.0/self_attn/v_proj/MatMul_quant")!.inputs[0]).toBe(mm.inputs[0]);
     const w = g.initializers.find((t) => t.name === "model.layers.0.self_attn.q_proj.weight_quantized")!;
