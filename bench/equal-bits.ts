@@ -3,6 +3,9 @@
  *
  *   f16   GGUF F16 on llama.cpp            vs  ONNX fp16 (weights, activations, KV cache)
  *   8-bit GGUF Q8_0 on llama.cpp           vs  ONNX int8 MatMulNBits (Q8_0 blocks repacked: the same weights)
+ *   8-bit GGUF Q8_0 on llama.cpp           vs  ONNX int8-dynamic: DynamicQuantizeLinear + MatMulInteger
+ *                                              (onnxruntime's quantize_dynamic layout; Q8_0 re-rounded to
+ *                                              per-column scales; optimum layout only)
  *   4-bit GGUF Q4_0 (--pure) on llama.cpp  vs  ONNX int4 MatMulNBits (Q4_0 blocks repacked: the same weights)
  *
  * The quantized GGUFs come from libllama's own quantizer (`steerkit quantize`, `pure` so the output
@@ -17,7 +20,7 @@
  * Skip norms; fp32 activations only, so no fp16 row).
  *
  *   bun bench/equal-bits.ts [--gguf bench/models/random-d1024-l16-f16.gguf] [--tokens 32] [--rounds 3]
- *       [--threads 2] [--pairs f16,8bit,4bit,4bit-b128] [--layouts optimum,genai] [--profile]
+ *       [--threads 2] [--pairs f16,8bit,8bit-dynamic,4bit,4bit-b128] [--layouts optimum,genai] [--profile]
  *       [--llama-cpu auto,icelake,haswell,auto+plain]
  *
  * `--llama-cpu` adds llama.cpp rows on other ggml CPU paths (bench/llama-cpu-path.ts: one prebuilt
@@ -46,7 +49,7 @@ const { values: args } = parseArgs({
     tokens: { type: "string", default: "32" },
     rounds: { type: "string", default: "3" },
     threads: { type: "string", default: "2" },
-    pairs: { type: "string", default: "f16,8bit,4bit,4bit-b128" },
+    pairs: { type: "string", default: "f16,8bit,8bit-dynamic,4bit,4bit-b128" },
     layouts: { type: "string", default: "optimum,genai" },
     profile: { type: "boolean", default: false },
     "llama-cpu": { type: "string", default: "auto" },
@@ -81,6 +84,7 @@ interface Pair {
 const PAIRS: Pair[] = [
   { key: "f16", label: "F16 vs fp16", quant: null, weights: "fp16" },
   { key: "8bit", label: "Q8_0 vs int8", quant: "q8_0", weights: "int8" },
+  { key: "8bit-dynamic", label: "Q8_0 vs int8-dynamic (MatMulInteger)", quant: "q8_0", weights: "int8-dynamic" },
   { key: "4bit", label: "Q4_0 (pure) vs int4", quant: "q4_0", weights: "int4" },
   { key: "4bit-b128", label: "Q4_0 (pure, 4.5 bits) vs int4 block 128 (4.25 bits, from F16)", quant: "q4_0", weights: "int4", blockSize: 128 },
 ];
@@ -120,7 +124,7 @@ type PathRow = { pair: Pair; path: string; features: string; llama: number; onnx
 const pathRows: PathRow[] = [];
 let autoFeatures = "";
 const chosen = PAIRS.filter((p) => args.pairs!.split(",").includes(p.key));
-const layoutsFor = (p: Pair): Layout[] => (args.layouts!.split(",") as Layout[]).filter((l) => l === "optimum" || (l === "genai" && p.weights !== "fp16"));
+const layoutsFor = (p: Pair): Layout[] => (args.layouts!.split(",") as Layout[]).filter((l) => l === "optimum" || (l === "genai" && p.weights !== "fp16" && p.weights !== "int8-dynamic"));
 for (const pair of chosen) {
   const layouts = layoutsFor(pair);
   const exports = await Promise.all(layouts.map((l) => prepare(pair, l)));

@@ -25,6 +25,8 @@ export interface ConvertOptions {
    * Weight format (overrides `dtype`): "fp32", "fp16", or block-quantized "int8" / "int4"
    * (`MatMulNBits`, float32 activations, as onnxruntime-genai's builder writes for CPU; see
    * quantize-weights.ts). Q4_0 / Q8_0 GGUF matrices are repacked into int4 / int8 without loss.
+   * "int8-dynamic": onnxruntime's `quantize_dynamic` pattern (DynamicQuantizeLinear + MatMulInteger,
+   * symmetric per-column int8 weights; optimum layout only; see integer-matmul.ts).
    */
   readonly weights?: WeightFormat;
   /**
@@ -78,6 +80,8 @@ export interface ConvertReport {
    * blocks (the same weights as llama.cpp's) or rounded from float values.
    */
   readonly blockQuantized: { readonly bits: 4 | 8; readonly blockSize: number; readonly repacked: number; readonly rounded: number } | null;
+  /** int8-dynamic: how many matrices became MatMulInteger (the others, rows not whole 32-blocks, stay float). */
+  readonly integerQuantized: { readonly matrices: number } | null;
   readonly opset: number;
   readonly parameterCount: number;
   readonly weightBytes: number;
@@ -98,7 +102,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
   } catch (e) {
     throw new ConvertError(ggufPath, (e as Error).message);
   }
-  const { format, dtype, bits: quantizeBits, blockSize } = resolved;
+  const { format, dtype, bits: quantizeBits, blockSize, integerOps } = resolved;
   const g = openLlamaGguf(ggufPath);
   const h = g.hparams;
   // Every weight is read to convert it anyway; a NaN / Inf one would make every ONNX logit NaN.
@@ -125,11 +129,12 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
 
   const layout = options.layout ?? "optimum";
   if (layout !== "optimum" && layout !== "genai") throw new ConvertError(ggufPath, `layout must be "optimum" or "genai", got ${JSON.stringify(layout)}`);
+  if (layout === "genai" && integerOps) throw new ConvertError(ggufPath, `--weights int8-dynamic writes the optimum layout (onnxruntime's quantize_dynamic pattern); the genai layout takes fp32, int8 or int4`);
   if (layout === "genai" && dtype !== "float32") throw new ConvertError(ggufPath, `the genai layout has float32 activations (as onnxruntime-genai's CPU builds): use --weights fp32, int8 or int4, not ${format}`);
   const maxPositions = options.maxPositionEmbeddings ?? h.contextLength;
   const { model, weights } =
     layout === "genai" ? buildGenaiLlamaGraph(g, { quantizeBits, blockSize, contextLength: maxPositions, rotary: options.genaiRotary })
-      : buildLlamaOnnxGraph(g, { dtype, quantizeBits, blockSize, contextLength: maxPositions });
+      : buildLlamaOnnxGraph(g, { dtype, quantizeBits, blockSize, integerOps, contextLength: maxPositions });
   const weightBytes = weights.reduce((a, w) => a + w.byteLength, 0);
   const threshold = options.externalThresholdBytes ?? DEFAULT_EXTERNAL_THRESHOLD;
   const external = options.externalData === undefined || options.externalData === "auto" ? weightBytes > threshold : options.externalData;
@@ -168,6 +173,7 @@ export async function convertGgufToOnnx(ggufPath: string, outDir: string, option
     weights: format,
     layout,
     blockQuantized: quantizeBits === undefined ? null : blockReport(weights, quantizeBits, blockSize),
+    integerQuantized: integerOps ? { matrices: weights.filter((w) => w.name.endsWith("_quantized")).length } : null,
     opset: layout === "genai" ? GENAI_OPSET : OPSET,
     parameterCount: sourceTensors.reduce((a, t) => a + t.elementCount, 0),
     weightBytes,

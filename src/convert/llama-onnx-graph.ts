@@ -41,6 +41,7 @@
 import { float32ToHalfBits } from "../formats/half.ts";
 import { type LayerRope, type LlamaGguf, readWeightF16Bits, readWeightF32, ropeFactors, ropeInverseFrequencies } from "./llama-gguf.ts";
 import { BLOCK_SIZE, quantizedMatMul } from "./quantize-weights.ts";
+import { integerMatMulWriter } from "./integer-matmul.ts";
 import type { GgufTensorInfo } from "../formats/gguf.ts";
 import {
   attr,
@@ -151,6 +152,11 @@ export interface GraphOptions {
   readonly quantizeBits?: 4 | 8;
   /** MatMulNBits block size (default 32). */
   readonly blockSize?: number;
+  /**
+   * Write every such matrix as onnxruntime's dynamic int8 pattern instead (DynamicQuantizeLinear +
+   * MatMulInteger, per-column int8 weights: integer-matmul.ts). Needs dtype float32, no quantizeBits.
+   */
+  readonly integerOps?: boolean;
 }
 
 export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaOnnxGraph {
@@ -279,9 +285,20 @@ export function buildLlamaOnnxGraph(g: LlamaGguf, options: GraphOptions): LlamaO
         ]);
   const bits = options.quantizeBits;
   const blockSize = options.blockSize ?? BLOCK_SIZE;
-  if (bits !== undefined && dtype !== "float32") throw new Error("quantized weights need float32 activations");
+  const integer = options.integerOps ? integerMatMulWriter(g) : null;
+  if ((bits !== undefined || integer) && dtype !== "float32") throw new Error("quantized weights need float32 activations");
+  if (bits !== undefined && integer) throw new Error("integerOps and quantizeBits are two different int8 layouts: pick one");
   const linear = (x2d: string, w: GgufTensorInfo, bias: GgufTensorInfo | null, wName: string, name: string) => {
-    // Rows that are not whole blocks stay float, as llama.cpp's quantizer leaves them (F16 fallback).
+    // Rows that are not whole 32-blocks stay float, as llama.cpp's quantizer leaves them (F16 fallback),
+    // in the per-column int8 layout too, so the two backends keep the same matrices float.
+    if (integer && w.dims[0]! % BLOCK_SIZE === 0) {
+      const nodeName = name.replace(/\/Gemm$/, "/MatMul");
+      const out = `${nodeName}_output_0`;
+      const mm = integer.matMul(w, { input: x2d, output: out, weightName: `${wName}.weight`, nodeName });
+      b.nodes.push(...mm.nodes);
+      weights.push(...mm.initializers);
+      return bias ? b.op("Add", [out, weight(bias, `${wName}.bias`)], name.replace(/\/Gemm$/, "/Add_bias")) : out;
+    }
     if (bits === undefined || w.dims[0]! % blockSize !== 0) {
       return b.op("Gemm", bias ? [x2d, weight(w, `${wName}.weight`), weight(bias, `${wName}.bias`)] : [x2d, weight(w, `${wName}.weight`)], name, [
         attr.int("transB", 1),

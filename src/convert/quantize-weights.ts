@@ -31,8 +31,11 @@ import { attr, DataType, node, type OnnxNode } from "../formats/onnx/index.ts";
 import { type LlamaGguf, readWeightF32 } from "./llama-gguf.ts";
 import type { LazyInitializer } from "./llama-onnx-graph.ts";
 
-/** What `steerkit convert --weights` offers. int4/int8 keep float32 activations (as the builder does for CPU). */
-export const WEIGHT_FORMATS = ["fp32", "fp16", "int8", "int4"] as const;
+/**
+ * What `steerkit convert --weights` offers. int4/int8 keep float32 activations (as the builder does
+ * for CPU); int8-dynamic is onnxruntime's `quantize_dynamic` layout (integer-matmul.ts).
+ */
+export const WEIGHT_FORMATS = ["fp32", "fp16", "int8", "int4", "int8-dynamic"] as const;
 export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
 
 /** The builder's default block (and Q4_0's / Q8_0's, so those repack without loss). */
@@ -279,9 +282,11 @@ export interface ResolvedWeights {
   readonly format: WeightFormat;
   /** Activation (and float weight) precision of the graph. */
   readonly dtype: "float32" | "float16";
-  /** 4 / 8 for MatMulNBits, undefined for float weights. */
+  /** 4 / 8 for MatMulNBits, undefined for float weights and int8-dynamic. */
   readonly bits: 4 | 8 | undefined;
   readonly blockSize: number;
+  /** int8-dynamic: DynamicQuantizeLinear + MatMulInteger with per-column int8 weights. */
+  readonly integerOps: boolean;
 }
 
 /**
@@ -290,7 +295,7 @@ export interface ResolvedWeights {
  *
  * @example
  * ```ts
- * resolveWeights({ weights: "int4", blockSize: 128 }); // { format: "int4", dtype: "float32", bits: 4, blockSize: 128 }
+ * resolveWeights({ weights: "int4", blockSize: 128 }); // { format: "int4", dtype: "float32", bits: 4, blockSize: 128, integerOps: false }
  * ```
  */
 export function resolveWeights(o: { weights?: WeightFormat; dtype?: "float32" | "float16"; blockSize?: number }): ResolvedWeights {
@@ -301,8 +306,8 @@ export function resolveWeights(o: { weights?: WeightFormat; dtype?: "float32" | 
   const bits = weightBits(format) ?? undefined;
   const blockSize = o.blockSize ?? BLOCK_SIZE;
   if (!(BLOCK_SIZES as readonly number[]).includes(blockSize)) throw new Error(`blockSize must be one of ${BLOCK_SIZES.join(", ")}, got ${blockSize}`);
-  if (o.blockSize !== undefined && bits === undefined) throw new Error(`blockSize applies to int8/int4 weights, not ${format}`);
-  return { format, dtype, bits, blockSize };
+  if (o.blockSize !== undefined && bits === undefined) throw new Error(`blockSize applies to int8/int4 weights, not ${format}${format === "int8-dynamic" ? " (one scale per output column, no blocks)" : ""}`);
+  return { format, dtype, bits, blockSize, integerOps: format === "int8-dynamic" };
 }
 
 /**

@@ -154,6 +154,6 @@ describe("convert --weights int4 / int8 on stories260K (F32)", () => {
   test("an unknown weight format is refused by name", async () => {
     const e = await convertGgufToOnnx(MODEL, join(dir, "bad"), { weights: "int3" as "int4" }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ConvertError);
-    expect((e as Error).message).toContain('weights must be one of fp32, fp16, int8, int4, got "int3"');
+    expect((e as Error).message).toContain('weights must be one of fp32, fp16, int8, int4, int8-dynamic, got "int3"');
   });
 });

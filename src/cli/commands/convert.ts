@@ -8,7 +8,7 @@ export const convertCommand: Command = {
   summary: "convert a GGUF (llama, mistral3, smollm3, qwen2, qwen3, phi3, gemma2, gemma3, gpt2) into an ONNX decoder export (same model on both backends)",
   help: `steerkit convert — build an ONNX decoder with KV cache from a GGUF
 
-Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [--block-size n] [--layout optimum|genai] [--json]
+Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4|int8-dynamic] [--block-size n] [--layout optimum|genai] [--json]
 
   <model.gguf>   architectures: ${SUPPORTED_ARCHITECTURES.join(", ")}
   <model.gguf>   F32, F16, BF16, or llama-quantize's q8_0 / q4_0 / q4_k_m / q5_k_m types
@@ -19,7 +19,11 @@ Usage: steerkit convert <model.gguf> <out-dir> [--weights fp32|fp16|int8|int4] [
                  int8 / int4: every matrix block-quantized into MatMulNBits (block 32, symmetric,
                  accuracy_level 4, float32 activations: what onnxruntime-genai's builder writes for
                  CPU); Q8_0 / Q4_0 GGUF matrices are repacked into int8 / int4 without loss
-  --block-size   int8/int4 block: 32 (default; Q4_0/Q8_0 repack without loss), 16, 64, 128 or 256
+                 int8-dynamic: onnxruntime's quantize_dynamic layout (DynamicQuantizeLinear ->
+                 MatMulInteger -> Cast -> Mul): int8 weights with one scale per output column,
+                 activations rounded to uint8 per tensor at run time; faster than int8 on x86
+                 VNNI/AMX CPUs, less exact (Q8_0 sources are rounded again); optimum layout only
+  --block-size   int8/int4 (MatMulNBits) block: 32 (default; Q4_0/Q8_0 repack without loss), 16, 64, 128 or 256
                  (128: fewer scale bytes and faster on ONNX Runtime's CPU kernels)
   --layout       optimum (default: standard ONNX ops, position_ids input) or genai: the graph
                  onnxruntime-genai's model builder writes for CPU (GroupQueryAttention with rotary,
