@@ -17,13 +17,12 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import * as v from "valibot";
 import { onnx } from "../src/adapters/onnx/index.ts";
 import type { Model, Sequence } from "../src/core/backend.ts";
-import { compileChain, type ChainPlugin } from "../src/core/chain.ts";
-import { definePlugin } from "../src/core/plugin.ts";
+import { compileChain } from "../src/core/chain.ts";
 import { argmax } from "../src/core/tensor.ts";
 import { progressBar } from "../src/cli/progress.ts";
+import { everyLayerSteering } from "./lib/shared.ts";
 
 export interface OnnxBatchedBenchOptions {
   readonly dir: string;
@@ -39,20 +38,7 @@ export async function runOnnxBatchedBench(o: OnnxBatchedBenchOptions): Promise<s
   const model = await onnx.load(o.dir, { threads: o.threads, contextLength: o.nPrompt + o.nDecode + 8 });
   if (!model.batched) throw new Error(`${o.dir}: this export cannot batch: ${model.batchRefusal}`);
   const { nLayers, dModel, vocabSize } = model.info;
-  const vector = Float32Array.from({ length: dModel }, (_, i) => Math.sin(i) * 0.05);
-  const everyLayer = definePlugin({
-    name: "bench-every-layer",
-    options: v.object({ affine: v.boolean() }),
-    needs: ["residual:write"],
-    create: (p) => ({
-      points: Array.from({ length: nLayers }, (_, layer) => ({ site: "resid_post" as const, layer })),
-      onResidual(x) {
-        for (let off = 0; off < x.data.length; off += dModel) for (let i = 0; i < dModel; i++) x.data[off + i]! += vector[i]!;
-      },
-      ...(p.affine && { affine: () => ({ rank: 0 as const, U: null, V: null, c: vector }) }),
-    }),
-  });
-  const recipeOf = (steered: boolean, i: number): ChainPlugin[] => (steered ? [everyLayer({ affine: i % 2 === 1 })] : []);
+  const recipeOf = everyLayerSteering(nLayers, dModel);
   const prompt = (i: number) => Array.from({ length: o.nPrompt }, (_, k) => 1 + ((i * 31 + k * 7) % Math.min(500, vocabSize - 1)));
 
   /** Tokens/s of the decode phase with n sequences of `m`, all calls of a step in flight together. */

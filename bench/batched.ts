@@ -35,13 +35,12 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import * as v from "valibot";
 import type { Model, Sequence } from "../src/core/backend.ts";
-import { compileChain, type ChainPlugin } from "../src/core/chain.ts";
-import { definePlugin } from "../src/core/plugin.ts";
+import { compileChain } from "../src/core/chain.ts";
 import { argmax } from "../src/core/tensor.ts";
 import { progressBar } from "../src/cli/progress.ts";
 import { createChatServer } from "../src/server/index.ts";
+import { everyLayerSteering } from "./lib/shared.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -74,22 +73,7 @@ const contextLength = nPrompt + nDecode + 8;
 const model = loadModel(modelPath, { threads, contextLength });
 const childN = args["one-context"];
 const { nLayers, dModel, vocabSize } = model.info;
-const vector = Float32Array.from({ length: dModel }, (_, i) => Math.sin(i) * 0.05);
-
-/** Adds `vector` at every layer's block output: JS (`affine: false`) or as an affine edit (native, per row group). */
-const everyLayer = definePlugin({
-  name: "bench-every-layer",
-  options: v.object({ affine: v.boolean() }),
-  needs: ["residual:write"],
-  create: (o) => ({
-    points: Array.from({ length: nLayers }, (_, layer) => ({ site: "resid_post" as const, layer })),
-    onResidual(x) {
-      for (let off = 0; off < x.data.length; off += dModel) for (let i = 0; i < dModel; i++) x.data[off + i]! += vector[i]!;
-    },
-    ...(o.affine && { affine: () => ({ rank: 0 as const, U: null, V: null, c: vector }) }),
-  }),
-});
-const recipeOf = (steered: boolean, i: number): ChainPlugin[] => (steered ? [everyLayer({ affine: i % 2 === 1 })] : []);
+const recipeOf = everyLayerSteering(nLayers, dModel);
 
 /** Distinct prompts of `nPrompt` tokens, within the real vocabulary part. */
 const prompt = (i: number) => Array.from({ length: nPrompt }, (_, k) => 1 + ((i * 31 + k * 7) % Math.min(500, vocabSize - 1)));

@@ -24,6 +24,7 @@ import { compileChain } from "../src/core/chain.ts";
 import { definePlugin } from "../src/core/plugin.ts";
 import type { HookPoint } from "../src/core/sites.ts";
 import { loadModel, type LlamaSequenceOptions } from "../src/adapters/llama-cpp/index.ts";
+import { stdoutLines } from "./lib/shared.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -156,18 +157,7 @@ async function nodeLlamaCppRunner(): Promise<Runner | string> {
     stderr: "inherit",
     env: { ...process.env, NLC_DIR: args.nlc!, NLC_MODEL: modelPath, NLC_THREADS: String(threads), NLC_CONTEXT: String(contextLength) },
   });
-  const lines = (async function* () {
-    const decoder = new TextDecoder();
-    let buf = "";
-    for await (const chunk of child.stdout) {
-      buf += decoder.decode(chunk);
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        yield buf.slice(0, i);
-        buf = buf.slice(i + 1);
-      }
-    }
-  })();
+  const lines = stdoutLines(child.stdout);
   const request = async (msg: unknown) => {
     child.stdin.write(JSON.stringify(msg) + "\n");
     child.stdin.flush();

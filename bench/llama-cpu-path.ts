@@ -22,6 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LIB_GGML, LIB_GGML_BASE, LIB_LLAMA } from "../src/adapters/llama-cpp/abi.ts";
 import { resolveBinsDir } from "../src/adapters/llama-cpp/ffi.ts";
+import { stdoutLines } from "./lib/shared.ts";
 
 export interface LlamaCpuPath {
   /** The spec as given: `auto`, `icelake`, `auto+plain`... */
@@ -115,18 +116,7 @@ export async function startLlamaCpuPath(spec: string, gguf: string, o: { threads
   };
   if (plain) Object.assign(env, { LD_PRELOAD: noExtraBuftsShim(), SK_LIBGGML: join(dir, LIB_GGML) });
   const child = Bun.spawn(["bun", join(import.meta.dir, "llama-cpu-path-worker.ts")], { stdin: "pipe", stdout: "pipe", stderr: "inherit", env });
-  const lines = (async function* () {
-    const decoder = new TextDecoder();
-    let buf = "";
-    for await (const chunk of child.stdout) {
-      buf += decoder.decode(chunk);
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        yield buf.slice(0, i);
-        buf = buf.slice(i + 1);
-      }
-    }
-  })();
+  const lines = stdoutLines(child.stdout);
   const next = async () => {
     const { value, done } = await lines.next();
     if (done) throw new Error(`llama.cpp CPU path ${spec}: the worker exited`);
