@@ -7,18 +7,10 @@ import { describe, test } from "bun:test";
 import { loadModel } from "../../src/adapters/llama-cpp/index.ts";
 import type { Model } from "../../src/core/backend.ts";
 import { conformanceChecks, DEFAULT_MODEL_PATH, referenceCheck, referenceLlama } from "../../src/testing/index.ts";
+import { ownedBatchedView } from "../helpers/batched.ts";
 
 /** The batched view, whose dispose() also frees the weights it was made from (each check opens its own model). */
-async function open(): Promise<Model> {
-  const model = loadModel(DEFAULT_MODEL_PATH, { contextLength: 64, threads: 1 });
-  const view = model.batched({ sequences: 8 });
-  return Object.assign(Object.create(view) as Model, {
-    dispose() {
-      view.dispose();
-      model.dispose();
-    },
-  });
-}
+const open = async (): Promise<Model> => ownedBatchedView(loadModel(DEFAULT_MODEL_PATH, { contextLength: 64, threads: 1 }), 8);
 const reference = () => referenceLlama.load(DEFAULT_MODEL_PATH, { contextLength: 64 });
 /**
  * Not bitwise between runs: a sequence's rows share their forward pass with whatever else the batch

@@ -12,6 +12,7 @@ import { onnx } from "../../src/adapters/onnx/index.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import type { Model } from "../../src/core/backend.ts";
 import { conformanceChecks, DEFAULT_MODEL_PATH, referenceCheck, referenceLlama } from "../../src/testing/index.ts";
+import { ownedBatchedView } from "../helpers/batched.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "steerkit-conformance-onnx-batched-"));
 beforeAll(() => convertGgufToOnnx(DEFAULT_MODEL_PATH, dir));
@@ -21,13 +22,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 async function open(): Promise<Model> {
   const model = await onnx.load(dir, { contextLength: 64, threads: 1 });
   if (!model.batched) throw new Error(`the converted export should batch: ${model.batchRefusal}`);
-  const view = model.batched({ sequences: 8 });
-  return Object.assign(Object.create(view) as Model, {
-    dispose() {
-      view.dispose();
-      model.dispose();
-    },
-  });
+  return ownedBatchedView(model, 8);
 }
 const reference = () => referenceLlama.load(DEFAULT_MODEL_PATH, { contextLength: 64 });
 /**

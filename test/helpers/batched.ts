@@ -77,3 +77,18 @@ export function gate() {
     },
   };
 }
+
+/**
+ * A model's batched view that owns the model: its dispose() frees the view, then the model (the
+ * conformance suite opens and disposes one model per check).
+ */
+export function ownedBatchedView(model: Model, sequences: number): Model {
+  if (!model.batched) throw new Error(`${model.info.name} cannot batch`);
+  const view = model.batched({ sequences });
+  return Object.assign(Object.create(view) as Model, {
+    dispose() {
+      view.dispose();
+      model.dispose();
+    },
+  });
+}

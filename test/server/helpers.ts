@@ -1,8 +1,10 @@
 /** Shared by the server tests: the embedded model on llama.cpp, test plugins, request helpers. */
+import { expect } from "bun:test";
 import * as v from "valibot";
 import { definePlugin } from "../../src/core/plugin.ts";
 import type { Model } from "../../src/core/backend.ts";
 import { createRegistry } from "../../src/plugins/index.ts";
+import { createChatServer } from "../../src/server/index.ts";
 
 /** Fails in its residual hook at step 2 (after two tokens). */
 export const failsAtStep2 = definePlugin({
@@ -54,3 +56,55 @@ export async function until(cond: () => boolean | Promise<boolean>): Promise<voi
 }
 
 export const json = (r: Response): Promise<any> => r.json();
+
+/**
+ * A chat server on `model` (8 sequences, a "concept" preset), batched or not, listening on a free
+ * loopback port; `servers` collects them so the test file can stop them all.
+ */
+export async function listenBatched(model: Model, batched: boolean, servers: ReturnType<typeof Bun.serve>[]) {
+  const server = await createChatServer({
+    model,
+    registry: registry(),
+    parallel: 8,
+    batched,
+    presets: { concept: [{ plugin: "add-vector", options: { points: ["resid_post.2"], vector: vec(model, 3) } }] },
+  });
+  const http = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: server.fetch, idleTimeout: 0 });
+  servers.push(http);
+  const url = http.url.href.replace(/\/$/, "");
+  const post = (body: unknown) => fetch(url + "/v1/completions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  return { server, url, post };
+}
+
+/** Eight requests with different steering: a preset, inline native and JS-path recipes, a failing plugin, none. */
+export function steeredRequests(model: Model) {
+  return [
+    { prompt: "Once upon a time", steering: "concept" },
+    { prompt: "The cat", steering: [{ plugin: "ablate-direction", options: { points: ["resid_mid.3"], direction: vec(model, 1) } }] },
+    { prompt: "Lily and Tom", steering: [{ plugin: "add-vector", options: { points: ["resid_post.1"], vector: vec(model, -2), positions: "generated" } }] },
+    { prompt: "One day", steering: [{ plugin: "fails-at-step-2" }] },
+    { prompt: "The sun was", steering: [{ plugin: "add-vector", options: { points: ["resid_pre.0", "resid_mid.4"], vector: vec(model, 0.5) } }] },
+    { prompt: "A little dog" },
+    { prompt: "She said", steering: "concept" },
+    { prompt: "They went to the park" },
+  ].map((r, i) => ({ ...r, max_tokens: 10 + 4 * i, temperature: 0 }));
+}
+
+/** The eight requests sent together to the batched server answer as they do one pass each on the unbatched one. */
+export async function expectBatchedAnswersLikeUnbatched(model: Model, servers: ReturnType<typeof Bun.serve>[]): Promise<void> {
+  const plain = await listenBatched(model, false, servers);
+  const together = await listenBatched(model, true, servers);
+  expect(plain.server.stats().batched).toBe(false);
+  expect(together.server.stats().batched).toBe(true);
+  const answer = async (r: Response) => {
+    const body = await json(r);
+    return body.error ? { error: body.error.message } : { text: body.choices[0].text, finish: body.choices[0].finish_reason };
+  };
+  const requests = steeredRequests(model);
+  const expected = [];
+  for (const r of requests) expected.push(await answer(await plain.post(r)));
+  const got = await Promise.all(requests.map(async (r) => answer(await together.post(r))));
+  expect(got).toEqual(expected);
+  expect(got[3]).toEqual({ error: expect.stringContaining("deliberate") }); // failed alone
+  await together.server.whenIdle();
+}
