@@ -2,7 +2,7 @@
  * The chat server on an ONNX model whose export batches: it takes `model.batched` (as it does for
  * llama.cpp), and eight differently steered requests give the answers they give one pass each.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
