@@ -309,8 +309,11 @@ function prepare(model: Model, options: GenerateOptions): Execute {
         }
       } finally {
         ended = true;
-        sequence.free();
-        markFreed();
+        try {
+          sequence.free();
+        } finally {
+          markFreed(); // never leave the request waiting on a free that threw
+        }
       }
     };
 
