@@ -8,27 +8,19 @@ import { afterAll, describe, expect, expectTypeOf, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
 import { onnx } from "../../src/adapters/onnx/index.ts";
 import { convertGgufToOnnx } from "../../src/convert/gguf-to-onnx.ts";
 import type { Model } from "../../src/core/backend.ts";
-import { createArtifacts } from "../../src/core/artifacts.ts";
 import { generate } from "../../src/core/generate.ts";
-import { directionArtifact, type Direction } from "../../src/directions/artifact.ts";
-import { readPromptSet } from "../../src/directions/prompts.ts";
+import type { Direction } from "../../src/directions/artifact.ts";
 import { SelectionError, selectDirections, selectionMarkdown, selectRunCount, type JudgedGeneration, type SelectOptions, type Selection, type SelectRow } from "../../src/directions/select.ts";
 import { selectionJudge, type SelectJudge, type SelectionJudge } from "../../src/directions/select-judge.ts";
 import type { Judge, JudgeInput } from "../../src/eval/judges.ts";
 import { ablateDirection, addVector } from "../../src/plugins/steering.ts";
 import { DEFAULT_MODEL_PATH } from "../../src/testing/index.ts";
+import { D, dogFixture } from "./dog-fixture.ts";
 
-const D = "models/directions/stories260K-dog/";
-const dog = await createArtifacts().register("dog", directionArtifact, { path: `${D}dog.safetensors` }).load(directionArtifact, "dog");
-// As the demonstration: prompts that end where stories260K names its character again ("... a little dog. The").
-const setA = readPromptSet(`${D}dog.txt`).slice(0, 12).map((p) => `${p} The`);
-const setB = readPromptSet(`${D}other.txt`).slice(0, 12).map((p) => `${p} The`);
-const model = await llamaCpp.load(DEFAULT_MODEL_PATH, { contextLength: 128 });
-const DOG_TOKEN = model.tokenize("dog", { addBos: false })[0]!;
+const { dog, setA, setB, model, DOG_TOKEN } = await dogFixture();
 const DOG_JUDGE = { type: "regex", pattern: "\\bdogs?\\b", flags: "i" } as const;
 const dir = mkdtempSync(join(tmpdir(), "steerkit-select-judge-"));
 afterAll(() => {

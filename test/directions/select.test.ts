@@ -5,20 +5,11 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { llamaCpp } from "../../src/adapters/llama-cpp/index.ts";
-import { createArtifacts } from "../../src/core/artifacts.ts";
-import { directionArtifact, type Direction } from "../../src/directions/artifact.ts";
-import { readPromptSet } from "../../src/directions/prompts.ts";
+import type { Direction } from "../../src/directions/artifact.ts";
 import { klDivergence, logProbMass, selectDirections, selectionMarkdown } from "../../src/directions/select.ts";
-import { DEFAULT_MODEL_PATH } from "../../src/testing/index.ts";
+import { D, dogFixture } from "./dog-fixture.ts";
 
-const D = "models/directions/stories260K-dog/";
-const dog = await createArtifacts().register("dog", directionArtifact, { path: `${D}dog.safetensors` }).load(directionArtifact, "dog");
-// Prompts that end where stories260K names its character again: "... little dog. The" -> " dog".
-const setA = readPromptSet(`${D}dog.txt`).slice(0, 12).map((p) => `${p} The`);
-const setB = readPromptSet(`${D}other.txt`).slice(0, 12).map((p) => `${p} The`);
-const model = await llamaCpp.load(DEFAULT_MODEL_PATH, { contextLength: 128 });
-const DOG_TOKEN = model.tokenize("dog", { addBos: false })[0]!;
+const { dog, setA, setB, model, DOG_TOKEN } = await dogFixture();
 afterAll(() => model.dispose());
 
 function random(seed: number, norm: number): Float32Array {
